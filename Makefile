@@ -1,0 +1,34 @@
+# Two entry points for a newcomer (see README.md):
+#   make demo   - install, then replays -> index -> shards -> TFDS -> short training + evaluation
+#   make test   - install, then the test suite
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+REPLAYS ?= ../shared/replays/python-sc2
+OUT    ?= demo_out
+STEPS  ?= 200
+
+.PHONY: install demo test clean
+
+$(VENV)/.installed: pyproject.toml requirements-pysc2.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (s2protocol imports imp)"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	# pysc2 4.0.0 declares enum34 and other packages it does not need: no deps.
+	$(PY) -m pip install --quiet --no-deps -r requirements-pysc2.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) beam_runner.py --replays '$(REPLAYS)' --output $(OUT)/data
+	$(PY) -m datasets.sc2_replays.build --pipeline_output $(OUT)/data --data_dir $(OUT)/tfds
+	$(PY) -m trainers.train --data $(OUT)/data --model fully_conv --out $(OUT)/run --steps $(STEPS)
+	$(PY) -m trainers.evaluate --data $(OUT)/data --run $(OUT)/run --split test
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider --timeout 900 tests
+
+clean:
+	rm -rf $(OUT)

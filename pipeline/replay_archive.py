@@ -1,0 +1,223 @@
+"""Opens one ``.SC2Replay`` file and decodes its parts with the right protocol.
+
+A replay is an MPQ archive.  Its user-data header names the game build; the
+build selects an s2protocol decoder module.  s2protocol bundles 93 of them and
+lacks many builds (every 3.0 - 3.14 build, for example); for those we fall back
+to the nearest bundled build at or below the replay's build (else the nearest
+above), try it, and record that we did (``protocol_exact`` is False).
+
+Blizzard's anonymized replay packs keep only ``replay.details.backup`` and
+``replay.initData.backup`` (and no tracker events); :class:`ReplayArchive`
+reads either name.
+
+Every failure is raised as :class:`ReplayError` with a reason category from
+:data:`ERROR_CATEGORIES`, so callers can write an error record and go on.
+Decoding is lazy and cached: the metadata scan reads the header, details and
+``replay.gamemetadata.json`` only; events are decoded on first use.
+"""
+from __future__ import annotations
+
+import bisect
+import functools
+import hashlib
+import io
+import json
+import os
+import re
+from typing import Any
+
+import mpyq
+from s2protocol import versions as s2_versions
+
+# Reason categories for error records (stable strings: they end up in data).
+ERROR_CATEGORIES = (
+    "empty",              # zero-byte file
+    "too_large",          # over the configured size limit
+    "not_mpq",            # not an MPQ archive at all
+    "unreadable_header",  # MPQ but the replay header does not decode
+    "encrypted",          # archive files are encrypted / cannot be read
+    "missing_part",       # a required file (details, game events) is absent
+    "unsupported_build",  # no decoder protocol works for the build
+    "corrupt",            # a part fails to decode
+    "too_long",           # game longer than the configured limit
+    "timeout",            # decoding exceeded the time limit
+    "internal",           # a bug in this project (reported, never hidden)
+)
+
+
+class ReplayError(Exception):
+    """A replay that cannot be used, with a reason category."""
+
+    def __init__(self, category: str, message: str):
+        if category not in ERROR_CATEGORIES:
+            raise ValueError(f"unknown error category {category!r}")
+        super().__init__(f"{category}: {message}")
+        self.category = category
+        self.message = message
+
+
+def replay_id(data: bytes) -> str:
+    """The replay id: SHA-256 of the file's bytes, hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _bundled_builds() -> tuple[int, ...]:
+    folder = os.path.dirname(s2_versions.__file__)
+    builds = []
+    for name in os.listdir(folder):
+        m = re.fullmatch(r"protocol(\d+)\.py", name)
+        if m:
+            builds.append(int(m.group(1)))
+    return tuple(sorted(builds))
+
+
+@functools.lru_cache(maxsize=None)
+def _protocol(build: int):
+    return s2_versions.build(build)
+
+
+def candidate_protocols(base_build: int) -> list[tuple[int, bool]]:
+    """(build, exact) decoders to try for ``base_build``, best first."""
+    builds = _bundled_builds()
+    if base_build in builds:
+        return [(base_build, True)]
+    i = bisect.bisect_left(builds, base_build)
+    below = list(reversed(builds[:i]))[:3]
+    above = list(builds[i:])[:2]
+    return [(b, False) for b in below + above]
+
+
+class ReplayArchive:
+    """Lazy, cached access to the decoded parts of one replay."""
+
+    def __init__(self, data: bytes, *, path: str = "", max_bytes: int | None = None):
+        self.path = path
+        self.size = len(data)
+        if not data:
+            raise ReplayError("empty", "file is empty")
+        if max_bytes is not None and len(data) > max_bytes:
+            raise ReplayError("too_large", f"{len(data)} bytes > limit {max_bytes}")
+        self.replay_id = replay_id(data)
+        if not data.startswith(b"MPQ"):
+            raise ReplayError("not_mpq", "no MPQ signature")
+        try:
+            self._mpq = mpyq.MPQArchive(io.BytesIO(data), listfile=True)
+        except NotImplementedError as exc:  # mpyq: "Encryption is not supported"
+            raise ReplayError("encrypted", f"MPQ archive does not open: {exc!r}") from exc
+        except Exception as exc:  # mpyq raises bare Exception, struct.error, ...
+            raise ReplayError("not_mpq", f"MPQ archive does not open: {exc!r}") from exc
+        try:
+            content = self._mpq.header["user_data_header"]["content"]
+            self.header = s2_versions.latest().decode_replay_header(content)
+            version = self.header["m_version"]
+            self.base_build = int(version["m_baseBuild"])
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise ReplayError("unreadable_header", f"replay header: {exc!r}") from exc
+        except Exception as exc:  # s2protocol's decoders raise CorruptedError etc.
+            raise ReplayError("unreadable_header", f"replay header: {exc!r}") from exc
+        self.version = "{m_major}.{m_minor}.{m_revision}.{m_build}".format(**version)
+        self.game_loops = int(self.header.get("m_elapsedGameLoops", 0))
+        self.protocol_build, self.protocol_exact, self._details = self._choose_protocol()
+
+    # ------------------------------------------------------------ raw files
+    @functools.cached_property
+    def files(self) -> frozenset[str]:
+        names = self._mpq.files or []
+        return frozenset(n.decode("utf-8", "replace") if isinstance(n, bytes) else n
+                         for n in names)
+
+    def read(self, name: str, *, required: bool = True) -> bytes | None:
+        """Contents of an archive file (or its ``.backup`` twin)."""
+        for candidate in (name, name + ".backup"):
+            try:
+                data = self._mpq.read_file(candidate)
+            except Exception as exc:  # mpyq: bad decompression, encryption...
+                raise ReplayError("encrypted" if "crypt" in repr(exc).lower() else "corrupt",
+                                  f"reading {candidate}: {exc!r}") from exc
+            if data is not None:
+                return data
+        if required:
+            raise ReplayError("missing_part", f"archive has no {name}")
+        return None
+
+    # --------------------------------------------------------------- decoding
+    def _choose_protocol(self):
+        raw = self.read("replay.details")
+        errors = []
+        for build, exact in candidate_protocols(self.base_build):
+            try:
+                details = _protocol(build).decode_replay_details(raw)
+                players = details["m_playerList"]
+                if players is None or not isinstance(players, list):
+                    raise ValueError("no player list")
+                return build, exact, details
+            except Exception as exc:  # any decoder failure means: try the next
+                errors.append(f"{build}: {exc!r}")
+        raise ReplayError("unsupported_build",
+                          f"build {self.base_build}: no bundled protocol decodes the "
+                          f"details ({'; '.join(errors[:3])})")
+
+    @property
+    def protocol(self):
+        return _protocol(self.protocol_build)
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return self._details
+
+    def _decode(self, what: str, fn_name: str, *, required: bool = True):
+        raw = self.read(what, required=required)
+        if raw is None:
+            return None
+        fn = getattr(self.protocol, fn_name, None)
+        if fn is None:
+            if required:
+                raise ReplayError("unsupported_build",
+                                  f"protocol {self.protocol_build} cannot decode {what}")
+            return None
+        try:
+            result = fn(raw)
+            return list(result) if fn_name.endswith("events") else result
+        except ReplayError:
+            raise
+        except Exception as exc:  # s2protocol raises TruncatedError, CorruptedError...
+            raise ReplayError("corrupt", f"decoding {what} with protocol "
+                              f"{self.protocol_build}: {exc!r}") from exc
+
+    @functools.cached_property
+    def init_data(self) -> dict[str, Any] | None:
+        return self._decode("replay.initData", "decode_replay_initdata", required=False)
+
+    @functools.cached_property
+    def metadata(self) -> dict[str, Any] | None:
+        """``replay.gamemetadata.json`` (builds from 2.0.4 on), or None."""
+        raw = self.read("replay.gamemetadata.json", required=False)
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw.decode("utf-8", "replace"))
+        except json.JSONDecodeError as exc:
+            raise ReplayError("corrupt", f"gamemetadata.json: {exc}") from exc
+
+    @property
+    def has_tracker_events(self) -> bool:
+        return "replay.tracker.events" in self.files and hasattr(
+            self.protocol, "decode_replay_tracker_events")
+
+    @functools.cached_property
+    def game_events(self) -> list[dict[str, Any]]:
+        return self._decode("replay.game.events", "decode_replay_game_events")
+
+    @functools.cached_property
+    def tracker_events(self) -> list[dict[str, Any]]:
+        """Tracker events, or ``[]`` for replays without them."""
+        if not self.has_tracker_events:
+            return []
+        return self._decode("replay.tracker.events", "decode_replay_tracker_events",
+                            required=False) or []
+
+    @functools.cached_property
+    def attribute_events(self) -> dict[str, Any] | None:
+        return self._decode("replay.attributes.events", "decode_replay_attributes_events",
+                            required=False)

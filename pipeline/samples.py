@@ -1,0 +1,95 @@
+"""Assembles schema samples from windows, observations and replay context.
+
+Both observation sources end here: the sampling rule (``pipeline.sampling``)
+decides targets, masks and window starts; a source supplies the observation
+arrays at each window start; this module joins them with the per-replay
+context and the outcome label into dicts that match ``schemas.sample``.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from pipeline.sampling import Action, Window
+from schemas import layers
+from schemas.sample import Group, SampleSchema, SchemaError, value_label
+
+
+def target_fields(schema: SampleSchema, action: Action) -> dict[str, Any]:
+    """The ``function_id`` and ``arg_*`` fields for one action."""
+    out: dict[str, Any] = {"function_id": int(action.function_id)}
+    out.update(schema.unused_arguments())
+    for name, value in action.arguments.items():
+        field = schema.by_name[f"arg_{name}"]
+        if field.is_array:
+            out[field.name] = np.asarray(value, field.np_dtype).reshape(field.shape)
+        else:
+            out[field.name] = int(value)
+    return out
+
+
+def context_fields(schema: SampleSchema, context: Mapping[str, Any]) -> dict[str, Any]:
+    """The context group, from ``context`` (missing keys take their default)."""
+    out = {}
+    for field in schema.fields:
+        if field.group != Group.CONTEXT:
+            continue
+        value = context.get(field.name, field.default)
+        if value is None:
+            raise SchemaError(f"context field {field.name} has no value and no default")
+        out[field.name] = value if field.is_string else int(value)
+    return out
+
+
+def build_samples(schema: SampleSchema,
+                  *,
+                  replay_id: str,
+                  player_id: int,
+                  context: Mapping[str, Any],
+                  windows: Sequence[Window],
+                  observations: Mapping[int, Mapping[str, np.ndarray]],
+                  source: str,
+                  unavailable_layers: Iterable[str],
+                  has_tracker_events: bool,
+                  outcome: str,
+                  split: str = "") -> list[dict[str, Any]]:
+    """One schema sample per window.
+
+    ``observations[loop]`` holds, for each window start, the observation
+    arrays (``minimap_*``, ``screen_*``, ``player``); ``available_actions``
+    comes from the window.  Missing observation arrays are an error: a source
+    that cannot fill a layer passes zeros and names it in
+    ``unavailable_layers``.
+    """
+    ctx = context_fields(schema, context)
+    label = value_label(outcome)
+    unavailable = ",".join(sorted(set(unavailable_layers)))
+    obs_names = [f.name for f in schema.fields
+                 if f.group == Group.OBSERVATION and f.is_array and f.name != "available_actions"]
+    samples = []
+    for window in windows:
+        obs = observations.get(window.game_loop)
+        if obs is None:
+            raise SchemaError(f"no observation for window at loop {window.game_loop}")
+        sample: dict[str, Any] = {
+            "replay_id": replay_id,
+            "player_id": int(player_id),
+            "game_loop": int(window.game_loop),
+            "split": split,
+        }
+        sample.update(ctx)
+        for name in obs_names:
+            sample[name] = obs[name]
+        sample["available_actions"] = window.available.astype(np.uint8)
+        sample["source"] = source
+        sample["unavailable_layers"] = unavailable
+        sample["has_tracker_events"] = int(bool(has_tracker_events))
+        sample.update(target_fields(schema, window.target))
+        sample["target_was_unavailable"] = int(window.target_was_unavailable)
+        sample["value"] = label
+        sample["outcome"] = outcome
+        samples.append(sample)
+    return samples
+
+

@@ -1,0 +1,168 @@
+"""The SC2LE sampling rule: one player's per-loop stream to training windows.
+
+Section 5 of the SC2LE paper samples replays every 8 game loops.  For a window
+``[t, t + step_mul)`` of one player:
+
+* the observation is the one at loop ``t`` (the source's business);
+* the policy target is the first action the player issued in the window, or
+  ``no_op`` when there is none;
+* the mask is the union of the actions available at the loops of the window
+  the source observed; the target is always inside it -- when a source reports
+  the target as unavailable it is added and the window says so;
+* actions the game issued by itself (the automatic camera move at game start)
+  are never targets;
+* the value label is the player's outcome (see ``schemas.sample.value_label``).
+
+This module knows nothing about replays, pysc2 or files: both observation
+sources feed it the same plain data, and it is tested with hand-built streams.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from schemas import layers
+
+ArgValue = int | tuple[int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Action:
+    """One input in pysc2's action space.
+
+    ``arguments`` maps pysc2 argument type names (``screen``, ``queued``...) to
+    their values: an ``(x, y)`` pair for spatial types, an int otherwise.
+    """
+    game_loop: int
+    function_id: int
+    arguments: Mapping[str, ArgValue] = dataclasses.field(default_factory=dict)
+    automatic: bool = False
+
+    def __post_init__(self):
+        unknown = set(self.arguments) - set(layers.ARGUMENT_NAMES)
+        if unknown:
+            raise ValueError(f"unknown argument types {sorted(unknown)}")
+
+
+def no_op(game_loop: int) -> Action:
+    return Action(game_loop, layers.NO_OP, {})
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """One training window of one player."""
+    game_loop: int            # first loop of the window; the observation's loop
+    end_loop: int             # one past the last loop
+    target: Action
+    available: np.ndarray     # uint8[NUM_FUNCTIONS]
+    target_was_unavailable: bool
+
+
+@dataclasses.dataclass
+class SamplingStats:
+    windows: int = 0
+    no_op_windows: int = 0
+    target_added_to_mask: int = 0
+    automatic_actions_dropped: int = 0
+    actions_not_first_in_window: int = 0
+    actions_after_game_end: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+def window_starts(game_loops: int, step_mul: int = 8) -> range:
+    """Loops at which windows start: 0, step, 2*step ... below ``game_loops``."""
+    if step_mul < 1:
+        raise ValueError("step_mul must be at least 1")
+    return range(0, max(int(game_loops), 0), step_mul)
+
+
+def observed_loops(game_loops: int, actions: Iterable[Action],
+                   step_mul: int = 8) -> list[int]:
+    """The loops a source must observe for an exact mask: window starts and
+    every loop where the player acted (sorted, unique)."""
+    loops = set(window_starts(game_loops, step_mul))
+    loops.update(a.game_loop for a in actions
+                 if not a.automatic and 0 <= a.game_loop < game_loops)
+    return sorted(loops)
+
+
+def _as_mask(available: np.ndarray | Iterable[int]) -> np.ndarray:
+    if isinstance(available, np.ndarray) and available.shape == (layers.NUM_FUNCTIONS,):
+        return available.astype(bool)
+    mask = np.zeros(layers.NUM_FUNCTIONS, bool)
+    ids = np.fromiter(available, dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= layers.NUM_FUNCTIONS):
+        raise ValueError(f"function ids out of range: {ids[(ids < 0) | (ids >= layers.NUM_FUNCTIONS)]}")
+    mask[ids] = True
+    return mask
+
+
+def sample_windows(game_loops: int,
+                   actions: Sequence[Action],
+                   available_by_loop: Mapping[int, np.ndarray | Iterable[int]],
+                   step_mul: int = 8,
+                   stats: SamplingStats | None = None) -> list[Window]:
+    """Applies the sampling rule to one player's stream.
+
+    Args:
+      game_loops: length of the game; windows cover ``[0, game_loops)`` and
+        the last one may be shorter than ``step_mul``.
+      actions: the player's actions in game-loop order (ties keep their order).
+      available_by_loop: for each loop the source observed, the available
+        function ids (an iterable of ids or a boolean/uint8 mask of 573).  Every
+        window start must be present.
+      step_mul: window length in game loops.
+      stats: counters to update, if given.
+
+    Returns:
+      One :class:`Window` per window start, in order.
+    """
+    stats = stats if stats is not None else SamplingStats()
+    starts = window_starts(game_loops, step_mul)
+    by_window: dict[int, list[Action]] = collections.defaultdict(list)
+    last_loop = -1
+    for action in actions:
+        if action.game_loop < last_loop:
+            raise ValueError("actions must be in game-loop order")
+        last_loop = action.game_loop
+        if action.automatic:
+            stats.automatic_actions_dropped += 1
+            continue
+        if action.game_loop >= game_loops or action.game_loop < 0:
+            stats.actions_after_game_end += 1
+            continue
+        by_window[action.game_loop - action.game_loop % step_mul].append(action)
+
+    observed = sorted(available_by_loop)
+    masks = {loop: _as_mask(available_by_loop[loop]) for loop in observed}
+    obs_index = 0
+    windows = []
+    for start in starts:
+        end = min(start + step_mul, game_loops)
+        if start not in masks:
+            raise ValueError(f"no observation at window start {start}")
+        while obs_index < len(observed) and observed[obs_index] < start:
+            obs_index += 1
+        mask = np.zeros(layers.NUM_FUNCTIONS, bool)
+        while obs_index < len(observed) and observed[obs_index] < end:
+            mask |= masks[observed[obs_index]]
+            obs_index += 1
+        window_actions = by_window.get(start, [])
+        if window_actions:
+            target = window_actions[0]
+            stats.actions_not_first_in_window += len(window_actions) - 1
+        else:
+            target = no_op(start)
+            stats.no_op_windows += 1
+        was_unavailable = not mask[target.function_id]
+        if was_unavailable:
+            mask[target.function_id] = True
+            stats.target_added_to_mask += 1
+        stats.windows += 1
+        windows.append(Window(start, end, target, mask.astype(np.uint8), was_unavailable))
+    return windows

@@ -1,0 +1,361 @@
+"""The single definition of a training sample, and every encoding derived from it.
+
+A sample is one (replay, player, game loop): the observation the player had at
+the start of an 8-loop window, the first action the player issued in that
+window (the policy target), the actions available during the window (the mask)
+and the game's outcome for that player (the value label).
+
+Everything that stores or reads samples derives its layout from
+:class:`SampleSchema` here: the Parquet (pyarrow) schema, the
+``tf.train.Example`` encoding and parse spec, the TensorFlow Datasets
+``FeaturesDict`` and the trainer's decoding.  No other module lists fields.
+
+In memory a sample is a ``dict`` from field name to a Python scalar (ints,
+strings) or a numpy array of the field's dtype and shape.
+
+Encodings:
+* Parquet: scalars as their Arrow type; arrays as ``fixed_size_list`` of the
+  element type, flattened in C order (the shape is in the field's metadata).
+* TFRecord (``tf.train.Example``): integer scalars as ``int64_list``, strings
+  as ``bytes_list``; arrays as one ``bytes_list`` entry of raw little-endian
+  bytes (``tf.io.decode_raw`` + reshape reads them).
+* TFDS: scalars as ``Scalar``/``Text``, arrays as ``Tensor`` with ZLIB
+  encoding.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from schemas import layers
+
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+OUTCOMES: tuple[str, ...] = ("win", "loss", "tie", "undecided")
+SOURCES: tuple[str, ...] = ("events", "sc2")
+
+
+class Group(enum.Enum):
+    IDENTITY = "identity"
+    CONTEXT = "context"
+    OBSERVATION = "observation"
+    TARGET = "target"
+    LABEL = "label"
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One column of a sample.
+
+    ``shape == ()`` is a scalar; ``dtype`` is a numpy dtype name, or ``"str"``.
+    ``default`` is the value that means unknown / unused.
+    """
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    group: Group
+    doc: str
+    default: Any = None
+
+    @property
+    def is_array(self) -> bool:
+        return bool(self.shape)
+
+    @property
+    def is_string(self) -> bool:
+        return self.dtype == "str"
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        if self.is_string:
+            raise TypeError(f"{self.name} is a string field")
+        return np.dtype(self.dtype)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+
+class SchemaError(ValueError):
+    """A sample does not match the schema."""
+
+
+def _fields(screen: int, minimap: int) -> tuple[Field, ...]:
+    I, C, O, T, L = (Group.IDENTITY, Group.CONTEXT, Group.OBSERVATION,
+                     Group.TARGET, Group.LABEL)
+    f = [
+        Field("replay_id", "str", (), I, "SHA-256 of the replay file's bytes (hex)."),
+        Field("player_id", "int32", (), I, "Observed player, 1-based as in the replay."),
+        Field("game_loop", "int32", (), I, "First game loop of the sample's window."),
+        Field("split", "str", (), I, "train, validation or test (by replay id hash)."),
+        Field("map_name", "str", (), C, "Map name from the replay details.", ""),
+        Field("map_width", "int32", (), C, "Map width in world units (cells).", 0),
+        Field("map_height", "int32", (), C, "Map height in world units (cells).", 0),
+        Field("base_build", "int32", (), C, "Game base build of the replay.", 0),
+        Field("game_version", "str", (), C, "Game version string, e.g. 4.10.0.75689.", ""),
+        Field("race", "str", (), C, "This player's race (Terran, Zerg, Protoss).", ""),
+        Field("opponent_race", "str", (), C, "Opponent's race.", ""),
+        Field("mmr", "int32", (), C, "This player's MMR; -1 when unknown.", -1),
+        Field("opponent_mmr", "int32", (), C, "Opponent's MMR; -1 when unknown.", -1),
+        Field("apm", "int32", (), C, "This player's APM; -1 when unknown.", -1),
+        Field("opponent_apm", "int32", (), C, "Opponent's APM; -1 when unknown.", -1),
+        Field("game_loops", "int32", (), C, "Length of the game in game loops.", 0),
+    ]
+    for layer in layers.MINIMAP_LAYERS:
+        f.append(Field(f"minimap_{layer.name}", layer.dtype.name, (minimap, minimap), O,
+                       f"Minimap feature layer '{layer.name}' ({layer.type.value}, "
+                       f"values in [0, {layer.scale})), indexed [y, x]."))
+    for layer in layers.SCREEN_LAYERS:
+        f.append(Field(f"screen_{layer.name}", layer.dtype.name, (screen, screen), O,
+                       f"Screen feature layer '{layer.name}' ({layer.type.value}, "
+                       f"values in [0, {layer.scale})), indexed [y, x]."))
+    f += [
+        Field("player", "int32", (len(layers.PLAYER_FEATURES),), O,
+              "Player vector: " + ", ".join(layers.PLAYER_FEATURES) + "."),
+        Field("available_actions", "uint8", (layers.NUM_FUNCTIONS,), O,
+              "1 where the pysc2 function was available at some loop of the window."),
+        Field("source", "str", (), O, "Observation source: " + " or ".join(SOURCES) + "."),
+        Field("unavailable_layers", "str", (), O,
+              "Comma-separated layers the source could not fill (stored as zeros), "
+              "e.g. 'screen_height_map,minimap_creep'.", ""),
+        Field("has_tracker_events", "int8", (), O,
+              "1 if the replay carries tracker events (unit layers are filled).", 0),
+        Field("function_id", "int32", (), T,
+              "pysc2 function id of the first action in the window; 0 (no_op) if none."),
+    ]
+    for arg in layers.ARGUMENT_TYPES:
+        if arg.spatial:
+            f.append(Field(f"arg_{arg.name}", "int32", (2,), T,
+                           f"Argument '{arg.name}' as (x, y); (-1, -1) when unused.",
+                           layers.UNUSED))
+        else:
+            f.append(Field(f"arg_{arg.name}", "int32", (), T,
+                           f"Argument '{arg.name}' in [0, {arg.sizes[0]}); -1 when unused.",
+                           layers.UNUSED))
+    f += [
+        Field("target_was_unavailable", "int8", (), T,
+              "1 if the source reported the target unavailable and it was added to "
+              "the mask.", 0),
+        Field("value", "int8", (), L, "1 if this player won the game, else 0 (as in SC2LE)."),
+        Field("outcome", "str", (), L, "This player's result: " + ", ".join(OUTCOMES) + "."),
+    ]
+    return tuple(f)
+
+
+class SampleSchema:
+    """The sample layout for one (screen, minimap) resolution."""
+
+    def __init__(self, screen_resolution: int = 64, minimap_resolution: int = 64):
+        if screen_resolution < 1 or minimap_resolution < 1:
+            raise ValueError("resolutions must be positive")
+        self.screen_resolution = screen_resolution
+        self.minimap_resolution = minimap_resolution
+        self.fields: tuple[Field, ...] = _fields(screen_resolution, minimap_resolution)
+        self.by_name: dict[str, Field] = {f.name: f for f in self.fields}
+        if len(self.by_name) != len(self.fields):
+            raise AssertionError("duplicate field names")
+
+    def __repr__(self) -> str:
+        return (f"SampleSchema(screen_resolution={self.screen_resolution}, "
+                f"minimap_resolution={self.minimap_resolution})")
+
+    def names(self, group: Group | None = None) -> list[str]:
+        return [f.name for f in self.fields if group is None or f.group == group]
+
+    @property
+    def minimap_fields(self) -> list[Field]:
+        return [f for f in self.fields if f.name.startswith("minimap_")]
+
+    @property
+    def screen_fields(self) -> list[Field]:
+        return [f for f in self.fields if f.name.startswith("screen_")]
+
+    # ------------------------------------------------------------------ in memory
+    def empty_observation(self) -> dict[str, np.ndarray]:
+        """Zeroed spatial layers, player vector and mask, ready to fill."""
+        return {f.name: np.zeros(f.shape, f.np_dtype) for f in self.fields
+                if f.group == Group.OBSERVATION and f.is_array}
+
+    def unused_arguments(self) -> dict[str, Any]:
+        """Every argument field set to its 'unused' value."""
+        out: dict[str, Any] = {}
+        for arg in layers.ARGUMENT_TYPES:
+            field = self.by_name[f"arg_{arg.name}"]
+            out[field.name] = (np.full(field.shape, layers.UNUSED, field.np_dtype)
+                               if field.is_array else layers.UNUSED)
+        return out
+
+    def validate(self, sample: Mapping[str, Any]) -> None:
+        """Raises :class:`SchemaError` unless ``sample`` has exactly the fields."""
+        missing = [n for n in self.by_name if n not in sample]
+        extra = [n for n in sample if n not in self.by_name]
+        if missing or extra:
+            raise SchemaError(f"missing fields {missing}, unexpected fields {extra}")
+        for field in self.fields:
+            value = sample[field.name]
+            if field.is_array:
+                if not isinstance(value, np.ndarray) or value.shape != field.shape:
+                    raise SchemaError(f"{field.name}: expected array {field.shape}, "
+                                      f"got {getattr(value, 'shape', type(value))}")
+                if value.dtype != field.np_dtype:
+                    raise SchemaError(f"{field.name}: dtype {value.dtype}, "
+                                      f"expected {field.np_dtype}")
+            elif field.is_string:
+                if not isinstance(value, str):
+                    raise SchemaError(f"{field.name}: expected str, got {type(value)}")
+            elif not isinstance(value, (int, np.integer)):
+                raise SchemaError(f"{field.name}: expected int, got {type(value)}")
+
+    # ---------------------------------------------------------------- Parquet
+    @functools.cached_property
+    def arrow_schema(self):
+        import pyarrow as pa
+        cols = []
+        for field in self.fields:
+            meta = {b"doc": field.doc.encode(), b"group": field.group.value.encode()}
+            if field.is_string:
+                typ = pa.string()
+            elif field.is_array:
+                typ = pa.list_(pa.from_numpy_dtype(field.np_dtype), field.size)
+                meta[b"shape"] = ",".join(map(str, field.shape)).encode()
+            else:
+                typ = pa.from_numpy_dtype(field.np_dtype)
+            cols.append(pa.field(field.name, typ, nullable=False, metadata=meta))
+        return pa.schema(cols, metadata={
+            b"sc2_sample_schema": repr(self).encode()})
+
+    def to_arrow(self, samples: Sequence[Mapping[str, Any]]):
+        """Samples (dicts) to a pyarrow Table with :attr:`arrow_schema`."""
+        import pyarrow as pa
+        arrays = []
+        for field, arrow_field in zip(self.fields, self.arrow_schema):
+            values = [s[field.name] for s in samples]
+            if field.is_array:
+                flat = (np.stack(values).reshape(-1) if values
+                        else np.zeros(0, field.np_dtype))
+                arrays.append(pa.FixedSizeListArray.from_arrays(
+                    pa.array(flat.astype(field.np_dtype, copy=False)), field.size))
+            else:
+                arrays.append(pa.array(values, type=arrow_field.type))
+        return pa.Table.from_arrays(arrays, schema=self.arrow_schema)
+
+    def from_arrow(self, table) -> list[dict[str, Any]]:
+        """A pyarrow Table (or RecordBatch) back to sample dicts."""
+        n = table.num_rows
+        columns: dict[str, Any] = {}
+        for field in self.fields:
+            col = table.column(field.name)
+            if hasattr(col, "combine_chunks"):
+                col = col.combine_chunks()
+            if field.is_array:
+                flat = col.flatten().to_numpy(zero_copy_only=False)
+                columns[field.name] = flat.astype(field.np_dtype).reshape((n,) + field.shape)
+            else:
+                columns[field.name] = col.to_pylist()
+        return [{name: col[i] for name, col in columns.items()} for i in range(n)]
+
+    # ------------------------------------------------------------- TFRecord
+    def to_example(self, sample: Mapping[str, Any]) -> bytes:
+        """One sample as a serialized ``tf.train.Example``."""
+        from tensorflow.core.example import example_pb2, feature_pb2
+        feature = {}
+        for field in self.fields:
+            value = sample[field.name]
+            if field.is_string:
+                feature[field.name] = feature_pb2.Feature(
+                    bytes_list=feature_pb2.BytesList(value=[value.encode("utf-8")]))
+            elif field.is_array:
+                raw = np.ascontiguousarray(value, field.np_dtype.newbyteorder("<")).tobytes()
+                feature[field.name] = feature_pb2.Feature(
+                    bytes_list=feature_pb2.BytesList(value=[raw]))
+            else:
+                feature[field.name] = feature_pb2.Feature(
+                    int64_list=feature_pb2.Int64List(value=[int(value)]))
+        return example_pb2.Example(
+            features=feature_pb2.Features(feature=feature)).SerializeToString()
+
+    def from_example(self, serialized: bytes) -> dict[str, Any]:
+        """A serialized ``tf.train.Example`` back to a sample dict (numpy)."""
+        from tensorflow.core.example import example_pb2
+        example = example_pb2.Example.FromString(serialized)
+        feats = example.features.feature
+        out: dict[str, Any] = {}
+        for field in self.fields:
+            feat = feats[field.name]
+            if field.is_string:
+                out[field.name] = feat.bytes_list.value[0].decode("utf-8")
+            elif field.is_array:
+                out[field.name] = np.frombuffer(
+                    feat.bytes_list.value[0], field.np_dtype.newbyteorder("<")
+                ).astype(field.np_dtype).reshape(field.shape)
+            else:
+                out[field.name] = int(feat.int64_list.value[0])
+        return out
+
+    def tf_feature_spec(self, names: Iterable[str] | None = None) -> dict:
+        """``tf.io.parse_example`` spec for the chosen fields (default all)."""
+        import tensorflow as tf
+        wanted = set(names) if names is not None else None
+        spec = {}
+        for field in self.fields:
+            if wanted is not None and field.name not in wanted:
+                continue
+            if field.is_string or field.is_array:
+                spec[field.name] = tf.io.FixedLenFeature([], tf.string)
+            else:
+                spec[field.name] = tf.io.FixedLenFeature([], tf.int64)
+        return spec
+
+    def tf_decode(self, parsed: Mapping[str, Any]) -> dict:
+        """Turns parsed (possibly batched) features into typed tensors.
+
+        Arrays are decoded from raw bytes and reshaped (a leading batch
+        dimension is kept); integer scalars are cast to the field dtype.
+        """
+        import tensorflow as tf
+        out = {}
+        for name, tensor in parsed.items():
+            field = self.by_name[name]
+            if field.is_array:
+                decoded = tf.io.decode_raw(tensor, tf.dtypes.as_dtype(field.np_dtype),
+                                           little_endian=True)
+                batch = tf.shape(tensor)
+                out[name] = tf.reshape(decoded, tf.concat(
+                    [batch, tf.constant(field.shape, tf.int32)], axis=0))
+            elif field.is_string:
+                out[name] = tensor
+            else:
+                out[name] = tf.cast(tensor, tf.dtypes.as_dtype(field.np_dtype))
+        return out
+
+    # ----------------------------------------------------------------- TFDS
+    def tfds_features(self):
+        """The TensorFlow Datasets ``FeaturesDict`` for a sample."""
+        import tensorflow_datasets as tfds
+        feats = {}
+        for field in self.fields:
+            doc = tfds.features.Documentation(desc=field.doc)
+            if field.is_string:
+                feats[field.name] = tfds.features.Text(doc=doc)
+            elif field.is_array:
+                feats[field.name] = tfds.features.Tensor(
+                    shape=field.shape, dtype=field.np_dtype,
+                    encoding=tfds.features.Encoding.ZLIB, doc=doc)
+            else:
+                feats[field.name] = tfds.features.Scalar(dtype=field.np_dtype, doc=doc)
+        return tfds.features.FeaturesDict(feats)
+
+
+def sample_key(replay_id: str, player_id: int, game_loop: int) -> str:
+    """The stable key of a sample, unique across a dataset."""
+    return f"{replay_id}_{player_id}_{game_loop}"
+
+
+def value_label(outcome: str) -> int:
+    """SC2LE's value target: 1 for a win, 0 for a loss, tie or undecided game."""
+    if outcome not in OUTCOMES:
+        raise SchemaError(f"unknown outcome {outcome!r}; expected one of {OUTCOMES}")
+    return 1 if outcome == "win" else 0
