@@ -1,0 +1,209 @@
+"""Generates pipeline/data/abilities.json.gz: replay ability links -> pysc2 functions.
+
+A replay's command events name an ability by a build-specific *link* (an index
+into that build's ability catalog) plus a *command index*.  Three public
+sources together map that to pysc2's action space:
+
+1. sc2reader's per-build datapacks (``sc2reader/data/<expansion>/<build>_abilities.csv``):
+   link -> ability catalog name (``BarracksTrain``), and which datapack applies
+   to which (expansion, build) range (``sc2reader/resources.py``);
+2. Blizzard's ``stableid.json``: (catalog name, command index) -> API ability id
+   (``BarracksTrain``, 0 -> 560), with ``remapid`` = the general ability id;
+3. pysc2 4.0's ``actions.FUNCTIONS``: API ability id -> quick / screen /
+   minimap / autocast functions, with pysc2's ``hide_specific_actions`` rule
+   (a specific ability is reported as its general ability).
+
+Usage::
+
+    python tools/generate_ability_table.py --stableid ../shared/data/stableid.json \
+        --out pipeline/data/abilities.json.gz
+
+Only this script reads sc2reader, stableid.json and pysc2's tables; at run
+time ``pipeline/ability_table.py`` reads the generated JSON only.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import gzip
+import io
+import json
+import os
+import pkgutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.pysc2_compat import apply  # noqa: E402
+
+# Catalog names sc2reader uses that stableid.json does not know, and the
+# stableid ability whose commands they issue.  Found by listing every
+# sc2reader name without a stableid entry and checking the game's data
+# (button names, which unit owns the ability).
+ALIASES = {
+    # Orbital command / planetary fortress train SCVs with their own ability
+    # in the catalog; the API reports it as the command centre's.
+    "OrbitalCommandTrain": "CommandCenterTrain",
+    "PlanetaryFortressTrain": "CommandCenterTrain",
+    # Lair and hive train queens with the hatchery's ability in the API.
+    "LairTrain": "TrainQueen",
+    "HiveTrain": "TrainQueen",
+    "HatcheryTrain": "TrainQueen",
+    # Zergling -> baneling morph (sc2reader's name for MorphZerglingToBaneling).
+    "ZerglingTrain": "MorphZerglingToBaneling",
+    "MorphToBaneling": "MorphZerglingToBaneling",
+    # Upgrade research split into per-building abilities in some builds.
+    "EvolutionChamberResearch": "evolutionchamberresearch",
+    "TemplarArchiveResearch": "TemplarArchivesResearch",
+    "GreaterSpireResearch": "SpireResearch",
+    "HiveResearch": "HiveResearch",
+    "GhostAcademyTrain": "ArmSiloWithNuke",
+    "Refund": "SalvageShared",
+    "Salvage": "SalvageShared",
+}
+
+# sc2reader's datapack selection (sc2reader/resources.py
+# register_default_datapacks): (expansion, first build, end build, datapack),
+# later rules win.
+DATAPACK_RULES = [
+    ("WoL", 16117, 17326, "WoL/16117"),
+    ("WoL", 17326, 18092, "WoL/17326"),
+    ("WoL", 18092, 19458, "WoL/18092"),
+    ("WoL", 19458, 22612, "WoL/19458"),
+    ("WoL", 22612, 24944, "WoL/22612"),
+    ("WoL", 24944, None, "WoL/24944"),
+    ("HotS", 0, 23925, "HotS/base"),
+    ("HotS", 23925, 24247, "HotS/23925"),
+    ("HotS", 24247, 24764, "HotS/24247"),
+    ("HotS", 24764, 38215, "HotS/24764"),
+    ("HotS", 38215, None, "LotV/base"),
+    ("LotV", 34784, None, "LotV/base"),
+    ("LotV", 44401, 47185, "LotV/44401"),
+    ("LotV", 47185, 48258, "LotV/47185"),
+    ("LotV", 48258, 53644, "LotV/48258"),
+    ("LotV", 53644, 54724, "LotV/53644"),
+    ("LotV", 54724, 59587, "LotV/54724"),
+    ("LotV", 59587, 70154, "LotV/59587"),
+    ("LotV", 70154, 76114, "LotV/70154"),
+    ("LotV", 76114, 77379, "LotV/76114"),
+    ("LotV", 77379, 80949, "LotV/77379"),
+    ("LotV", 80949, 89634, "LotV/80949"),
+    ("LotV", 89634, 95122, "LotV/89720"),
+    ("LotV", 95122, 97364, "LotV/96883"),
+    ("LotV", 97364, None, "LotV/97364"),
+]
+
+
+def _sc2reader_csv(name: str) -> list[list[str]]:
+    raw = pkgutil.get_data("sc2reader.data", name)
+    if raw is None:
+        raise FileNotFoundError(name)
+    return [row for row in csv.reader(io.StringIO(raw.decode("utf-8"))) if row]
+
+
+def _datapack_links(key: str, stable_names: dict, buttons: dict) -> dict[int, str]:
+    """link -> catalog name for one datapack.
+
+    Most datapacks list one catalog name per link.  The 3.8 datapack (48258)
+    lists one row per *command* instead (button names, sorted), so a link with
+    several rows, or whose single row is not a catalog name, is resolved to
+    the catalog name whose button names contain all its rows.
+    """
+    rows = collections.defaultdict(list)
+    for link, name in _sc2reader_csv(f"{key}_abilities.csv"):
+        rows[int(link)].append(name)
+    out = {}
+    for link, names in rows.items():
+        if len(names) == 1 and (names[0] in stable_names or names[0] in ALIASES):
+            out[link] = names[0]
+            continue
+        wanted = set(names)
+        matches = [cat for cat, btns in buttons.items() if wanted <= btns]
+        if len(matches) == 1:
+            out[link] = matches[0]
+        elif len(names) == 1:
+            out[link] = names[0]  # unknown to stableid: reported unmapped at run time
+        else:
+            out[link] = "?" + "|".join(names)
+    return out
+
+
+def _functions_for(api_id: int, remap: int | None, pysc2_actions) -> dict[str, int] | None:
+    """pysc2's reverse_action rule: specific ability -> general -> by command type."""
+    ids = pysc2_actions.ABILITY_IDS
+    if api_id in ids:
+        general = next(iter(ids[api_id])).general_id
+        ability = general or api_id
+    elif remap and remap in ids:
+        ability = remap
+    else:
+        return None
+    out = {}
+    for func in ids[ability]:
+        out[func.function_type.__name__.replace("cmd_", "")] = int(func.id)
+    return out
+
+
+def build_table(stableid_path: str) -> dict:
+    apply()
+    from pysc2.lib import actions
+
+    stable = json.load(open(stableid_path))["Abilities"]
+    by_name: dict[str, dict[int, dict]] = collections.defaultdict(dict)
+    buttons: dict[str, set] = collections.defaultdict(set)
+    for entry in stable:
+        by_name[entry["name"]][entry["index"]] = entry
+        if entry.get("buttonname"):
+            buttons[entry["name"]].add(entry["buttonname"])
+
+    datapacks = {}
+    for _, _, _, key in DATAPACK_RULES:
+        if key not in datapacks:
+            datapacks[key] = _datapack_links(key, by_name, buttons)
+
+    used = {name for links in datapacks.values() for name in links.values()}
+    abilities = {}
+    for name in sorted(used):
+        catalog = ALIASES.get(name, name)
+        commands = {}
+        for index, entry in sorted(by_name.get(catalog, {}).items()):
+            funcs = _functions_for(entry["id"], entry.get("remapid"), actions)
+            if funcs:
+                commands[str(index)] = {"api_id": entry["id"], **funcs}
+        if commands:
+            abilities[name] = commands
+
+    smart = _functions_for(1, None, actions)
+    return {
+        "doc": "Generated by tools/generate_ability_table.py; do not edit.",
+        "datapack_rules": DATAPACK_RULES,
+        "datapacks": {k: {str(l): n for l, n in sorted(v.items())} for k, v in datapacks.items()},
+        "abilities": abilities,
+        "smart": {"api_id": 1, **smart},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--stableid", required=True, help="path to stableid.json")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1]
+                                             / "pipeline/data/abilities.json.gz"))
+    args = parser.parse_args(argv)
+    table = build_table(args.stableid)
+    data = gzip.compress(json.dumps(table, sort_keys=True).encode(), mtime=0)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".abilities-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, out)
+    print(f"{out}: {len(table['datapacks'])} datapacks, {len(table['abilities'])} abilities, "
+          f"{len(data)} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
