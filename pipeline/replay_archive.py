@@ -32,6 +32,7 @@ from s2protocol import versions as s2_versions
 # Reason categories for error records (stable strings: they end up in data).
 ERROR_CATEGORIES = (
     "empty",              # zero-byte file
+    "io_error",           # the file cannot be read (missing, permissions, network)
     "too_large",          # over the configured size limit
     "not_mpq",            # not an MPQ archive at all
     "unreadable_header",  # MPQ but the replay header does not decode
