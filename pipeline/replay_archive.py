@@ -42,6 +42,8 @@ ERROR_CATEGORIES = (
     "corrupt",            # a part fails to decode
     "too_long",           # game longer than the configured limit
     "timeout",            # decoding exceeded the time limit
+    "crashed",            # the sampling process died (out of memory, native crash)
+    "source",             # the observation source failed (message names its category)
     "internal",           # a bug in this project (reported, never hidden)
 )
 
