@@ -21,8 +21,10 @@ Coordinate systems and units
   - camera events (``SCameraUpdateEvent.m_target``) are 1/256 world units
     (``{'x': 32576, 'y': 5506}`` -> (127.25, 21.51));
   - tracker ``SUnitBornEvent``/``SUnitInitEvent``/``SUnitDiedEvent`` ``m_x``,
-    ``m_y`` are whole world units; ``SUnitPositionsEvent`` items are
-    1/4 world units (the event stores ``x/4`` to save bits: multiply by 4).
+    ``m_y`` are whole world units; so are ``SUnitPositionsEvent`` items
+    (checked on builds 2.0.10 - 5.0.8: a Zealot born at (97, 46) is reported
+    at (119, 56) 360 loops later on a 152x152 map; scaling by 4 would put
+    units off the map).
 
 * **Minimap pixels**: the minimap layer shows the full map, y flipped (row 0
   is the top of the map), scaled by ``minimap_res / max(map_size)`` so the
@@ -46,8 +48,9 @@ import numpy as np
 GAME_EVENT_POINT_SCALE = 4096.0
 #: Divide camera event (``SCameraUpdateEvent.m_target``) coordinates by this.
 CAMERA_EVENT_SCALE = 256.0
-#: Multiply ``SUnitPositionsEvent`` item coordinates by this.
-UNIT_POSITIONS_SCALE = 4.0
+#: Multiply ``SUnitPositionsEvent`` item coordinates by this (they are whole
+#: world units, like the born/died events' ``m_x``, ``m_y``).
+UNIT_POSITIONS_SCALE = 1.0
 #: pysc2's default ``camera_width_world_units``.
 DEFAULT_CAMERA_WIDTH = 24.0
 
