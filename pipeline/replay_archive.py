@@ -102,6 +102,8 @@ class ReplayArchive:
         if max_bytes is not None and len(data) > max_bytes:
             raise ReplayError("too_large", f"{len(data)} bytes > limit {max_bytes}")
         self.replay_id = replay_id(data)
+        #: The file's bytes (the headless game source sends them to the game).
+        self.data = data
         if not data.startswith(b"MPQ"):
             raise ReplayError("not_mpq", "no MPQ signature")
         try:
