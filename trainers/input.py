@@ -1,0 +1,286 @@
+"""tf.data input for the trainer: shards -> batched model inputs and targets.
+
+Reads the pipeline's GZIP TFRecord shards (``DIR/tfrecord/<split>/*.tfrecord.gz``)
+or the TFDS dataset ``sc2_replays``, and turns samples into what the models
+eat.  Field names, dtypes and shapes all come from
+``schemas.sample.SampleSchema`` (``tf_feature_spec`` + ``tf_decode``); this
+module only chooses which fields to read and how to stack them.
+
+The pipeline: parallel interleave over shard files -> record shuffle ->
+batch -> one batched ``parse_example`` + ``decode_raw`` per field -> stack ->
+prefetch.  To keep the input small, the spatial layers stay integers
+(``uint16``, every layer scale fits): the models embed categorical layers
+(one-hot + 1x1 convolution, i.e. an embedding lookup) and log-transform the
+scalar ones.  The player vector is log-transformed here (``log(x + 1)``).
+Spatial argument targets become a flat pixel index ``y * resolution + x``;
+``-1`` keeps meaning "the target function does not take this argument".
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from schemas import layers
+from schemas.sample import SampleSchema
+
+# Fields carried next to each batch for evaluation and baselines.
+META_FIELDS: tuple[str, ...] = ("replay_id", "player_id", "game_loop", "race",
+                                "opponent_race")
+
+
+class InputError(ValueError):
+    """The data directory does not hold what the trainer needs."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """Which layers a model reads, at which resolution.
+
+    Stored in a run's config.json so evaluation rebuilds the same model.
+    """
+    screen_resolution: int = 64
+    minimap_resolution: int = 64
+    screen_layers: tuple[str, ...] = tuple(l.name for l in layers.SCREEN_LAYERS)
+    minimap_layers: tuple[str, ...] = tuple(l.name for l in layers.MINIMAP_LAYERS)
+
+    @classmethod
+    def create(cls, screen_resolution: int = 64, minimap_resolution: int = 64,
+               drop: Iterable[str] = ()) -> "FeatureSpec":
+        """All layers except ``drop`` (sample field names, e.g. ``screen_creep``)."""
+        drop = set(drop)
+        return cls(screen_resolution, minimap_resolution,
+                   tuple(l.name for l in layers.SCREEN_LAYERS
+                         if f"screen_{l.name}" not in drop),
+                   tuple(l.name for l in layers.MINIMAP_LAYERS
+                         if f"minimap_{l.name}" not in drop))
+
+    @property
+    def schema(self) -> SampleSchema:
+        return SampleSchema(self.screen_resolution, self.minimap_resolution)
+
+    @property
+    def screen(self) -> list[layers.Layer]:
+        by_name = {l.name: l for l in layers.SCREEN_LAYERS}
+        return [by_name[n] for n in self.screen_layers]
+
+    @property
+    def minimap(self) -> list[layers.Layer]:
+        by_name = {l.name: l for l in layers.MINIMAP_LAYERS}
+        return [by_name[n] for n in self.minimap_layers]
+
+    def arg_resolution(self, arg: layers.ArgumentType) -> int:
+        return self.minimap_resolution if arg.name == "minimap" else self.screen_resolution
+
+    def arg_classes(self, arg: layers.ArgumentType) -> int:
+        """Number of values of an argument head (pixels for a spatial one)."""
+        return self.arg_resolution(arg) ** 2 if arg.spatial else arg.sizes[0]
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "FeatureSpec":
+        return cls(int(d["screen_resolution"]), int(d["minimap_resolution"]),
+                   tuple(d["screen_layers"]), tuple(d["minimap_layers"]))
+
+
+# ----------------------------------------------------------------- data files
+def shard_files(data_dir: str | os.PathLike, split: str) -> list[str]:
+    """The TFRecord shards of one split, sorted; :class:`InputError` if none."""
+    pattern = os.path.join(os.fspath(data_dir), "tfrecord", split, "*.tfrecord.gz")
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise InputError(f"no TFRecord shards match {pattern}; run beam_runner.py "
+                         f"first or check --data and the split name")
+    return files
+
+
+def manifest_unavailable_layers(data_dir: str | os.PathLike) -> tuple[str, ...]:
+    """Layers the manifest lists as unavailable (all zeros), if it says.
+
+    Accepts any ``unavailable_layers`` entry in ``DIR/manifest.json`` (a list
+    or a comma-separated string, at any depth); missing manifest -> ``()``.
+    """
+    path = Path(data_dir) / "manifest.json"
+    if not path.exists():
+        return ()
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "unavailable_layers":
+                    if isinstance(value, str):
+                        found.update(v.strip() for v in value.split(",") if v.strip())
+                    elif isinstance(value, (list, tuple)):
+                        found.update(str(v) for v in value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(path.read_text()))
+    schema_names = set(SampleSchema().names())
+    return tuple(sorted(n for n in found if n in schema_names))
+
+
+def infer_resolutions(files: list[str]) -> tuple[int, int]:
+    """(screen, minimap) resolution from the first record's layer sizes."""
+    for record in tf.data.TFRecordDataset(files[:1], compression_type="GZIP").take(1):
+        example = tf.train.Example.FromString(record.numpy())
+        out = []
+        for name in ("screen_height_map", "minimap_height_map"):
+            nbytes = len(example.features.feature[name].bytes_list.value[0])
+            itemsize = SampleSchema(1, 1).by_name[name].np_dtype.itemsize
+            side = math.isqrt(nbytes // itemsize)
+            if side * side * itemsize != nbytes:
+                raise InputError(f"{files[0]}: {name} has {nbytes} bytes, not a square layer")
+            out.append(side)
+        return out[0], out[1]
+    raise InputError(f"{files[0]} holds no records")
+
+
+# -------------------------------------------------------------- conversion
+def read_fields(spec: FeatureSpec) -> list[str]:
+    """Sample fields the trainer parses (unused layers are never decoded)."""
+    names = [f"screen_{n}" for n in spec.screen_layers]
+    names += [f"minimap_{n}" for n in spec.minimap_layers]
+    names += ["player", "available_actions", "function_id", "value"]
+    names += [f"arg_{a.name}" for a in layers.ARGUMENT_TYPES]
+    return names + list(META_FIELDS)
+
+
+def to_model_batch(decoded: Mapping[str, tf.Tensor], spec: FeatureSpec
+                   ) -> tuple[dict, dict, dict]:
+    """Decoded (batched) sample fields -> (inputs, targets, meta) dicts.
+
+    inputs: ``screen`` uint16 [B,S,S,Ls], ``minimap`` uint16 [B,M,M,Lm],
+    ``player`` float32 [B,11] (log(x+1)), ``available_actions`` float32 [B,573].
+    targets: ``function_id`` int32 [B], ``value`` float32 [B], and
+    ``arg_<name>`` int32 [B] (flat pixel index for spatial args; -1 unused).
+    """
+    def stack(prefix: str, names: tuple[str, ...], res: int) -> tf.Tensor:
+        if not names:
+            return tf.zeros([tf.shape(decoded["player"])[0], res, res, 0], tf.uint16)
+        return tf.stack([tf.cast(decoded[f"{prefix}_{n}"], tf.uint16) for n in names],
+                        axis=-1)
+
+    inputs = {
+        "screen": stack("screen", spec.screen_layers, spec.screen_resolution),
+        "minimap": stack("minimap", spec.minimap_layers, spec.minimap_resolution),
+        "player": tf.math.log1p(tf.maximum(tf.cast(decoded["player"], tf.float32), 0.0)),
+        "available_actions": tf.cast(decoded["available_actions"], tf.float32),
+    }
+    targets = {"function_id": tf.cast(decoded["function_id"], tf.int32),
+               "value": tf.cast(decoded["value"], tf.float32)}
+    for arg in layers.ARGUMENT_TYPES:
+        raw = tf.cast(decoded[f"arg_{arg.name}"], tf.int32)
+        if arg.spatial:
+            res = spec.arg_resolution(arg)
+            x = tf.clip_by_value(raw[..., 0], 0, res - 1)
+            y = tf.clip_by_value(raw[..., 1], 0, res - 1)
+            used = raw[..., 0] >= 0
+            targets[f"arg_{arg.name}"] = tf.where(used, y * res + x, layers.UNUSED)
+        else:
+            targets[f"arg_{arg.name}"] = tf.clip_by_value(raw, layers.UNUSED,
+                                                          arg.sizes[0] - 1)
+    meta = {name: decoded[name] for name in META_FIELDS}
+    return inputs, targets, meta
+
+
+# --------------------------------------------------------------- datasets
+def make_dataset(data_dir: str | os.PathLike, split: str, spec: FeatureSpec, *,
+                 batch_size: int = 64, shuffle: bool = True, repeat: bool = True,
+                 seed: int = 0, shuffle_buffer: int = 1024,
+                 drop_remainder: bool | None = None, with_meta: bool = False,
+                 source: str = "tfrecord", tfds_data_dir: str | None = None,
+                 tfds_name: str = "sc2_replays") -> tf.data.Dataset:
+    """Batches of ``(inputs, targets)`` (plus ``meta`` when ``with_meta``).
+
+    ``source="tfrecord"`` reads ``data_dir``'s shards; ``source="tfds"`` reads
+    the TFDS dataset ``tfds_name`` from ``tfds_data_dir`` (offline).
+    Training uses ``shuffle=True, repeat=True``; evaluation ``False, False``
+    (every sample once, in file order).
+    """
+    if drop_remainder is None:
+        drop_remainder = repeat
+    names = read_fields(spec)
+    schema = spec.schema
+    autotune = tf.data.AUTOTUNE
+
+    if source == "tfrecord":
+        files = shard_files(data_dir, split)
+        ds = tf.data.Dataset.from_tensor_slices(files)
+        if shuffle:
+            ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.interleave(
+            lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP",
+                                              buffer_size=1 << 20),
+            cycle_length=min(len(files), 8), block_length=16,
+            num_parallel_calls=autotune, deterministic=True)
+        feature_spec = schema.tf_feature_spec(names)
+
+        def parse(serialized):
+            return schema.tf_decode(tf.io.parse_example(serialized, feature_spec))
+    elif source == "tfds":
+        import tensorflow_datasets as tfds
+        import datasets.sc2_replays  # noqa: F401  (registers the builder)
+        ds = tfds.load(tfds_name, split=split, data_dir=tfds_data_dir, download=False,
+                       try_gcs=False, shuffle_files=shuffle,
+                       read_config=tfds.ReadConfig(shuffle_seed=seed))
+        ds = ds.map(lambda ex: {n: ex[n] for n in names}, num_parallel_calls=autotune)
+
+        def parse(batch):
+            return batch
+    else:
+        raise InputError(f"unknown source {source!r}; expected tfrecord or tfds")
+
+    if repeat:
+        ds = ds.repeat()
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+
+    def convert(batch):
+        inputs, targets, meta = to_model_batch(parse(batch), spec)
+        return (inputs, targets, meta) if with_meta else (inputs, targets)
+
+    ds = ds.map(convert, num_parallel_calls=autotune, deterministic=True)
+    return ds.prefetch(autotune)
+
+
+def read_columns(data_dir: str | os.PathLike, split: str, names: Iterable[str],
+                 schema: SampleSchema | None = None, batch_size: int = 1024
+                 ) -> dict[str, np.ndarray]:
+    """Selected scalar/array fields of a whole split as numpy arrays.
+
+    Parses only the named fields (cheap: used for baseline statistics).
+    Strings come back as Python ``str`` object arrays.
+    """
+    schema = schema or SampleSchema()
+    names = list(names)
+    feature_spec = schema.tf_feature_spec(names)
+    ds = tf.data.TFRecordDataset(shard_files(data_dir, split), compression_type="GZIP")
+    ds = ds.batch(batch_size).map(
+        lambda s: schema.tf_decode(tf.io.parse_example(s, feature_spec)),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for batch in ds.as_numpy_iterator():
+        for n in names:
+            chunks[n].append(batch[n])
+    out = {}
+    for n in names:
+        arr = np.concatenate(chunks[n]) if chunks[n] else np.zeros(0)
+        if schema.by_name[n].is_string:
+            arr = np.array([v.decode("utf-8") for v in arr], dtype=object)
+        out[n] = arr
+    return out
