@@ -1,0 +1,337 @@
+"""Replays a replay's tracker events into the state of every unit at any loop.
+
+Tracker events (builds 2.0.8 on) say when each unit is born, starts and
+finishes construction, dies, changes owner or type, and every player's
+economy every 160 loops.  Positions are exact only at birth, at death and in
+the periodic ``SUnitPositionsEvent`` (units that recently dealt or took
+damage).  :class:`UnitTracker` walks the events forward once
+(:meth:`UnitTracker.advance`) and keeps the state in flat numpy arrays indexed
+by a dense unit slot, so the rasterizer and the fog model read whole arrays.
+
+Positions between reports are estimated (see ``docs/engine_free_source.md``):
+
+* ``"hold"``: a unit stays where it was last reported;
+* ``"command"``: when the owning player orders the selected units to a point
+  (move, attack, smart), each moves in a straight line toward it at its
+  type's speed (``speed / 16`` world units per game loop) and stops there.
+
+:attr:`UnitTracker.errors` records, at every position report of a unit whose
+earlier position was known, the distance from the hold estimate and from the
+command estimate to the reported position, so the two can be compared.
+
+Unit type facts come from ``pipeline/data/unit_data.json``
+(``tools/generate_unit_data.py``), loaded once by :func:`unit_data`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from pipeline.coords import UNIT_POSITIONS_SCALE
+
+DATA_PATH = os.path.join(os.path.dirname(__file__), "data", "unit_data.json")
+#: Game loops per game second (normal speed); techtree speeds are per second.
+LOOPS_PER_SECOND = 16.0
+#: pysc2's player id for neutral units (tracker events use 0).
+NEUTRAL_PLAYER = 16
+POSITION_ESTIMATES = ("hold", "command")
+#: Player stats reported by this loop describe the game's starting state.
+INITIAL_STATS_LOOPS = 16
+
+_EV = "NNet.Replay.Tracker."
+
+
+def unit_tag(index: int, recycle: int) -> int:
+    """The unit tag the game and game events use: ``(index << 18) + recycle``."""
+    return (int(index) << 18) + int(recycle)
+
+
+class UnitData:
+    """Static unit type facts as aligned arrays, looked up by type name."""
+
+    COLUMNS = ("id", "sight", "radius", "speed", "build_time", "food",
+               "is_structure", "is_worker", "is_townhall", "is_flying")
+
+    def __init__(self, table: Mapping[str, Any]):
+        self.table = table
+        units = table["units"]
+        self.names: list[str] = sorted(units)
+        self.row: dict[str, int] = {n: i for i, n in enumerate(self.names)}
+        for col in self.COLUMNS:
+            dtype = np.int32 if col == "id" else (bool if col.startswith("is_") else np.float64)
+            setattr(self, col, np.array([units[n][col] for n in self.names], dtype=dtype))
+        self.abilities: list[list] = [units[n]["abilities"] for n in self.names]
+        self.row_by_type_id: dict[int, int] = {}
+        for i, n in enumerate(self.names):
+            self.row_by_type_id.setdefault(int(units[n]["id"]), i)
+        self.upgrade_ids: dict[str, int] = {k.lower(): v for k, v in table["upgrades"].items()}
+        self.ability_functions: dict[int, dict[str, list[int]]] = {
+            int(k): v for k, v in table["ability_functions"].items()}
+        self._unknown: dict[str, int] = {}
+
+    def row_of(self, name: str) -> int:
+        """Row for a type name; unknown names get a generic row (id 0)."""
+        row = self.row.get(name)
+        if row is not None:
+            return row
+        if name not in self._unknown:
+            self._unknown[name] = self._add_unknown(name)
+        return self._unknown[name]
+
+    def _add_unknown(self, name: str) -> int:
+        defaults = {"id": 0, "sight": 0.0, "radius": 0.5, "speed": 0.0, "build_time": 0.0,
+                    "food": 0.0, "is_structure": False, "is_worker": False,
+                    "is_townhall": False, "is_flying": False}
+        for col in self.COLUMNS:
+            setattr(self, col, np.append(getattr(self, col), defaults[col]).astype(
+                getattr(self, col).dtype))
+        self.names.append(name)
+        self.abilities.append([])
+        return len(self.names) - 1
+
+    @property
+    def unknown_names(self) -> list[str]:
+        return sorted(self._unknown)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_table(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def unit_data(path: str = DATA_PATH) -> UnitData:
+    """A fresh :class:`UnitData` (the JSON is parsed once per process)."""
+    return UnitData(_load_table(path))
+
+
+@dataclasses.dataclass
+class EstimateErrors:
+    """Distances (world units) from each estimate to reported positions."""
+    hold: list[float] = dataclasses.field(default_factory=list)
+    command: list[float] = dataclasses.field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        out: dict[str, float] = {"reports": len(self.hold)}
+        for name in ("hold", "command"):
+            values = np.asarray(getattr(self, name))
+            out[f"{name}_mean"] = float(values.mean()) if values.size else float("nan")
+            out[f"{name}_median"] = float(np.median(values)) if values.size else float("nan")
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class MoveOrder:
+    """Player ``player_id`` ordered units ``tags`` to world point ``target``."""
+    game_loop: int
+    player_id: int
+    tags: tuple[int, ...]
+    target: tuple[float, float]
+
+
+class UnitTracker:
+    """Forward-only replay of tracker events (see module docstring)."""
+
+    def __init__(self, tracker_events: Sequence[Mapping[str, Any]], data: UnitData,
+                 *, position_estimate: str = "hold",
+                 move_orders: Iterable[MoveOrder] = ()):
+        if position_estimate not in POSITION_ESTIMATES:
+            raise ValueError(f"position_estimate must be one of {POSITION_ESTIMATES}")
+        self.data = data
+        self.position_estimate = position_estimate
+        self.events = sorted((e for e in tracker_events if "_gameloop" in e),
+                             key=lambda e: e["_gameloop"])
+        self.orders = (sorted(move_orders, key=lambda o: o.game_loop)
+                       if position_estimate == "command" else [])
+        self.slot_of_tag: dict[int, int] = {}
+        for e in self.events:
+            name = e["_event"]
+            if name in (_EV + "SUnitBornEvent", _EV + "SUnitInitEvent"):
+                tag = unit_tag(e["m_unitTagIndex"], e["m_unitTagRecycle"])
+                self.slot_of_tag.setdefault(tag, len(self.slot_of_tag))
+        n = len(self.slot_of_tag)
+        self.alive = np.zeros(n, bool)
+        self.xy = np.zeros((n, 2), np.float64)          # current (estimated) position
+        self.reported = np.zeros((n, 2), np.float64)    # last reported position
+        self.anchor = np.zeros((n, 2), np.float64)      # estimate's start point
+        self.anchor_loop = np.zeros(n, np.int64)
+        self.target = np.full((n, 2), np.nan)           # command estimate: destination
+        self.type_row = np.zeros(n, np.int64)
+        self.owner = np.zeros(n, np.int64)              # pysc2 player id (16 = neutral)
+        self.init_loop = np.full(n, -1, np.int64)       # construction start, -1 if born
+        self.done = np.zeros(n, bool)
+        self.tag = np.zeros(n, np.int64)
+        for tag, slot in self.slot_of_tag.items():
+            self.tag[slot] = tag
+        self._slot_of_index: dict[int, int] = {}
+        # The game writes each player's starting economy at loop 1; it holds
+        # from loop 0, so the first report (if within INITIAL_STATS_LOOPS) is
+        # the state at loop 0 too.
+        self.stats: dict[int, dict[str, int]] = {}
+        for e in self.events:
+            if e["_gameloop"] > INITIAL_STATS_LOOPS:
+                break
+            if e["_event"] == _EV + "SPlayerStatsEvent":
+                self.stats.setdefault(e["m_playerId"], e["m_stats"])
+        self.upgrades: dict[int, set[int]] = {}
+        self.errors = EstimateErrors()
+        self.version = 0
+        self.loop = -1
+        self._next_event = 0
+        self._next_order = 0
+        self._moving = np.zeros(n, bool)
+
+    # ------------------------------------------------------------ stepping
+    def advance(self, loop: int) -> None:
+        """Applies every event and order at or before ``loop``."""
+        if loop < self.loop:
+            raise ValueError(f"cannot go back from loop {self.loop} to {loop}")
+        events = self.events
+        while self._next_event < len(events) or self._next_order < len(self.orders):
+            e_loop = (events[self._next_event]["_gameloop"]
+                      if self._next_event < len(events) else None)
+            o_loop = (self.orders[self._next_order].game_loop
+                      if self._next_order < len(self.orders) else None)
+            if o_loop is not None and o_loop <= loop and (e_loop is None or o_loop < e_loop):
+                self._apply_order(self.orders[self._next_order])
+                self._next_order += 1
+            elif e_loop is not None and e_loop <= loop:
+                self._apply(events[self._next_event])
+                self._next_event += 1
+                self.version += 1
+            else:
+                break
+        self.loop = loop
+        if self.position_estimate == "command" and self._moving.any():
+            self._move_to(loop)
+            self.version += 1
+
+    def _estimate(self, slots: np.ndarray, loop: int) -> np.ndarray:
+        """Command-estimate positions of ``slots`` at ``loop``."""
+        anchor = self.anchor[slots]
+        target = self.target[slots]
+        moving = ~np.isnan(target[:, 0])
+        out = anchor.copy()
+        if moving.any():
+            delta = target[moving] - anchor[moving]
+            dist = np.hypot(delta[:, 0], delta[:, 1])
+            speed = self.data.speed[self.type_row[slots[moving]]] / LOOPS_PER_SECOND
+            travelled = np.minimum(dist, speed * (loop - self.anchor_loop[slots[moving]]))
+            frac = np.divide(travelled, dist, out=np.zeros_like(dist), where=dist > 0)
+            out[moving] = anchor[moving] + delta * frac[:, None]
+        return out
+
+    def _move_to(self, loop: int) -> None:
+        slots = np.flatnonzero(self._moving)
+        self.xy[slots] = self._estimate(slots, loop)
+        arrived = np.all(np.isclose(self.xy[slots], self.target[slots]), axis=1)
+        self._moving[slots[arrived]] = False
+
+    def _apply_order(self, order: MoveOrder) -> None:
+        slots = [self.slot_of_tag[t] for t in order.tags if t in self.slot_of_tag]
+        if not slots:
+            return
+        slots = np.asarray(slots)
+        slots = slots[self.alive[slots] & (self.owner[slots] == order.player_id)
+                      & (self.data.speed[self.type_row[slots]] > 0)]
+        if not slots.size:
+            return
+        current = self._estimate(slots, order.game_loop)
+        self.anchor[slots] = current
+        self.anchor_loop[slots] = order.game_loop
+        self.target[slots] = order.target
+        self._moving[slots] = True
+
+    def _report(self, slot: int, x: float, y: float, loop: int, measure: bool) -> None:
+        if measure and self.alive[slot]:
+            est = self._estimate(np.array([slot]), loop)[0]
+            self.errors.hold.append(float(np.hypot(*(self.reported[slot] - (x, y)))))
+            self.errors.command.append(float(np.hypot(*(est - (x, y)))))
+        self.xy[slot] = self.anchor[slot] = self.reported[slot] = (x, y)
+        self.anchor_loop[slot] = loop
+        self.target[slot] = np.nan
+        self._moving[slot] = False
+
+    def _apply(self, e: Mapping[str, Any]) -> None:
+        name = e["_event"][len(_EV):]
+        loop = e["_gameloop"]
+        if name in ("SUnitBornEvent", "SUnitInitEvent"):
+            slot = self.slot_of_tag[unit_tag(e["m_unitTagIndex"], e["m_unitTagRecycle"])]
+            self._slot_of_index[e["m_unitTagIndex"]] = slot
+            self.type_row[slot] = self.data.row_of(_text(e["m_unitTypeName"]))
+            owner = e["m_controlPlayerId"]
+            self.owner[slot] = owner if owner else NEUTRAL_PLAYER
+            self.alive[slot] = True
+            self._report(slot, float(e["m_x"]), float(e["m_y"]), loop, measure=False)
+            if name == "SUnitInitEvent":
+                self.init_loop[slot] = loop
+                self.done[slot] = False
+            else:
+                self.done[slot] = True
+        elif name == "SUnitDoneEvent":
+            slot = self._slot(e)
+            if slot is not None:
+                self.done[slot] = True
+        elif name == "SUnitDiedEvent":
+            slot = self._slot(e)
+            if slot is not None:
+                if e.get("m_x") is not None:
+                    self._report(slot, float(e["m_x"]), float(e["m_y"]), loop, measure=False)
+                self.alive[slot] = False
+                self._moving[slot] = False
+        elif name == "SUnitOwnerChangeEvent":
+            slot = self._slot(e)
+            if slot is not None:
+                owner = e["m_controlPlayerId"]
+                self.owner[slot] = owner if owner else NEUTRAL_PLAYER
+        elif name == "SUnitTypeChangeEvent":
+            slot = self._slot(e)
+            if slot is not None:
+                self.type_row[slot] = self.data.row_of(_text(e["m_unitTypeName"]))
+        elif name == "SUnitPositionsEvent":
+            index = e["m_firstUnitIndex"]
+            items = e["m_items"]
+            for i in range(0, len(items) - 2, 3):
+                index += items[i]
+                slot = self._slot_of_index.get(index)
+                if slot is not None:
+                    self._report(slot, items[i + 1] * UNIT_POSITIONS_SCALE,
+                                 items[i + 2] * UNIT_POSITIONS_SCALE, loop, measure=True)
+        elif name == "SPlayerStatsEvent":
+            self.stats[e["m_playerId"]] = e["m_stats"]
+        elif name == "SUpgradeEvent":
+            upgrade = self.data.upgrade_ids.get(_text(e["m_upgradeTypeName"]).lower())
+            if upgrade is not None:
+                self.upgrades.setdefault(e["m_playerId"], set()).add(upgrade)
+
+    def _slot(self, e: Mapping[str, Any]) -> int | None:
+        return self.slot_of_tag.get(unit_tag(e["m_unitTagIndex"], e["m_unitTagRecycle"]))
+
+    # ------------------------------------------------------------- queries
+    def alive_slots(self) -> np.ndarray:
+        return np.flatnonzero(self.alive)
+
+    def build_progress(self, slots: np.ndarray) -> np.ndarray:
+        """Construction progress in [0, 1] (1 for finished or born units).
+
+        Linear from the init event at the type's build time; a unit whose
+        done event has not come yet stays below 1.
+        """
+        progress = np.ones(len(slots))
+        building = ~self.done[slots]
+        if building.any():
+            s = slots[building]
+            total = self.data.build_time[self.type_row[s]]
+            elapsed = (self.loop - self.init_loop[s]).astype(np.float64)
+            frac = np.divide(elapsed, total, out=np.full(len(s), 0.5), where=total > 0)
+            progress[building] = np.clip(frac, 0.0, 0.99)
+        return progress
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
