@@ -1,0 +1,1 @@
+"""A stand-in StarCraft II install for tests (see ``fake_game.py``)."""
