@@ -98,7 +98,7 @@ REPLAY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("has_tracker_events", "bool", "The archive holds tracker events (not decoded by the scan)."),
     ("has_metadata", "bool", "The archive holds replay.gamemetadata.json."),
     ("anonymized", "bool", "Details only as replay.details.backup (Blizzard packs)."),
-    ("status", "string", "'ok', or the filter reason (pipeline.filters)."),
+    ("status", "string", "'ok', the filter reason (pipeline.filters), or 'duplicate'."),
     ("time_utc", "string", "Game end time, ISO 8601 UTC; '' when unknown."),
 )
 PLAYER_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -122,11 +122,19 @@ ERROR_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+_ARROW_TYPES = {"bool": "bool_"}
+
+#: ``status`` of a file whose bytes equal an earlier file's (same replay id):
+#: it keeps its replay row (nothing is lost) but is not processed twice, and
+#: its players are listed once, under the first file.
+DUPLICATE_STATUS = "duplicate"
+
+
 def arrow_schema(columns: Sequence[tuple[str, str, str]]):
     """The pyarrow schema of one of the index tables."""
     import pyarrow as pa
 
-    return pa.schema([pa.field(name, getattr(pa, typ)(), nullable=False,
+    return pa.schema([pa.field(name, getattr(pa, _ARROW_TYPES.get(typ, typ))(), nullable=False,
                                metadata={b"doc": doc.encode()})
                       for name, typ, doc in columns])
 
