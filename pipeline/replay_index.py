@@ -34,6 +34,12 @@ scan uses sc2reader's build-conditional init data reader instead
 (``init_decoder`` records which one was used; "none" if neither works, in
 which case map size is 0 and user ids are -1).
 
+Results come from details ``m_result`` (1 win, 2 loss, 3 tie, else
+undecided), cross-checked with gamemetadata ``Players[].Result``: metadata
+fills an undecided details result; a contradiction makes the replay a
+"corrupt" error (its value labels could not be trusted).  On the shared
+corpus no replay contradicts.
+
 Game types (``game_type``), over non-observer players:
 * ``coop``: Allied Commanders: the game description's co-op flag, or a lobby
   slot with a commander;
