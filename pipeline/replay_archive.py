@@ -150,7 +150,8 @@ class ReplayArchive:
     def _choose_protocol(self):
         raw = self.read("replay.details")
         errors = []
-        for build, exact in candidate_protocols(self.base_build):
+        candidates = candidate_protocols(self.base_build)
+        for build, exact in candidates:
             try:
                 details = _protocol(build).decode_replay_details(raw)
                 players = details["m_playerList"]
@@ -159,6 +160,10 @@ class ReplayArchive:
                 return build, exact, details
             except Exception as exc:  # any decoder failure means: try the next
                 errors.append(f"{build}: {exc!r}")
+        if candidates and candidates[0][1]:
+            # The build's own decoder fails: the file is damaged, not unsupported.
+            raise ReplayError("corrupt", f"details do not decode with the exact protocol "
+                              f"{self.base_build}: {errors[0]}")
         raise ReplayError("unsupported_build",
                           f"build {self.base_build}: no bundled protocol decodes the "
                           f"details ({'; '.join(errors[:3])})")
