@@ -40,6 +40,7 @@ Pixels are ``(x, y)`` = (column, row) integer pairs, as pysc2 actions take them.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -101,6 +102,11 @@ class ViewGeometry:
         self._screen_scale = self.screen_res[0] / self.camera_width
         self.camera_height = self.camera_width * self.screen_res[1] / self.screen_res[0]
         self._screen_half = np.array(self.screen_res, dtype=np.float64) / 2.0
+        self._map_y = float(self.map_size[1])
+        self._minimap_scale_x = float(self._minimap_scale[0])
+        self._minimap_scale_y = float(self._minimap_scale[1])
+        self._half_x = float(self._screen_half[0])
+        self._half_y = float(self._screen_half[1])
 
     # -- minimap --------------------------------------------------------------
     def world_to_minimap(self, xy: np.ndarray | Sequence) -> np.ndarray:
@@ -179,6 +185,28 @@ class ViewGeometry:
     def world_to_minimap_distance(self, dist: float | np.ndarray) -> np.ndarray:
         """World distance -> minimap pixels (along x)."""
         return np.asarray(dist, dtype=np.float64) * self._minimap_scale[0]
+
+    # -- scalar fast paths (same arithmetic, for per-event use) ----------------
+    def world_to_minimap_xy(self, x: float, y: float, clip: bool = False) -> tuple[int, int]:
+        """One world point -> minimap pixel; ``clip`` clamps it onto the layer."""
+        px = math.floor(x * self._minimap_scale_x)
+        py = math.floor((self._map_y - y) * self._minimap_scale_y)
+        if clip:
+            px = min(max(px, 0), self.minimap_res[0] - 1)
+            py = min(max(py, 0), self.minimap_res[1] - 1)
+        return px, py
+
+    def world_to_screen_xy(self, x: float, y: float,
+                           camera_center: Sequence[float]) -> tuple[int, int]:
+        """One world point -> screen pixel (possibly off the layer)."""
+        my = self._map_y
+        px = math.floor((x - camera_center[0]) * self._screen_scale + self._half_x)
+        py = math.floor(((my - y) - (my - camera_center[1])) * self._screen_scale + self._half_y)
+        return px, py
+
+    def in_screen_xy(self, x: float, y: float, camera_center: Sequence[float]) -> bool:
+        px, py = self.world_to_screen_xy(x, y, camera_center)
+        return 0 <= px < self.screen_res[0] and 0 <= py < self.screen_res[1]
 
     def __repr__(self) -> str:
         return (f"ViewGeometry(map_size_xy={tuple(self.map_size)}, screen_res={self.screen_res}, "

@@ -47,8 +47,6 @@ import collections
 import dataclasses
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
 from pipeline import ability_table
 from pipeline.coords import (CAMERA_EVENT_SCALE, GAME_EVENT_POINT_SCALE,
                              UNIT_POSITIONS_SCALE, ViewGeometry)
@@ -205,23 +203,30 @@ def _target_point(data: dict | None) -> tuple[float, float] | None:
     return p["x"] / GAME_EVENT_POINT_SCALE, p["y"] / GAME_EVENT_POINT_SCALE
 
 
-def _remove(selection: list[int], mask: dict | None) -> tuple[list[int], list[int]]:
-    """Apply a remove mask; returns (kept, removed indices)."""
+def _remove(selection: list[int], mask: dict | None) -> tuple[list[int], int, int]:
+    """Apply a remove mask: (kept tags, number removed, first removed index or -1)."""
     if not mask or "None" in mask:
-        return selection, []
+        return selection, 0, -1
     n = len(selection)
     if "Mask" in mask:
         length, value = mask["Mask"]
-        removed = [i for i in range(min(length, n)) if (value >> i) & 1]
-    elif "OneIndices" in mask:
-        removed = sorted(i for i in set(mask["OneIndices"]) if i < n)
-    elif "ZeroIndices" in mask:
-        keep = set(mask["ZeroIndices"])
-        removed = [i for i in range(n) if i not in keep]
-    else:
-        return selection, []
-    gone = set(removed)
-    return [t for i, t in enumerate(selection) if i not in gone], removed
+        value &= (1 << min(length, n)) - 1
+        if not value:
+            return selection, 0, -1
+        first = (value & -value).bit_length() - 1
+        kept = [t for i, t in enumerate(selection) if not (value >> i) & 1]
+        return kept, n - len(kept), first
+    if "OneIndices" in mask:
+        gone = {i for i in mask["OneIndices"] if i < n}
+        if not gone:
+            return selection, 0, -1
+        return [t for i, t in enumerate(selection) if i not in gone], len(gone), min(gone)
+    if "ZeroIndices" in mask:
+        keep = sorted({i for i in mask["ZeroIndices"] if i < n})
+        kept = [selection[i] for i in keep]
+        first = next((i for i, k in enumerate(keep) if i != k), len(keep))
+        return kept, n - len(kept), (first if first < n else -1)
+    return selection, 0, -1
 
 
 class _Converter:
@@ -257,9 +262,8 @@ class _Converter:
             return
         self.center = center
         self.s.camera.append((loop, center[0], center[1]))
-        px = self.geo.world_to_minimap(center)
-        px = np.clip(px, 0, np.array(self.geo.minimap_res) - 1)
-        self.emit(loop, F_MOVE_CAMERA, {"minimap": (int(px[0]), int(px[1]))}, automatic)
+        px = self.geo.world_to_minimap_xy(center[0], center[1], clip=True)
+        self.emit(loop, F_MOVE_CAMERA, {"minimap": px}, automatic)
         if not automatic:
             self.had_input = True
 
@@ -297,13 +301,13 @@ class _Converter:
             self.s.commands_mapped += 1
             return
         on_screen = (self.center is not None and not flags & FLAG_MINIMAP
-                     and bool(self.geo.in_screen(point, self.center)))
+                     and self.geo.in_screen_xy(point[0], point[1], self.center))
         if on_screen and funcs.screen is not None:
-            px = self.geo.world_to_screen(point, self.center)
-            self.emit(loop, funcs.screen, {"queued": queued, "screen": (int(px[0]), int(px[1]))})
+            px = self.geo.world_to_screen_xy(point[0], point[1], self.center)
+            self.emit(loop, funcs.screen, {"queued": queued, "screen": px})
         elif funcs.minimap is not None:
-            px = np.clip(self.geo.world_to_minimap(point), 0, np.array(self.geo.minimap_res) - 1)
-            self.emit(loop, funcs.minimap, {"queued": queued, "minimap": (int(px[0]), int(px[1]))})
+            px = self.geo.world_to_minimap_xy(point[0], point[1], clip=True)
+            self.emit(loop, funcs.minimap, {"queued": queued, "minimap": px})
         elif funcs.quick is not None and funcs.screen is None:
             self.emit(loop, funcs.quick, {"queued": queued})
         else:
@@ -323,10 +327,10 @@ class _Converter:
         if update in (0, 4):
             self.groups[group] = list(self.sel)
         elif update in (1, 5):
-            kept, _ = _remove(self.groups[group], ev.get("m_mask"))
+            kept = _remove(self.groups[group], ev.get("m_mask"))[0]
             self.groups[group] = sorted(set(kept) | set(self.sel))
         elif update == 2:
-            kept, _ = _remove(self.groups[group], ev.get("m_mask"))
+            kept = _remove(self.groups[group], ev.get("m_mask"))[0]
             self.groups[group] = kept
             self.set_selection(loop, list(kept))
         elif update == 3:
@@ -344,46 +348,49 @@ class _Converter:
         delta = ev["m_delta"]
         if group != ACTIVE_SELECTION:
             # Automatic bookkeeping (e.g. units stolen by another group).
-            kept, _ = _remove(self.groups[group], delta.get("m_removeMask"))
+            kept = _remove(self.groups[group], delta.get("m_removeMask"))[0]
             self.groups[group] = sorted(set(kept) | set(delta.get("m_addUnitTags") or []))
             return
         self.had_input = True
         before = self.sel
-        kept, removed = _remove(before, delta.get("m_removeMask"))
-        added = [t for t in (delta.get("m_addUnitTags") or []) if t not in set(kept)]
-        after = sorted(set(kept) | set(added))
+        kept, n_removed, first_removed = _remove(before, delta.get("m_removeMask"))
+        kept_set = set(kept)
+        added = [t for t in (delta.get("m_addUnitTags") or []) if t not in kept_set]
+        after = sorted(kept_set.union(added)) if added else kept
         self.set_selection(loop, after)
         if not added:
-            if not removed:
+            if not n_removed:
                 self.s.unmapped["selection_no_change"] += 1
                 return
             if len(kept) == 1:
                 self.emit(loop, F_SELECT_UNIT, {"select_unit_act": 0,
                                                 "select_unit_id": before.index(kept[0])})
-            elif len(removed) == 1:
+            elif n_removed == 1:
                 self.emit(loop, F_SELECT_UNIT, {"select_unit_act": 1,
-                                                "select_unit_id": removed[0]})
+                                                "select_unit_id": first_removed})
             else:
                 self.emit(loop, F_SELECT_UNIT, {"select_unit_act": 3,
-                                                "select_unit_id": removed[0]})
+                                                "select_unit_id": first_removed})
             return
-        replace = bool(kept) is False
+        replace = not kept
         pts = [self.positions(t, loop) if self.positions is not None else None for t in added]
         known = [p for p in pts if p is not None]
-        on_screen = (self.center is not None and len(known) == len(pts)
-                     and bool(np.all(self.geo.in_screen(np.array(known), self.center))))
-        if on_screen:
-            px = self.geo.world_to_screen(np.array(known), self.center)
-            if len(added) == 1:
-                self.emit(loop, F_SELECT_POINT, {"select_point_act": 0 if replace else 1,
-                                                 "screen": (int(px[0, 0]), int(px[0, 1]))})
-            else:
-                lo = px.min(axis=0)
-                hi = px.max(axis=0)
-                self.emit(loop, F_SELECT_RECT, {"select_add": 0 if replace else 1,
-                                                "screen": (int(lo[0]), int(lo[1])),
-                                                "screen2": (int(hi[0]), int(hi[1]))})
-            return
+        center = self.center
+        geo = self.geo
+        if center is not None and known and len(known) == len(pts):
+            px = [geo.world_to_screen_xy(x, y, center) for x, y in known]
+            w, h = geo.screen_res
+            if all(0 <= a < w and 0 <= b < h for a, b in px):
+                if len(added) == 1:
+                    self.emit(loop, F_SELECT_POINT, {"select_point_act": 0 if replace else 1,
+                                                     "screen": px[0]})
+                else:
+                    xs = [a for a, _ in px]
+                    ys = [b for _, b in px]
+                    self.emit(loop, F_SELECT_RECT, {"select_add": 0 if replace else 1,
+                                                    "screen": (min(xs), min(ys)),
+                                                    "screen2": (max(xs), max(ys))})
+                return
         if not known:
             self.s.unmapped["selection_unknown_position"] += 1
             return

@@ -63,6 +63,18 @@ ALIASES = {
     "GhostAcademyTrain": "ArmSiloWithNuke",
     "Refund": "SalvageShared",
     "Salvage": "SalvageShared",
+    # Creep tumor spreading from a burrowed tumor (API: Build_CreepTumor_Tumor).
+    "CreepTumorBurrowedBuild": "CreepTumorBuild",
+    "OracleBuild": "OracleStasisTrapBuild",
+    # Add-ons built by a flying / landed production building, by build.
+    "BarracksBuild": "BarracksAddOns",
+    "BarracksFlyingBuild": "BarracksAddOns",
+    "FactoryBuild": "FactoryAddOns",
+    "FactoryFlyingBuild": "FactoryAddOns",
+    "StarportBuild": "StarportAddOns",
+    "StarportFlyingBuild": "StarportAddOns",
+    # 4.0 nexus chrono boost.
+    "EnergyRecharge": "ChronoBoostEnergyCost",
 }
 
 # sc2reader's datapack selection (sc2reader/resources.py
@@ -121,9 +133,12 @@ def _datapack_links(key: str, stable_names: dict, buttons: dict) -> dict[int, st
             out[link] = names[0]
             continue
         wanted = set(names)
-        matches = [cat for cat, btns in buttons.items() if wanted <= btns]
-        if len(matches) == 1:
-            out[link] = matches[0]
+        overlap = sorted(((len(wanted & btns), cat) for cat, btns in buttons.items()),
+                         reverse=True)
+        best = overlap[0] if overlap else (0, "")
+        unique = len(overlap) < 2 or overlap[1][0] < best[0]
+        if len(names) > 1 and best[0] * 2 >= len(wanted) and unique:
+            out[link] = best[1]
         elif len(names) == 1:
             out[link] = names[0]  # unknown to stableid: reported unmapped at run time
         else:

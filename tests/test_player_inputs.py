@@ -1,0 +1,125 @@
+"""player_inputs and ability_table on a real replay, checked against its raw events."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline import ability_table, player_inputs
+from pipeline.coords import ViewGeometry
+from pipeline.pysc2_compat import apply
+from pipeline.replay_archive import ReplayArchive
+
+apply()
+from pysc2.lib import actions  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REPLAY = (SHARED / "replays" / "python-sc2" /
+          "20220223 - GAME 1 - Astrea vs SKillous - P vs P - Curious Minds LE.SC2Replay")
+F = actions.FUNCTIONS
+
+pytestmark = pytest.mark.skipif(not REPLAY.exists(), reason="shared replays absent")
+
+
+@pytest.fixture(scope="module")
+def archive():
+    return ReplayArchive(REPLAY.read_bytes(), path=str(REPLAY))
+
+
+@pytest.fixture(scope="module")
+def streams(archive):
+    return player_inputs.player_streams(archive)
+
+
+def test_ability_table_known_pairs():
+    table = ability_table.load()
+    resolver = table.resolver("LotV", 86383)
+    links = {resolver.name(link): link for link in range(2000) if resolver.name(link)}
+    marine = resolver.lookup(links["BarracksTrain"], 0)
+    assert (marine.api_id, marine.quick) == (560, int(F.Train_Marine_quick.id))
+    # Alias: the orbital command trains SCVs with the command centre's ability.
+    r4 = table.resolver("LotV", 65895)  # 4.4: datapack 59587 names it OrbitalCommandTrain
+    links4 = {r4.name(link): link for link in range(2000) if r4.name(link)}
+    scv = r4.lookup(links4["OrbitalCommandTrain"], 0)
+    assert (scv.api_id, scv.quick) == (524, int(F.Train_SCV_quick.id))
+    # pysc2 hide_specific_actions: forge weapons level 1 is the general research.
+    forge = resolver.lookup(links["ForgeResearch"], 0)
+    assert forge.quick == int(F.Research_ProtossGroundWeapons_quick.id)
+    assert (table.smart.screen, table.smart.minimap) == (int(F.Smart_screen.id),
+                                                         int(F.Smart_minimap.id))
+    assert table.datapack_key("LotV", 86383) == "LotV/80949"
+    assert table.datapack_key("HotS", 24764) == "HotS/24764"
+
+
+def test_expansion_and_players(archive, streams):
+    assert ability_table.expansion_of(archive.details) == "LotV"
+    # Details: player 1 SKillous (working slot 4 -> user 3), player 2 Astrea (slot 6 -> user 5);
+    # the four observers' inputs are ignored.
+    assert {pid: s.user_id for pid, s in streams.items()} == {1: 3, 2: 5}
+
+
+def test_first_actions_of_player_1(archive, streams):
+    acts = streams[1].actions
+    geo = ViewGeometry((152, 152), 64, 64, 24)
+    # Loop 3: the game places the camera at m_target (32576, 5506)/256 = (127.25, 21.51).
+    assert acts[0].game_loop == 3 and acts[0].automatic
+    assert acts[0].function_id == int(F.move_camera.id)
+    assert acts[0].arguments == {"minimap": (53, 54)}
+    # Loop 5: the player clicks the nexus (tag 43778049) -> select_point at its pixel.
+    born = next(e for e in archive.tracker_events if e["_event"].endswith("SUnitBornEvent")
+                and player_inputs.unit_tag(e["m_unitTagIndex"], e["m_unitTagRecycle"]) == 43778049)
+    nexus_px = tuple(int(v) for v in geo.world_to_screen([born["m_x"], born["m_y"]],
+                                                         (127.25, 5506 / 256)))
+    assert born["m_unitTypeName"] == b"Nexus"
+    assert acts[1].game_loop == 5 and not acts[1].automatic
+    assert acts[1].function_id == int(F.select_point.id)
+    assert acts[1].arguments == {"select_point_act": 0, "screen": nexus_px}
+    # Loop 9: SCmdEvent link 177 index 0 (NexusTrain, probe), cmdFlags 256 (not queued).
+    assert (acts[2].game_loop, acts[2].function_id, dict(acts[2].arguments)) == (
+        9, int(F.Train_Probe_quick.id), {"queued": 0})
+    # Loop 15: two probes replace the selection -> a box.
+    assert acts[3].game_loop == 15 and acts[3].function_id == int(F.select_rect.id)
+    assert acts[3].arguments["select_add"] == 0
+    # Loop 16: right click on a mineral field, snapshot (512000, 75776)/4096 = (125, 18.5),
+    # in view of the camera at (127.25, 21.51) -> Smart_screen (26, 40).
+    assert (acts[4].game_loop, acts[4].function_id, dict(acts[4].arguments)) == (
+        16, int(F.Smart_screen.id), {"queued": 0, "screen": (26, 40)})
+    # Loop 43: control group 4 set (m_controlGroupUpdate 0 -> ControlGroupAct.set).
+    cg = next(a for a in acts if a.game_loop == 43)
+    assert cg.function_id == int(F.select_control_group.id)
+    assert cg.arguments == {"control_group_act": int(actions.ControlGroupAct.set),
+                            "control_group_id": 4}
+    loops = [a.game_loop for a in acts]
+    assert loops == sorted(loops)
+    assert sum(a.automatic for a in acts) == 1
+    for a in acts:  # every action is a valid pysc2 call at these resolutions
+        F[a.function_id](*[a.arguments[arg.name] for arg in F[a.function_id].args])
+
+
+def test_camera_and_selection_tracking(streams):
+    s = streams[1]
+    assert s.camera[0] == (3, 127.25, 5506 / 256)
+    assert s.camera_at(48) == (127.25, 5506 / 256)
+    assert s.camera_at(49) == (32128 / 256, 5827 / 256)
+    assert s.selection_at(5) == (43778049,)
+    assert s.selection_at(15) == (46137345, 46661633)
+    assert s.selection_at(4) == ()
+    cameras = [a for a in s.actions if a.function_id == int(F.move_camera.id)]
+    assert len(cameras) == len(s.camera)
+
+
+def test_mapping_rate(streams):
+    # Player 1: 125 commands, 2 of an ability (link 701) the 5.0.8 datapack lacks.
+    assert (streams[1].commands, streams[1].commands_mapped) == (125, 123)
+    assert streams[1].unmapped["ability:link701/0"] == 2
+    assert (streams[2].commands, streams[2].commands_mapped) == (175, 175)
+    assert len(streams[1].actions) == 908 and len(streams[2].actions) == 1103
+
+
+def test_remove_masks():
+    sel = [10, 20, 30, 40]
+    assert player_inputs._remove(sel, {"None": None}) == (sel, 0, -1)
+    assert player_inputs._remove(sel, {"Mask": (4, 0b0101)}) == ([20, 40], 2, 0)
+    assert player_inputs._remove(sel, {"OneIndices": [3]}) == ([10, 20, 30], 1, 3)
+    assert player_inputs._remove(sel, {"ZeroIndices": [0, 2]}) == ([10, 30], 2, 1)
+    assert player_inputs._remove(sel, {"ZeroIndices": []}) == ([], 4, 0)
