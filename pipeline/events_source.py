@@ -160,11 +160,9 @@ class EventsObservationSource:
                 if loop not in view.loops:
                     continue
                 self._step_inputs(view, loop)
-                state = self._player_state(view, tracker, has_tracker)
-                available[pid][loop] = state["mask"]
+                available[pid][loop] = self._mask(view, tracker, has_tracker)
                 if loop in view.starts:
-                    observations[pid][loop] = self._observe(view, tracker, geo, state,
-                                                            has_tracker)
+                    observations[pid][loop] = self._observe(view, tracker, geo, has_tracker)
 
         unavailable = self.unavailable_layers(has_tracker)
         out: dict[int, list[dict]] = {}
@@ -237,64 +235,25 @@ class EventsObservationSource:
         return tuple(sel[view.sel_i][1]) if view.sel_i >= 0 else ()
 
     # --------------------------------------------------------- per loop
-    def _player_state(self, view: _View, tracker: UnitTracker, has_tracker: bool) -> dict:
-        """Visible units, selection, player vector and mask (cached by version)."""
-        key = (tracker.version, view.sel_i)
-        hit = view.cache.get("state")
+    def _own(self, view: _View, tracker: UnitTracker) -> dict:
+        """The player's own-unit summary: player vector, counters, tech.
+
+        Cached until units or stats change.
+        """
+        key = (tracker.version, tracker.stats_version)
+        hit = view.cache.get("own")
         if hit is not None and hit[0] == key:
             return hit[1]
         pid = view.ctx.player_id
         data = self.data
-        tags = self._selected_tags(view)
-        if not has_tracker:
-            player = np.zeros(len(layers.PLAYER_FEATURES), np.int32)
-            player[0] = pid
-            mask = self.availability.mask(np.zeros(0, np.int64), len(tags), frozenset(),
-                                          frozenset(), 0, 0, 0, 0)
-            state = {"mask": mask, "player": _read_only(player), "slots": None,
-                     "selected": np.zeros(0, np.int64)}
-            view.cache["state"] = (key, state)
-            return state
-        vis_key = tracker.version
-        vis = view.cache.get("visible")
-        if vis is None or vis[0] != vis_key:
-            slots = tracker.alive_slots()
-            if self.fog:
-                rows = tracker.type_row[slots]
-                visible = fog_model.visible_mask(
-                    pid, view.allies, tracker.owner[slots], tracker.xy[slots],
-                    data.sight[rows], data.radius[rows], data.is_structure[rows],
-                    view.seen[slots], NEUTRAL_PLAYER)
-                # visible_mask updated a copy; write the structures seen back.
-                seen_now = view.seen[slots]
-                seen_now |= visible & data.is_structure[rows] & (tracker.owner[slots] != pid)
-                view.seen[slots] = seen_now
-                slots = slots[visible]
-            vis = (vis_key, slots, self._player_vector(view, tracker))
-            view.cache["visible"] = vis
-        slots, (player, counts, tech, upgrades) = vis[1], vis[2]
-        sel_slots = np.array([tracker.slot_of_tag.get(t, -1) for t in tags], np.int64)
-        sel_slots = sel_slots[sel_slots >= 0]
-        sel_slots = sel_slots[tracker.alive[sel_slots]]
-        own = sel_slots[tracker.owner[sel_slots] == pid]
-        mask = self.availability.mask(tracker.type_row[own], len(sel_slots), tech, upgrades,
-                                      *counts)
-        state = {"mask": mask, "player": player, "slots": slots, "selected": sel_slots}
-        view.cache["state"] = (key, state)
-        return state
-
-    def _player_vector(self, view: _View, tracker: UnitTracker):
-        pid = view.ctx.player_id
-        data = self.data
-        slots = tracker.alive_slots()
-        own = slots[tracker.owner[slots] == pid]
-        rows = tracker.type_row[own]
-        done = tracker.done[own]
+        snap = tracker.snapshot()
+        mine = snap["owner"] == pid
+        rows, done = snap["rows"][mine], snap["done"][mine]
         army = done & ~data.is_structure[rows] & ~data.is_worker[rows] & (data.food[rows] > 0)
         warp_gates = int((rows[done] == data.row["WarpGate"]).sum())
         larva = int((rows == data.row["Larva"]).sum())
         stats = tracker.stats.get(pid, {})
-        player = np.array([
+        player = _read_only(np.array([
             pid,
             stats.get("m_scoreValueMineralsCurrent", 0),
             stats.get("m_scoreValueVespeneCurrent", 0),
@@ -304,31 +263,86 @@ class EventsObservationSource:
             stats.get("m_scoreValueWorkersActiveCount", 0),
             0,  # idle_worker_count: not derivable from tracker events
             int(army.sum()), warp_gates, larva,
-        ], np.int32)
-        tech = self.availability.tech(data.id[rows[done & data.is_structure[rows]]])
-        upgrades = frozenset(tracker.upgrades.get(pid, ()))
-        return _read_only(player), (0, int(army.sum()), warp_gates, larva), tech, upgrades
+        ], np.int32))
+        structure_ids = np.unique(data.id[rows[done & data.is_structure[rows]]])
+        tech_key = structure_ids.tobytes()
+        tech_hit = view.cache.get("tech")
+        if tech_hit is None or tech_hit[0] != tech_key:
+            tech_hit = (tech_key, self.availability.tech(structure_ids))
+            view.cache["tech"] = tech_hit
+        own = {"player": player, "counts": (0, int(army.sum()), warp_gates, larva),
+               "tech": tech_hit[1], "upgrades": frozenset(tracker.upgrades.get(pid, ()))}
+        view.cache["own"] = (key, own)
+        return own
 
-    def _observe(self, view: _View, tracker: UnitTracker, geo: ViewGeometry, state: dict,
+    def _selection(self, view: _View, tracker: UnitTracker) -> np.ndarray:
+        """Alive selected unit slots (cached until units or selection change)."""
+        key = (tracker.version, view.sel_i)
+        hit = view.cache.get("selection")
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        tags = self._selected_tags(view)
+        sel = np.array([tracker.slot_of_tag.get(t, -1) for t in tags], np.int64)
+        sel = sel[sel >= 0]
+        sel = sel[tracker.alive[sel]]
+        view.cache["selection"] = (key, sel)
+        return sel
+
+    def _mask(self, view: _View, tracker: UnitTracker, has_tracker: bool) -> np.ndarray:
+        if not has_tracker:
+            return self.availability.mask(np.zeros(0, np.int64), len(self._selected_tags(view)),
+                                          frozenset(), frozenset(), 0, 0, 0, 0)
+        own = self._own(view, tracker)
+        sel = self._selection(view, tracker)
+        mine = sel[tracker.owner[sel] == view.ctx.player_id]
+        return self.availability.mask(tracker.type_row[mine], len(sel), own["tech"],
+                                      own["upgrades"], *own["counts"])
+
+    def _visible(self, view: _View, tracker: UnitTracker, geo: ViewGeometry) -> dict:
+        """The snapshot restricted to what the player sees (fog of war)."""
+        hit = view.cache.get("visible")
+        if hit is not None and hit[0] == tracker.version:
+            return hit[1]
+        snap = tracker.snapshot()
+        if not self.fog:
+            view.cache["visible"] = (tracker.version, snap)
+            return snap
+        data = self.data
+        pid = view.ctx.player_id
+        owner, rows, xy = snap["owner"], snap["rows"], snap["xy"]
+        friendly = (owner == pid) | np.isin(owner, list(view.allies))
+        f_xy, f_sight = xy[friendly], data.sight[rows[friendly]]
+        grid_key = f_xy.tobytes() + f_sight.tobytes()
+        grid_hit = view.cache.get("grid")
+        if grid_hit is None or grid_hit[0] != grid_key:
+            grid_hit = (grid_key, fog_model.sight_grid(tuple(int(v) for v in geo.map_size),
+                                                       f_xy, f_sight))
+            view.cache["grid"] = grid_hit
+        slots = snap["slots"]
+        structure = data.is_structure[rows]
+        visible = fog_model.visible_mask(pid, view.allies, owner, xy, structure,
+                                         view.seen[slots], grid_hit[1], NEUTRAL_PLAYER)
+        view.seen[slots[visible & structure]] = True
+        out = {k: v[visible] for k, v in snap.items()}
+        view.cache["visible"] = (tracker.version, out)
+        return out
+
+    def _observe(self, view: _View, tracker: UnitTracker, geo: ViewGeometry,
                  has_tracker: bool) -> dict[str, np.ndarray]:
         obs = dict(self._zeros)
-        obs["player"] = state["player"]
         camera = self._camera(view, geo)
         obs["minimap_camera"] = self._cached(view, "camera", camera,
                                              lambda: self._camera_layer(geo, camera))
         if not has_tracker:
+            player = np.zeros(len(layers.PLAYER_FEATURES), np.int32)
+            player[0] = view.ctx.player_id
+            obs["player"] = self._cached(view, "player0", 0, lambda: _read_only(player))
             return obs
-        pid = view.ctx.player_id
-        slots, selected = state["slots"], state["selected"]
-        mini = self._cached(view, "minimap", (tracker.version, view.sel_i),
-                            lambda: self._units_layers(view, tracker, geo, slots, selected,
-                                                       None, "minimap"))
-        screen = self._cached(view, "screen", (tracker.version, view.sel_i, camera),
-                              lambda: self._units_layers(view, tracker, geo, slots, selected,
-                                                         camera, "screen"))
-        obs.update(mini)
-        obs.update(screen)
-        del pid
+        obs["player"] = self._own(view, tracker)["player"]
+        vis = self._visible(view, tracker, geo)
+        selected = self._selection(view, tracker)
+        obs.update(self._units_layers(view, tracker, geo, vis, selected, None, "minimap"))
+        obs.update(self._units_layers(view, tracker, geo, vis, selected, camera, "screen"))
         return obs
 
     @staticmethod
@@ -349,11 +363,10 @@ class EventsObservationSource:
                                               int(bottom_right[1]), dtype))
 
     def _units_layers(self, view: _View, tracker: UnitTracker, geo: ViewGeometry,
-                      slots: np.ndarray, selected: np.ndarray, camera, kind: str):
+                      vis: dict, selected: np.ndarray, camera, kind: str):
+        """The unit layers of one kind, reused when what they show is unchanged."""
         data = self.data
-        pid = view.ctx.player_id
-        rows = tracker.type_row[slots]
-        xy = tracker.xy[slots]
+        slots, rows, xy = vis["slots"], vis["rows"], vis["xy"]
         if kind == "screen":
             x0, y0, x1, y1 = geo.screen_bounds(camera)
             r = data.radius[rows]
@@ -361,17 +374,30 @@ class EventsObservationSource:
                     & (xy[:, 1] + r > y0) & (xy[:, 1] - r <= y1))
             slots, rows, xy = slots[near], rows[near], xy[near]
             centers = geo.world_to_screen(xy, camera)
+            building = ~tracker.done[slots]
+            progress = np.round(tracker.build_progress(slots) * 100).astype(np.int64)
+            key_extra = progress.tobytes() + building.tobytes() + repr(camera).encode()
+        else:
+            centers = geo.world_to_minimap(xy)
+            key_extra = b""
+        is_selected = np.isin(slots, selected)
+        owner = tracker.owner[slots]
+        key = (centers.tobytes(), rows.tobytes(), owner.tobytes(), is_selected.tobytes(),
+               key_extra)
+        hit = view.cache.get(kind)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        if kind == "screen":
             radii = geo.world_to_screen_distance(data.radius[rows])
             res = geo.screen_res
         else:
-            centers = geo.world_to_minimap(xy)
             radii = geo.world_to_minimap_distance(data.radius[rows])
             res = geo.minimap_res
         # Draw order: structures, then ground units, then air units on top.
         order = np.lexsort((~data.is_structure[rows], data.is_flying[rows]))
-        slots, rows, centers, radii = slots[order], rows[order], centers[order], radii[order]
-        flat, unit = rasterize.disc_pixels(centers, radii, res)
-        owner = tracker.owner[slots]
+        flat, unit = rasterize.disc_pixels(centers[order], radii[order], res)
+        unit = order[unit]
+        pid = view.ctx.player_id
         relative = np.where(owner == pid, 1, np.where(np.isin(owner, list(view.allies)), 2,
                             np.where(owner == NEUTRAL_PLAYER, 3, 4)))
         f = self.schema.by_name
@@ -382,27 +408,24 @@ class EventsObservationSource:
                                                  f[f"{kind}_player_id"].np_dtype),
             f"{kind}_unit_type": rasterize.paint(res, flat, unit, data.id[rows],
                                                  f[f"{kind}_unit_type"].np_dtype),
-            f"{kind}_selected": rasterize.paint(res, flat, unit,
-                                                np.isin(slots, selected).astype(np.uint8),
+            f"{kind}_selected": rasterize.paint(res, flat, unit, is_selected.astype(np.uint8),
                                                 f[f"{kind}_selected"].np_dtype),
         }
         if kind == "screen":
             out["screen_unit_density"] = rasterize.count(
                 res, flat, layers.SCREEN_LAYERS[14].scale - 1, f["screen_unit_density"].np_dtype)
-            progress = np.round(tracker.build_progress(slots) * 100).astype(np.int64)
             out["screen_build_progress"] = rasterize.paint(
-                res, flat, unit, progress, f["screen_build_progress"].np_dtype)
-            out["screen_power"] = self._power(tracker, geo, camera, pid, res)
-        return {k: _read_only(v) for k, v in out.items()}
+                res, flat, unit, np.where(building, progress, 0),
+                f["screen_build_progress"].np_dtype)
+            pylons = (rows == data.row["Pylon"]) & (owner == pid) & ~building
+            out["screen_power"] = self._power(geo, centers[pylons], res)
+        out = {k: _read_only(v) for k, v in out.items()}
+        view.cache[kind] = (key, out)
+        return out
 
-    def _power(self, tracker: UnitTracker, geo: ViewGeometry, camera, pid: int, res):
-        slots = tracker.alive_slots()
-        slots = slots[(tracker.owner[slots] == pid) & tracker.done[slots]]
-        pylons = slots[tracker.type_row[slots] == self.data.row["Pylon"]]
+    def _power(self, geo: ViewGeometry, centers: np.ndarray, res) -> np.ndarray:
+        """Pylon power fields of the player's finished pylons in view."""
         dtype = self.schema.by_name["screen_power"].np_dtype
-        if not pylons.size:
-            return np.zeros((res[1], res[0]), dtype)
-        centers = geo.world_to_screen(tracker.xy[pylons], camera)
-        radius = geo.world_to_screen_distance(np.full(len(pylons), PYLON_POWER_RADIUS))
+        radius = geo.world_to_screen_distance(np.full(len(centers), PYLON_POWER_RADIUS))
         flat, unit = rasterize.disc_pixels(centers, radius, res)
-        return rasterize.paint(res, flat, unit, np.ones(len(pylons), np.int64), dtype)
+        return rasterize.paint(res, flat, unit, np.ones(len(centers), np.int64), dtype)

@@ -14,44 +14,60 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Distance test chunk size (friendly units x enemy units per block).
-_CHUNK = 256
+from pipeline import rasterize
 
 
-def in_sight(viewer_xy: np.ndarray, viewer_sight: np.ndarray,
-             target_xy: np.ndarray, target_radius: np.ndarray) -> np.ndarray:
-    """Whether each target lies within some viewer's sight (bool[targets]).
+#: Fog grid cell size in world units.
+CELL = 2.0
 
-    A target counts as seen when its footprint (a disc of ``target_radius``)
-    touches a viewer's sight disc.
+
+def sight_grid(map_size: tuple[int, int], viewer_xy: np.ndarray,
+               viewer_sight: np.ndarray) -> np.ndarray:
+    """bool[ceil(map_y / CELL), ceil(map_x / CELL)]: cells within some viewer's sight.
+
+    A cell is seen when its centre lies within the sight radius of the
+    viewer's cell centre (so within about one cell of the true disc).
+    Viewers sharing a cell and a sight range are drawn once.
     """
-    seen = np.zeros(len(target_xy), bool)
-    if not len(viewer_xy) or not len(target_xy):
-        return seen
-    for start in range(0, len(viewer_xy), _CHUNK):
-        v = viewer_xy[start:start + _CHUNK]
-        reach = viewer_sight[start:start + _CHUNK][:, None] + target_radius[None, :]
-        d2 = ((v[:, None, :] - target_xy[None, :, :]) ** 2).sum(-1)
-        seen |= (d2 <= reach * reach).any(axis=0)
-    return seen
+    res = (int(np.ceil(map_size[0] / CELL)), int(np.ceil(map_size[1] / CELL)))
+    grid = np.zeros(res[0] * res[1], bool)
+    if len(viewer_xy):
+        cells = np.floor(viewer_xy / CELL).astype(np.int64)
+        sight = np.round(viewer_sight / CELL * 4).astype(np.int64)
+        keys = np.unique((cells[:, 0] * 4096 + cells[:, 1]) * 256 + sight)
+        cells = np.stack([keys // 256 // 4096, keys // 256 % 4096], axis=1)
+        flat, _ = rasterize.disc_pixels(cells, (keys % 256) / 4.0, res)
+        grid[flat] = True
+    return grid.reshape(res[1], res[0])
+
+
+def cells_seen(grid: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Whether the grid cell under each point is seen (points off the map: no)."""
+    if not len(xy):
+        return np.zeros(0, bool)
+    cells = np.floor(xy / CELL).astype(np.int64)
+    h, w = grid.shape
+    inside = (cells[:, 0] >= 0) & (cells[:, 0] < w) & (cells[:, 1] >= 0) & (cells[:, 1] < h)
+    out = np.zeros(len(xy), bool)
+    out[inside] = grid[cells[inside, 1], cells[inside, 0]]
+    return out
 
 
 def visible_mask(player_id: int, allies: frozenset[int], owner: np.ndarray,
-                 xy: np.ndarray, sight: np.ndarray, radius: np.ndarray,
-                 is_structure: np.ndarray, seen_before: np.ndarray,
-                 neutral: int = 16) -> np.ndarray:
+                 xy: np.ndarray, is_structure: np.ndarray, seen_before: np.ndarray,
+                 grid: np.ndarray, neutral: int = 16) -> np.ndarray:
     """Which of the given (alive) units ``player_id`` sees (bool array).
 
-    ``seen_before`` (bool, same length) marks structures seen earlier; it is
-    updated in place with the structures seen now, so the caller keeps it per
-    player across loops.
+    ``grid`` is the :func:`sight_grid` of the player's and allies' units.
+    An enemy unit is seen when the cell under its centre is (its footprint
+    is ignored).  ``seen_before`` (bool, same length) marks structures seen
+    earlier; the caller keeps it per player and ORs in
+    ``visible & is_structure`` after the call.
     """
     friendly = (owner == player_id) | np.isin(owner, list(allies))
     enemy = ~friendly & (owner != neutral)
     visible = ~enemy
     if enemy.any():
-        seen = in_sight(xy[friendly], sight[friendly], xy[enemy], radius[enemy])
-        enemy_idx = np.flatnonzero(enemy)
-        visible[enemy_idx] = seen | (seen_before[enemy_idx] & is_structure[enemy_idx])
-        seen_before[enemy_idx] |= seen & is_structure[enemy_idx]
+        seen = cells_seen(grid, xy[enemy])
+        visible[enemy] = seen | (seen_before[enemy] & is_structure[enemy])
     return visible

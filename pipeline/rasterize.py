@@ -17,12 +17,16 @@ import numpy as np
 MAX_RADIUS_PX = 24
 
 
-@functools.lru_cache(maxsize=64)
-def _stencil(reach: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r = np.arange(-reach, reach + 1)
-    oy, ox = np.meshgrid(r, r, indexing="ij")
-    ox, oy = ox.ravel(), oy.ravel()
-    return ox, oy, (ox * ox + oy * oy).astype(np.float64)
+@functools.lru_cache(maxsize=1024)
+def _stencil(r2: int) -> np.ndarray:
+    """int[M, 2] offsets with ``dx^2 + dy^2 <= r2``: the disc of any radius
+    whose square floors to ``r2`` (offsets are integers, so only the floor
+    of the squared radius matters)."""
+    reach = int(np.floor(np.sqrt(r2)))
+    span = np.arange(-reach, reach + 1)
+    oy, ox = np.meshgrid(span, span, indexing="ij")
+    keep = ox * ox + oy * oy <= r2
+    return np.stack([ox[keep], oy[keep]], axis=1)
 
 
 def disc_pixels(centers: np.ndarray, radii: np.ndarray,
@@ -36,21 +40,30 @@ def disc_pixels(centers: np.ndarray, radii: np.ndarray,
 
     Returns:
       ``(flat, unit)``: flat pixel indices ``y * res_x + x`` inside the layer
-      and the index of the unit covering each, in unit order (so assigning
+      and the index of the unit covering each, sorted by unit (so assigning
       values in that order lets later units overwrite earlier ones).
     """
     n = len(centers)
     if not n:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    radii = np.minimum(np.asarray(radii, np.float64), MAX_RADIUS_PX)
-    reach = int(np.ceil(radii.max())) if n else 0
-    ox, oy, d2 = _stencil(reach)
-    covered = (d2[None, :] <= (radii * radii)[:, None]) | (d2[None, :] == 0)
-    unit, k = np.nonzero(covered)
-    x = centers[unit, 0] + ox[k]
-    y = centers[unit, 1] + oy[k]
+    r = np.minimum(np.asarray(radii, np.float64), MAX_RADIUS_PX)
+    q = np.floor(r * r).astype(np.int64)
+    if q.max() == 0:  # every disc covers its centre pixel only
+        x, y, unit = centers[:, 0], centers[:, 1], np.arange(n)
+        inside = (x >= 0) & (x < res[0]) & (y >= 0) & (y < res[1])
+        return y[inside] * res[0] + x[inside], unit[inside]
+    xs, ys, units = [], [], []
+    for value in np.unique(q):
+        idx = np.flatnonzero(q == value)
+        off = _stencil(int(value))
+        xs.append((centers[idx, 0][:, None] + off[None, :, 0]).ravel())
+        ys.append((centers[idx, 1][:, None] + off[None, :, 1]).ravel())
+        units.append(np.repeat(idx, len(off)))
+    x, y, unit = np.concatenate(xs), np.concatenate(ys), np.concatenate(units)
     inside = (x >= 0) & (x < res[0]) & (y >= 0) & (y < res[1])
-    return (y[inside] * res[0] + x[inside]), unit[inside]
+    x, y, unit = x[inside], y[inside], unit[inside]
+    order = np.argsort(unit, kind="stable")
+    return (y[order] * res[0] + x[order]), unit[order]
 
 
 def paint(res: tuple[int, int], flat: np.ndarray, unit: np.ndarray,

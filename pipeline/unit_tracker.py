@@ -180,8 +180,10 @@ class UnitTracker:
                 self.stats.setdefault(e["m_playerId"], e["m_stats"])
         self.upgrades: dict[int, set[int]] = {}
         self.errors = EstimateErrors()
-        self.version = 0
+        self.version = 0          # bumps on any unit change
+        self.stats_version = 0    # bumps on player stats / upgrades
         self.loop = -1
+        self._snapshot: tuple[int, dict[str, np.ndarray]] | None = None
         self._next_event = 0
         self._next_order = 0
         self._moving = np.zeros(n, bool)
@@ -201,9 +203,13 @@ class UnitTracker:
                 self._apply_order(self.orders[self._next_order])
                 self._next_order += 1
             elif e_loop is not None and e_loop <= loop:
-                self._apply(events[self._next_event])
+                e = events[self._next_event]
+                self._apply(e)
                 self._next_event += 1
-                self.version += 1
+                if e["_event"] in (_EV + "SPlayerStatsEvent", _EV + "SUpgradeEvent"):
+                    self.stats_version += 1
+                else:
+                    self.version += 1
             else:
                 break
         self.loop = loop
@@ -315,6 +321,19 @@ class UnitTracker:
     # ------------------------------------------------------------- queries
     def alive_slots(self) -> np.ndarray:
         return np.flatnonzero(self.alive)
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """Alive units' slots and attributes now (cached until units change).
+
+        Keys: ``slots``, ``rows`` (unit data rows), ``xy``, ``owner``, ``done``.
+        """
+        if self._snapshot is not None and self._snapshot[0] == self.version:
+            return self._snapshot[1]
+        slots = np.flatnonzero(self.alive)
+        snap = {"slots": slots, "rows": self.type_row[slots], "xy": self.xy[slots],
+                "owner": self.owner[slots], "done": self.done[slots]}
+        self._snapshot = (self.version, snap)
+        return snap
 
     def build_progress(self, slots: np.ndarray) -> np.ndarray:
         """Construction progress in [0, 1] (1 for finished or born units).
