@@ -40,6 +40,8 @@ LOOPS_PER_SECOND = 16.0
 #: pysc2's player id for neutral units (tracker events use 0).
 NEUTRAL_PLAYER = 16
 POSITION_ESTIMATES = ("hold", "command")
+#: Unit type name prefixes that are never drawn (UI beacons).
+HIDDEN_PREFIXES = ("Beacon",)
 #: Player stats reported by this loop describe the game's starting state.
 INITIAL_STATS_LOOPS = 16
 
@@ -66,6 +68,9 @@ class UnitData:
             dtype = np.int32 if col == "id" else (bool if col.startswith("is_") else np.float64)
             setattr(self, col, np.array([units[n][col] for n in self.names], dtype=dtype))
         self.abilities: list[list] = [units[n]["abilities"] for n in self.names]
+        # UI beacons (BeaconArmy, BeaconRally...) are tracker units the game
+        # never draws on feature layers.
+        self.hidden = np.array([n.startswith(HIDDEN_PREFIXES) for n in self.names], bool)
         self.row_by_type_id: dict[int, int] = {}
         for i, n in enumerate(self.names):
             self.row_by_type_id.setdefault(int(units[n]["id"]), i)
@@ -92,6 +97,7 @@ class UnitData:
                 getattr(self, col).dtype))
         self.names.append(name)
         self.abilities.append([])
+        self.hidden = np.append(self.hidden, name.startswith(HIDDEN_PREFIXES))
         return len(self.names) - 1
 
     @property
@@ -272,7 +278,7 @@ class UnitTracker:
             self.type_row[slot] = self.data.row_of(_text(e["m_unitTypeName"]))
             owner = e["m_controlPlayerId"]
             self.owner[slot] = owner if owner else NEUTRAL_PLAYER
-            self.alive[slot] = True
+            self.alive[slot] = not self.data.hidden[self.type_row[slot]]
             self._report(slot, float(e["m_x"]), float(e["m_y"]), loop, measure=False)
             if name == "SUnitInitEvent":
                 self.init_loop[slot] = loop

@@ -1,0 +1,159 @@
+"""The engine-free source on real replays: counts, schema, masks, loop-0 facts."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.coords import ViewGeometry
+from pipeline.events_source import EventsObservationSource
+from pipeline.observation_source import PlayerContext
+from pipeline.player_inputs import _map_size
+from pipeline.replay_archive import ReplayArchive
+from pipeline.unit_tracker import UnitTracker, unit_data
+from schemas import layers
+from schemas.sample import SampleSchema
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+PVP = SHARED / "replays/python-sc2/20220223 - GAME 1 - Astrea vs SKillous - P vs P - Curious Minds LE.SC2Replay"
+NO_TRACKER = SHARED / "replays/sc2reader/4.1.2.60604/1.SC2Replay"
+PLAYERS = [PlayerContext(1, "loss", {"map_name": "Curious Minds LE"}),
+           PlayerContext(2, "win", {"map_name": "Curious Minds LE"})]
+
+pytestmark = pytest.mark.skipif(not PVP.exists(), reason="shared replays absent")
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return SampleSchema()
+
+
+@pytest.fixture(scope="module")
+def archive():
+    return ReplayArchive(PVP.read_bytes(), path=str(PVP))
+
+
+@pytest.fixture(scope="module")
+def run(schema, archive):
+    source = EventsObservationSource(schema)
+    samples = source.replay_samples(archive, PLAYERS)
+    return source, samples
+
+
+def test_one_sample_per_window_start_for_both_players(run, archive):
+    _, samples = run
+    assert archive.game_loops == 5210
+    assert sorted(samples) == [1, 2]
+    for pid, rows in samples.items():
+        assert len(rows) == math.ceil(5210 / 8) == 652
+        assert [s["game_loop"] for s in rows] == list(range(0, 5210, 8))
+        assert all(s["player_id"] == pid and s["source"] == "events" for s in rows)
+        assert all(s["has_tracker_events"] == 1 for s in rows)
+
+
+def test_samples_validate_and_name_unavailable_layers(run, schema):
+    source, samples = run
+    for rows in samples.values():
+        for s in rows[::50]:
+            schema.validate(s)
+    unavailable = samples[1][0]["unavailable_layers"].split(",")
+    assert "screen_height_map" in unavailable and "minimap_creep" in unavailable
+    assert "screen_unit_type" not in unavailable and "minimap_camera" not in unavailable
+    assert set(unavailable) == set(source.unavailable_layers())
+    # Unavailable layers are zeros.
+    for s in samples[2][::100]:
+        for name in unavailable:
+            assert not s[name].any(), name
+
+
+def test_target_always_in_mask_and_mask_is_small(run):
+    source, samples = run
+    sizes = []
+    for rows in samples.values():
+        for s in rows:
+            assert s["available_actions"][s["function_id"]] == 1
+            sizes.append(int(s["available_actions"].sum()))
+    assert np.mean(sizes) < 60, np.mean(sizes)  # far fewer than 573
+    assert min(sizes) >= 5  # the always-available UI functions
+    stats = source.last_stats
+    assert stats["windows"] == 2 * 652
+    # The source's masks miss few targets (counted, then added by the rule).
+    assert stats["target_added_to_mask"] / stats["windows"] < 0.05
+
+
+def test_loop_zero_start_positions_and_economy(run, archive, schema):
+    _, samples = run
+    data = unit_data()
+    tracker = UnitTracker(archive.tracker_events, data)
+    tracker.advance(0)
+    geo = ViewGeometry(_map_size(archive), 64, 64)
+    nexus, probe = data.id[data.row["Nexus"]], data.id[data.row["Probe"]]
+    for pid in (1, 2):
+        s0 = samples[pid][0]
+        slots = tracker.alive_slots()
+        own = slots[tracker.owner[slots] == pid]
+        names = sorted(data.names[r] for r in tracker.type_row[own])
+        assert names == ["Nexus"] + ["Probe"] * 12
+        hall = own[tracker.type_row[own] == data.row["Nexus"]][0]
+        px, py = geo.world_to_minimap(tracker.xy[hall])
+        assert s0["minimap_unit_type"][py, px] == nexus
+        assert s0["minimap_player_relative"][py, px] == 1
+        assert s0["minimap_player_id"][py, px] == pid
+        mine = np.argwhere(s0["minimap_player_relative"] == 1)
+        assert np.abs(mine - [py, px]).max() <= 3  # workers around the town hall
+        assert set(np.unique(s0["minimap_unit_type"][s0["minimap_player_relative"] == 1])) == {
+            nexus, probe}
+        player = dict(zip(layers.PLAYER_FEATURES, s0["player"].tolist()))
+        assert player == {"player_id": pid, "minerals": 50, "vespene": 0, "food_used": 12,
+                          "food_cap": 15, "food_army": 0, "food_workers": 12,
+                          "idle_worker_count": 0, "army_count": 0, "warp_gate_count": 0,
+                          "larva_count": 0}
+        # Fog of war: the enemy base is not visible at the start.
+        assert not (s0["minimap_player_relative"] == 4).any()
+        # Neutral minerals / geysers are drawn.
+        assert (s0["minimap_player_relative"] == 3).sum() > 50
+        assert s0["minimap_camera"].sum() > 0
+
+
+def test_screen_shows_own_base_around_camera(run):
+    _, samples = run
+    for pid in (1, 2):
+        s = samples[pid][1]
+        assert (s["screen_player_relative"] == 1).sum() > 100
+        assert s["screen_unit_density"].max() >= 2
+        assert s["screen_unit_density"].max() <= 15
+
+
+def test_fog_off_shows_the_enemy(schema, archive):
+    source = EventsObservationSource(schema, fog=False)
+    samples = source.replay_samples(archive, PLAYERS[:1])
+    assert (samples[1][0]["minimap_player_relative"] == 4).sum() > 0
+    assert source.last_stats["fog"] is False
+
+
+def test_position_estimate_errors_are_measured(archive):
+    tracker = UnitTracker(archive.tracker_events, unit_data())
+    tracker.advance(archive.game_loops)
+    summary = tracker.errors.summary()
+    assert summary["reports"] == 67
+    assert 0 < summary["hold_median"] < 50
+
+
+@pytest.mark.skipif(not NO_TRACKER.exists(), reason="shared replays absent")
+def test_replay_without_tracker_events_still_yields_samples(schema):
+    archive = ReplayArchive(NO_TRACKER.read_bytes(), path=str(NO_TRACKER))
+    assert not archive.tracker_events
+    source = EventsObservationSource(schema)
+    samples = source.replay_samples(archive, [PlayerContext(1, "win", {}),
+                                              PlayerContext(2, "loss", {})])
+    for pid, rows in samples.items():
+        assert len(rows) == math.ceil(archive.game_loops / 8)
+        assert all(s["has_tracker_events"] == 0 for s in rows)
+        unavailable = rows[0]["unavailable_layers"].split(",")
+        assert "minimap_unit_type" in unavailable and "player" in unavailable
+        assert "minimap_camera" not in unavailable
+        schema.validate(rows[-1])
+        assert sum(s["minimap_camera"].any() for s in rows) > len(rows) // 2
+        assert all(s["available_actions"][s["function_id"]] == 1 for s in rows)
