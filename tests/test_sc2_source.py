@@ -40,17 +40,17 @@ ALWAYS = {0, 1, 2, 3, 4}          # no_op, move_camera, select_point/rect/contro
 SELECT_LARVA, SELECT_ARMY = 9, 7
 
 
-def _file_streams(archive):
+def _file_streams(archive, screen=SCREEN, minimap=MINIMAP):
     from pipeline.player_inputs import player_streams
-    return player_streams(archive, map_size=MAP_SIZE, screen_resolution=SCREEN,
-                          minimap_resolution=MINIMAP)
+    return player_streams(archive, map_size=MAP_SIZE, screen_resolution=screen,
+                          minimap_resolution=minimap)
 
 
-def _to_proto(action: Action) -> dict:
+def _to_proto(action: Action, screen=SCREEN, minimap=MINIMAP) -> dict:
     """The sc_pb.Action the game reports for a pysc2 action (pysc2's own transform)."""
     m = pysc2_modules()
     aif = m.features.AgentInterfaceFormat(
-        feature_dimensions=m.features.Dimensions(screen=SCREEN, minimap=MINIMAP),
+        feature_dimensions=m.features.Dimensions(screen=screen, minimap=minimap),
         camera_width_world_units=24, hide_specific_actions=False)
     feat = m.features.Features(aif, map_size=m.point.Point(*MAP_SIZE))
     func = F[action.function_id]
@@ -60,11 +60,11 @@ def _to_proto(action: Action) -> dict:
         None, m.actions.FunctionCall(action.function_id, args), skip_available=True))
 
 
-def _game_actions(archive) -> dict[int, list[Action]]:
+def _game_actions(archive, screen=SCREEN, minimap=MINIMAP) -> dict[int, list[Action]]:
     """What the scripted game reports per player: the replay's own inputs
     below GAME_LOOPS, minus one input of player 2 and plus one of player 1
     that the file does not have (so the cross-check has something to count)."""
-    streams = _file_streams(archive)
+    streams = _file_streams(archive, screen, minimap)
     out = {}
     for pid in (1, 2):
         acts = [a for a in streams[pid].actions if a.game_loop < GAME_LOOPS]
@@ -77,7 +77,7 @@ def _game_actions(archive) -> dict[int, list[Action]]:
     return out
 
 
-def _scenario(archive, game_actions, **extra) -> dict:
+def _scenario(archive, game_actions, screen=SCREEN, minimap=MINIMAP, **extra) -> dict:
     frames = {}
     for pid, acts in game_actions.items():
         frames[str(pid)] = {
@@ -97,7 +97,8 @@ def _scenario(archive, game_actions, **extra) -> dict:
                 {"set": "minimap", "layer": "player_relative", "rect": [0, 0, 2, 1],
                  "value": pid},
             ],
-            "actions": [{"loop": a.game_loop, "action": _to_proto(a)} for a in acts],
+            "actions": [{"loop": a.game_loop, "action": _to_proto(a, screen, minimap)}
+                        for a in acts],
         }
     scenario = {
         "game_version": "4.0.0", "base_build": 59587, "map_name": "Odyssey LE",
@@ -380,3 +381,41 @@ def test_local_map_is_sent_and_a_missing_map_is_an_error(tmp_path, archive, game
     sent = [r["map_data_bytes"] for r in harness.requests(tmp_path)
             if r.get("request") == "start_replay"]
     assert sent == [len(map_bytes)] * 2
+
+
+# ------------------------------------------------------------ the pipeline
+def test_beam_pipeline_with_the_game_engine(tmp_path, monkeypatch, archive):
+    """``beam_runner.py --engine sc2``: the game's samples land in the shards,
+    and a replay whose game version is not installed ends as an error record."""
+    beam_runner = pytest.importorskip("beam_runner")
+    import pyarrow.parquet as pq
+    res = 16
+    sc2 = tmp_path / "SC2"
+    harness.install(sc2, [59587])
+    acts = _game_actions(archive, res, res)
+    harness.write_scenario(sc2, archive.replay_id,
+                           _scenario(archive, acts, res, res, game_loops=64))
+    monkeypatch.setenv("SC2PATH", str(sc2))
+    missing = SHARED / "replays" / "spawningtool" / "patch_4_6_0_pvt.SC2Replay"  # Base67926
+    out = tmp_path / "out"
+    beam_runner.run(["--replays", str(REPLAY), str(missing), "--output", str(out),
+                     "--engine", "sc2", "--resolution", str(res), "--min_mmr", "0",
+                     "--max_game_loops", "40000", "--formats", "parquet",
+                     "--direct_num_workers=1", "--decode_timeout_s", "120"])
+    schema = SampleSchema(res, res)
+    rows = []
+    for path in sorted(out.glob("parquet/*/*.parquet")):
+        rows += schema.from_arrow(pq.read_table(path))
+    assert len(rows) == 2 * 8
+    for pid in (1, 2):
+        expected = _expected_targets([a for a in acts[pid] if a.game_loop < 64])
+        got = {r["game_loop"]: r for r in rows if r["player_id"] == pid}
+        assert sorted(got) == list(range(0, 64, 8))
+        for loop, r in got.items():
+            want = expected.get(loop)
+            assert r["function_id"] == (want.function_id if want else 0), (pid, loop)
+            assert r["source"] == "sc2" and r["value"] == (1 if pid == 1 else 0)
+    errors = "\n".join(p.read_text(errors="replace") if p.suffix in (".json", ".jsonl", ".csv")
+                       else str(pq.read_table(p).to_pylist())
+                       for p in out.glob("errors/**/*") if p.is_file())
+    assert "version_not_installed" in errors and "Base67926" in errors
