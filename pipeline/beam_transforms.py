@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 import time
 from typing import Any, Iterable
 
@@ -41,6 +42,18 @@ from schemas.sample import SampleSchema
 
 NAMESPACE = "sc2"
 progress_log = logging.getLogger("sc2.progress")
+
+
+def _progress_to_stderr() -> None:
+    """Progress lines go straight to the worker's stderr (the local terminal on
+    the DirectRunner, the worker log on Dataflow), not through Beam's log
+    forwarding, which drops INFO records."""
+    if not progress_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s progress %(message)s"))
+        progress_log.addHandler(handler)
+        progress_log.setLevel(logging.INFO)
+        progress_log.propagate = False
 
 
 def _count(name: str, n: int = 1) -> None:
@@ -205,6 +218,7 @@ class _SampleFn(beam.DoFn):
         self._started = 0.0
 
     def setup(self):
+        _progress_to_stderr()
         self._worker = TimedWorker(self.config.decode_timeout_s)
         self._started = time.time()
 

@@ -125,7 +125,7 @@ def write_batch(path: str, schema: SampleSchema, samples: Sequence[dict]) -> int
     temp = temp_name(path)
     ordered = sort_samples(samples)
     with FileSystems.create(temp, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as out:
+        with gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=1, mtime=0) as out:
             for sample in ordered:
                 out.write(encode_record(schema.to_example(sample)))
     commit(temp, path)
@@ -222,28 +222,36 @@ def write_shard(task: ShardTask, schema: SampleSchema, output_dir: str,
     handles = {fmt: FileSystems.create(temps[fmt],
                                        compression_type=CompressionTypes.UNCOMPRESSED)
                for fmt in formats}
-    tf_out = (gzip.GzipFile(fileobj=handles["tfrecord"], mode="wb", mtime=0)
+    tf_out = (gzip.GzipFile(filename="", fileobj=handles["tfrecord"], mode="wb",
+                            compresslevel=6, mtime=0)
               if "tfrecord" in formats else None)
-    pq_out = (pq.ParquetWriter(handles["parquet"], schema.arrow_schema,
-                               compression="zstd") if "parquet" in formats else None)
+    # No dictionary encoding: 3x faster to write and read for these columns
+    # (fixed-size lists of small integers), at ~6x the size of dictionary pages.
+    pq_out = (pq.ParquetWriter(handles["parquet"], schema.arrow_schema, compression="zstd",
+                               use_dictionary=False) if "parquet" in formats else None)
     pending: list[dict] = []
     first = last = None
     n = 0
     try:
         for record in _task_records(task):
-            sample = schema.from_example(record)
-            sample["split"] = task.split
-            key = sample_key(sample["replay_id"], sample["player_id"], sample["game_loop"])
-            first = key if first is None else first
-            last = key
+            # Batch records already carry their split; TFRecord copies them
+            # as they are, Parquet decodes them once.
             n += 1
             if tf_out is not None:
-                tf_out.write(encode_record(schema.to_example(sample)))
-            if pq_out is not None:
-                pending.append(sample)
-                if len(pending) >= PARQUET_ROW_GROUP:
-                    pq_out.write_table(schema.to_arrow(pending))
-                    pending = []
+                tf_out.write(encode_record(record))
+            if pq_out is not None or n == 1 or n == task.num_samples:
+                sample = schema.from_example(record)
+                if sample["split"] != task.split:
+                    raise ShardVerificationError(
+                        f"sample {_key(sample)} has split {sample['split']!r}, "
+                        f"shard is {task.split!r}")
+                first = _key(sample) if first is None else first
+                last = _key(sample)
+                if pq_out is not None:
+                    pending.append(sample)
+                    if len(pending) >= PARQUET_ROW_GROUP:
+                        pq_out.write_table(schema.to_arrow(pending))
+                        pending = []
         if pq_out is not None and pending:
             pq_out.write_table(schema.to_arrow(pending))
     finally:

@@ -1,0 +1,233 @@
+"""The Beam pipeline end to end (shared run) and its composite transforms."""
+from __future__ import annotations
+
+import collections
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import (FILTERED_REPLAY, PIPELINE_REPLAYS, REPLAYS, TOO_LONG_REPLAY,
+                      expected_samples, pipeline_argv, require_shared)
+from pipeline import splits as splits_lib
+from pipeline import writers
+from pipeline.replay_archive import replay_id
+from schemas.sample import SampleSchema, sample_key
+
+SCHEMA = SampleSchema()
+
+
+def _ids():
+    return {name: replay_id((REPLAYS / rel).read_bytes())
+            for name, (rel, _, _) in PIPELINE_REPLAYS.items()}
+
+
+def _parquet_keys(output, split):
+    keys = []
+    for path in sorted((output / "parquet" / split).glob("*.parquet")):
+        t = pq.read_table(path, columns=["replay_id", "player_id", "game_loop", "split"])
+        assert set(t.column("split").to_pylist()) == {split}
+        keys += list(zip(t.column("replay_id").to_pylist(), t.column("player_id").to_pylist(),
+                         t.column("game_loop").to_pylist()))
+    return keys
+
+
+def test_every_input_is_accounted_for(pipeline_run):
+    index = pq.read_table(pipeline_run.output / "index" / "replays.parquet").to_pylist()
+    errors = pq.read_table(pipeline_run.output / "errors" / "errors.parquet").to_pylist()
+    indexed = collections.Counter(r["path"] for r in index)
+    errored = collections.Counter(e["path"] for e in errors)
+    # every input file is in the index (sampled, filtered, duplicate) or an error
+    assert set(indexed) | set(errored) == set(pipeline_run.inputs)
+    assert max(indexed.values()) == 1 and max(errored.values()) == 1
+    status = {r["path"]: r["status"] for r in index}
+    # of the two names of one game, the first path is sampled, the other is a duplicate
+    original = str(REPLAYS / PIPELINE_REPLAYS["dream_spirit"][0])
+    first, second = sorted([original, pipeline_run.duplicate])
+    assert (status[first], status[second]) == ("ok", "duplicate")
+    assert status[str(REPLAYS / FILTERED_REPLAY[0])] == FILTERED_REPLAY[1]
+    for rel, _, _ in list(PIPELINE_REPLAYS.values())[1:]:
+        assert status[str(REPLAYS / rel)] == "ok"
+    counts = pipeline_run.manifest["counts"]
+    assert counts["input_files"] == len(pipeline_run.inputs) == 17
+    assert counts["replays_by_status"] == {"sampled": 3, "filtered": 1, "duplicate": 1,
+                                           "error": len(pipeline_run.bad) + 1}
+    assert counts["filter_reasons"] == {"not_1v1": 1}
+    assert [(d["path"], d["canonical_path"]) for d in pipeline_run.manifest["duplicates"]] \
+        == [(second, first)]
+
+
+def test_bad_inputs_become_error_records(pipeline_run):
+    errors = {e["path"]: e for e in
+              pq.read_table(pipeline_run.output / "errors" / "errors.parquet").to_pylist()}
+    for path, category in pipeline_run.bad.items():
+        assert errors[path]["category"] == category, (path, errors[path])
+        assert errors[path]["message"]
+    too_long = errors[str(REPLAYS / TOO_LONG_REPLAY)]
+    assert (too_long["stage"], too_long["category"]) == ("scan", "too_long")
+    # corrupt event streams pass the metadata scan and fail when sampled
+    flipped = os.path.join(os.path.dirname(next(iter(pipeline_run.bad))),
+                           "flipped_replay.tracker.events.SC2Replay")
+    assert errors[flipped]["stage"] == "sample"
+
+
+def test_shards_agree_with_manifest_and_expected_counts(pipeline_run):
+    ids = _ids()
+    counts = pipeline_run.manifest["counts"]
+    for name, (rel, loops, split) in PIPELINE_REPLAYS.items():
+        expected = expected_samples(loops)
+        assert splits_lib.assign_split(ids[name], splits_lib.parse_splits(
+            "train=0.15,validation=0.15,test=0.7")) == split
+        assert counts["samples_counted_by_split"][split] == expected
+        assert counts["samples_by_split_and_format"][split] == {
+            "parquet": expected, "tfrecord": expected}
+        keys = _parquet_keys(pipeline_run.output, split)
+        tf_keys = []
+        for path in sorted((pipeline_run.output / "tfrecord" / split).glob("*.tfrecord.gz")):
+            for record in writers.read_tfrecord_file(str(path)):
+                s = SCHEMA.from_example(record)
+                tf_keys.append((s["replay_id"], s["player_id"], s["game_loop"]))
+        assert keys == tf_keys
+        assert len(keys) == expected == len(set(keys))
+        assert {k[0] for k in keys} == {ids[name]}
+        assert keys == sorted(keys)                  # (replay, player, loop) order
+        shards = sorted(p.name for p in (pipeline_run.output / "parquet" / split).iterdir())
+        n = -(-expected // 400)
+        assert shards == [f"{split}-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
+    assert not (pipeline_run.output / "_tmp").exists()
+
+
+def test_manifest_provenance_and_labels(pipeline_run):
+    m = pipeline_run.manifest
+    assert m["source"]["name"] == "events"
+    assert m["source"]["fog"] is True and m["source"]["step_mul"] == 8
+    assert m["source"]["resolution"] == 64
+    assert "screen_height_map" in m["source"]["unavailable_layers"]
+    assert m["filters"]["min_mmr"] == 0
+    assert m["schema"]["repr"] == repr(SCHEMA)
+    labels = m["labels"]
+    assert labels["samples"] == m["counts"]["samples_total"] == sum(
+        expected_samples(loops) for _, loops, _ in PIPELINE_REPLAYS.values())
+    assert 0 < labels["noop_fraction"] < 1
+    assert 1 < labels["mean_mask_size"] < 573
+    top = labels["top_target_functions"]
+    assert top[0]["count"] >= top[-1]["count"]
+    assert any(t["name"] == "no_op" and t["function_id"] == 0 for t in top)
+    assert m["timing"]["wall_s"] > 0 and m["timing"]["samples_per_s"] > 0
+
+
+def test_rerun_is_byte_identical(pipeline_run, pipeline_inputs, tmp_path):
+    """Another run (2 worker processes, reversed input order) writes the same bytes."""
+    import beam_runner
+    real, duplicate, bad, bad_dir = pipeline_inputs
+    out = tmp_path / "rerun"
+    argv = pipeline_argv(list(reversed(real + [duplicate, bad_dir])), out,
+                         ["--direct_num_workers=2",
+                          "--direct_running_mode=multi_processing"])
+    beam_runner.run(argv)
+    for fmt in ("parquet", "tfrecord"):
+        a = sorted(p.relative_to(pipeline_run.output)
+                   for p in (pipeline_run.output / fmt).rglob("*") if p.is_file())
+        b = sorted(p.relative_to(out) for p in (out / fmt).rglob("*") if p.is_file())
+        assert a == b and a
+        for rel in a:
+            assert (pipeline_run.output / rel).read_bytes() == (out / rel).read_bytes(), rel
+
+
+# ------------------------------------------------------ composite transforms
+def _record(rid, path, status="ok"):
+    return (rid, {"replay": {"replay_id": rid, "path": path, "status": status},
+                  "players": []})
+
+
+def test_match_replays_distinct_paths(tmp_path):
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+    from pipeline.beam_transforms import MatchReplays
+    (tmp_path / "a").mkdir()
+    for name in ("a/x.SC2Replay", "a/y.sc2replay", "a/notes.txt"):
+        (tmp_path / name).write_bytes(b"MPQ")
+    x = str(tmp_path / "a" / "x.SC2Replay")
+    with TestPipeline() as p:
+        paths = p | MatchReplays([str(tmp_path / "a"), x, x])
+        assert_that(paths, equal_to([x, str(tmp_path / "a" / "y.sc2replay")]))
+
+
+def test_dedup_keeps_first_path_and_reports_duplicates():
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+    from pipeline.beam_transforms import DedupReplays
+    with TestPipeline() as p:
+        out = (p | beam.Create([_record("r1", "/b"), _record("r1", "/a"),
+                                _record("r2", "/c"), _record("r1", "/c")])
+               | DedupReplays())
+        assert_that(out.unique | "UniquePaths" >> beam.Map(lambda r: r["replay"]["path"]),
+                    equal_to(["/a", "/c"]), label="unique")
+        assert_that(out.duplicates | "DupPaths" >> beam.Map(
+            lambda d: (d["replay"]["path"], d["canonical_path"], d["replay"]["status"])),
+            equal_to([("/b", "/a", "duplicate"), ("/c", "/a", "duplicate")]),
+            label="duplicates")
+
+
+def _sample_config(tmp_path, factory, timeout):
+    from pipeline.beam_transforms import RunConfig
+    from pipeline.filters import FilterConfig
+    from pipeline.replay_worker import SourceSpec
+    return RunConfig(output_dir=str(tmp_path), spec=SourceSpec(factory),
+                     source_name="events", filter_config=FilterConfig(min_mmr=0),
+                     decode_timeout_s=timeout)
+
+
+def _kept_record(name):
+    from pipeline import replay_index, replay_io
+    from pipeline.filters import FilterConfig
+    from pipeline.replay_archive import ReplayArchive
+    path = str(REPLAYS / PIPELINE_REPLAYS[name][0])
+    archive = ReplayArchive(replay_io.read_bytes(path), path=path)
+    row, players = replay_index.scan_replay(archive, FilterConfig(min_mmr=0))
+    return {"replay": dict(row, path=path), "players": players, "split": "train"}
+
+
+@pytest.mark.parametrize("factory,timeout,category", [
+    ("beam_doubles:HalfwayFailingSource", 0, "source"),        # fails after player 1
+    ("beam_doubles:ZeroObservationSource", 0.05, "timeout"),   # killed child process
+])
+def test_failed_replay_writes_nothing(tmp_path, factory, timeout, category):
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+    from pipeline.beam_transforms import SampleReplays
+    require_shared()
+    config = _sample_config(tmp_path, factory, timeout)
+    record = _kept_record("dream_spirit")
+    with TestPipeline() as p:
+        out = p | beam.Create([record]) | SampleReplays(config)
+        assert_that(out.results, equal_to([]), label="no_results")
+        assert_that(out.errors | beam.Map(lambda e: (e["stage"], e["category"])),
+                    equal_to([("sample", category)]), label="errors")
+    assert not list(tmp_path.rglob("*.tfrecord.gz"))
+
+
+def test_sample_replays_writes_one_sorted_batch(tmp_path):
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+    from pipeline.beam_transforms import SampleReplays
+    require_shared()
+    config = _sample_config(tmp_path, "beam_doubles:ZeroObservationSource", 0)
+    record = _kept_record("dream_spirit")
+    n = expected_samples(PIPELINE_REPLAYS["dream_spirit"][1])
+    with TestPipeline() as p:
+        out = p | beam.Create([record]) | SampleReplays(config)
+        assert_that(out.results | beam.Map(lambda r: (r["num_samples"], r["noop"],
+                                                       r["players"])),
+                    equal_to([(n, n, {"1": n // 2, "2": n // 2})]))
+    batches = list(tmp_path.rglob("*.tfrecord.gz"))
+    assert len(batches) == 1
+    keys = [(s["player_id"], s["game_loop"]) for s in
+            map(SCHEMA.from_example, writers.read_tfrecord_file(str(batches[0])))]
+    assert keys == sorted(keys) and len(keys) == n
+    assert sample_key(record["replay"]["replay_id"], *keys[0]) == \
+        f"{record['replay']['replay_id']}_1_0"
