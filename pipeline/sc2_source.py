@@ -30,6 +30,7 @@ The value label is the game's own result for the player (``replay_info``).
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 from typing import Any, Callable, Mapping, Sequence
 
@@ -48,6 +49,7 @@ from schemas.sample import SampleSchema
 _pysc2 = pysc2_modules()
 features = _pysc2.features
 actions = _pysc2.actions
+from pysc2.lib import remote_controller  # noqa: E402
 from s2clientprotocol import common_pb2, sc2api_pb2 as sc_pb  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,18 @@ def _drop_unknown_abilities(observation, counter: collections.Counter) -> None:
     if len(keep) != len(observation.abilities):
         del observation.abilities[:]
         observation.abilities.extend(keep)
+
+
+@contextlib.contextmanager
+def _rejections(request: str):
+    """The game refusing a replay (bad data, bad map...) is the replay's fault:
+    an error at once, not a retry.  Its own launch failures are retried."""
+    try:
+        yield
+    except remote_controller.RequestError as exc:
+        if "LaunchError" in str(exc):
+            raise
+        raise SourceError("replay_rejected", f"{request}: {exc}") from exc
 
 
 def _layer_array(plane: np.ndarray, layer: layers.Layer) -> np.ndarray:
@@ -166,8 +180,9 @@ class SC2ObservationSource:
 
         Raises:
           SourceError: version_unknown / version_unsupported /
-            version_not_installed, map_not_found, player_not_in_replay,
-            version_mismatch, game_ended_early, bad_observation, or a game_*
+            version_not_installed, map_not_found, replay_rejected,
+            player_not_in_replay, version_mismatch, game_ended_early,
+            bad_observation, or a game_*
             category once the game failed ``max_attempts`` times.
           ReplayError: the replay's own events cannot be decoded.
         """
@@ -191,7 +206,8 @@ class SC2ObservationSource:
         stats: collections.Counter = collections.Counter()
         unknown_available: collections.Counter = collections.Counter()
         unknown_targets: collections.Counter = collections.Counter()
-        info = controller.replay_info(data)
+        with _rejections("replay_info"):
+            info = controller.replay_info(data)
         if info.base_build and info.base_build != choice.base_build:
             raise SourceError("version_mismatch",
                               f"game says base build {info.base_build}, replay needs "
@@ -212,9 +228,10 @@ class SC2ObservationSource:
             if ctx.player_id not in results:
                 raise SourceError("player_not_in_replay",
                                   f"player {ctx.player_id} not in {sorted(results)}")
-            controller.start_replay(sc_pb.RequestStartReplay(
-                replay_data=data, map_data=map_data, options=self.interface_options(),
-                observed_player_id=ctx.player_id, disable_fog=not self.fog))
+            with _rejections("start_replay"):
+                controller.start_replay(sc_pb.RequestStartReplay(
+                    replay_data=data, map_data=map_data, options=self.interface_options(),
+                    observed_player_id=ctx.player_id, disable_fog=not self.fog))
             game_info = controller.game_info()
             feat = features.features_from_game_info(
                 game_info, hide_specific_actions=self.hide_specific_actions)
@@ -260,6 +277,11 @@ class SC2ObservationSource:
         current, previous = 0, None
         for loop in needed:
             if loop > current:
+                if controller.status_ended:
+                    if loop >= game_loops:   # ended at its last loop: nothing left to report
+                        break
+                    raise SourceError("game_ended_early",
+                                      f"game ended at loop {current}, before {game_loops}")
                 controller.step(loop - current)
                 current = loop
             obs = controller.observe(disable_fog=not self.fog)

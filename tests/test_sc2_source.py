@@ -8,7 +8,6 @@ stream, so every target, mask and label below is known exactly.
 """
 from __future__ import annotations
 
-import collections
 import hashlib
 from pathlib import Path
 
@@ -339,6 +338,19 @@ def test_launch_failure_is_retried(tmp_path, archive, game_actions):
     assert len(samples[1]) == 25 and len(harness.launches(tmp_path)) == 2
 
 
+def test_a_game_that_ends_before_its_length_is_an_error_without_retries(
+        tmp_path, archive, game_actions):
+    harness.install(tmp_path, [59587])
+    harness.write_scenario(tmp_path, archive.replay_id,
+                           _scenario(archive, game_actions, game_loops=64, ends_at=50))
+    with _source(tmp_path) as source:
+        with pytest.raises(SourceError) as err:
+            source.replay_samples(archive, PLAYERS[:1])
+        assert err.value.category == "game_ended_early"
+        assert "game ended at loop 50, before 64" in err.value.message
+        assert source.game.stats.launches == 1
+
+
 def test_version_not_installed_is_an_error_record_without_a_launch(tmp_path):
     harness.install(tmp_path, [59587])
     with _source(tmp_path) as source:
@@ -377,10 +389,17 @@ def test_local_map_is_sent_and_a_missing_map_is_an_error(tmp_path, archive, game
         (tmp_path / "Maps" / "Ladder").mkdir(parents=True)
         (tmp_path / "Maps" / "Ladder" / "Odyssey LE.SC2Map").write_bytes(map_bytes)
         samples = source.replay_samples(archive, PLAYERS)
-    assert [len(samples[1]), len(samples[2])] == [1, 1]
-    sent = [r["map_data_bytes"] for r in harness.requests(tmp_path)
-            if r.get("request") == "start_replay"]
-    assert sent == [len(map_bytes)] * 2
+        assert [len(samples[1]), len(samples[2])] == [1, 1]
+        sent = [r["map_data_bytes"] for r in harness.requests(tmp_path)
+                if r.get("request") == "start_replay"]
+        assert sent == [len(map_bytes)] * 2
+        # The game rejects a wrong map: the replay's fault, an error without retries.
+        (tmp_path / "Maps" / "Ladder" / "Odyssey LE.SC2Map").write_bytes(b"other map")
+        with pytest.raises(SourceError) as err:
+            source.replay_samples(archive, PLAYERS)
+        assert err.value.category == "replay_rejected"
+        assert "InvalidMapData" in err.value.message
+        assert source.game.stats.launches == 1 and not source.game.stats.attempts_failed
 
 
 # ------------------------------------------------------------ the pipeline

@@ -201,8 +201,9 @@ class Game:
 
     def step(self, req, res):
         count = max(int(req.step.count), 1)
-        self.loop = min(self.loop + count, int(self.scenario["game_loops"]))
-        if self.loop >= int(self.scenario["game_loops"]):
+        end = int(self.scenario.get("ends_at", self.scenario["game_loops"]))
+        self.loop = min(self.loop + count, end)
+        if self.loop >= end:
             self.status = sc_pb.ended
         res.step.simulation_loop = self.loop
 
