@@ -376,23 +376,33 @@ class EventsObservationSource:
             centers = geo.world_to_screen(xy, camera)
             building = ~tracker.done[slots]
             progress = np.round(tracker.build_progress(slots) * 100).astype(np.int64)
-            key_extra = progress.tobytes() + building.tobytes() + repr(camera).encode()
+            key_extra = progress.tobytes() + building.tobytes()
         else:
             centers = geo.world_to_minimap(xy)
             key_extra = b""
         is_selected = np.isin(slots, selected)
         owner = tracker.owner[slots]
-        key = (centers.tobytes(), rows.tobytes(), owner.tobytes(), is_selected.tobytes(),
-               key_extra)
-        hit = view.cache.get(kind)
-        if hit is not None and hit[0] == key:
-            return hit[1]
         if kind == "screen":
             radii = geo.world_to_screen_distance(data.radius[rows])
             res = geo.screen_res
         else:
             radii = geo.world_to_minimap_distance(data.radius[rows])
             res = geo.minimap_res
+        f = self.schema.by_name
+        # The selected layer changes with every selection; it is drawn from
+        # the selected units alone so the other layers can be reused.
+        sel_key = (centers[is_selected].tobytes(), radii[is_selected].tobytes())
+        sel_hit = view.cache.get(kind + "_selected")
+        if sel_hit is None or sel_hit[0] != sel_key:
+            flat, unit = rasterize.disc_pixels(centers[is_selected], radii[is_selected], res)
+            layer = rasterize.paint(res, flat, unit, np.ones(int(is_selected.sum()), np.uint8),
+                                    f[f"{kind}_selected"].np_dtype)
+            sel_hit = (sel_key, _read_only(layer))
+            view.cache[kind + "_selected"] = sel_hit
+        key = (centers.tobytes(), rows.tobytes(), owner.tobytes(), key_extra)
+        hit = view.cache.get(kind)
+        if hit is not None and hit[0] == key:
+            return {**hit[1], f"{kind}_selected": sel_hit[1]}
         # Draw order: structures, then ground units, then air units on top.
         order = np.lexsort((~data.is_structure[rows], data.is_flying[rows]))
         flat, unit = rasterize.disc_pixels(centers[order], radii[order], res)
@@ -400,7 +410,6 @@ class EventsObservationSource:
         pid = view.ctx.player_id
         relative = np.where(owner == pid, 1, np.where(np.isin(owner, list(view.allies)), 2,
                             np.where(owner == NEUTRAL_PLAYER, 3, 4)))
-        f = self.schema.by_name
         out = {
             f"{kind}_player_relative": rasterize.paint(res, flat, unit, relative,
                                                        f[f"{kind}_player_relative"].np_dtype),
@@ -408,8 +417,6 @@ class EventsObservationSource:
                                                  f[f"{kind}_player_id"].np_dtype),
             f"{kind}_unit_type": rasterize.paint(res, flat, unit, data.id[rows],
                                                  f[f"{kind}_unit_type"].np_dtype),
-            f"{kind}_selected": rasterize.paint(res, flat, unit, is_selected.astype(np.uint8),
-                                                f[f"{kind}_selected"].np_dtype),
         }
         if kind == "screen":
             out["screen_unit_density"] = rasterize.count(
@@ -421,7 +428,7 @@ class EventsObservationSource:
             out["screen_power"] = self._power(geo, centers[pylons], res)
         out = {k: _read_only(v) for k, v in out.items()}
         view.cache[kind] = (key, out)
-        return out
+        return {**out, f"{kind}_selected": sel_hit[1]}
 
     def _power(self, geo: ViewGeometry, centers: np.ndarray, res) -> np.ndarray:
         """Pylon power fields of the player's finished pylons in view."""

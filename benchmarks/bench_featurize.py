@@ -1,0 +1,130 @@
+"""Engine-free featurizing cost against decoding cost, and corpus coverage.
+
+Default mode, one replay (a ~19-minute 1v1 by default), all in one run:
+  1. decode its game and tracker events (fresh archive),
+  2. featurize both players at step 8 (``EventsObservationSource.replay_samples``
+     on the decoded archive: input streams, unit tracking, fog, layers,
+     masks, sample assembly),
+and prints both times and their ratio (target: featurize <= 3x decode), the
+same for shorter replays (how cost grows with game length), the mean mask
+size, the rate of targets the source's mask missed, and the position
+estimate errors (hold last known vs. command-directed movement).
+
+``--corpus`` runs every two-player replay with tracker events in the shared
+MANIFEST.csv and reports failures, sample counts against ceil(loops / 8),
+target-in-mask and mask sizes.
+
+  python benchmarks/bench_featurize.py [--replay FILE] [--corpus]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+import time
+from typing import Sequence
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import numpy as np  # noqa: E402
+
+from pipeline.events_source import EventsObservationSource  # noqa: E402
+from pipeline.observation_source import PlayerContext, SourceError  # noqa: E402
+from pipeline.replay_archive import ReplayArchive, ReplayError  # noqa: E402
+from schemas.sample import SampleSchema  # noqa: E402
+
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "replays")
+DEFAULT = os.path.join(SHARED, "spawningtool", "patch_5_0_16b.SC2Replay")
+SCALING = (os.path.join(SHARED, "python-sc2",
+                        "20220223 - GAME 1 - Astrea vs SKillous - P vs P - Curious Minds LE.SC2Replay"),
+           os.path.join(SHARED, "spawningtool", "patch_4_6_0_pvt.SC2Replay"))
+
+
+def players_of(archive: ReplayArchive) -> list[PlayerContext]:
+    return [PlayerContext(i + 1, "undecided", {})
+            for i, p in enumerate(archive.details["m_playerList"]) if not p.get("m_observe")]
+
+
+def measure(path: str, position_estimate: str = "hold") -> dict:
+    with open(path, "rb") as f:
+        data = f.read()
+    archive = ReplayArchive(data, path=path)
+    t0 = time.perf_counter()
+    archive.game_events
+    archive.tracker_events
+    decode = time.perf_counter() - t0
+    source = EventsObservationSource(SampleSchema(), position_estimate=position_estimate)
+    t0 = time.perf_counter()
+    samples = source.replay_samples(archive, players_of(archive))
+    featurize = time.perf_counter() - t0
+    n = sum(len(v) for v in samples.values())
+    return {"path": path, "loops": archive.game_loops, "decode_s": decode,
+            "featurize_s": featurize, "ratio": featurize / decode, "samples": n,
+            "stats": source.last_stats}
+
+
+def corpus(manifest: str) -> None:
+    rows = [r for r in csv.DictReader(open(manifest)) if r["has_tracker_events"] == "1"]
+    ok = failed = skipped = 0
+    windows = added = 0
+    sizes = []
+    for row in rows:
+        path = os.path.join(os.path.dirname(manifest), row["file"])
+        try:
+            archive = ReplayArchive(open(path, "rb").read(), path=path)
+            players = players_of(archive)
+            if len(players) != 2:
+                skipped += 1
+                continue
+            source = EventsObservationSource(SampleSchema())
+            samples = source.replay_samples(archive, players)
+        except (ReplayError, SourceError) as exc:
+            failed += 1
+            print(f"  error {row['file']}: {str(exc)[:120]}")
+            continue
+        expected = math.ceil(archive.game_loops / 8)
+        complete = all(len(samples[p.player_id]) == expected for p in players)
+        in_mask = all(s["available_actions"][s["function_id"]] for v in samples.values()
+                      for s in v)
+        if not (complete and in_mask):
+            print(f"  INCOMPLETE {row['file']}: complete={complete} in_mask={in_mask}")
+        ok += 1
+        st = source.last_stats
+        windows += st["windows"]
+        added += st["target_added_to_mask"]
+        sizes.append(st["mean_mask_size"])
+    print(f"corpus: {ok} two-player replays featurized, {failed} errors, {skipped} not 1v1; "
+          f"windows {windows}, target missed by source mask {added / max(windows, 1):.3%}, "
+          f"mean mask size {np.mean(sizes):.1f} of 573")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--replay", default=DEFAULT)
+    parser.add_argument("--corpus", action="store_true")
+    parser.add_argument("--manifest", default=os.path.join(SHARED, "MANIFEST.csv"))
+    args = parser.parse_args(argv)
+    if args.corpus:
+        corpus(args.manifest)
+        return 0
+    for path in (args.replay,) + SCALING:
+        r = measure(path)
+        st = r["stats"]
+        print(f"{os.path.basename(path)}: {r['loops']} loops, {r['samples']} samples; "
+              f"decode {r['decode_s']:.2f} s, featurize {r['featurize_s']:.2f} s, "
+              f"ratio {r['ratio']:.2f}x; featurize {1e6 * r['featurize_s'] / r['loops']:.0f} "
+              f"us/loop; mean mask {st['mean_mask_size']:.1f}; target missed "
+              f"{st['target_added_to_mask'] / st['windows']:.2%}")
+    r = measure(args.replay, "command")
+    e = r["stats"]["position_errors"]
+    print(f"position estimate vs next reported position ({e['reports']:.0f} reports, world "
+          f"units): hold mean {e['hold_mean']:.2f} median {e['hold_median']:.2f}; command "
+          f"mean {e['command_mean']:.2f} median {e['command_median']:.2f}; featurize with "
+          f"command estimate {r['featurize_s']:.2f} s ({r['ratio']:.2f}x decode)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
