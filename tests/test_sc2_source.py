@@ -420,7 +420,8 @@ def test_beam_pipeline_with_the_game_engine(tmp_path, monkeypatch, archive):
     beam_runner.run(["--replays", str(REPLAY), str(missing), "--output", str(out),
                      "--engine", "sc2", "--resolution", str(res), "--min_mmr", "0",
                      "--max_game_loops", "40000", "--formats", "parquet",
-                     "--direct_num_workers=1", "--decode_timeout_s", "120"])
+                     "--direct_num_workers=1", "--direct_running_mode=in_memory",
+                     "--decode_timeout_s", "120"])
     schema = SampleSchema(res, res)
     rows = []
     for path in sorted(out.glob("parquet/*/*.parquet")):
