@@ -37,6 +37,7 @@ from pipeline import manifest as manifest_lib
 from pipeline import splits as splits_lib
 from pipeline import writers
 from pipeline.replay_archive import ReplayArchive, ReplayError
+from pipeline.replay_archive import replay_id as content_id
 from pipeline.replay_worker import SourceSpec, TimedWorker
 from schemas.sample import SampleSchema
 
@@ -119,8 +120,8 @@ class _ScanFn(beam.DoFn):
         replay_id = ""
         try:
             data = replay_io.read_bytes(path, self.max_bytes)
+            replay_id = content_id(data) if data else ""
             archive = ReplayArchive(data, path=path, max_bytes=self.max_bytes)
-            replay_id = archive.replay_id
             if self.max_game_loops and archive.game_loops > self.max_game_loops:
                 raise ReplayError("too_long", f"{archive.game_loops} game loops > limit "
                                               f"{self.max_game_loops}")

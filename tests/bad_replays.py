@@ -66,7 +66,7 @@ def non_replay_mpq(data: bytes) -> bytes:
 #: Expected error category of each flipped section (for the Maru vs ByuN replay).
 FLIP_CATEGORIES = {
     "user_data_header": "unreadable_header",
-    "replay.details": "unsupported_build",   # no protocol decodes the details
+    "replay.details": "corrupt",             # the exact protocol does not decode it
     "replay.initData": "corrupt",
     "replay.gamemetadata.json": "corrupt",
     "replay.game.events": "corrupt",

@@ -1,0 +1,1 @@
+"""TensorFlow Datasets builders for the pipeline's output."""
