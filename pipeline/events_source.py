@@ -312,11 +312,12 @@ class EventsObservationSource:
         owner, rows, xy = snap["owner"], snap["rows"], snap["xy"]
         friendly = (owner == pid) | np.isin(owner, list(view.allies))
         f_xy, f_sight = xy[friendly], data.sight[rows[friendly]]
-        grid_key = f_xy.tobytes() + f_sight.tobytes()
+        keys = fog_model.sight_keys(f_xy, f_sight)
+        grid_key = keys.tobytes()
         grid_hit = view.cache.get("grid")
         if grid_hit is None or grid_hit[0] != grid_key:
             grid_hit = (grid_key, fog_model.sight_grid(tuple(int(v) for v in geo.map_size),
-                                                       f_xy, f_sight))
+                                                       keys))
             view.cache["grid"] = grid_hit
         slots = snap["slots"]
         structure = data.is_structure[rows]

@@ -21,20 +21,24 @@ from pipeline import rasterize
 CELL = 2.0
 
 
-def sight_grid(map_size: tuple[int, int], viewer_xy: np.ndarray,
-               viewer_sight: np.ndarray) -> np.ndarray:
+def sight_keys(viewer_xy: np.ndarray, viewer_sight: np.ndarray) -> np.ndarray:
+    """Sorted unique (cell, sight) keys of the viewers: all the grid depends on."""
+    cells = np.floor(viewer_xy / CELL).astype(np.int64)
+    sight = np.round(viewer_sight / CELL * 4).astype(np.int64)
+    return np.unique((cells[:, 0] * 4096 + cells[:, 1]) * 256 + sight)
+
+
+def sight_grid(map_size: tuple[int, int], keys: np.ndarray) -> np.ndarray:
     """bool[ceil(map_y / CELL), ceil(map_x / CELL)]: cells within some viewer's sight.
 
-    A cell is seen when its centre lies within the sight radius of the
-    viewer's cell centre (so within about one cell of the true disc).
-    Viewers sharing a cell and a sight range are drawn once.
+    ``keys`` come from :func:`sight_keys` (viewers sharing a cell and a sight
+    range are drawn once).  A cell is seen when its centre lies within the
+    sight radius of the viewer's cell centre (so within about one cell of the
+    true disc).
     """
     res = (int(np.ceil(map_size[0] / CELL)), int(np.ceil(map_size[1] / CELL)))
     grid = np.zeros(res[0] * res[1], bool)
-    if len(viewer_xy):
-        cells = np.floor(viewer_xy / CELL).astype(np.int64)
-        sight = np.round(viewer_sight / CELL * 4).astype(np.int64)
-        keys = np.unique((cells[:, 0] * 4096 + cells[:, 1]) * 256 + sight)
+    if len(keys):
         cells = np.stack([keys // 256 // 4096, keys // 256 % 4096], axis=1)
         flat, _ = rasterize.disc_pixels(cells, (keys % 256) / 4.0, res)
         grid[flat] = True
