@@ -1,0 +1,158 @@
+"""Shard planning, TFRecord framing and shard round trips (no Beam)."""
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import splits as splits_lib
+from pipeline import writers
+from schemas.sample import SampleSchema
+
+SCHEMA = SampleSchema(8, 8)      # small layers: exactness does not depend on 64x64
+
+
+def _sample(replay_id: str, player: int, loop: int, split: str = "train") -> dict:
+    s = {}
+    for f in SCHEMA.fields:
+        if f.is_string:
+            s[f.name] = ""
+        elif f.is_array:
+            s[f.name] = np.full(f.shape, (loop // 8 + player) % 7, f.np_dtype)
+        else:
+            s[f.name] = 0
+    s.update(replay_id=replay_id, player_id=player, game_loop=loop, split=split,
+             outcome="win", value=1, source="events", function_id=loop % 5)
+    return s
+
+
+def test_tfrecord_framing_is_read_by_tensorflow(tmp_path):
+    import tensorflow as tf
+    path = tmp_path / "x.tfrecord.gz"
+    records = [b"", b"a", bytes(range(256)) * 50]
+    with gzip.open(path, "wb") as f:
+        for r in records:
+            f.write(writers.encode_record(r))
+    assert [bytes(r.numpy()) for r in tf.data.TFRecordDataset(str(path), "GZIP")] == records
+    assert list(writers.read_tfrecord_file(str(path))) == records
+    with tf.io.TFRecordWriter(str(tmp_path / "tf.gz"), "GZIP") as w:
+        for r in records:
+            w.write(r)
+    assert list(writers.read_tfrecord_file(str(tmp_path / "tf.gz"))) == records
+
+
+def test_corrupt_record_is_detected(tmp_path):
+    path = tmp_path / "bad.tfrecord.gz"
+    frame = bytearray(writers.encode_record(b"hello world"))
+    frame[14] ^= 1
+    with gzip.open(path, "wb") as f:
+        f.write(bytes(frame))
+    with pytest.raises(writers.ShardVerificationError):
+        list(writers.read_tfrecord_file(str(path)))
+
+
+def test_plan_shards_bounds_order_and_determinism():
+    batches = [{"split": "train", "replay_id": rid, "batch_path": f"/b/{rid}",
+                "num_samples": n}
+               for rid, n in (("c", 7), ("a", 5), ("b", 0), ("d", 4))]
+    batches.append({"split": "test", "replay_id": "e", "batch_path": "/b/e",
+                    "num_samples": 3})
+    plan = writers.plan_shards(batches, 4)
+    assert plan == writers.plan_shards(list(reversed(batches)), 4)
+    train = [t for t in plan if t.split == "train"]
+    assert [t.num_samples for t in train] == [4, 4, 4, 4]       # 16 samples
+    assert all(t.count == 4 for t in train)
+    # ordered by replay id, contiguous slices
+    flat = [(s.replay_id, i) for t in train for s in t.segments for i in range(s.start, s.stop)]
+    assert flat == [("a", i) for i in range(5)] + [("c", i) for i in range(7)] + \
+        [("d", i) for i in range(4)]
+    test = [t for t in plan if t.split == "test"]
+    assert [(t.index, t.count, t.num_samples) for t in test] == [(0, 1, 3)]
+    with pytest.raises(ValueError):
+        writers.plan_shards(batches, 0)
+
+
+def test_write_shards_round_trip(tmp_path):
+    out = str(tmp_path)
+    by_replay = {rid: [_sample(rid, p, loop) for p in (2, 1) for loop in range(0, 80, 8)]
+                 for rid in ("r2", "r1")}
+    batches = []
+    for rid, samples in by_replay.items():
+        path = writers.batch_path(out, rid)
+        n = writers.write_batch(path, SCHEMA, samples)
+        batches.append({"split": "train", "replay_id": rid, "batch_path": path,
+                        "num_samples": n})
+    plan = writers.plan_shards(batches, 15)
+    infos = [writers.write_shard(t, SCHEMA, out) for t in plan]
+    assert [i["num_samples"] for i in infos] == [15, 15, 10]
+    rows = []
+    for info in infos:
+        rows += SCHEMA.from_arrow(pq.read_table(info["files"]["parquet"]))
+    records = [SCHEMA.from_example(r) for info in infos
+               for r in writers.read_tfrecord_file(info["files"]["tfrecord"])]
+    keys = [(r["replay_id"], r["player_id"], r["game_loop"]) for r in rows]
+    assert keys == sorted(keys) and len(keys) == 40 == len(set(keys))
+    assert keys == [(r["replay_id"], r["player_id"], r["game_loop"]) for r in records]
+    for a, b in zip(rows, records):
+        for f in SCHEMA.fields:
+            if f.is_array:
+                np.testing.assert_array_equal(a[f.name], b[f.name])
+            else:
+                assert a[f.name] == b[f.name]
+    assert infos[0]["first_key"] == "r1_1_0" and infos[-1]["last_key"] == "r2_2_72"
+    assert sorted(p.name for p in (tmp_path / "parquet" / "train").iterdir()) == [
+        f"train-0000{i}-of-00003.parquet" for i in range(3)]
+    # no temporary files are left behind
+    assert not [p for p in tmp_path.rglob(".*tmp-*")]
+    # rewriting (a retried bundle) gives identical bytes
+    before = {p: p.read_bytes() for p in (tmp_path / "tfrecord").rglob("*.gz")}
+    before.update({p: p.read_bytes() for p in (tmp_path / "parquet").rglob("*.parquet")})
+    for t in plan:
+        writers.write_shard(t, SCHEMA, out)
+    for p, data in before.items():
+        assert p.read_bytes() == data
+
+
+def test_verify_shard_detects_wrong_count(tmp_path):
+    out = str(tmp_path)
+    path = writers.batch_path(out, "r")
+    writers.write_batch(path, SCHEMA, [_sample("r", 1, 0), _sample("r", 1, 8)])
+    [task] = writers.plan_shards([{"split": "train", "replay_id": "r", "batch_path": path,
+                                   "num_samples": 2}], 10)
+    info = writers.write_shard(task, SCHEMA, out)
+    for fmt in ("parquet", "tfrecord"):
+        with pytest.raises(writers.ShardVerificationError):
+            writers.verify_shard(info["files"][fmt], fmt, SCHEMA, 3, info["first_key"],
+                                 info["last_key"])
+        with pytest.raises(writers.ShardVerificationError):
+            writers.verify_shard(info["files"][fmt], fmt, SCHEMA, 2, "r_1_8", "r_1_8")
+
+
+def test_splits_by_replay_id():
+    fractions = splits_lib.parse_splits("train=0.8,validation=0.1,test=0.1")
+    ids = [f"{i:064x}" for i in range(3000)]
+    assigned = [splits_lib.assign_split(i, fractions) for i in ids]
+    assert assigned == [splits_lib.assign_split(i, fractions) for i in ids]
+    share = {s: assigned.count(s) / len(ids) for s in ("train", "validation", "test")}
+    assert abs(share["train"] - 0.8) < 0.03 and abs(share["test"] - 0.1) < 0.03
+    assert {splits_lib.assign_split(i, {"train": 1.0}) for i in ids[:50]} == {"train"}
+    for bad in ("train=0.5", "train=1.1,test=-0.1", "dev=1.0", "train"):
+        with pytest.raises(splits_lib.SplitConfigError):
+            splits_lib.parse_splits(bad)
+
+
+def test_manifest_label_statistics():
+    from pipeline.manifest import label_statistics
+    stats = label_statistics([
+        {"num_samples": 10, "noop": 4, "mask_sum": 50, "target_unavailable": 1,
+         "functions": {"0": 4, "1": 6}},
+        {"num_samples": 10, "noop": 6, "mask_sum": 70, "target_unavailable": 0,
+         "functions": {"0": 6, "2": 4}}])
+    assert stats["noop_fraction"] == 0.5 and stats["mean_mask_size"] == 6.0
+    assert stats["target_unavailable_fraction"] == 0.05
+    assert [(t["name"], t["count"]) for t in stats["top_target_functions"]] == [
+        ("no_op", 10), ("move_camera", 6), ("select_point", 4)]
+    json.dumps(stats)
