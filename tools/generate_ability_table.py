@@ -79,7 +79,7 @@ ALIASES = {
 
 # sc2reader's datapack selection (sc2reader/resources.py
 # register_default_datapacks): (expansion, first build, end build, datapack),
-# later rules win.
+# later rules win.  One deliberate difference, noted at the 48258 rule.
 DATAPACK_RULES = [
     ("WoL", 16117, 17326, "WoL/16117"),
     ("WoL", 17326, 18092, "WoL/17326"),
@@ -95,16 +95,24 @@ DATAPACK_RULES = [
     ("LotV", 34784, None, "LotV/base"),
     ("LotV", 44401, 47185, "LotV/44401"),
     ("LotV", 47185, 48258, "LotV/47185"),
-    ("LotV", 48258, 53644, "LotV/48258"),
+    # sc2reader uses 48258 up to 53644; the 3.12 build (51702) matches 53644's
+    # links exactly (2 of 954 commands unmapped, against 328 with 48258), and
+    # 48258's table is per command (sorted button names), so keep it to 3.8.
+    ("LotV", 48258, 49000, "LotV/48258"),
+    ("LotV", 49000, 53644, "LotV/53644"),
     ("LotV", 53644, 54724, "LotV/53644"),
     ("LotV", 54724, 59587, "LotV/54724"),
-    ("LotV", 59587, 70154, "LotV/59587"),
-    ("LotV", 70154, 76114, "LotV/70154"),
-    ("LotV", 76114, 77379, "LotV/76114"),
+    # Measured on the shared replays (commands unmapped with each datapack):
+    # 4.3 (64469), 4.4 (65895) and 4.6 (67926) fit 70154 (0, 0, 5) far better
+    # than sc2reader's 59587 (3, 12, 64); 4.9.2 (74741) and 4.10 (75800) fit
+    # 76114 (10, 2) better than 70154 (26, 8); 5.0.14 (93333) fits 96883.
+    ("LotV", 59587, 64469, "LotV/59587"),
+    ("LotV", 64469, 74741, "LotV/70154"),
+    ("LotV", 74741, 77379, "LotV/76114"),
     ("LotV", 77379, 80949, "LotV/77379"),
     ("LotV", 80949, 89634, "LotV/80949"),
-    ("LotV", 89634, 95122, "LotV/89720"),
-    ("LotV", 95122, 97364, "LotV/96883"),
+    ("LotV", 89634, 93333, "LotV/89720"),
+    ("LotV", 93333, 97364, "LotV/96883"),
     ("LotV", 97364, None, "LotV/97364"),
 ]
 
