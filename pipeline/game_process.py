@@ -12,6 +12,8 @@ replays.  :class:`GameProcess` owns that life cycle:
 * it is restarted when a replay needs another binary or data version, after
   ``max_replays_per_process`` replays, and after any connection error,
   protocol error, websocket timeout or launch failure;
+* the game is killed with the worker process that started it (Linux
+  ``PR_SET_PDEATHSIG``), so a worker killed on a timeout leaves no orphan;
 * a replay whose work fails is retried on a fresh process up to
   ``max_attempts`` times, then ends as ``SourceError`` carrying the game's
   message, and the worker goes on with the next replay.
@@ -24,10 +26,13 @@ from __future__ import annotations
 
 import collections
 import copy
+import ctypes
 import dataclasses
 import logging
 import os
+import signal
 import socket
+import subprocess
 import time
 from typing import Callable, TypeVar
 
@@ -70,12 +75,52 @@ def failure_category(exc: BaseException) -> str:
     return "game_crashed"
 
 
-class _LinuxAt(platforms.Linux):
+def _die_with_parent() -> None:
+    """In the game's child process: be killed when the worker that started it
+    dies (Linux ``PR_SET_PDEATHSIG``), so a worker killed on a timeout leaves
+    no orphaned game behind."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class _StarcraftProcess(sc_process.StarcraftProcess):
+    """pysc2's process launcher, with the game tied to its parent's life."""
+
+    def _launch(self, run_config, args, **kwargs):
+        del kwargs
+        try:
+            return subprocess.Popen(args, cwd=run_config.cwd, env=run_config.env,
+                                    preexec_fn=_die_with_parent)
+        except OSError as exc:
+            raise sc_process.SC2LaunchError(f"Failed to launch: {args}: {exc}") from exc
+
+
+class _LocalStart(platforms.LocalBase):
+    """``LocalBase.start`` (same checks, same paths) with :class:`_StarcraftProcess`."""
+
+    def start(self, want_rgb=True, **kwargs):
+        del want_rgb
+        if not os.path.isdir(self.data_dir):
+            raise sc_process.SC2LaunchError(
+                f"Expected to find StarCraft II installed at '{self.data_dir}'.")
+        exec_path = os.path.join(self.data_dir, "Versions/Base%05d" % self.version.build_version,
+                                 self._exec_name)
+        if not os.path.exists(exec_path):
+            raise sc_process.SC2LaunchError(f"No SC2 binary found at: {exec_path}")
+        return _StarcraftProcess(self, exec_path=exec_path, version=self.version, **kwargs)
+
+
+class _LinuxAt(platforms.Linux, _LocalStart):
     """pysc2's Linux run config for an explicit SC2PATH.
 
     ``platforms.Linux`` reads ``$SC2PATH`` from the environment when it is
-    built; this does the same with a path given as an argument and keeps
-    everything else -- above all ``start()`` -- pysc2's own.
+    built; this does the same with a path given as an argument.  Its
+    ``start()`` is pysc2's Linux one (GL library choice, extra arguments),
+    which hands over to :class:`_LocalStart` (method resolution order:
+    ``Linux`` -> ``_LocalStart`` -> ``LocalBase``).
     """
 
     def __init__(self, sc2path: str, version):  # pylint: disable=super-init-not-called
@@ -158,7 +203,8 @@ class GameProcess:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def _ensure(self, choice: VersionChoice):
+    def ensure_running(self, choice: VersionChoice):
+        """Starts (or restarts) the game for ``choice``; returns (controller, run_config)."""
         key = (choice.base_build, choice.data_version)
         if self._proc is not None and (
                 key != self._key or self._replays_on_process >= self.max_replays_per_process):
@@ -191,7 +237,7 @@ class GameProcess:
         last: BaseException | None = None
         for attempt in range(1, self.max_attempts + 1):
             try:
-                controller, run_config = self._ensure(choice)
+                controller, run_config = self.ensure_running(choice)
                 result = work(controller, run_config)
             except SourceError:
                 raise

@@ -9,6 +9,9 @@ stream, so every target, mask and label below is known exactly.
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -349,6 +352,30 @@ def test_a_game_that_ends_before_its_length_is_an_error_without_retries(
         assert err.value.category == "game_ended_early"
         assert "game ended at loop 50, before 64" in err.value.message
         assert source.game.stats.launches == 1
+
+
+def test_the_game_dies_with_the_worker_that_started_it(tmp_path):
+    """A worker killed on a timeout (kill -9) must not leave its game running."""
+    harness.install(tmp_path, [59587])
+    repo = Path(__file__).resolve().parents[1]
+    code = (f"import sys, time; sys.path[:0] = [{str(repo)!r}]\n"
+            "from pipeline.game_process import GameProcess\n"
+            "from pipeline.sc2_versions import select_version\n"
+            f"g = GameProcess({str(tmp_path)!r}, timeout_s=10)\n"
+            "g.ensure_running(select_version('4.0.0.59587', 59587))\n"
+            "print(g.pid, flush=True)\n"
+            "time.sleep(120)\n")
+    worker = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        game_pid = int(worker.stdout.readline())
+        assert harness.pid_alive(game_pid)
+    finally:
+        worker.kill()
+        worker.wait()
+    deadline = time.monotonic() + 10
+    while harness.pid_alive(game_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not harness.pid_alive(game_pid)
 
 
 def test_version_not_installed_is_an_error_record_without_a_launch(tmp_path):

@@ -8,7 +8,6 @@ Scenarios are keyed by the sha256 of the replay bytes the game is sent.
 from __future__ import annotations
 
 import json
-import os
 import stat
 import sys
 from pathlib import Path
@@ -56,8 +55,10 @@ def requests(sc2path: Path) -> list[dict]:
 
 
 def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
         return False
-    return True
+    return state not in ("Z", "X")
