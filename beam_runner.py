@@ -110,8 +110,11 @@ def _resolve_local(patterns: list[str]) -> list[str]:
     return [p if "://" in p else os.path.abspath(p) for p in patterns]
 
 
-def run(argv: list[str] | None = None) -> dict:
-    """Runs the pipeline; returns the manifest (with timing)."""
+def create_pipeline(argv: list[str] | None = None):
+    """Parses ``argv`` and builds the job; returns ``(pipeline, config)``.
+
+    Nothing runs until ``pipeline.run()``.
+    """
     import apache_beam as beam
     from pipeline.replay_io import InputError, expand_inputs
     args, beam_args = parse_args(argv)
@@ -122,10 +125,17 @@ def run(argv: list[str] | None = None) -> dict:
     except InputError as exc:
         raise SystemExit(f"--replays: {exc}") from exc
     logging.getLogger("sc2.progress").info("%d input files", n_inputs)
-    options = pipeline_options(beam_args)
+    p = beam.Pipeline(options=pipeline_options(beam_args))
+    beam_transforms.build_pipeline(p, patterns, config, time.time())
+    return p, config
+
+
+def run(argv: list[str] | None = None) -> dict:
+    """Runs the pipeline to completion; returns the manifest (with timing)."""
     started = time.time()
-    with beam.Pipeline(options=options) as p:
-        beam_transforms.build_pipeline(p, patterns, config, started)
+    p, config = create_pipeline(argv)
+    result = p.run()
+    result.wait_until_finish()
     wall = time.time() - started
     manifest = manifest_lib.read_manifest(config.output_dir)
     manifest_lib.add_timing(manifest, wall)

@@ -1,0 +1,62 @@
+"""The pipeline translates for the DataflowRunner, offline (no job submitted).
+
+``--dry_run`` makes the Dataflow runner build the job description and stop
+before creating a Dataflow client, staging files or sending anything; the
+test also refuses every socket connection to prove it.
+"""
+from __future__ import annotations
+
+import json
+import socket
+
+from conftest import PIPELINE_REPLAYS, REPLAYS, require_shared
+
+EXPECTED_STEPS = [
+    "MatchReplays", "ScanReplays", "ScanReplays/ReadAndScan", "DedupReplays",
+    "FilterReplays", "SampleReplays", "SampleReplays/DecodeAndSample", "WriteShards",
+    "WriteShards/PlanShards", "WriteShards/WriteShard", "WriteOutputs",
+    "WriteOutputs/WriteIndexErrorsManifest",
+]
+
+
+DATAFLOW_ARGS = ["--output", "gs://example-bucket/sc2/out", "--engine", "events",
+                 "--runner=DataflowRunner", "--project=example-project",
+                 "--region=us-central1", "--temp_location=gs://example-bucket/tmp",
+                 "--dry_run=True", "--no_auth", "--job_name=sc2-replays-test"]
+
+
+def test_dataflow_workers_install_this_project():
+    require_shared()
+    import beam_runner
+    p, _ = beam_runner.create_pipeline(
+        ["--replays", str(REPLAYS / PIPELINE_REPLAYS["dream_spirit"][0])] + DATAFLOW_ARGS)
+    options = p.options.get_all_options()
+    assert options["setup_file"].endswith("pyproject.toml")
+    assert options["direct_num_workers"] in (1, None)    # local defaults not added
+
+
+def test_dataflow_translation_offline(tmp_path, monkeypatch):
+    """With the worker image (see Dockerfile) the job translates without staging."""
+    require_shared()
+    import beam_runner
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    job_file = tmp_path / "job.json"  # written only on submission; never here
+    p, config = beam_runner.create_pipeline(
+        ["--replays", str(REPLAYS / PIPELINE_REPLAYS["dream_spirit"][0])] + DATAFLOW_ARGS
+        + ["--sdk_container_image=gcr.io/example-project/sc2-pipeline:test",
+           "--sdk_location=container", f"--dataflow_job_file={job_file}"])
+    assert config.output_dir == "gs://example-bucket/sc2/out"
+    result = p.run()
+    proto = result.job.proto_pipeline
+    names = {t.unique_name for t in proto.components.transforms.values()}
+    for step in EXPECTED_STEPS:
+        assert step in names, step
+    # the job description the service would receive, and the worker image
+    job = json.loads(result.job.json())
+    assert (job["name"], job["type"]) == ("sc2-replays-test", "JOB_TYPE_BATCH")
+    environments = str(proto.components.environments)
+    assert "gcr.io/example-project/sc2-pipeline:test" in environments
