@@ -32,8 +32,6 @@ from trainers.losses import LossWeights, compute_losses
 from trainers.models import MODEL_NAMES, build_model
 
 CONFIG_NAME = "config.json"
-# Settings that must not change when a run is resumed.
-_FIXED_ON_RESUME = ("model", "feature_spec")
 
 
 @dataclasses.dataclass
@@ -176,10 +174,12 @@ def train(config: TrainConfig, log=print) -> dict:
     config_path = out / CONFIG_NAME
     if config_path.exists():
         previous = load_config(out)
-        for key in _FIXED_ON_RESUME:
-            if getattr(previous, key) != getattr(config.resolve(), key):
-                raise ValueError(f"{out} holds a run with a different {key}; "
-                                 f"use a new --out or the same settings")
+        config.resolve()
+        for key, old, new in (("model", previous.model, config.model),
+                              ("feature spec", previous.spec, config.spec)):
+            if old != new:
+                raise ValueError(f"{out} holds a run with a different {key} ({old} != "
+                                 f"{new}); use a new --out or the same settings")
     config.resolve()
     keras.utils.set_random_seed(config.seed)
     trainer = Trainer(config)

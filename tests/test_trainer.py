@@ -1,0 +1,234 @@
+"""Trainer: input pipeline, models, masking, losses, checkpoint resume, evaluation.
+
+Runs on tiny synthetic shards (tests/trainer_synthetic.py, 16x16) so the whole
+file stays fast; the real-data numbers are in docs/trainer.md.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from schemas import layers  # noqa: E402
+from schemas.sample import SampleSchema  # noqa: E402
+from trainer_synthetic import write_synthetic  # noqa: E402
+from trainers import evaluate as evaluate_lib  # noqa: E402
+from trainers import train as train_lib  # noqa: E402
+from trainers.action_space import function_arguments  # noqa: E402
+from trainers.input import (FeatureSpec, InputError, make_dataset,  # noqa: E402
+                            manifest_unavailable_layers)
+from trainers.losses import compute_losses  # noqa: E402
+from trainers.models import MODEL_NAMES, build_model  # noqa: E402
+
+RES = 16
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("trainer_data")
+    samples = write_synthetic(out, SampleSchema(RES, RES))
+    return out, samples
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return FeatureSpec.create(RES, RES)
+
+
+def first_batch(data_dir, spec, batch_size=8):
+    ds = make_dataset(data_dir, "train", spec, batch_size=batch_size, shuffle=False,
+                      repeat=False, with_meta=True)
+    return next(iter(ds))
+
+
+def test_function_argument_table_matches_pysc2_facts():
+    table = function_arguments()
+    assert table.shape == (layers.NUM_FUNCTIONS, len(layers.ARGUMENT_TYPES))
+    names = layers.ARGUMENT_NAMES
+    assert table[0].sum() == 0                                     # no_op
+    assert {names[i] for i in np.flatnonzero(table[12])} == {"queued", "screen"}  # Attack_screen
+    assert {names[i] for i in np.flatnonzero(table[2])} == {"select_point_act", "screen"}
+
+
+def test_input_batches_match_the_written_samples(data, spec):
+    data_dir, samples = data
+    inputs, targets, meta = first_batch(data_dir, spec, batch_size=6)
+    # Unshuffled: interleave over the 2 shards takes blocks of 16, so the
+    # first 6 records are shard 0's first 6 = samples 0, 2, 4, ... of the split.
+    expected = samples["train"][0::2][:6]
+    assert [m.decode() for m in meta["replay_id"].numpy()] == [s["replay_id"] for s in expected]
+    assert inputs["screen"].dtype == tf.uint16
+    assert inputs["screen"].shape == (6, RES, RES, len(layers.SCREEN_LAYERS))
+    assert inputs["minimap"].shape == (6, RES, RES, len(layers.MINIMAP_LAYERS))
+    unit_type = [l.name for l in layers.SCREEN_LAYERS].index("unit_type")
+    height = [l.name for l in layers.MINIMAP_LAYERS].index("height_map")
+    for i, s in enumerate(expected):
+        np.testing.assert_array_equal(inputs["screen"][i, ..., unit_type], s["screen_unit_type"])
+        np.testing.assert_array_equal(inputs["minimap"][i, ..., height], s["minimap_height_map"])
+        np.testing.assert_allclose(inputs["player"][i], np.log1p(s["player"]), rtol=1e-6)
+        np.testing.assert_array_equal(inputs["available_actions"][i], s["available_actions"])
+        assert int(targets["function_id"][i]) == s["function_id"]
+        assert float(targets["value"][i]) == s["value"]
+        x, y = s["arg_screen"]
+        assert int(targets["arg_screen"][i]) == (-1 if x < 0 else y * RES + x)
+        assert int(targets["arg_queued"][i]) == s["arg_queued"]
+
+
+def test_manifest_unavailable_layers_are_dropped(tmp_path, data):
+    data_dir, _ = data
+    manifest = {"source": {"name": "events",
+                           "unavailable_layers": ["minimap_creep", "screen_power"]},
+                "config": {"resolution": RES}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    drop = manifest_unavailable_layers(tmp_path)
+    assert drop == ("minimap_creep", "screen_power")
+    spec = FeatureSpec.create(RES, RES, drop)
+    assert "creep" not in spec.minimap_layers and "power" not in spec.screen_layers
+    inputs, _, _ = first_batch(data_dir, spec, batch_size=2)
+    assert inputs["screen"].shape[-1] == len(layers.SCREEN_LAYERS) - 1
+    assert inputs["minimap"].shape[-1] == len(layers.MINIMAP_LAYERS) - 1
+
+
+def test_missing_data_is_a_clear_error(tmp_path, spec, capsys):
+    with pytest.raises(InputError, match="no TFRecord shards"):
+        make_dataset(tmp_path, "train", spec)
+    assert train_lib.main(["--data", str(tmp_path), "--model", "fully_conv",
+                           "--out", str(tmp_path / "run")]) == 2
+    assert "no TFRecord shards" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_model_learns_a_fixed_batch_and_masks_functions(name, data, spec):
+    data_dir, _ = data
+    inputs, targets, _ = first_batch(data_dir, spec, batch_size=8)
+    config = train_lib.TrainConfig(data=str(data_dir), model=name, out="/nonexistent",
+                                   learning_rate=2e-3, feature_spec=spec.to_json())
+    trainer = train_lib.Trainer(config)
+    first = float(trainer.loss_step(inputs, targets)["total"])
+    for _ in range(25):
+        trainer.train_step(inputs, targets)
+    last = trainer.loss_step(inputs, targets)
+    assert float(last["total"]) < 0.6 * first, (first, float(last["total"]))
+    assert float(last["value"]) < 0.69
+    # Masking: unavailable functions get exactly zero probability.
+    outputs = trainer.model(inputs, training=False)
+    probs = tf.nn.softmax(outputs["function"]).numpy()
+    unavailable = inputs["available_actions"].numpy() == 0
+    assert unavailable.any()
+    assert np.all(probs[unavailable] == 0.0)
+    assert np.allclose(probs.sum(-1), 1.0, atol=1e-5)
+    # Every spatial head is a distribution over resolution x resolution pixels.
+    screen = tf.nn.softmax(outputs["arg_screen"]).numpy()
+    assert screen.shape == (8, RES * RES) and np.allclose(screen.sum(-1), 1.0, atol=1e-5)
+
+
+def test_argument_loss_ignored_when_unused(spec):
+    model = build_model("fully_conv", spec)
+    rng = np.random.default_rng(0)
+    batch = 4
+    available = np.ones((batch, layers.NUM_FUNCTIONS), np.float32)
+    inputs = {"screen": tf.constant(rng.integers(0, 3, (batch, RES, RES, len(spec.screen_layers))),
+                                    tf.uint16),
+              "minimap": tf.zeros((batch, RES, RES, len(spec.minimap_layers)), tf.uint16),
+              "player": tf.zeros((batch, 11)), "available_actions": tf.constant(available)}
+    outputs = model(inputs)
+    unused = {f"arg_{a.name}": tf.fill([batch], -1) for a in layers.ARGUMENT_TYPES}
+    targets = {"function_id": tf.zeros([batch], tf.int32), "value": tf.ones([batch]), **unused}
+    losses = compute_losses(outputs, targets)
+    assert float(losses["arguments"]) == 0.0
+    # One sample uses 'queued' (target 1): its loss is that sample's CE / batch,
+    # and changing the queued logits of the other samples changes nothing.
+    targets["arg_queued"] = tf.constant([1, -1, -1, -1])
+    logits = outputs["arg_queued"].numpy()
+    expected = -tf.nn.log_softmax(logits[0])[1].numpy() / batch
+    got = float(compute_losses(outputs, targets)["arg_queued"])
+    assert got == pytest.approx(expected, rel=1e-5)
+    logits[1:] += rng.normal(size=logits[1:].shape) * 5
+    changed = dict(outputs, arg_queued=tf.constant(logits))
+    assert float(compute_losses(changed, targets)["arg_queued"]) == pytest.approx(got, rel=1e-6)
+    assert float(compute_losses(changed, targets)["total"]) == pytest.approx(
+        float(compute_losses(outputs, targets)["total"]), rel=1e-6)
+
+
+def test_ar_fully_conv_arguments_depend_on_the_function(data, spec):
+    data_dir, _ = data
+    inputs, targets, _ = first_batch(data_dir, spec, batch_size=4)
+    model = build_model("ar_fully_conv", spec)
+    forced = train_lib.teacher_inputs(inputs, targets)
+    a = model(forced)["arg_screen"].numpy()
+    other = dict(forced, function_id=(targets["function_id"] + 1) % layers.NUM_FUNCTIONS)
+    b = model(other)["arg_screen"].numpy()
+    assert not np.allclose(a, b)
+    # Non-autoregressive FullyConv ignores teacher inputs.
+    fc = build_model("fully_conv", spec)
+    np.testing.assert_allclose(fc(forced)["arg_screen"], fc(inputs)["arg_screen"])
+
+
+def test_checkpoint_resume_continues_the_step_count(data, tmp_path, capsys):
+    data_dir, _ = data
+    run = tmp_path / "run"
+    args = ["--data", str(data_dir), "--model", "atari_net", "--out", str(run),
+            "--batch_size", "4", "--log_every", "2", "--checkpoint_every", "2"]
+    assert train_lib.main(args + ["--steps", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "step 4/4" in printed and "examples/s=" in printed
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "atari_net" and config["steps"] == 4
+    assert config["feature_spec"]["screen_resolution"] == RES
+    assert list((run / "tensorboard").iterdir())
+    saved = train_lib.Trainer(train_lib.load_config(run))
+    assert saved.restore() == 4
+    weights = [v.numpy() for v in saved.model.trainable_variables]
+
+    assert train_lib.main(args + ["--steps", "6"]) == 0
+    printed = capsys.readouterr().out
+    assert "resuming" in printed and "step 6/6" in printed and "step 2/" not in printed
+    resumed = train_lib.Trainer(train_lib.load_config(run))
+    assert resumed.restore() == 6
+    changed = [not np.allclose(a, v.numpy()) for a, v in
+               zip(weights, resumed.model.trainable_variables)]
+    assert any(changed)
+    # A different model in the same run directory is refused.
+    assert train_lib.main(["--data", str(data_dir), "--model", "fully_conv", "--out",
+                           str(run), "--steps", "8"]) == 2
+
+
+def test_evaluate_writes_json_and_plots_with_baselines(data, tmp_path):
+    data_dir, samples = data
+    run = tmp_path / "run"
+    train_lib.train(train_lib.TrainConfig(data=str(data_dir), model="fully_conv",
+                                          out=str(run), steps=3, batch_size=4, log_every=1),
+                    log=lambda m: None)
+    report = evaluate_lib.evaluate(str(data_dir), str(run), "test", batch_size=16,
+                                   resamples=200, min_function_count=5)
+    written = json.loads((run / "eval_test.json").read_text())
+    assert written["samples"] == len(samples["test"]) == report["samples"]
+    assert written["replays"] == 4 and written["bootstrap"]["unit"] == "replay"
+    for name in ("summary", "value_by_time", "functions"):
+        png = run / f"eval_test_{name}.png"
+        assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    # Baselines against hand counts of the synthetic labels: train wins are
+    # exactly half, so the majority label is 0 (loss) and scores 0.5 on test.
+    train_values = np.array([s["value"] for s in samples["train"]])
+    test_values = np.array([s["value"] for s in samples["test"]])
+    majority = written["baselines"]["majority_outcome"]
+    assert majority["label"] == 0 and majority["train_win_fraction"] == train_values.mean()
+    assert majority["value_accuracy"]["mean"] == pytest.approx(np.mean(test_values == 0))
+    rates = written["baselines"]["matchup_prior"]["train_win_rates"]
+    assert rates["Terran vs Zerg"]["rate"] == 0.5 and rates["Terran vs Zerg"]["samples"] == 72
+    test_functions = np.array([s["function_id"] for s in samples["test"]])
+    m = written["metrics"]
+    assert 0.0 <= m["value_accuracy"]["ci_low"] <= m["value_accuracy"]["mean"] \
+        <= m["value_accuracy"]["ci_high"] <= 1.0
+    assert m["screen_exact"]["n"] == int(sum(s["arg_screen"][0] >= 0 for s in samples["test"]))
+    per_function = {r["function_id"]: r["count"] for r in written["function_accuracy_by_function"]}
+    for f, count in per_function.items():
+        assert count == int(np.sum(test_functions == f))
+    buckets = written["value_accuracy_by_game_time"]
+    assert sum(b["model"]["n"] for b in buckets) == len(samples["test"])
