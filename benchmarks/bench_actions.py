@@ -5,7 +5,8 @@
 Timing: the longest two-player replay with tracker events at or below
 ~26,880 loops (a 20-minute game), both players, one core: game-event
 decoding, tracker-event decoding and conversion timed separately, plus the
-same for a short game so cost growth with length shows.
+same for a short game so cost growth with length shows; decoding also with
+s2protocol's own ``read_bits`` (pipeline/s2protocol_speedup.py off) for the ratio.
 
 ``--coverage``: every two-player replay of build 3.0 (38215) or later: share
 of SCmdEvents mapped to a pysc2 function, and the unmapped ones by kind.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import player_inputs  # noqa: E402
+from pipeline import player_inputs, s2protocol_speedup  # noqa: E402
 from pipeline.replay_archive import ReplayArchive, ReplayError  # noqa: E402
 
 TARGET_LOOPS = 26880
@@ -70,7 +71,11 @@ def timing(root: Path) -> None:
     short = min((r for r in rows if r["file"].startswith("python-sc2")),
                 key=lambda r: int(r["game_loops"]))
     for r in candidates + [short]:
-        best = min((time_one(root / r["file"]) for _ in range(3)),
+        s2protocol_speedup.uninstall()
+        plain = min((time_one(root / r["file"]) for _ in range(3)),
+                    key=lambda x: x["decode_game_s"])
+        s2protocol_speedup.install()
+        best = min((time_one(root / r["file"]) for _ in range(5)),
                    key=lambda x: x["decode_game_s"] + x["convert_s"])
         total = best["decode_game_s"] + best["decode_tracker_s"] + best["convert_s"]
         print(f"{r['file']}: {best['loops']} loops, {best['game_events']} game events, "
@@ -78,6 +83,10 @@ def timing(root: Path) -> None:
         print(f"  decode game events {best['decode_game_s']:.3f} s, tracker events "
               f"{best['decode_tracker_s']:.3f} s, conversion {best['convert_s']:.3f} s, "
               f"total {total:.3f} s ({total / best['loops'] * 1e6:.1f} us/loop)")
+        print(f"  s2protocol's own read_bits: game events {plain['decode_game_s']:.3f} s, "
+              f"tracker {plain['decode_tracker_s']:.3f} s (speedup "
+              f"{plain['decode_game_s'] / best['decode_game_s']:.2f}x / "
+              f"{plain['decode_tracker_s'] / best['decode_tracker_s']:.2f}x)")
 
 
 def coverage(root: Path) -> None:

@@ -29,6 +29,11 @@ from typing import Any
 import mpyq
 from s2protocol import versions as s2_versions
 
+from pipeline import s2protocol_speedup
+
+# Bit-identical, ~1.5x faster bit reading for every decode (see that module).
+s2protocol_speedup.install()
+
 # Reason categories for error records (stable strings: they end up in data).
 ERROR_CATEGORIES = (
     "empty",              # zero-byte file

@@ -123,3 +123,50 @@ def test_remove_masks():
     assert player_inputs._remove(sel, {"OneIndices": [3]}) == ([10, 20, 30], 1, 3)
     assert player_inputs._remove(sel, {"ZeroIndices": [0, 2]}) == ([10, 30], 2, 1)
     assert player_inputs._remove(sel, {"ZeroIndices": []}) == ([], 4, 0)
+
+
+def test_fast_read_bits_matches_s2protocol():
+    import random
+
+    from s2protocol import decoders
+
+    from pipeline import s2protocol_speedup
+
+    rng = random.Random(7)
+    data = bytes(rng.randrange(256) for _ in range(4000))
+    fast = decoders.BitPackedBuffer(data)
+    plain = decoders.BitPackedBuffer(data)
+    while True:
+        n = rng.choice([0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 100])
+        if rng.random() < 0.05:
+            fast.byte_align()
+            plain.byte_align()
+        try:
+            want = s2protocol_speedup._ORIGINAL(plain, n)
+        except decoders.TruncatedError:
+            with pytest.raises(decoders.TruncatedError):
+                s2protocol_speedup.read_bits(fast, n)
+            break
+        assert s2protocol_speedup.read_bits(fast, n) == want
+        assert (fast._used, fast._nextbits) == (plain._used, plain._nextbits)
+
+
+@pytest.mark.parametrize("name", [
+    "python-sc2/20220224 - GAME 1 - Dream vs Spirit - T vs T - Curious Minds LE.SC2Replay",
+    "sc2reader/2.1.3.28667/Habitation Station LE (54).SC2Replay",
+    "sc2reader/3.16/AbyssalReef.SC2Replay",
+])
+def test_fast_decoding_equals_s2protocol_on_replays(name):
+    from pipeline import s2protocol_speedup
+
+    data = (SHARED / "replays" / name).read_bytes()
+    decoded = []
+    try:
+        for install in (s2protocol_speedup.uninstall, s2protocol_speedup.install):
+            install()
+            a = ReplayArchive(data)
+            decoded.append((a.details, a.game_events, a.tracker_events))
+    finally:
+        s2protocol_speedup.install()
+    assert decoded[0] == decoded[1]
+    assert len(decoded[0][1]) > 300 and len(decoded[0][2]) > 100
