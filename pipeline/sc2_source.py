@@ -118,8 +118,10 @@ class SC2ObservationSource:
       fog: observe with fog of war (``disable_fog=False``), as a player did.
       sc2path, timeout_s, max_replays_per_process, max_attempts: see
         :class:`pipeline.game_process.GameProcess` (used when ``game`` is None).
-      hide_specific_actions: pysc2's option; False keeps the specific
-        functions (``Attack_Attack_screen``) the replay stream also uses.
+      hide_specific_actions: pysc2's option (its default, True): specific
+        abilities (``Attack_Attack_screen``) become their general function
+        (``Attack_screen``), in targets and masks, as the project's ability
+        table (``pipeline.ability_table``) does for the replay stream.
       game: an existing :class:`GameProcess` to use (the source closes only
         one it created).
       action_streams: ``f(archive, map_size=, screen_resolution=,
@@ -132,7 +134,7 @@ class SC2ObservationSource:
     def __init__(self, schema: SampleSchema | None = None, *, step_mul: int = 8,
                  camera_width: float = 24, fog: bool = True, sc2path: str | None = None,
                  timeout_s: int = 120, max_replays_per_process: int = 100,
-                 max_attempts: int = 3, hide_specific_actions: bool = False,
+                 max_attempts: int = 3, hide_specific_actions: bool = True,
                  game: GameProcess | None = None,
                  action_streams: ActionStreams | None = None):
         self.schema = schema or SampleSchema()

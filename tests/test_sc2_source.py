@@ -40,6 +40,8 @@ F = pysc2_modules().actions.FUNCTIONS
 TRAIN_DRONE, TRAIN_OVERLORD, BUILD_POOL = 467, 483, 84
 ALWAYS = {0, 1, 2, 3, 4}          # no_op, move_camera, select_point/rect/control_group
 SELECT_LARVA, SELECT_ARMY = 9, 7
+ATTACK_ATTACK_SCREEN, ATTACK_SCREEN = 14, 12
+GENERAL = {ATTACK_ATTACK_SCREEN: ATTACK_SCREEN}
 
 
 def _file_streams(archive, screen=SCREEN, minimap=MINIMAP):
@@ -73,8 +75,10 @@ def _game_actions(archive, screen=SCREEN, minimap=MINIMAP) -> dict[int, list[Act
         if pid == 1:
             acts.append(Action(27, TRAIN_OVERLORD, {"queued": 0}))
             acts.sort(key=lambda a: a.game_loop)
-        else:
+        else:   # player 2: drop loop 122; add a *specific* attack the game reports at 124
             acts = [a for a in acts if a.game_loop != 122]
+            acts.append(Action(124, ATTACK_ATTACK_SCREEN, {"queued": 0, "screen": (5, 6)}))
+            acts.sort(key=lambda a: a.game_loop)
         out[pid] = acts
     return out
 
@@ -143,10 +147,13 @@ def clean_run(tmp_path_factory, archive, game_actions):
 
 
 def _expected_targets(acts: list[Action]) -> dict[int, Action]:
+    """First action per window; specific functions shown as their general one
+    (pysc2's hide_specific_actions, as the project's ability table does)."""
     out = {}
     for a in acts:
         if not a.automatic:
-            out.setdefault(a.game_loop - a.game_loop % 8, a)
+            fid = GENERAL.get(a.function_id, a.function_id)
+            out.setdefault(a.game_loop - a.game_loop % 8, Action(a.game_loop, fid, a.arguments))
     return out
 
 
@@ -219,6 +226,10 @@ def test_targets_are_the_games_actions_at_the_loop_they_were_issued(clean_run, g
     # The game-only action issued at loop 27 (reported at 32) is window 24's target.
     w24 = samples[1][3]
     assert (w24["game_loop"], w24["function_id"], w24["arg_queued"]) == (24, TRAIN_OVERLORD, 0)
+    # A specific ability reported by the game is its general function.
+    w120 = samples[2][15]
+    assert (w120["game_loop"], w120["function_id"]) == (120, ATTACK_SCREEN)
+    assert w120["arg_screen"].tolist() == [5, 6]
     # The automatic camera placement at loop 8 is never a target.
     assert samples[1][1]["function_id"] != 1 and samples[2][1]["function_id"] != 1
 
@@ -271,7 +282,7 @@ def test_observations_and_labels(clean_run):
     assert stats["automatic_camera_dropped"] == 2
     assert stats["unknown_available_abilities"] == {99999: 2}   # loop 0, both players
     assert stats["file_actions_missing_in_game"] == 1           # player 2, loop 122
-    assert stats["game_actions_missing_in_file"] == 1           # player 1, loop 27
+    assert stats["game_actions_missing_in_file"] == 2           # p1 loop 27, p2 loop 124
     assert stats["targets_disagree"] == 2
     assert stats["targets_agree"] == 2 * len(range(0, GAME_LOOPS, 8)) - 2
 
