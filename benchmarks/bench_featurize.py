@@ -14,7 +14,7 @@ estimate errors (hold last known vs. command-directed movement).
 MANIFEST.csv and reports failures, sample counts against ceil(loops / 8),
 target-in-mask and mask sizes.
 
-  python benchmarks/bench_featurize.py [--replay FILE] [--corpus]
+  python benchmarks/bench_featurize.py [--replay FILE] [--repeats N] [--corpus]
 """
 from __future__ import annotations
 
@@ -47,18 +47,22 @@ def players_of(archive: ReplayArchive) -> list[PlayerContext]:
             for i, p in enumerate(archive.details["m_playerList"]) if not p.get("m_observe")]
 
 
-def measure(path: str, position_estimate: str = "hold") -> dict:
+def measure(path: str, position_estimate: str = "hold", repeats: int = 1) -> dict:
+    """Decode and featurize times (best of ``repeats``, interleaved, so both
+    see the same machine load)."""
     with open(path, "rb") as f:
         data = f.read()
-    archive = ReplayArchive(data, path=path)
-    t0 = time.perf_counter()
-    archive.game_events
-    archive.tracker_events
-    decode = time.perf_counter() - t0
-    source = EventsObservationSource(SampleSchema(), position_estimate=position_estimate)
-    t0 = time.perf_counter()
-    samples = source.replay_samples(archive, players_of(archive))
-    featurize = time.perf_counter() - t0
+    decode = featurize = float("inf")
+    for _ in range(repeats):
+        archive = ReplayArchive(data, path=path)
+        t0 = time.perf_counter()
+        archive.game_events
+        archive.tracker_events
+        decode = min(decode, time.perf_counter() - t0)
+        source = EventsObservationSource(SampleSchema(), position_estimate=position_estimate)
+        t0 = time.perf_counter()
+        samples = source.replay_samples(archive, players_of(archive))
+        featurize = min(featurize, time.perf_counter() - t0)
     n = sum(len(v) for v in samples.values())
     return {"path": path, "loops": archive.game_loops, "decode_s": decode,
             "featurize_s": featurize, "ratio": featurize / decode, "samples": n,
@@ -104,13 +108,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replay", default=DEFAULT)
     parser.add_argument("--corpus", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="best-of-N timing (interleaved decode / featurize)")
     parser.add_argument("--manifest", default=os.path.join(SHARED, "MANIFEST.csv"))
     args = parser.parse_args(argv)
     if args.corpus:
         corpus(args.manifest)
         return 0
     for path in (args.replay,) + SCALING:
-        r = measure(path)
+        r = measure(path, repeats=args.repeats)
         st = r["stats"]
         print(f"{os.path.basename(path)}: {r['loops']} loops, {r['samples']} samples; "
               f"decode {r['decode_s']:.2f} s, featurize {r['featurize_s']:.2f} s, "

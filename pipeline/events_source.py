@@ -288,6 +288,17 @@ class EventsObservationSource:
         view.cache["selection"] = (key, sel)
         return sel
 
+    @staticmethod
+    def _selected_mask(view: _View, tracker: UnitTracker, selected: np.ndarray) -> np.ndarray:
+        """bool[unit slots]: selected now (cached per selected-slot array)."""
+        hit = view.cache.get("selected_mask")
+        if hit is not None and hit[0] is selected:
+            return hit[1]
+        mask = np.zeros(len(tracker.alive), bool)
+        mask[selected] = True
+        view.cache["selected_mask"] = (selected, mask)
+        return mask
+
     def _mask(self, view: _View, tracker: UnitTracker, has_tracker: bool) -> np.ndarray:
         if not has_tracker:
             return self.availability.mask(np.zeros(0, np.int64), len(self._selected_tags(view)),
@@ -310,7 +321,9 @@ class EventsObservationSource:
         data = self.data
         pid = view.ctx.player_id
         owner, rows, xy = snap["owner"], snap["rows"], snap["xy"]
-        friendly = (owner == pid) | np.isin(owner, list(view.allies))
+        friendly = owner == pid
+        if view.allies:
+            friendly |= np.isin(owner, list(view.allies))
         f_xy, f_sight = xy[friendly], data.sight[rows[friendly]]
         keys = fog_model.sight_keys(f_xy, f_sight)
         grid_key = keys.tobytes()
@@ -342,8 +355,18 @@ class EventsObservationSource:
         obs["player"] = self._own(view, tracker)["player"]
         vis = self._visible(view, tracker, geo)
         selected = self._selection(view, tracker)
-        obs.update(self._units_layers(view, tracker, geo, vis, selected, None, "minimap"))
-        obs.update(self._units_layers(view, tracker, geo, vis, selected, camera, "screen"))
+        building = bool((~tracker.snapshot()["done"]).any())
+        for kind, cam in (("minimap", None), ("screen", camera)):
+            # Nothing a layer shows changed: same units, selection, camera and
+            # (while something is under construction) loop.
+            fast_key = (tracker.version, view.sel_i, cam,
+                        tracker.loop if building and cam is not None else -1)
+            hit = view.cache.get(kind + "_fast")
+            if hit is None or hit[0] != fast_key:
+                hit = (fast_key, self._units_layers(view, tracker, geo, vis, selected, cam,
+                                                    kind))
+                view.cache[kind + "_fast"] = hit
+            obs.update(hit[1])
         return obs
 
     @staticmethod
@@ -381,7 +404,7 @@ class EventsObservationSource:
         else:
             centers = geo.world_to_minimap(xy)
             key_extra = b""
-        is_selected = np.isin(slots, selected)
+        is_selected = self._selected_mask(view, tracker, selected)[slots]
         owner = tracker.owner[slots]
         if kind == "screen":
             radii = geo.world_to_screen_distance(data.radius[rows])
@@ -409,8 +432,9 @@ class EventsObservationSource:
         flat, unit = rasterize.disc_pixels(centers[order], radii[order], res)
         unit = order[unit]
         pid = view.ctx.player_id
-        relative = np.where(owner == pid, 1, np.where(np.isin(owner, list(view.allies)), 2,
-                            np.where(owner == NEUTRAL_PLAYER, 3, 4)))
+        relative = np.where(owner == pid, 1, np.where(owner == NEUTRAL_PLAYER, 3, 4))
+        if view.allies:
+            relative[np.isin(owner, list(view.allies))] = 2
         out = {
             f"{kind}_player_relative": rasterize.paint(res, flat, unit, relative,
                                                        f[f"{kind}_player_relative"].np_dtype),

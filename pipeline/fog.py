@@ -68,7 +68,9 @@ def visible_mask(player_id: int, allies: frozenset[int], owner: np.ndarray,
     earlier; the caller keeps it per player and ORs in
     ``visible & is_structure`` after the call.
     """
-    friendly = (owner == player_id) | np.isin(owner, list(allies))
+    friendly = owner == player_id
+    if allies:
+        friendly |= np.isin(owner, list(allies))
     enemy = ~friendly & (owner != neutral)
     visible = ~enemy
     if enemy.any():
