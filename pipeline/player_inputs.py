@@ -33,10 +33,13 @@ Conversion rules (pysc2 4.0 function names):
   over their bounding box; additions keeping the old selection ->
   ``select_point(toggle)`` / ``select_rect(add)``; a pure removal ->
   ``select_unit`` (``select`` when one unit is kept, ``deselect`` when one is
-  removed, else ``deselect_all_type``); a new selection off screen -> one
-  worker: ``select_idle_worker(select)``, else ``select_army(select)``.  The
-  game's double-click / ctrl-click "all of type", F-key larva / warp gate
-  selections are not distinguishable from these and are labelled as above.
+  removed, else ``deselect_all_type``); a new selection off screen -> only
+  larvae: ``select_larva``, one worker: ``select_idle_worker``, else
+  ``select_army`` (``select`` or ``add`` as the old selection was kept).  The
+  game's double-click / ctrl-click "all of type" and warp gate selections are
+  not distinguishable from these and are labelled as above; a delta that
+  changes nothing (re-clicking a selected unit) is counted
+  ``selection_no_change``.
   Selection order follows sc2reader's convention (sorted unit tags), which is
   what the removal masks index.
 """
@@ -70,6 +73,7 @@ F_SELECT_CONTROL_GROUP = 4
 F_SELECT_UNIT = 5
 F_SELECT_IDLE_WORKER = 6
 F_SELECT_ARMY = 7
+F_SELECT_LARVA = 9
 
 # SControlGroupUpdateEvent.m_controlGroupUpdate -> pysc2 ControlGroupAct.
 _CONTROL_GROUP_ACT = {0: 1, 1: 2, 2: 0, 4: 3, 5: 4}
@@ -179,7 +183,8 @@ def _player_users(archive: ReplayArchive) -> dict[int, int | None]:
     return out
 
 
-def _map_size(archive: ReplayArchive) -> tuple[int, int]:
+def replay_map_size(archive: ReplayArchive) -> tuple[int, int]:
+    """The full map size in world units (init data game description), as pysc2's map_size."""
     init = archive.init_data
     try:
         desc = init["m_syncLobbyState"]["m_gameDescription"]
@@ -189,6 +194,9 @@ def _map_size(archive: ReplayArchive) -> tuple[int, int]:
     if min(size) <= 0:
         raise ReplayError("corrupt", f"map size {size}")
     return size
+
+
+_map_size = replay_map_size  # earlier private name, used by pipeline.events_source
 
 
 def _target_point(data: dict | None) -> tuple[float, float] | None:
@@ -395,7 +403,9 @@ class _Converter:
             self.s.unmapped["selection_unknown_position"] += 1
             return
         types = (self.positions.unit_types if isinstance(self.positions, UnitPositions) else {})
-        if len(added) == 1 and types.get(added[0]) in _WORKERS:
+        if types and all(types.get(t) == b"Larva" for t in added):
+            self.emit(loop, F_SELECT_LARVA, {})
+        elif len(added) == 1 and types.get(added[0]) in _WORKERS:
             self.emit(loop, F_SELECT_IDLE_WORKER, {"select_worker": 0 if replace else 1})
         else:
             self.emit(loop, F_SELECT_ARMY, {"select_add": 0 if replace else 1})
@@ -422,7 +432,7 @@ def player_streams(archive: ReplayArchive, map_size: tuple[int, int] | None = No
     replay's tracker events.  Raises :class:`ReplayError` for replays whose
     events cannot be decoded.
     """
-    geometry = ViewGeometry(map_size or _map_size(archive), screen_resolution,
+    geometry = ViewGeometry(map_size or replay_map_size(archive), screen_resolution,
                             minimap_resolution, camera_width)
     table = ability_table.load()
     resolver = table.resolver(ability_table.expansion_of(archive.details), archive.base_build)
