@@ -128,6 +128,7 @@ class ReplayArchive:
             raise ReplayError("unreadable_header", f"replay header: {exc!r}") from exc
         self.version = "{m_major}.{m_minor}.{m_revision}.{m_build}".format(**version)
         self.game_loops = int(self.header.get("m_elapsedGameLoops", 0))
+        self.part_protocols: dict[str, int] = {}
         self.protocol_build, self.protocol_exact, self._details = self._choose_protocol()
 
     # ------------------------------------------------------------ raw files
@@ -182,23 +183,54 @@ class ReplayArchive:
         return self._details
 
     def _decode(self, what: str, fn_name: str, *, required: bool = True):
+        """Decodes one part; without an exact protocol, tries each candidate.
+
+        Builds s2protocol lacks may need a different neighbour per part (the
+        3.0 - 3.11 details decode with 32283, their game events only with
+        51702), so the protocol that worked is recorded per part in
+        :attr:`part_protocols`.  Event streams must also look sane (game loops
+        in order, none far past the game's end) to be accepted.
+        """
         raw = self.read(what, required=required)
         if raw is None:
             return None
-        fn = getattr(self.protocol, fn_name, None)
-        if fn is None:
+        builds = [self.protocol_build]
+        if not self.protocol_exact:
+            builds += [b for b, _ in candidate_protocols(self.base_build)
+                       if b != self.protocol_build]
+        errors = []
+        for build in builds:
+            fn = getattr(_protocol(build), fn_name, None)
+            if fn is None:
+                errors.append(f"{build}: no {fn_name}")
+                continue
+            try:
+                result = fn(raw)
+                if fn_name.endswith("events"):
+                    result = list(result)
+                    self._check_event_loops(result)
+            except Exception as exc:  # s2protocol raises TruncatedError, CorruptedError...
+                errors.append(f"{build}: {exc!r}")
+                continue
+            self.part_protocols[what] = build
+            return result
+        if all(e.endswith(f"no {fn_name}") for e in errors):
             if required:
                 raise ReplayError("unsupported_build",
                                   f"protocol {self.protocol_build} cannot decode {what}")
             return None
-        try:
-            result = fn(raw)
-            return list(result) if fn_name.endswith("events") else result
-        except ReplayError:
-            raise
-        except Exception as exc:  # s2protocol raises TruncatedError, CorruptedError...
-            raise ReplayError("corrupt", f"decoding {what} with protocol "
-                              f"{self.protocol_build}: {exc!r}") from exc
+        category = "corrupt" if self.protocol_exact else "unsupported_build"
+        raise ReplayError(category, f"decoding {what}: " + "; ".join(errors[:3]))
+
+    def _check_event_loops(self, events: list[dict[str, Any]]) -> None:
+        last = 0
+        limit = self.game_loops + 10_000
+        for event in events:
+            loop = event.get("_gameloop", 0)
+            if loop < last or loop > limit:
+                raise ValueError(f"event at loop {loop} after {last} (game has "
+                                 f"{self.game_loops} loops): wrong protocol or damage")
+            last = loop
 
     @functools.cached_property
     def init_data(self) -> dict[str, Any] | None:
