@@ -122,8 +122,8 @@ class EventsObservationSource:
     # ------------------------------------------------------------- work
     def _replay_samples(self, archive: ReplayArchive,
                         players: Sequence[PlayerContext]) -> dict[int, list[dict]]:
-        from pipeline.player_inputs import _map_size, player_streams
-        map_size = _map_size(archive)
+        from pipeline.player_inputs import player_streams, replay_map_size
+        map_size = replay_map_size(archive)
         geo = ViewGeometry(map_size, self.schema.screen_resolution,
                            self.schema.minimap_resolution, self.camera_width)
         streams = player_streams(archive, map_size, self.schema.screen_resolution,
@@ -418,9 +418,8 @@ class EventsObservationSource:
         sel_key = (centers[is_selected].tobytes(), radii[is_selected].tobytes())
         sel_hit = view.cache.get(kind + "_selected")
         if sel_hit is None or sel_hit[0] != sel_key:
-            flat, unit = rasterize.disc_pixels(centers[is_selected], radii[is_selected], res)
-            layer = rasterize.paint(res, flat, unit, np.ones(int(is_selected.sum()), np.uint8),
-                                    f[f"{kind}_selected"].np_dtype)
+            discs = rasterize.Discs(centers[is_selected], radii[is_selected], res)
+            layer = discs.covered().astype(f[f"{kind}_selected"].np_dtype)
             sel_hit = (sel_key, _read_only(layer))
             view.cache[kind + "_selected"] = sel_hit
         key = (centers.tobytes(), rows.tobytes(), owner.tobytes(), key_extra)
@@ -429,26 +428,23 @@ class EventsObservationSource:
             return {**hit[1], f"{kind}_selected": sel_hit[1]}
         # Draw order: structures, then ground units, then air units on top.
         order = np.lexsort((~data.is_structure[rows], data.is_flying[rows]))
-        flat, unit = rasterize.disc_pixels(centers[order], radii[order], res)
-        unit = order[unit]
+        discs = rasterize.Discs(centers[order], radii[order], res)
         pid = view.ctx.player_id
         relative = np.where(owner == pid, 1, np.where(owner == NEUTRAL_PLAYER, 3, 4))
         if view.allies:
             relative[np.isin(owner, list(view.allies))] = 2
         out = {
-            f"{kind}_player_relative": rasterize.paint(res, flat, unit, relative,
-                                                       f[f"{kind}_player_relative"].np_dtype),
-            f"{kind}_player_id": rasterize.paint(res, flat, unit, owner,
-                                                 f[f"{kind}_player_id"].np_dtype),
-            f"{kind}_unit_type": rasterize.paint(res, flat, unit, data.id[rows],
-                                                 f[f"{kind}_unit_type"].np_dtype),
+            f"{kind}_player_relative": discs.paint(relative[order],
+                                                   f[f"{kind}_player_relative"].np_dtype),
+            f"{kind}_player_id": discs.paint(owner[order], f[f"{kind}_player_id"].np_dtype),
+            f"{kind}_unit_type": discs.paint(data.id[rows[order]],
+                                             f[f"{kind}_unit_type"].np_dtype),
         }
         if kind == "screen":
-            out["screen_unit_density"] = rasterize.count(
-                res, flat, layers.SCREEN_LAYERS[14].scale - 1, f["screen_unit_density"].np_dtype)
-            out["screen_build_progress"] = rasterize.paint(
-                res, flat, unit, np.where(building, progress, 0),
-                f["screen_build_progress"].np_dtype)
+            out["screen_unit_density"] = discs.count(
+                layers.SCREEN_LAYERS[14].scale - 1, f["screen_unit_density"].np_dtype)
+            out["screen_build_progress"] = discs.paint(
+                np.where(building, progress, 0)[order], f["screen_build_progress"].np_dtype)
             pylons = (rows == data.row["Pylon"]) & (owner == pid) & ~building
             out["screen_power"] = self._power(geo, centers[pylons], res)
         out = {k: _read_only(v) for k, v in out.items()}
@@ -459,5 +455,4 @@ class EventsObservationSource:
         """Pylon power fields of the player's finished pylons in view."""
         dtype = self.schema.by_name["screen_power"].np_dtype
         radius = geo.world_to_screen_distance(np.full(len(centers), PYLON_POWER_RADIUS))
-        flat, unit = rasterize.disc_pixels(centers, radius, res)
-        return rasterize.paint(res, flat, unit, np.ones(len(centers), np.int64), dtype)
+        return rasterize.Discs(centers, radius, res).covered().astype(dtype)

@@ -37,12 +37,8 @@ def sight_grid(map_size: tuple[int, int], keys: np.ndarray) -> np.ndarray:
     true disc).
     """
     res = (int(np.ceil(map_size[0] / CELL)), int(np.ceil(map_size[1] / CELL)))
-    grid = np.zeros(res[0] * res[1], bool)
-    if len(keys):
-        cells = np.stack([keys // 256 // 4096, keys // 256 % 4096], axis=1)
-        flat, _ = rasterize.disc_pixels(cells, (keys % 256) / 4.0, res)
-        grid[flat] = True
-    return grid.reshape(res[1], res[0])
+    cells = np.stack([keys // 256 // 4096, keys // 256 % 4096], axis=1)
+    return rasterize.Discs(cells, (keys % 256) / 4.0, res).covered()
 
 
 def cells_seen(grid: np.ndarray, xy: np.ndarray) -> np.ndarray:

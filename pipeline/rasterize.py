@@ -17,68 +17,85 @@ import numpy as np
 MAX_RADIUS_PX = 24
 
 
-@functools.lru_cache(maxsize=1024)
-def _stencil(r2: int) -> np.ndarray:
-    """int[M, 2] offsets with ``dx^2 + dy^2 <= r2``: the disc of any radius
-    whose square floors to ``r2`` (offsets are integers, so only the floor
+@functools.lru_cache(maxsize=256)
+def _stencil_table(width: int, max_r2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Disc stencils for every squared radius ``0..max_r2`` on a canvas of
+    row stride ``width``: (flat offsets of all stencils concatenated, start
+    of each, length of each).  A disc of radius r covers the offsets with
+    ``dx^2 + dy^2 <= floor(r^2)`` (offsets are integers, so only the floor
     of the squared radius matters)."""
-    reach = int(np.floor(np.sqrt(r2)))
+    reach = int(np.floor(np.sqrt(max_r2)))
     span = np.arange(-reach, reach + 1)
     oy, ox = np.meshgrid(span, span, indexing="ij")
-    keep = ox * ox + oy * oy <= r2
-    return np.stack([ox[keep], oy[keep]], axis=1)
+    d2 = (ox * ox + oy * oy).ravel()
+    flat = (oy * width + ox).ravel().astype(np.int64)
+    order = np.argsort(d2, kind="stable")
+    d2, flat = d2[order], flat[order]
+    # Stencil for r2 = the offsets with d2 <= r2: a prefix of the sorted list.
+    lengths = np.searchsorted(d2, np.arange(max_r2 + 1), side="right").astype(np.int64)
+    return flat, np.zeros(max_r2 + 1, np.int64), lengths
 
 
-def disc_pixels(centers: np.ndarray, radii: np.ndarray,
-                res: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels covered by each disc.
+class Discs:
+    """The pixels each unit's disc covers on one layer.
 
-    Args:
-      centers: int[N, 2] pixel (x, y) of each unit (may lie off the layer).
-      radii: float[N] radius in pixels.
-      res: layer resolution (x, y).
-
-    Returns:
-      ``(flat, unit)``: flat pixel indices ``y * res_x + x`` inside the layer
-      and the index of the unit covering each, sorted by unit (so assigning
-      values in that order lets later units overwrite earlier ones).
+    Works on a canvas padded by twice the largest reach (plus one) on every
+    side, so no per-pixel bounds test is needed; layers are cropped at the
+    end.  ``flat`` (padded-canvas indices) and ``unit`` are in unit order, so
+    painting in that order lets later units overwrite earlier ones.
     """
-    n = len(centers)
-    if not n:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    r = np.minimum(np.asarray(radii, np.float64), MAX_RADIUS_PX)
-    q = np.floor(r * r).astype(np.int64)
-    if q.max() == 0:  # every disc covers its centre pixel only
-        x, y, unit = centers[:, 0], centers[:, 1], np.arange(n)
-        inside = (x >= 0) & (x < res[0]) & (y >= 0) & (y < res[1])
-        return y[inside] * res[0] + x[inside], unit[inside]
-    xs, ys, units = [], [], []
-    for value in np.unique(q):
-        idx = np.flatnonzero(q == value)
-        off = _stencil(int(value))
-        xs.append((centers[idx, 0][:, None] + off[None, :, 0]).ravel())
-        ys.append((centers[idx, 1][:, None] + off[None, :, 1]).ravel())
-        units.append(np.repeat(idx, len(off)))
-    x, y, unit = np.concatenate(xs), np.concatenate(ys), np.concatenate(units)
-    inside = (x >= 0) & (x < res[0]) & (y >= 0) & (y < res[1])
-    x, y, unit = x[inside], y[inside], unit[inside]
-    order = np.argsort(unit, kind="stable")
-    return (y[order] * res[0] + x[order]), unit[order]
 
+    def __init__(self, centers: np.ndarray, radii: np.ndarray, res: tuple[int, int]):
+        self.res = (int(res[0]), int(res[1]))
+        n = len(centers)
+        r = np.minimum(np.asarray(radii, np.float64), MAX_RADIUS_PX)
+        q = np.floor(r * r).astype(np.int64)
+        max_q = int(q.max()) if n else 0
+        # Round the table size up so few distinct tables get built.
+        max_q = 1 << max(max_q, 1).bit_length()
+        reach = int(np.floor(np.sqrt(max_q)))
+        self.pad = pad = 2 * reach + 1
+        self.width = width = self.res[0] + 2 * pad
+        self.height = self.res[1] + 2 * pad
+        if not n:
+            self.flat = self.unit = np.zeros(0, np.int64)
+            return
+        # A disc centred more than ``reach`` off the layer cannot reach it;
+        # such centres are parked just there, inside the padding.
+        lo = -reach - 1
+        cx = np.clip(centers[:, 0], lo, self.res[0] + reach)
+        cy = np.clip(centers[:, 1], lo, self.res[1] + reach)
+        base = (cy + pad) * width + (cx + pad)
+        table, starts, lengths = _stencil_table(width, max_q)
+        counts = lengths[q]
+        total = int(counts.sum())
+        self.unit = np.repeat(np.arange(n), counts)
+        first = np.cumsum(counts) - counts
+        within = np.arange(total) - np.repeat(first, counts)
+        self.flat = np.repeat(base, counts) + table[within]
 
-def paint(res: tuple[int, int], flat: np.ndarray, unit: np.ndarray,
-          values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """A ``[res_y, res_x]`` layer with ``values[unit]`` at ``flat`` (last wins)."""
-    layer = np.zeros(res[0] * res[1], dtype)
-    if flat.size:
-        layer[flat] = values[unit].astype(dtype, copy=False)
-    return layer.reshape(res[1], res[0])
+    def _crop(self, canvas: np.ndarray) -> np.ndarray:
+        p = self.pad
+        return np.ascontiguousarray(
+            canvas.reshape(self.height, self.width)[p:p + self.res[1], p:p + self.res[0]])
 
+    def paint(self, values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """``[res_y, res_x]`` layer with ``values[unit]`` on each disc (last wins)."""
+        canvas = np.zeros(self.width * self.height, dtype)
+        if self.flat.size:
+            canvas[self.flat] = np.asarray(values)[self.unit].astype(dtype, copy=False)
+        return self._crop(canvas)
 
-def count(res: tuple[int, int], flat: np.ndarray, clip: int, dtype: np.dtype) -> np.ndarray:
-    """Number of discs covering each pixel, clipped to ``clip``."""
-    counts = np.bincount(flat, minlength=res[0] * res[1])
-    return np.minimum(counts, clip).astype(dtype).reshape(res[1], res[0])
+    def count(self, clip: int, dtype: np.dtype) -> np.ndarray:
+        """Number of discs covering each pixel, clipped to ``clip``."""
+        counts = np.bincount(self.flat, minlength=self.width * self.height)
+        return self._crop(np.minimum(counts, clip).astype(dtype))
+
+    def covered(self) -> np.ndarray:
+        """bool ``[res_y, res_x]``: pixels some disc covers."""
+        canvas = np.zeros(self.width * self.height, bool)
+        canvas[self.flat] = True
+        return self._crop(canvas)
 
 
 def fill_rect(res: tuple[int, int], x0: int, y0: int, x1: int, y1: int,

@@ -10,7 +10,7 @@ import pytest
 from pipeline.coords import ViewGeometry
 from pipeline.events_source import EventsObservationSource
 from pipeline.observation_source import PlayerContext
-from pipeline.player_inputs import _map_size
+from pipeline.player_inputs import replay_map_size
 from pipeline.replay_archive import ReplayArchive
 from pipeline.unit_tracker import UnitTracker, unit_data
 from schemas import layers
@@ -88,7 +88,7 @@ def test_loop_zero_start_positions_and_economy(run, archive, schema):
     data = unit_data()
     tracker = UnitTracker(archive.tracker_events, data)
     tracker.advance(0)
-    geo = ViewGeometry(_map_size(archive), 64, 64)
+    geo = ViewGeometry(replay_map_size(archive), 64, 64)
     nexus, probe = data.id[data.row["Nexus"]], data.id[data.row["Probe"]]
     for pid in (1, 2):
         s0 = samples[pid][0]
