@@ -188,8 +188,8 @@ class ReplayArchive:
         Builds s2protocol lacks may need a different neighbour per part (the
         3.0 - 3.11 details decode with 32283, their game events only with
         51702), so the protocol that worked is recorded per part in
-        :attr:`part_protocols`.  Event streams must also look sane (game loops
-        in order, none far past the game's end) to be accepted.
+        :attr:`part_protocols`.  With a borrowed protocol an event stream must
+        also look sane (game loops in order, none far past the game's end).
         """
         raw = self.read(what, required=required)
         if raw is None:
@@ -208,7 +208,8 @@ class ReplayArchive:
                 result = fn(raw)
                 if fn_name.endswith("events"):
                     result = list(result)
-                    self._check_event_loops(result)
+                    if not self.protocol_exact:
+                        self._check_event_loops(result)
             except Exception as exc:  # s2protocol raises TruncatedError, CorruptedError...
                 errors.append(f"{build}: {exc!r}")
                 continue
