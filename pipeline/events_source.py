@@ -95,6 +95,7 @@ class EventsObservationSource:
         self._zeros = {f.name: _read_only(np.zeros(f.shape, f.np_dtype))
                        for f in schema.fields
                        if f.group == Group.OBSERVATION and f.is_array}
+        self._serial = 0
         #: Counters of the last replay (sampling stats summed over players...).
         self.last_stats: dict[str, Any] = {}
 
@@ -357,16 +358,17 @@ class EventsObservationSource:
         selected = self._selection(view, tracker)
         building = bool((~tracker.snapshot()["done"]).any())
         for kind, cam in (("minimap", None), ("screen", camera)):
-            # Nothing a layer shows changed: same units, selection, camera and
-            # (while something is under construction) loop.
-            fast_key = (tracker.version, view.sel_i, cam,
+            # What the layers show: the units on them (same units, camera and,
+            # while something is under construction, loop -> same geometry).
+            geom_key = (tracker.version, cam,
                         tracker.loop if building and cam is not None else -1)
-            hit = view.cache.get(kind + "_fast")
-            if hit is None or hit[0] != fast_key:
-                hit = (fast_key, self._units_layers(view, tracker, geo, vis, selected, cam,
-                                                    kind))
-                view.cache[kind + "_fast"] = hit
-            obs.update(hit[1])
+            geom = self._cached(view, kind + "_geom", geom_key,
+                                lambda: self._geometry(view, tracker, geo, vis, cam, kind))
+            obs.update(self._cached(view, kind + "_base", geom["key"],
+                                    lambda: self._base_layers(view, geo, geom, kind)))
+            obs[f"{kind}_selected"] = self._cached(
+                view, kind + "_sel", (geom["serial"], view.sel_i),
+                lambda: self._selected_layer(view, tracker, geo, geom, selected, kind))
         return obs
 
     @staticmethod
@@ -386,9 +388,9 @@ class EventsObservationSource:
                                               int(top_left[1]), int(bottom_right[0]),
                                               int(bottom_right[1]), dtype))
 
-    def _units_layers(self, view: _View, tracker: UnitTracker, geo: ViewGeometry,
-                      vis: dict, selected: np.ndarray, camera, kind: str):
-        """The unit layers of one kind, reused when what they show is unchanged."""
+    def _geometry(self, view: _View, tracker: UnitTracker, geo: ViewGeometry, vis: dict,
+                  camera, kind: str) -> dict:
+        """Units on one layer: slots, type rows, owners, pixel centres, radii."""
         data = self.data
         slots, rows, xy = vis["slots"], vis["rows"], vis["xy"]
         if kind == "screen":
@@ -398,37 +400,46 @@ class EventsObservationSource:
                     & (xy[:, 1] + r > y0) & (xy[:, 1] - r <= y1))
             slots, rows, xy = slots[near], rows[near], xy[near]
             centers = geo.world_to_screen(xy, camera)
+            radii = geo.world_to_screen_distance(data.radius[rows])
             building = ~tracker.done[slots]
-            progress = np.round(tracker.build_progress(slots) * 100).astype(np.int64)
-            key_extra = progress.tobytes() + building.tobytes()
+            progress = np.where(building, np.round(tracker.build_progress(slots) * 100), 0)
+            extra = progress.tobytes()
         else:
             centers = geo.world_to_minimap(xy)
-            key_extra = b""
-        is_selected = self._selected_mask(view, tracker, selected)[slots]
-        owner = tracker.owner[slots]
-        if kind == "screen":
-            radii = geo.world_to_screen_distance(data.radius[rows])
-            res = geo.screen_res
-        else:
             radii = geo.world_to_minimap_distance(data.radius[rows])
-            res = geo.minimap_res
-        f = self.schema.by_name
-        # The selected layer changes with every selection; it is drawn from
-        # the selected units alone so the other layers can be reused.
-        sel_key = (centers[is_selected].tobytes(), radii[is_selected].tobytes())
-        sel_hit = view.cache.get(kind + "_selected")
-        if sel_hit is None or sel_hit[0] != sel_key:
-            discs = rasterize.Discs(centers[is_selected], radii[is_selected], res)
-            layer = discs.covered().astype(f[f"{kind}_selected"].np_dtype)
-            sel_hit = (sel_key, _read_only(layer))
-            view.cache[kind + "_selected"] = sel_hit
-        key = (centers.tobytes(), rows.tobytes(), owner.tobytes(), key_extra)
-        hit = view.cache.get(kind)
+            building = progress = None
+            extra = b""
+        owner = tracker.owner[slots]
+        self._serial += 1
+        return {"serial": self._serial, "slots": slots, "rows": rows, "owner": owner,
+                "centers": centers, "radii": radii, "building": building, "progress": progress,
+                "key": (centers.tobytes(), rows.tobytes(), owner.tobytes(), extra)}
+
+    def _selected_layer(self, view: _View, tracker: UnitTracker, geo: ViewGeometry,
+                        geom: dict, selected: np.ndarray, kind: str) -> np.ndarray:
+        """Discs of the selected units (drawn alone: no occlusion by others)."""
+        is_selected = self._selected_mask(view, tracker, selected)[geom["slots"]]
+        centers, radii = geom["centers"][is_selected], geom["radii"][is_selected]
+        key = (centers.tobytes(), radii.tobytes())
+        hit = view.cache.get(kind + "_sel_content")
         if hit is not None and hit[0] == key:
-            return {**hit[1], f"{kind}_selected": sel_hit[1]}
+            return hit[1]
+        res = geo.screen_res if kind == "screen" else geo.minimap_res
+        layer = rasterize.Discs(centers, radii, res).covered().astype(
+            self.schema.by_name[f"{kind}_selected"].np_dtype)
+        view.cache[kind + "_sel_content"] = (key, _read_only(layer))
+        return layer
+
+    def _base_layers(self, view: _View, geo: ViewGeometry, geom: dict,
+                     kind: str) -> dict[str, np.ndarray]:
+        """player_relative, player_id, unit_type (+ screen density, progress, power)."""
+        data = self.data
+        rows, owner, centers = geom["rows"], geom["owner"], geom["centers"]
+        res = geo.screen_res if kind == "screen" else geo.minimap_res
+        f = self.schema.by_name
         # Draw order: structures, then ground units, then air units on top.
         order = np.lexsort((~data.is_structure[rows], data.is_flying[rows]))
-        discs = rasterize.Discs(centers[order], radii[order], res)
+        discs = rasterize.Discs(centers[order], geom["radii"][order], res)
         pid = view.ctx.player_id
         relative = np.where(owner == pid, 1, np.where(owner == NEUTRAL_PLAYER, 3, 4))
         if view.allies:
@@ -444,12 +455,10 @@ class EventsObservationSource:
             out["screen_unit_density"] = discs.count(
                 layers.SCREEN_LAYERS[14].scale - 1, f["screen_unit_density"].np_dtype)
             out["screen_build_progress"] = discs.paint(
-                np.where(building, progress, 0)[order], f["screen_build_progress"].np_dtype)
-            pylons = (rows == data.row["Pylon"]) & (owner == pid) & ~building
+                geom["progress"][order], f["screen_build_progress"].np_dtype)
+            pylons = (rows == data.row["Pylon"]) & (owner == pid) & ~geom["building"]
             out["screen_power"] = self._power(geo, centers[pylons], res)
-        out = {k: _read_only(v) for k, v in out.items()}
-        view.cache[kind] = (key, out)
-        return {**out, f"{kind}_selected": sel_hit[1]}
+        return {k: _read_only(v) for k, v in out.items()}
 
     def _power(self, geo: ViewGeometry, centers: np.ndarray, res) -> np.ndarray:
         """Pylon power fields of the player's finished pylons in view."""
