@@ -157,3 +157,27 @@ def test_replay_without_tracker_events_still_yields_samples(schema):
         schema.validate(rows[-1])
         assert sum(s["minimap_camera"].any() for s in rows) > len(rows) // 2
         assert all(s["available_actions"][s["function_id"]] == 1 for s in rows)
+
+
+def test_discs_cover_exact_pixels_and_later_units_win():
+    from pipeline.rasterize import Discs
+    res = (64, 64)
+    assert Discs(np.array([[10, 10]]), np.array([0.4]), res).covered().sum() == 1
+    assert Discs(np.array([[10, 10]]), np.array([1.0]), res).covered().sum() == 5
+    assert Discs(np.array([[10, 10]]), np.array([1.5]), res).covered().sum() == 9
+    edge = Discs(np.array([[-1, 5]]), np.array([1.0]), res).covered()
+    assert edge.sum() == 1 and edge[5, 0]
+    assert not Discs(np.array([[-40, 5]]), np.array([20.0]), res).covered().any()
+    two = Discs(np.array([[10, 10], [11, 10]]), np.array([1.0, 1.0]), res)
+    painted = two.paint(np.array([3, 7]), np.dtype(np.uint16))
+    assert painted[10, 10] == 7 and painted[10, 9] == 3 and painted[10, 12] == 7
+    density = two.count(15, np.dtype(np.uint8))
+    assert density[10, 10] == 2 and density[10, 11] == 2 and density.sum() == 10
+
+
+def test_fog_sees_within_sight_only():
+    from pipeline import fog
+    keys = fog.sight_keys(np.array([[50.0, 50.0]]), np.array([8.0]))
+    grid = fog.sight_grid((100, 100), keys)
+    seen = fog.cells_seen(grid, np.array([[50.0, 56.0], [50.0, 70.0], [-5.0, 3.0]]))
+    assert seen.tolist() == [True, False, False]
