@@ -123,15 +123,23 @@ class EventsObservationSource:
     # ------------------------------------------------------------- work
     def _replay_samples(self, archive: ReplayArchive,
                         players: Sequence[PlayerContext]) -> dict[int, list[dict]]:
-        from pipeline.player_inputs import player_streams, replay_map_size
+        from pipeline.player_inputs import UnitPositions, player_streams, replay_map_size
         map_size = replay_map_size(archive)
         geo = ViewGeometry(map_size, self.schema.screen_resolution,
                            self.schema.minimap_resolution, self.camera_width)
-        streams = player_streams(archive, map_size, self.schema.screen_resolution,
-                                 self.schema.minimap_resolution, self.camera_width)
-        game_loops = archive.game_loops
-        tracker_events = archive.tracker_events
+        # Tracker events that do not decode (some 2.0.8/2.0.9 builds with a
+        # neighbouring protocol) are treated like absent ones: the replay
+        # still gives samples, marked has_tracker_events=0.
+        tracker_error = ""
+        try:
+            tracker_events = archive.tracker_events
+        except ReplayError as exc:
+            tracker_events, tracker_error = [], str(exc)
         has_tracker = bool(archive.has_tracker_events and tracker_events)
+        streams = player_streams(archive, map_size, self.schema.screen_resolution,
+                                 self.schema.minimap_resolution, self.camera_width,
+                                 unit_positions=UnitPositions(tracker_events))
+        game_loops = archive.game_loops
         teams = {i + 1: p.get("m_teamId") for i, p in enumerate(archive.details["m_playerList"])}
 
         views: dict[int, _View] = {}
@@ -185,6 +193,7 @@ class EventsObservationSource:
             "mean_mask_size": float(np.mean([m.sum() for m in masks])) if masks else 0.0,
             "fog": self.fog, "position_estimate": self.position_estimate,
             "has_tracker_events": has_tracker,
+            "tracker_error": tracker_error,
             "unknown_unit_types": self.data.unknown_names,
             "position_errors": tracker.errors.summary(),
         }
