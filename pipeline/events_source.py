@@ -313,11 +313,17 @@ class EventsObservationSource:
         if not has_tracker:
             return self.availability.mask(np.zeros(0, np.int64), len(self._selected_tags(view)),
                                           frozenset(), frozenset(), 0, 0, 0, 0)
+        key = (tracker.version, tracker.stats_version, view.sel_i)
+        hit = view.cache.get("mask")
+        if hit is not None and hit[0] == key:
+            return hit[1]
         own = self._own(view, tracker)
         sel = self._selection(view, tracker)
         mine = sel[tracker.owner[sel] == view.ctx.player_id]
-        return self.availability.mask(tracker.type_row[mine], len(sel), own["tech"],
+        mask = self.availability.mask(tracker.type_row[mine], len(sel), own["tech"],
                                       own["upgrades"], *own["counts"])
+        view.cache["mask"] = (key, mask)
+        return mask
 
     def _visible(self, view: _View, tracker: UnitTracker, geo: ViewGeometry) -> dict:
         """The snapshot restricted to what the player sees (fog of war)."""
@@ -365,15 +371,21 @@ class EventsObservationSource:
         obs["player"] = self._own(view, tracker)["player"]
         vis = self._visible(view, tracker, geo)
         selected = self._selection(view, tracker)
-        building = bool((~tracker.snapshot()["done"]).any())
         for kind, cam in (("minimap", None), ("screen", camera)):
-            # What the layers show: the units on them (same units, camera and,
-            # while something is under construction, loop -> same geometry).
-            geom_key = (tracker.version, cam,
-                        tracker.loop if building and cam is not None else -1)
-            geom = self._cached(view, kind + "_geom", geom_key,
+            # The units on the layer and where: same units and camera -> same.
+            geom = self._cached(view, kind + "_geom", (tracker.version, cam),
                                 lambda: self._geometry(view, tracker, geo, vis, cam, kind))
-            obs.update(self._cached(view, kind + "_base", geom["key"],
+            key = geom["key"]
+            if kind == "screen":
+                # Construction progress of structures in view moves every loop.
+                building = geom["building"]
+                progress = np.zeros(len(building), np.int64)
+                if building.any():
+                    progress[building] = np.round(
+                        tracker.build_progress(geom["slots"][building]) * 100)
+                    key = key + (progress.tobytes(),)
+                geom = {**geom, "progress": progress}
+            obs.update(self._cached(view, kind + "_base", key,
                                     lambda: self._base_layers(view, geo, geom, kind)))
             obs[f"{kind}_selected"] = self._cached(
                 view, kind + "_sel", (geom["serial"], view.sel_i),
@@ -411,17 +423,16 @@ class EventsObservationSource:
             centers = geo.world_to_screen(xy, camera)
             radii = geo.world_to_screen_distance(data.radius[rows])
             building = ~tracker.done[slots]
-            progress = np.where(building, np.round(tracker.build_progress(slots) * 100), 0)
-            extra = progress.tobytes()
+            extra = building.tobytes()
         else:
             centers = geo.world_to_minimap(xy)
             radii = geo.world_to_minimap_distance(data.radius[rows])
-            building = progress = None
+            building = None
             extra = b""
         owner = tracker.owner[slots]
         self._serial += 1
         return {"serial": self._serial, "slots": slots, "rows": rows, "owner": owner,
-                "centers": centers, "radii": radii, "building": building, "progress": progress,
+                "centers": centers, "radii": radii, "building": building,
                 "key": (centers.tobytes(), rows.tobytes(), owner.tobytes(), extra)}
 
     def _selected_layer(self, view: _View, tracker: UnitTracker, geo: ViewGeometry,
@@ -453,18 +464,15 @@ class EventsObservationSource:
         relative = np.where(owner == pid, 1, np.where(owner == NEUTRAL_PLAYER, 3, 4))
         if view.allies:
             relative[np.isin(owner, list(view.allies))] = 2
-        out = {
-            f"{kind}_player_relative": discs.paint(relative[order],
-                                                   f[f"{kind}_player_relative"].np_dtype),
-            f"{kind}_player_id": discs.paint(owner[order], f[f"{kind}_player_id"].np_dtype),
-            f"{kind}_unit_type": discs.paint(data.id[rows[order]],
-                                             f[f"{kind}_unit_type"].np_dtype),
-        }
+        names = [f"{kind}_player_relative", f"{kind}_player_id", f"{kind}_unit_type"]
+        values = [relative[order], owner[order], data.id[rows[order]]]
+        if kind == "screen":
+            names.append("screen_build_progress")
+            values.append(geom["progress"][order])
+        out = dict(zip(names, discs.paint_many(values, [f[n].np_dtype for n in names])))
         if kind == "screen":
             out["screen_unit_density"] = discs.count(
                 layers.SCREEN_LAYERS[14].scale - 1, f["screen_unit_density"].np_dtype)
-            out["screen_build_progress"] = discs.paint(
-                geom["progress"][order], f["screen_build_progress"].np_dtype)
             pylons = (rows == data.row["Pylon"]) & (owner == pid) & ~geom["building"]
             out["screen_power"] = self._power(geo, centers[pylons], res)
         return {k: _read_only(v) for k, v in out.items()}
