@@ -49,10 +49,10 @@ class Discs:
         self.res = (int(res[0]), int(res[1]))
         n = len(centers)
         r = np.minimum(np.asarray(radii, np.float64), MAX_RADIUS_PX)
-        q = np.floor(r * r).astype(np.int64)
-        max_q = int(q.max()) if n else 0
+        q = (r * r).astype(np.int64)  # floor: radii are non-negative
+        raw_max_q = int(q.max()) if n else 0
         # Round the table size up so few distinct tables get built.
-        max_q = 1 << max(max_q, 1).bit_length()
+        max_q = 1 << max(raw_max_q, 1).bit_length()
         reach = int(np.floor(np.sqrt(max_q)))
         self.pad = pad = 2 * reach + 1
         self.width = width = self.res[0] + 2 * pad
@@ -63,9 +63,15 @@ class Discs:
         # A disc centred more than ``reach`` off the layer cannot reach it;
         # such centres are parked just there, inside the padding.
         lo = -reach - 1
-        cx = np.clip(centers[:, 0], lo, self.res[0] + reach)
-        cy = np.clip(centers[:, 1], lo, self.res[1] + reach)
-        base = (cy + pad) * width + (cx + pad)
+        centers = np.asarray(centers, np.int64)
+        if centers.min() < lo or centers.max() > min(self.res) + reach:
+            centers = np.stack([np.clip(centers[:, 0], lo, self.res[0] + reach),
+                                np.clip(centers[:, 1], lo, self.res[1] + reach)], axis=1)
+        base = (centers[:, 1] + pad) * width + (centers[:, 0] + pad)
+        if raw_max_q == 0:  # every disc is its centre pixel
+            self.unit = np.arange(n)
+            self.flat = base
+            return
         table, starts, lengths = _stencil_table(width, max_q)
         counts = lengths[q]
         total = int(counts.sum())
