@@ -88,6 +88,7 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
              plots: bool = True) -> dict:
     """Computes the report, writes ``eval_<split>.json`` (+ PNGs); returns it."""
     config = load_config(run)
+    config.out = str(run)  # the run directory may have moved since training
     trainer = Trainer(config)
     step = trainer.restore()
     if step == 0:

@@ -200,7 +200,7 @@ def to_model_batch(decoded: Mapping[str, tf.Tensor], spec: FeatureSpec
 # --------------------------------------------------------------- datasets
 def make_dataset(data_dir: str | os.PathLike, split: str, spec: FeatureSpec, *,
                  batch_size: int = 64, shuffle: bool = True, repeat: bool = True,
-                 seed: int = 0, shuffle_buffer: int = 1024,
+                 seed: int = 0, shuffle_buffer: int = 2048,
                  drop_remainder: bool | None = None, with_meta: bool = False,
                  source: str = "tfrecord", tfds_data_dir: str | None = None,
                  tfds_name: str = "sc2_replays") -> tf.data.Dataset:
@@ -225,7 +225,11 @@ def make_dataset(data_dir: str | os.PathLike, split: str, spec: FeatureSpec, *,
         ds = ds.interleave(
             lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP",
                                               buffer_size=1 << 20),
-            cycle_length=min(len(files), 8), block_length=16,
+            # Shards are sorted by sample key, i.e. runs of one replay: when
+            # shuffling, read many shards one record at a time so that a
+            # batch mixes many replays (their labels are constant per replay).
+            cycle_length=min(len(files), 32 if shuffle else 8),
+            block_length=1 if shuffle else 16,
             num_parallel_calls=autotune, deterministic=True)
         feature_spec = schema.tf_feature_spec(names)
 

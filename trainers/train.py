@@ -47,7 +47,7 @@ class TrainConfig:
     value_weight: float = 1.0
     function_weight: float = 1.0
     argument_weight: float = 1.0
-    shuffle_buffer: int = 1024
+    shuffle_buffer: int = 2048
     log_every: int = 10
     checkpoint_every: int = 200
     validation_every: int = 0
