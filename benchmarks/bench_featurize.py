@@ -72,8 +72,9 @@ def measure(path: str, position_estimate: str = "hold", repeats: int = 1) -> dic
 def corpus(manifest: str) -> None:
     rows = [r for r in csv.DictReader(open(manifest)) if r["has_tracker_events"] == "1"]
     ok = failed = skipped = 0
-    windows = added = 0
-    sizes = []
+    windows = {True: 0, False: 0}
+    added = {True: 0, False: 0}
+    sizes = {True: [], False: []}
     for row in rows:
         path = os.path.join(os.path.dirname(manifest), row["file"])
         try:
@@ -96,12 +97,16 @@ def corpus(manifest: str) -> None:
             print(f"  INCOMPLETE {row['file']}: complete={complete} in_mask={in_mask}")
         ok += 1
         st = source.last_stats
-        windows += st["windows"]
-        added += st["target_added_to_mask"]
-        sizes.append(st["mean_mask_size"])
-    print(f"corpus: {ok} two-player replays featurized, {failed} errors, {skipped} not 1v1; "
-          f"windows {windows}, target missed by source mask {added / max(windows, 1):.3%}, "
-          f"mean mask size {np.mean(sizes):.1f} of 573")
+        tracked = bool(st["has_tracker_events"])
+        windows[tracked] += st["windows"]
+        added[tracked] += st["target_added_to_mask"]
+        sizes[tracked].append(st["mean_mask_size"])
+    print(f"corpus: {ok} two-player replays featurized, {failed} errors, {skipped} not 1v1")
+    for tracked in (True, False):
+        print(f"  {'with' if tracked else 'without (undecodable)'} tracker events: "
+              f"{len(sizes[tracked])} replays, windows {windows[tracked]}, target missed by "
+              f"source mask {added[tracked] / max(windows[tracked], 1):.3%}, mean mask size "
+              f"{np.mean(sizes[tracked]) if sizes[tracked] else 0:.1f} of 573")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
