@@ -275,7 +275,7 @@ class SampleSchema:
                 feature[field.name] = feature_pb2.Feature(
                     int64_list=feature_pb2.Int64List(value=[int(value)]))
         return example_pb2.Example(
-            features=feature_pb2.Features(feature=feature)).SerializeToString()
+            features=feature_pb2.Features(feature=feature)).SerializeToString(deterministic=True)
 
     def from_example(self, serialized: bytes) -> dict[str, Any]:
         """A serialized ``tf.train.Example`` back to a sample dict (numpy)."""
