@@ -163,34 +163,31 @@ class UnitPositions:
 
 
 def _player_users(archive: ReplayArchive) -> dict[int, int | None]:
-    """player id (1-based index in details' player list) -> user id; observers excluded."""
+    """player id (1-based index in details' player list) -> user id; observers excluded.
+
+    The details <-> lobby slot join is the index's (``replay_index.join_slots``),
+    so the action stream and the index always agree on who is who.
+    """
+    from pipeline.replay_index import join_slots, read_init_data
+
     players = archive.details.get("m_playerList") or []
-    slots = []
-    init = archive.init_data
-    if init:
-        slots = init["m_syncLobbyState"]["m_lobbyState"]["m_slots"]
-    by_working_slot = {s.get("m_workingSetSlotId"): s for s in slots
-                       if s.get("m_workingSetSlotId") is not None}
-    playing = [s for s in slots if s.get("m_control") in (2, 3) and not s.get("m_observe")]
+    slots = join_slots(players, read_init_data(archive))
     out = {}
-    for i, player in enumerate(players):
-        if player.get("m_observe"):
+    for i, (player, slot) in enumerate(zip(players, slots)):
+        if (slot.observe if slot is not None else player.get("m_observe")):
             continue
-        slot = by_working_slot.get(player.get("m_workingSetSlotId"))
-        if slot is None and i < len(playing):
-            slot = playing[i]  # old builds: no working set slot ids; lobby order
-        out[i + 1] = slot.get("m_userId") if slot is not None else None
+        out[i + 1] = slot.user_id if slot is not None and slot.control == 2 else None
     return out
 
 
 def replay_map_size(archive: ReplayArchive) -> tuple[int, int]:
     """The full map size in world units (init data game description), as pysc2's map_size."""
-    init = archive.init_data
-    try:
-        desc = init["m_syncLobbyState"]["m_gameDescription"]
-        size = (int(desc["m_mapSizeX"]), int(desc["m_mapSizeY"]))
-    except (TypeError, KeyError) as exc:
-        raise ReplayError("missing_part", "init data has no map size") from exc
+    from pipeline.replay_index import read_init_data
+
+    init = read_init_data(archive)
+    if init is None:
+        raise ReplayError("missing_part", "init data does not decode: no map size")
+    size = (init.map_width, init.map_height)
     if min(size) <= 0:
         raise ReplayError("corrupt", f"map size {size}")
     return size

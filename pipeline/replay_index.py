@@ -222,7 +222,18 @@ def _init_from_sc2reader(raw: Mapping[str, Any]) -> _InitData:
 
 
 def read_init_data(archive: ReplayArchive) -> _InitData | None:
-    """The lobby and game description, from the best decoder that works."""
+    """The lobby and game description, from the best decoder that works.
+
+    Cached on the archive: the index, the action stream and the observation
+    sources all ask for it, and it is the slowest part of a metadata scan.
+    """
+    cache = archive.__dict__
+    if "_index_init_data" not in cache:
+        cache["_index_init_data"] = _read_init_data(archive)
+    return cache["_index_init_data"]
+
+
+def _read_init_data(archive: ReplayArchive) -> _InitData | None:
     if archive.protocol_exact:
         try:
             raw = archive.init_data
@@ -264,7 +275,7 @@ def _plausible(init: _InitData) -> bool:
     return occupied
 
 
-def _join_slots(details_players: list[dict], init: _InitData | None) -> list[_Slot | None]:
+def join_slots(details_players: list[dict], init: _InitData | None) -> list[_Slot | None]:
     """The lobby slot of each details entry (None where it cannot be joined)."""
     if init is None:
         return [None] * len(details_players)
@@ -334,7 +345,7 @@ def scan_replay(archive: ReplayArchive, config=None) -> tuple[dict, list[dict]]:
     init = read_init_data(archive)
     try:
         details_players = list(details["m_playerList"])
-        slots = _join_slots(details_players, init)
+        slots = join_slots(details_players, init)
         meta_players = {}
         if metadata and isinstance(metadata.get("Players"), list):
             meta_players = {int(p["PlayerID"]): p for p in metadata["Players"]
