@@ -139,9 +139,25 @@ def run(argv: list[str] | None = None) -> dict:
     wall = time.time() - started
     manifest = manifest_lib.read_manifest(config.output_dir)
     manifest_lib.add_timing(manifest, wall)
+    manifest["metrics"] = beam_counters(result)
     manifest_lib.write_manifest(config.output_dir, manifest)
     _cleanup(config.output_dir)
     return manifest
+
+
+def beam_counters(result) -> dict[str, int]:
+    """The job's ``sc2`` Beam counters (committed values where supported)."""
+    from apache_beam.metrics.metric import MetricsFilter
+    try:
+        counters = result.metrics().query(
+            MetricsFilter().with_namespace(beam_transforms.NAMESPACE))["counters"]
+    except (NotImplementedError, AttributeError, KeyError):
+        return {}
+    out: dict[str, int] = {}
+    for c in counters:
+        value = c.committed if c.committed is not None else c.attempted
+        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(value or 0)
+    return dict(sorted(out.items()))
 
 
 def _cleanup(output_dir: str) -> None:

@@ -229,6 +229,9 @@ def summary(manifest: Mapping[str, Any]) -> str:
                     for f in lab["top_target_functions"][:5])
     if top:
         lines.append(f"top targets: {top}")
+    metrics = manifest.get("metrics")
+    if metrics:
+        lines.append("beam counters: " + ", ".join(f"{k}={v}" for k, v in metrics.items()))
     if t:
         lines.append(f"wall {t['wall_s']:.1f} s: {t['replays_per_s']:.2f} replays/s, "
                      f"{t['samples_per_s']:.1f} samples/s")

@@ -3,15 +3,15 @@
 Why a two-step write.  Samples are big (~180 KB uncompressed each, ~4,000 per
 replay and player) and a Beam worker must never hold a whole split.  So:
 
-1. Per replay, the sampling step writes ONE *batch file*
-   (``DIR/_tmp/batches/<replay_id>.tfrecord.gz``): every sample of every
-   player, as ``tf.train.Example`` records sorted by (player, loop), written
+1. Per replay, the sampling step writes one *batch* per output format
+   (``DIR/_tmp/batches/<replay_id>.tfrecord.gz`` and ``.parquet``): every
+   sample of every player, sorted by (player, loop), encoded once, written
    atomically after the whole replay succeeded (all or nothing; a retried
    bundle rewrites the same bytes under the same name).
 2. :func:`plan_shards` orders a split's batches by replay id and cuts the
    split's sample sequence -- ordered by (replay id, player, loop) -- into
    shards of at most ``max_samples_per_shard`` samples; :func:`write_shard`
-   streams one shard's slices of batch files into
+   copies one shard's slices of batch files (records, Arrow row slices) into
    ``DIR/parquet/<split>/<split>-NNNNN-of-MMMMM.parquet`` and
    ``DIR/tfrecord/<split>/<split>-NNNNN-of-MMMMM.tfrecord.gz``, each written
    under a temporary name, renamed, then read back (count, first and last
@@ -111,7 +111,12 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
 
 # ------------------------------------------------------------ batch files
 def batch_path(output_dir: str, replay_id: str) -> str:
+    """The batch's TFRecord file; its Parquet twin is :func:`batch_parquet_path`."""
     return FileSystems.join(output_dir, "_tmp", "batches", f"{replay_id}.tfrecord.gz")
+
+
+def batch_parquet_path(path: str) -> str:
+    return path[: -len(EXTENSIONS["tfrecord"])] + EXTENSIONS["parquet"]
 
 
 def sort_samples(samples: Iterable[dict]) -> list[dict]:
@@ -120,15 +125,46 @@ def sort_samples(samples: Iterable[dict]) -> list[dict]:
                                           int(s["game_loop"])))
 
 
-def write_batch(path: str, schema: SampleSchema, samples: Sequence[dict]) -> int:
-    """Writes one replay's samples (sorted) atomically; returns the count."""
-    temp = temp_name(path)
+def _parquet_writer(sink, schema: SampleSchema):
+    import pyarrow.parquet as pq
+    # No dictionary encoding: 3x faster to write and read for these columns
+    # (fixed-size lists of small integers), at ~6x the size of dictionary pages.
+    # Column statistics of list columns are of no use to readers.
+    return pq.ParquetWriter(sink, schema.arrow_schema, compression="zstd",
+                            use_dictionary=False, write_statistics=False)
+
+
+def write_batch(path: str, schema: SampleSchema, samples: Sequence[dict],
+                formats: Sequence[str] = FORMATS) -> int:
+    """Writes one replay's samples, sorted, in each format the shards need
+    (TFRecord at ``path``, Parquet at its twin), atomically; returns the count.
+
+    Encoding happens here, once per sample, in the worker that holds the
+    samples; the shard step only copies records and Arrow slices.
+    """
     ordered = sort_samples(samples)
-    with FileSystems.create(temp, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-        with gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=1, mtime=0) as out:
-            for sample in ordered:
-                out.write(encode_record(schema.to_example(sample)))
-    commit(temp, path)
+    commits = []
+    if "tfrecord" in formats:
+        temp = temp_name(path)
+        with FileSystems.create(temp, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+            with gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=1,
+                               mtime=0) as out:
+                for sample in ordered:
+                    out.write(encode_record(schema.to_example(sample)))
+        commits.append((temp, path))
+    if "parquet" in formats:
+        final = batch_parquet_path(path)
+        temp = temp_name(final)
+        with FileSystems.create(temp, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+            writer = _parquet_writer(raw, schema)
+            try:
+                for i in range(0, len(ordered), PARQUET_ROW_GROUP):
+                    writer.write_table(schema.to_arrow(ordered[i:i + PARQUET_ROW_GROUP]))
+            finally:
+                writer.close()
+        commits.append((temp, final))
+    for temp, final in commits:
+        commit(temp, final)
     return len(ordered)
 
 
@@ -204,71 +240,93 @@ def _task_records(task: ShardTask) -> Iterator[bytes]:
                 yield record
 
 
+def _task_tables(task: ShardTask) -> Iterator[Any]:
+    """Arrow slices of the task's rows, from the batches' Parquet twins."""
+    import pyarrow.parquet as pq
+    for seg in task.segments:
+        with FileSystems.open(batch_parquet_path(seg.path),
+                              compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            pf = pq.ParquetFile(io.BytesIO(f.read()))
+        offset = 0
+        for g in range(pf.num_row_groups):
+            rows = pf.metadata.row_group(g).num_rows
+            lo, hi = max(seg.start, offset), min(seg.stop, offset + rows)
+            if lo < hi:
+                yield pf.read_row_group(g).slice(lo - offset, hi - lo)
+            offset += rows
+
+
 # ---------------------------------------------------------- shard writing
 def write_shard(task: ShardTask, schema: SampleSchema, output_dir: str,
                 formats: Sequence[str] = FORMATS) -> dict[str, Any]:
     """Writes one shard in every format, atomically, and verifies it.
 
-    Returns ``{"split", "index", "count", "num_samples", "files": {fmt: path},
-    "first_key", "last_key"}``.
+    TFRecord records and Parquet rows are copied from the batch files as they
+    are (the batch already holds the split).  Returns ``{"split", "index",
+    "count", "num_samples", "files": {fmt: path}, "first_key", "last_key"}``.
     """
-    import pyarrow.parquet as pq
+    import pyarrow as pa
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown formats {sorted(unknown)}")
     finals = {fmt: shard_path(output_dir, fmt, task.split, task.index, task.count)
               for fmt in formats}
     temps = {fmt: temp_name(path) for fmt, path in finals.items()}
-    handles = {fmt: FileSystems.create(temps[fmt],
-                                       compression_type=CompressionTypes.UNCOMPRESSED)
-               for fmt in formats}
-    tf_out = (gzip.GzipFile(filename="", fileobj=handles["tfrecord"], mode="wb",
-                            compresslevel=6, mtime=0)
-              if "tfrecord" in formats else None)
-    # No dictionary encoding: 3x faster to write and read for these columns
-    # (fixed-size lists of small integers), at ~6x the size of dictionary pages.
-    pq_out = (pq.ParquetWriter(handles["parquet"], schema.arrow_schema, compression="zstd",
-                               use_dictionary=False) if "parquet" in formats else None)
-    pending: list[dict] = []
-    first = last = None
-    n = 0
-    try:
-        for record in _task_records(task):
-            # Batch records already carry their split; TFRecord copies them
-            # as they are, Parquet decodes them once.
-            n += 1
-            if tf_out is not None:
-                tf_out.write(encode_record(record))
-            if pq_out is not None or n == 1 or n == task.num_samples:
-                sample = schema.from_example(record)
-                if sample["split"] != task.split:
-                    raise ShardVerificationError(
-                        f"sample {_key(sample)} has split {sample['split']!r}, "
-                        f"shard is {task.split!r}")
-                first = _key(sample) if first is None else first
-                last = _key(sample)
-                if pq_out is not None:
-                    pending.append(sample)
-                    if len(pending) >= PARQUET_ROW_GROUP:
-                        pq_out.write_table(schema.to_arrow(pending))
+    counts = {}
+    keys = {}
+    if "tfrecord" in formats:
+        n = 0
+        first = last = None
+        with FileSystems.create(temps["tfrecord"],
+                                compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+            with gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6,
+                               mtime=0) as out:
+                for record in _task_records(task):
+                    first = record if first is None else first
+                    last = record
+                    out.write(encode_record(record))
+                    n += 1
+        counts["tfrecord"] = n
+        keys["tfrecord"] = [_key(schema.from_example(r)) for r in (first, last) if r]
+    if "parquet" in formats:
+        n = 0
+        pending: list = []
+        with FileSystems.create(temps["parquet"],
+                                compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+            writer = _parquet_writer(raw, schema)
+            try:
+                for table in _task_tables(task):
+                    if n == 0:
+                        head = schema.from_arrow(table.slice(0, 1))[0]
+                    tail = table
+                    n += table.num_rows
+                    pending.append(table)
+                    if sum(t.num_rows for t in pending) >= PARQUET_ROW_GROUP:
+                        writer.write_table(pa.concat_tables(pending),
+                                           row_group_size=PARQUET_ROW_GROUP)
                         pending = []
-        if pq_out is not None and pending:
-            pq_out.write_table(schema.to_arrow(pending))
-    finally:
-        if pq_out is not None:
-            pq_out.close()
-        if tf_out is not None:
-            tf_out.close()
-        for handle in handles.values():
-            handle.close()
-    if n != task.num_samples:
-        raise ShardVerificationError(
-            f"{task.split} shard {task.index}: read {n} samples, planned {task.num_samples}")
+                if pending:
+                    writer.write_table(pa.concat_tables(pending),
+                                       row_group_size=PARQUET_ROW_GROUP)
+            finally:
+                writer.close()
+        counts["parquet"] = n
+        keys["parquet"] = ([_key(head), _key(schema.from_arrow(
+            tail.slice(tail.num_rows - 1, 1))[0])] if n else [])
+    for fmt in formats:
+        if counts[fmt] != task.num_samples:
+            raise ShardVerificationError(f"{task.split} shard {task.index} ({fmt}): read "
+                                         f"{counts[fmt]} samples, planned {task.num_samples}")
+    first_last = next(iter(keys.values()))
+    if any(k != first_last for k in keys.values()):
+        raise ShardVerificationError(f"formats disagree on first/last keys: {keys}")
+    first, last = (first_last + [None, None])[:2] if first_last else (None, None)
     for fmt in formats:
         commit(temps[fmt], finals[fmt])
-        verify_shard(finals[fmt], fmt, schema, n, first, last)
+        verify_shard(finals[fmt], fmt, schema, task.num_samples, first, last, task.split)
     return {"split": task.split, "index": task.index, "count": task.count,
-            "num_samples": n, "files": finals, "first_key": first, "last_key": last}
+            "num_samples": task.num_samples, "files": finals, "first_key": first,
+            "last_key": last}
 
 
 def _key(sample: dict) -> str:
@@ -276,8 +334,10 @@ def _key(sample: dict) -> str:
 
 
 def verify_shard(path: str, fmt: str, schema: SampleSchema, expected: int,
-                 first_key: str | None, last_key: str | None) -> None:
-    """Reads a written shard back: record count, first and last record decode."""
+                 first_key: str | None, last_key: str | None,
+                 split: str | None = None) -> None:
+    """Reads a written shard back: record count; the first and last records
+    decode, validate against the schema, have the expected keys and split."""
     if fmt == "tfrecord":
         first = last = None
         n = 0
@@ -302,6 +362,9 @@ def verify_shard(path: str, fmt: str, schema: SampleSchema, expected: int,
     if n:
         for sample in decoded:
             schema.validate(sample)
+            if split is not None and sample["split"] != split:
+                raise ShardVerificationError(f"{path}: sample of split "
+                                             f"{sample['split']!r} in a {split!r} shard")
         if (_key(decoded[0]), _key(decoded[-1])) != (first_key, last_key):
             raise ShardVerificationError(
                 f"{path}: first/last keys {_key(decoded[0])}/{_key(decoded[-1])} != "

@@ -11,9 +11,12 @@ import random
 
 import mpyq
 
-#: Archive members whose data the pipeline reads (scan or sampling).
+#: Archive members whose data the pipeline reads (scan or sampling) and
+#: without which a replay cannot be used.  (Tracker events are left out: the
+#: engine-free source turns a replay whose tracker events do not decode into
+#: a no-tracker replay, has_tracker_events=0, by design.)
 READ_MEMBERS = ("replay.details", "replay.initData", "replay.gamemetadata.json",
-                "replay.game.events", "replay.tracker.events")
+                "replay.game.events")
 
 
 def _flip(data: bytes, start: int, length: int, width: int = 32) -> bytes:
@@ -70,7 +73,6 @@ FLIP_CATEGORIES = {
     "replay.initData": "corrupt",
     "replay.gamemetadata.json": "corrupt",
     "replay.game.events": "corrupt",
-    "replay.tracker.events": "corrupt",
 }
 
 

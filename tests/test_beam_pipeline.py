@@ -49,7 +49,7 @@ def test_every_input_is_accounted_for(pipeline_run):
     for rel, _, _ in list(PIPELINE_REPLAYS.values())[1:]:
         assert status[str(REPLAYS / rel)] == "ok"
     counts = pipeline_run.manifest["counts"]
-    assert counts["input_files"] == len(pipeline_run.inputs) == 17
+    assert counts["input_files"] == len(pipeline_run.inputs) == 16
     assert counts["replays_by_status"] == {"sampled": 3, "filtered": 1, "duplicate": 1,
                                            "error": len(pipeline_run.bad) + 1}
     assert counts["filter_reasons"] == {"not_1v1": 1}
@@ -67,7 +67,7 @@ def test_bad_inputs_become_error_records(pipeline_run):
     assert (too_long["stage"], too_long["category"]) == ("scan", "too_long")
     # corrupt event streams pass the metadata scan and fail when sampled
     flipped = os.path.join(os.path.dirname(next(iter(pipeline_run.bad))),
-                           "flipped_replay.tracker.events.SC2Replay")
+                           "flipped_replay.game.events.SC2Replay")
     assert errors[flipped]["stage"] == "sample"
 
 
@@ -114,26 +114,49 @@ def test_manifest_provenance_and_labels(pipeline_run):
     assert top[0]["count"] >= top[-1]["count"]
     assert any(t["name"] == "no_op" and t["function_id"] == 0 for t in top)
     assert m["timing"]["wall_s"] > 0 and m["timing"]["samples_per_s"] > 0
+    # Beam counters agree with the manifest
+    metrics = m["metrics"]
+    assert metrics["replays_sampled"] == 3 and metrics["replays_duplicate"] == 1
+    assert metrics["filtered_not_1v1"] == 1
+    for split, n in m["counts"]["samples_counted_by_split"].items():
+        assert metrics[f"samples_{split}"] == n
+    assert metrics["replays_error"] == m["counts"]["replays_by_status"]["error"]
 
 
-def test_rerun_is_byte_identical(pipeline_run, pipeline_inputs, tmp_path):
-    """A second run -- 2 worker processes, other input order, only the train
-    split's game (under both of its names) -- writes the same train shards."""
+def test_scan_only_writes_index_and_errors(pipeline_inputs, tmp_path):
     import beam_runner
     real, duplicate, bad, bad_dir = pipeline_inputs
-    out = tmp_path / "rerun"
-    argv = pipeline_argv([duplicate, real[0]], out,
-                         ["--direct_num_workers=2",
-                          "--direct_running_mode=multi_processing"])
-    manifest = beam_runner.run(argv)
+    out = tmp_path / "scan"
+    manifest = beam_runner.run(pipeline_argv(
+        [real[0], bad_dir], out, ["--scan_only", "--direct_num_workers=1",
+                                  "--direct_running_mode=in_memory"]))
+    assert sorted(p.name for p in out.iterdir()) == ["errors", "index", "manifest.json"]
+    replays = pq.read_table(out / "index" / "replays.parquet").to_pylist()
+    errors = pq.read_table(out / "errors" / "errors.parquet").to_pylist()
+    # corrupt event streams are not read by the scan: they are index rows here
+    assert len(replays) + len(errors) == 1 + len(bad)
+    assert manifest["counts"]["samples_total"] == 0
+
+
+def test_rerun_is_byte_identical(pipeline_inputs, tmp_path):
+    """Two runs -- 1 in-process worker vs 2 worker processes, inputs in
+    opposite orders -- on one game under two names write identical shards."""
+    import beam_runner
+    real, duplicate, bad, bad_dir = pipeline_inputs
+    outs = [tmp_path / "one", tmp_path / "two"]
+    beam_runner.run(pipeline_argv([real[0], duplicate], outs[0],
+                                  ["--direct_num_workers=1",
+                                   "--direct_running_mode=in_memory"]))
+    manifest = beam_runner.run(pipeline_argv([duplicate, real[0]], outs[1],
+                                             ["--direct_num_workers=2",
+                                              "--direct_running_mode=multi_processing"]))
     assert manifest["counts"]["replays_by_status"]["duplicate"] == 1
     for fmt in ("parquet", "tfrecord"):
-        a = sorted(p.relative_to(pipeline_run.output)
-                   for p in (pipeline_run.output / fmt / "train").rglob("*") if p.is_file())
-        b = sorted(p.relative_to(out) for p in (out / fmt).rglob("*") if p.is_file())
-        assert a == b and a
+        a = sorted(p.relative_to(outs[0]) for p in (outs[0] / fmt).rglob("*") if p.is_file())
+        b = sorted(p.relative_to(outs[1]) for p in (outs[1] / fmt).rglob("*") if p.is_file())
+        assert a == b and len(a) == 3      # 944 samples, 400 per shard
         for rel in a:
-            assert (pipeline_run.output / rel).read_bytes() == (out / rel).read_bytes(), rel
+            assert (outs[0] / rel).read_bytes() == (outs[1] / rel).read_bytes(), rel
 
 
 # ------------------------------------------------------ composite transforms
@@ -209,7 +232,7 @@ def test_failed_replay_writes_nothing(tmp_path, factory, timeout, category):
         assert_that(out.results, equal_to([]), label="no_results")
         assert_that(out.errors | beam.Map(lambda e: (e["stage"], e["category"])),
                     equal_to([("sample", category)]), label="errors")
-    assert not list(tmp_path.rglob("*.tfrecord.gz"))
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
 def test_sample_replays_writes_one_sorted_batch(tmp_path):
