@@ -385,11 +385,12 @@ class EventsObservationSource:
                         tracker.build_progress(geom["slots"][building]) * 100)
                     key = key + (progress.tobytes(),)
                 geom = {**geom, "progress": progress}
-            obs.update(self._cached(view, kind + "_base", key,
-                                    lambda: self._base_layers(view, geo, geom, kind)))
+            base = self._cached(view, kind + "_base", key,
+                                lambda: self._base_layers(view, geo, geom, kind))
+            obs.update(base["layers"])
             obs[f"{kind}_selected"] = self._cached(
                 view, kind + "_sel", (geom["serial"], view.sel_i),
-                lambda: self._selected_layer(view, tracker, geo, geom, selected, kind))
+                lambda: self._selected_layer(view, tracker, geom, base, selected, kind))
         return obs
 
     @staticmethod
@@ -435,17 +436,24 @@ class EventsObservationSource:
                 "centers": centers, "radii": radii, "building": building,
                 "key": (centers.tobytes(), rows.tobytes(), owner.tobytes(), extra)}
 
-    def _selected_layer(self, view: _View, tracker: UnitTracker, geo: ViewGeometry,
-                        geom: dict, selected: np.ndarray, kind: str) -> np.ndarray:
-        """Discs of the selected units (drawn alone: no occlusion by others)."""
+    def _selected_layer(self, view: _View, tracker: UnitTracker, geom: dict, base: dict,
+                        selected: np.ndarray, kind: str) -> np.ndarray:
+        """Discs of the selected units (drawn alone: no occlusion by others).
+
+        The discs are those the base layers drew (``base["discs"]``, in draw
+        order ``base["order"]`` of the geometry's units): a disc depends only
+        on its unit's centre and radius, so the union of the selected ones is
+        the same as drawing them alone.
+        """
         is_selected = self._selected_mask(view, tracker, selected)[geom["slots"]]
+        if not is_selected.any():
+            return self._zeros[f"{kind}_selected"]
         centers, radii = geom["centers"][is_selected], geom["radii"][is_selected]
         key = (centers.tobytes(), radii.tobytes())
         hit = view.cache.get(kind + "_sel_content")
         if hit is not None and hit[0] == key:
             return hit[1]
-        res = geo.screen_res if kind == "screen" else geo.minimap_res
-        layer = rasterize.Discs(centers, radii, res).covered().astype(
+        layer = base["discs"].covered(is_selected[base["order"]]).astype(
             self.schema.by_name[f"{kind}_selected"].np_dtype)
         view.cache[kind + "_sel_content"] = (key, _read_only(layer))
         return layer
@@ -475,10 +483,13 @@ class EventsObservationSource:
                 layers.SCREEN_LAYERS[14].scale - 1, f["screen_unit_density"].np_dtype)
             pylons = (rows == data.row["Pylon"]) & (owner == pid) & ~geom["building"]
             out["screen_power"] = self._power(geo, centers[pylons], res)
-        return {k: _read_only(v) for k, v in out.items()}
+        return {"layers": {k: _read_only(v) for k, v in out.items()},
+                "discs": discs, "order": order}
 
     def _power(self, geo: ViewGeometry, centers: np.ndarray, res) -> np.ndarray:
         """Pylon power fields of the player's finished pylons in view."""
+        if not len(centers):
+            return self._zeros["screen_power"]
         dtype = self.schema.by_name["screen_power"].np_dtype
         radius = geo.world_to_screen_distance(np.full(len(centers), PYLON_POWER_RADIUS))
         return rasterize.Discs(centers, radius, res).covered().astype(dtype)

@@ -109,12 +109,15 @@ class Discs:
     def count(self, clip: int, dtype: np.dtype) -> np.ndarray:
         """Number of discs covering each pixel, clipped to ``clip``."""
         counts = np.bincount(self.flat, minlength=self.width * self.height)
-        return self._crop(np.minimum(counts, clip).astype(dtype))
+        p = self.pad
+        counts = counts.reshape(self.height, self.width)[p:p + self.res[1], p:p + self.res[0]]
+        return np.minimum(counts, clip).astype(dtype)
 
-    def covered(self) -> np.ndarray:
-        """bool ``[res_y, res_x]``: pixels some disc covers."""
+    def covered(self, units: np.ndarray | None = None) -> np.ndarray:
+        """bool ``[res_y, res_x]``: pixels some disc covers (only the discs
+        with ``units[i]`` true when ``units``, bool per unit, is given)."""
         canvas = np.zeros(self.width * self.height, bool)
-        canvas[self.flat] = True
+        canvas[self.flat if units is None else self.flat[units[self.unit]]] = True
         return self._crop(canvas)
 
 
