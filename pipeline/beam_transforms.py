@@ -31,6 +31,7 @@ import time
 from typing import Any, Iterable
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from pipeline import manifest as manifest_lib
@@ -304,18 +305,13 @@ def _write_outputs(_, config: RunConfig, index_records, errors, duplicates, resu
     replay_rows = [r["replay"] for r in index_records] + [d["replay"] for d in duplicates]
     player_rows = [p for r in index_records for p in r["players"]]
     replay_index.write_index(replay_rows, player_rows,
-                             writers_join(config.output_dir, "index"))
+                             FileSystems.join(config.output_dir, "index"))
     manifest_lib.write_errors(config.output_dir, errors)
     manifest = manifest_lib.build_manifest(
         config, index_records=index_records, errors=errors, duplicates=duplicates,
         results=results, shards=shards, started=started)
     manifest_lib.write_manifest(config.output_dir, manifest)
     yield manifest["counts"]
-
-
-def writers_join(*parts: str) -> str:
-    from apache_beam.io.filesystems import FileSystems
-    return FileSystems.join(*parts)
 
 
 class WriteOutputs(beam.PTransform):
