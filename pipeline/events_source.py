@@ -69,6 +69,7 @@ class _View:
     seen: np.ndarray
     cam_i: int = -1
     sel_i: int = -1
+    sight: fog_model.SightGrid | None = None
     cache: dict = dataclasses.field(default_factory=dict)
 
 
@@ -341,17 +342,13 @@ class EventsObservationSource:
         if view.allies:
             friendly |= np.isin(owner, list(view.allies))
         f_xy, f_sight = xy[friendly], data.sight[rows[friendly]]
-        keys = fog_model.sight_keys(f_xy, f_sight)
-        grid_key = keys.tobytes()
-        grid_hit = view.cache.get("grid")
-        if grid_hit is None or grid_hit[0] != grid_key:
-            grid_hit = (grid_key, fog_model.sight_grid(tuple(int(v) for v in geo.map_size),
-                                                       keys))
-            view.cache["grid"] = grid_hit
+        if view.sight is None:
+            view.sight = fog_model.SightGrid(tuple(int(v) for v in geo.map_size))
+        grid = view.sight.update(fog_model.sight_keys(f_xy, f_sight))
         slots = snap["slots"]
         structure = data.is_structure[rows]
         visible = fog_model.visible_mask(pid, view.allies, owner, xy, structure,
-                                         view.seen[slots], grid_hit[1], NEUTRAL_PLAYER)
+                                         view.seen[slots], grid, NEUTRAL_PLAYER)
         view.seen[slots[visible & structure]] = True
         out = {k: v[visible] for k, v in snap.items()}
         view.cache["visible"] = (tracker.version, out)

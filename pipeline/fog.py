@@ -37,8 +37,47 @@ def sight_grid(map_size: tuple[int, int], keys: np.ndarray) -> np.ndarray:
     true disc).
     """
     res = (int(np.ceil(map_size[0] / CELL)), int(np.ceil(map_size[1] / CELL)))
+    return _key_discs(keys, res).covered()
+
+
+def _key_discs(keys: np.ndarray, res: tuple[int, int]) -> rasterize.Discs:
+    """The sight discs of :func:`sight_keys` keys on a grid of ``res`` cells."""
     cells = np.stack([keys // 256 // 4096, keys // 256 % 4096], axis=1)
-    return rasterize.Discs(cells, (keys % 256) / 4.0, res).covered()
+    return rasterize.Discs(cells, (keys % 256) / 4.0, res)
+
+
+class SightGrid:
+    """One player's :func:`sight_grid`, updated from the previous one.
+
+    Between two looks usually only a few viewer keys change, so the grid
+    keeps, per cell, how many keys' discs cover it, and an update adds the
+    discs of new keys and removes those of vanished ones.  ``grid`` is
+    exactly ``sight_grid(map_size, keys)``: a cell is covered by the union
+    of the discs iff its count is positive.
+    """
+
+    def __init__(self, map_size: tuple[int, int]):
+        self.res = (int(np.ceil(map_size[0] / CELL)), int(np.ceil(map_size[1] / CELL)))
+        self.keys = np.zeros(0, np.int64)
+        self.counts = np.zeros((self.res[1], self.res[0]), np.int32)
+        self.grid = np.zeros((self.res[1], self.res[0]), bool)
+
+    def _discs(self, keys: np.ndarray) -> np.ndarray:
+        return _key_discs(keys, self.res).count(np.iinfo(np.int32).max, np.int32)
+
+    def update(self, keys: np.ndarray) -> np.ndarray:
+        """The grid for ``keys`` (sorted unique, from :func:`sight_keys`)."""
+        if np.array_equal(keys, self.keys):
+            return self.grid
+        added = np.setdiff1d(keys, self.keys, assume_unique=True)
+        removed = np.setdiff1d(self.keys, keys, assume_unique=True)
+        if added.size:
+            self.counts += self._discs(added)
+        if removed.size:
+            self.counts -= self._discs(removed)
+        self.keys = keys
+        self.grid = self.counts > 0
+        return self.grid
 
 
 def cells_seen(grid: np.ndarray, xy: np.ndarray) -> np.ndarray:
