@@ -56,6 +56,8 @@ MOVE_FUNCTIONS = {  # Attack, Move, Smart, Patrol, HoldPosition-free point order
     451: "screen", 452: "minimap", 333: "screen", 334: "minimap",
 }
 FOOD_SCALE = 4096
+#: Size of the per-player owner-id lookup tables (player ids are 1..16).
+OWNER_LUT_SIZE = 64
 
 
 @dataclasses.dataclass
@@ -70,6 +72,18 @@ class _View:
     cam_i: int = -1
     sel_i: int = -1
     sight: fog_model.SightGrid | None = None
+    #: owner id -> player_relative value, and -> friendly (self or ally);
+    #: owners past the end read the last entry (enemy, not friendly).
+    relative_lut: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    friendly_lut: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, bool))
+
+    def __post_init__(self) -> None:
+        pid = self.ctx.player_id
+        self.relative_lut = np.full(OWNER_LUT_SIZE, 4, np.int64)
+        self.relative_lut[NEUTRAL_PLAYER] = 3
+        self.relative_lut[list(self.allies)] = 2
+        self.relative_lut[pid] = 1
+        self.friendly_lut = self.relative_lut <= 2
     cache: dict = dataclasses.field(default_factory=dict)
 
 
@@ -97,6 +111,7 @@ class EventsObservationSource:
                        for f in schema.fields
                        if f.group == Group.OBSERVATION and f.is_array}
         self._serial = 0
+        self._rank = np.zeros(0, np.int8)
         #: Counters of the last replay (sampling stats summed over players...).
         self.last_stats: dict[str, Any] = {}
 
@@ -338,9 +353,7 @@ class EventsObservationSource:
         data = self.data
         pid = view.ctx.player_id
         owner, rows, xy = snap["owner"], snap["rows"], snap["xy"]
-        friendly = owner == pid
-        if view.allies:
-            friendly |= np.isin(owner, list(view.allies))
+        friendly = np.take(view.friendly_lut, owner, mode="clip")
         f_xy, f_sight = xy[friendly], data.sight[rows[friendly]]
         if view.sight is None:
             view.sight = fog_model.SightGrid(tuple(int(v) for v in geo.map_size))
@@ -348,9 +361,11 @@ class EventsObservationSource:
         slots = snap["slots"]
         structure = data.is_structure[rows]
         visible = fog_model.visible_mask(pid, view.allies, owner, xy, structure,
-                                         view.seen[slots], grid, NEUTRAL_PLAYER)
+                                         view.seen[slots], grid, NEUTRAL_PLAYER,
+                                         friendly=friendly)
         view.seen[slots[visible & structure]] = True
-        out = {k: v[visible] for k, v in snap.items()}
+        # Only what the layers' geometry reads.
+        out = {"slots": slots[visible], "rows": rows[visible], "xy": xy[visible]}
         view.cache["visible"] = (tracker.version, out)
         return out
 
@@ -463,12 +478,10 @@ class EventsObservationSource:
         res = geo.screen_res if kind == "screen" else geo.minimap_res
         f = self.schema.by_name
         # Draw order: structures, then ground units, then air units on top.
-        order = np.lexsort((~data.is_structure[rows], data.is_flying[rows]))
+        order = np.argsort(self._draw_rank()[rows], kind="stable")
         discs = rasterize.Discs(centers[order], geom["radii"][order], res)
         pid = view.ctx.player_id
-        relative = np.where(owner == pid, 1, np.where(owner == NEUTRAL_PLAYER, 3, 4))
-        if view.allies:
-            relative[np.isin(owner, list(view.allies))] = 2
+        relative = np.take(view.relative_lut, owner, mode="clip")
         names = [f"{kind}_player_relative", f"{kind}_player_id", f"{kind}_unit_type"]
         values = [relative[order], owner[order], data.id[rows[order]]]
         if kind == "screen":
@@ -482,6 +495,17 @@ class EventsObservationSource:
             out["screen_power"] = self._power(geo, centers[pylons], res)
         return {"layers": {k: _read_only(v) for k, v in out.items()},
                 "discs": discs, "order": order}
+
+    def _draw_rank(self) -> np.ndarray:
+        """Per unit data row: 0 structures, 1 ground units, 2-3 air (draw order).
+
+        Rebuilt when unknown unit types add rows to the table.
+        """
+        data = self.data
+        if len(self._rank) != len(data.names):
+            self._rank = (2 * data.is_flying.astype(np.int8)
+                          + ~data.is_structure).astype(np.int8)
+        return self._rank
 
     def _power(self, geo: ViewGeometry, centers: np.ndarray, res) -> np.ndarray:
         """Pylon power fields of the player's finished pylons in view."""

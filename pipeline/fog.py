@@ -94,18 +94,21 @@ def cells_seen(grid: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 def visible_mask(player_id: int, allies: frozenset[int], owner: np.ndarray,
                  xy: np.ndarray, is_structure: np.ndarray, seen_before: np.ndarray,
-                 grid: np.ndarray, neutral: int = 16) -> np.ndarray:
+                 grid: np.ndarray, neutral: int = 16,
+                 friendly: np.ndarray | None = None) -> np.ndarray:
     """Which of the given (alive) units ``player_id`` sees (bool array).
 
     ``grid`` is the :func:`sight_grid` of the player's and allies' units.
     An enemy unit is seen when the cell under its centre is (its footprint
     is ignored).  ``seen_before`` (bool, same length) marks structures seen
     earlier; the caller keeps it per player and ORs in
-    ``visible & is_structure`` after the call.
+    ``visible & is_structure`` after the call.  ``friendly`` (bool, same
+    length), when the caller has it, marks the player's and allies' units.
     """
-    friendly = owner == player_id
-    if allies:
-        friendly |= np.isin(owner, list(allies))
+    if friendly is None:
+        friendly = owner == player_id
+        if allies:
+            friendly |= np.isin(owner, list(allies))
     enemy = ~friendly & (owner != neutral)
     visible = ~enemy
     if enemy.any():
