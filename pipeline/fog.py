@@ -62,22 +62,30 @@ class SightGrid:
         self.counts = np.zeros((self.res[1], self.res[0]), np.int32)
         self.grid = np.zeros((self.res[1], self.res[0]), bool)
 
-    def _discs(self, keys: np.ndarray) -> np.ndarray:
-        return _key_discs(keys, self.res).count(np.iinfo(np.int32).max, np.int32)
-
     def update(self, keys: np.ndarray) -> np.ndarray:
         """The grid for ``keys`` (sorted unique, from :func:`sight_keys`)."""
-        if np.array_equal(keys, self.keys):
+        old = self.keys
+        if len(keys) == len(old) and (keys == old).all():
             return self.grid
-        added = np.setdiff1d(keys, self.keys, assume_unique=True)
-        removed = np.setdiff1d(self.keys, keys, assume_unique=True)
-        if added.size:
-            self.counts += self._discs(added)
-        if removed.size:
-            self.counts -= self._discs(removed)
+        added = keys[~_sorted_member(keys, old)]
+        removed = old[~_sorted_member(old, keys)]
+        changed = np.concatenate([added, removed])
+        if changed.size:
+            discs = _key_discs(changed, self.res)
+            sign = np.where(discs.unit < len(added), 1, -1)
+            delta = np.bincount(discs.flat, sign, minlength=discs.width * discs.height)
+            self.counts += discs._crop(delta).astype(np.int32)
         self.keys = keys
         self.grid = self.counts > 0
         return self.grid
+
+
+def _sorted_member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """bool per value: whether it is in ``sorted_set`` (sorted, unique)."""
+    if not len(sorted_set):
+        return np.zeros(len(values), bool)
+    pos = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[pos] == values
 
 
 def cells_seen(grid: np.ndarray, xy: np.ndarray) -> np.ndarray:
