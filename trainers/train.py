@@ -43,6 +43,7 @@ class TrainConfig:
     batch_size: int = 64
     learning_rate: float = 1e-3
     clip_norm: float = 10.0
+    weight_decay: float = 0.0  # > 0: AdamW (decoupled weight decay)
     seed: int = 0
     value_weight: float = 1.0
     function_weight: float = 1.0
@@ -110,7 +111,11 @@ class Trainer:
     def __init__(self, config: TrainConfig):
         self.config = config
         self.model = build_model(config.model, config.spec)
-        self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+        self.optimizer = (
+            keras.optimizers.AdamW(learning_rate=config.learning_rate,
+                                   weight_decay=config.weight_decay)
+            if config.weight_decay > 0 else
+            keras.optimizers.Adam(learning_rate=config.learning_rate))
         self.optimizer.build(self.model.trainable_variables)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.checkpoint = tf.train.Checkpoint(step=self.step, model=self.model,
@@ -263,6 +268,8 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     p.add_argument("--batch_size", type=int, default=d.batch_size)
     p.add_argument("--learning_rate", type=float, default=d.learning_rate)
     p.add_argument("--clip_norm", type=float, default=d.clip_norm)
+    p.add_argument("--weight_decay", type=float, default=d.weight_decay,
+                   help="decoupled weight decay (AdamW); 0 = plain Adam")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--value_weight", type=float, default=d.value_weight)
     p.add_argument("--function_weight", type=float, default=d.function_weight)
