@@ -36,7 +36,8 @@ from pipeline.observation_source import PlayerContext, SourceError
 from pipeline.replay_archive import ReplayArchive, ReplayError
 from pipeline.sampling import SamplingStats, observed_loops, sample_windows, window_starts
 from pipeline.samples import build_samples
-from pipeline.unit_tracker import MoveOrder, NEUTRAL_PLAYER, UnitData, UnitTracker, unit_data
+from pipeline.unit_tracker import (MoveOrder, NEUTRAL_PLAYER, TOUCHED_ALL, UnitData,
+                                   UnitTracker, unit_data)
 from schemas import layers
 from schemas.sample import Group, SampleSchema
 
@@ -71,6 +72,14 @@ class _View:
     seen: np.ndarray
     cam_i: int = -1
     sel_i: int = -1
+    #: Bump when the player's own units (``own_version``) or the units the
+    #: player sees (``vis_version``) may have changed; see ``_refresh``.
+    own_version: int = 0
+    vis_version: int = 0
+    vis_dirty: bool = True
+    checked_version: int = -1
+    touch_i: int = 0
+    vis_mask: np.ndarray | None = None  # bool per unit slot: in the last visible set
     sight: fog_model.SightGrid | None = None
     #: owner id -> player_relative value, and -> friendly (self or ally);
     #: owners past the end read the last entry (enemy, not friendly).
@@ -266,7 +275,7 @@ class EventsObservationSource:
 
         Cached until units or stats change.
         """
-        key = (tracker.version, tracker.stats_version)
+        key = (view.own_version, tracker.stats_version)
         hit = view.cache.get("own")
         if hit is not None and hit[0] == key:
             return hit[1]
@@ -329,26 +338,68 @@ class EventsObservationSource:
         if not has_tracker:
             return self.availability.mask(np.zeros(0, np.int64), len(self._selected_tags(view)),
                                           frozenset(), frozenset(), 0, 0, 0, 0)
-        key = (tracker.version, tracker.stats_version, view.sel_i)
+        self._refresh(view, tracker)
+        sel = self._selection(view, tracker)
+        key = (view.own_version, tracker.stats_version, view.sel_i, sel.tobytes())
         hit = view.cache.get("mask")
         if hit is not None and hit[0] == key:
             return hit[1]
         own = self._own(view, tracker)
-        sel = self._selection(view, tracker)
         mine = sel[tracker.owner[sel] == view.ctx.player_id]
         mask = self.availability.mask(tracker.type_row[mine], len(sel), own["tech"],
                                       own["upgrades"], *own["counts"])
         view.cache["mask"] = (key, mask)
         return mask
 
+    def _refresh(self, view: _View, tracker: UnitTracker) -> None:
+        """Bumps the view's versions for the unit changes since its last look.
+
+        ``own_version`` when one of the player's units changed;
+        ``vis_version`` unless every changed unit is an enemy unit the player
+        saw neither before (not in the last visible set) nor now (alive
+        under the fog grid, or a structure seen earlier): then the visible
+        units, and so every layer drawn from them, are the same as at the
+        last look.  Ownership changes and estimated moves bump both.
+        """
+        if view.checked_version == tracker.version:
+            return
+        view.checked_version = tracker.version
+        touched = tracker.touched[view.touch_i:]
+        view.touch_i = len(tracker.touched)
+        if not touched:
+            return
+        if TOUCHED_ALL in touched or not self.fog or view.vis_mask is None:
+            view.own_version += 1
+            view.vis_version += 1
+            view.vis_dirty = True
+            return
+        slots = np.unique(np.array(touched, np.int64))
+        owner = tracker.owner[slots]
+        if (owner == view.ctx.player_id).any():
+            view.own_version += 1
+        if view.vis_dirty:
+            return
+        enemy = slots[~np.take(view.friendly_lut, owner, mode="clip")
+                      & (owner != NEUTRAL_PLAYER)]
+        relevant = len(enemy) < len(slots) or view.vis_mask[enemy].any()
+        if not relevant:
+            alive = enemy[tracker.alive[enemy]]
+            relevant = bool(
+                (view.seen[alive] & self.data.is_structure[tracker.type_row[alive]]).any()
+                or fog_model.cells_seen(view.sight.grid, tracker.xy[alive]).any())
+        if relevant:
+            view.vis_version += 1
+            view.vis_dirty = True
+
     def _visible(self, view: _View, tracker: UnitTracker, geo: ViewGeometry) -> dict:
         """The snapshot restricted to what the player sees (fog of war)."""
         hit = view.cache.get("visible")
-        if hit is not None and hit[0] == tracker.version:
+        if hit is not None and hit[0] == view.vis_version:
             return hit[1]
         snap = tracker.snapshot()
+        view.vis_dirty = False
         if not self.fog:
-            view.cache["visible"] = (tracker.version, snap)
+            view.cache["visible"] = (view.vis_version, snap)
             return snap
         data = self.data
         pid = view.ctx.player_id
@@ -364,9 +415,11 @@ class EventsObservationSource:
                                          view.seen[slots], grid, NEUTRAL_PLAYER,
                                          friendly=friendly)
         view.seen[slots[visible & structure]] = True
+        view.vis_mask = np.zeros(len(tracker.alive), bool)
+        view.vis_mask[slots[visible]] = True
         # Only what the layers' geometry reads.
         out = {"slots": slots[visible], "rows": rows[visible], "xy": xy[visible]}
-        view.cache["visible"] = (tracker.version, out)
+        view.cache["visible"] = (view.vis_version, out)
         return out
 
     def _observe(self, view: _View, tracker: UnitTracker, geo: ViewGeometry,
@@ -380,12 +433,13 @@ class EventsObservationSource:
             player[0] = view.ctx.player_id
             obs["player"] = self._cached(view, "player0", 0, lambda: _read_only(player))
             return obs
+        self._refresh(view, tracker)
         obs["player"] = self._own(view, tracker)["player"]
         vis = self._visible(view, tracker, geo)
         selected = self._selection(view, tracker)
         for kind, cam in (("minimap", None), ("screen", camera)):
             # The units on the layer and where: same units and camera -> same.
-            geom = self._cached(view, kind + "_geom", (tracker.version, cam),
+            geom = self._cached(view, kind + "_geom", (view.vis_version, cam),
                                 lambda: self._geometry(view, tracker, geo, vis, cam, kind))
             key = geom["key"]
             if kind == "screen":

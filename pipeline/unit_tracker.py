@@ -42,6 +42,8 @@ NEUTRAL_PLAYER = 16
 POSITION_ESTIMATES = ("hold", "command")
 #: Unit type name prefixes that are never drawn (UI beacons).
 HIDDEN_PREFIXES = ("Beacon",)
+#: :attr:`UnitTracker.touched` entry for a change that may concern any unit.
+TOUCHED_ALL = -1
 #: Player stats reported by this loop describe the game's starting state.
 INITIAL_STATS_LOOPS = 16
 
@@ -187,6 +189,10 @@ class UnitTracker:
         self.upgrades: dict[int, set[int]] = {}
         self.errors = EstimateErrors()
         self.version = 0          # bumps on any unit change
+        #: Slots each unit event touched, in order (``TOUCHED_ALL`` for a
+        #: change that may concern any unit: ownership, estimated moves), so
+        #: a reader can tell whether a version bump concerns the units it shows.
+        self.touched: list[int] = []
         self.stats_version = 0    # bumps on player stats / upgrades
         self.loop = -1
         self._snapshot: tuple[int, dict[str, np.ndarray]] | None = None
@@ -222,6 +228,7 @@ class UnitTracker:
         if self.position_estimate == "command" and self._moving.any():
             self._move_to(loop)
             self.version += 1
+            self.touched.append(TOUCHED_ALL)
 
     def _estimate(self, slots: np.ndarray, loop: int) -> np.ndarray:
         """Command-estimate positions of ``slots`` at ``loop``."""
@@ -274,6 +281,7 @@ class UnitTracker:
         loop = e["_gameloop"]
         if name in ("SUnitBornEvent", "SUnitInitEvent"):
             slot = self.slot_of_tag[unit_tag(e["m_unitTagIndex"], e["m_unitTagRecycle"])]
+            self.touched.append(slot)
             self._slot_of_index[e["m_unitTagIndex"]] = slot
             self.type_row[slot] = self.data.row_of(_text(e["m_unitTypeName"]))
             owner = e["m_controlPlayerId"]
@@ -288,10 +296,12 @@ class UnitTracker:
         elif name == "SUnitDoneEvent":
             slot = self._slot(e)
             if slot is not None:
+                self.touched.append(slot)
                 self.done[slot] = True
         elif name == "SUnitDiedEvent":
             slot = self._slot(e)
             if slot is not None:
+                self.touched.append(slot)
                 if e.get("m_x") is not None:
                     self._report(slot, float(e["m_x"]), float(e["m_y"]), loop, measure=False)
                 self.alive[slot] = False
@@ -299,11 +309,13 @@ class UnitTracker:
         elif name == "SUnitOwnerChangeEvent":
             slot = self._slot(e)
             if slot is not None:
+                self.touched.append(TOUCHED_ALL)
                 owner = e["m_controlPlayerId"]
                 self.owner[slot] = owner if owner else NEUTRAL_PLAYER
         elif name == "SUnitTypeChangeEvent":
             slot = self._slot(e)
             if slot is not None:
+                self.touched.append(slot)
                 self.type_row[slot] = self.data.row_of(_text(e["m_unitTypeName"]))
         elif name == "SUnitPositionsEvent":
             index = e["m_firstUnitIndex"]
@@ -312,6 +324,7 @@ class UnitTracker:
                 index += items[i]
                 slot = self._slot_of_index.get(index)
                 if slot is not None:
+                    self.touched.append(slot)
                     self._report(slot, items[i + 1] * UNIT_POSITIONS_SCALE,
                                  items[i + 2] * UNIT_POSITIONS_SCALE, loop, measure=True)
         elif name == "SPlayerStatsEvent":
