@@ -441,19 +441,11 @@ class EventsObservationSource:
             # The units on the layer and where: same units and camera -> same.
             geom = self._cached(view, kind + "_geom", (view.vis_version, cam),
                                 lambda: self._geometry(view, tracker, geo, vis, cam, kind))
-            key = geom["key"]
-            if kind == "screen":
-                # Construction progress of structures in view moves every loop.
-                building = geom["building"]
-                progress = np.zeros(len(building), np.int64)
-                if building.any():
-                    progress[building] = np.round(
-                        tracker.build_progress(geom["slots"][building]) * 100)
-                    key = key + (progress.tobytes(),)
-                geom = {**geom, "progress": progress}
-            base = self._cached(view, kind + "_base", key,
+            base = self._cached(view, kind + "_base", geom["key"],
                                 lambda: self._base_layers(view, geo, geom, kind))
             obs.update(base["layers"])
+            if kind == "screen":
+                obs["screen_build_progress"] = self._progress_layer(view, tracker, geom, base)
             obs[f"{kind}_selected"] = self._cached(
                 view, kind + "_sel", (geom["serial"], view.sel_i),
                 lambda: self._selected_layer(view, tracker, geom, base, selected, kind))
@@ -524,9 +516,27 @@ class EventsObservationSource:
         view.cache[kind + "_sel_content"] = (key, _read_only(layer))
         return layer
 
+    def _progress_layer(self, view: _View, tracker: UnitTracker, geom: dict,
+                        base: dict) -> np.ndarray:
+        """Screen build_progress: percent done of structures under construction
+        (0 elsewhere), painted on the base layers' discs (same occlusion).
+
+        Construction moves every loop, so this layer is keyed on the
+        progress values while the other layers stay cached.
+        """
+        building = geom["building"]
+        if not building.any():
+            return self._zeros["screen_build_progress"]
+        progress = np.zeros(len(building), np.int64)
+        progress[building] = np.round(tracker.build_progress(geom["slots"][building]) * 100)
+        dtype = self.schema.by_name["screen_build_progress"].np_dtype
+        return self._cached(
+            view, "screen_progress", (geom["key"], progress.tobytes()),
+            lambda: _read_only(base["discs"].paint_many([progress[base["order"]]], [dtype])[0]))
+
     def _base_layers(self, view: _View, geo: ViewGeometry, geom: dict,
                      kind: str) -> dict[str, np.ndarray]:
-        """player_relative, player_id, unit_type (+ screen density, progress, power)."""
+        """player_relative, player_id, unit_type (+ screen density, power)."""
         data = self.data
         rows, owner, centers = geom["rows"], geom["owner"], geom["centers"]
         res = geo.screen_res if kind == "screen" else geo.minimap_res
@@ -538,9 +548,6 @@ class EventsObservationSource:
         relative = np.take(view.relative_lut, owner, mode="clip")
         names = [f"{kind}_player_relative", f"{kind}_player_id", f"{kind}_unit_type"]
         values = [relative[order], owner[order], data.id[rows[order]]]
-        if kind == "screen":
-            names.append("screen_build_progress")
-            values.append(geom["progress"][order])
         out = dict(zip(names, discs.paint_many(values, [f[n].np_dtype for n in names])))
         if kind == "screen":
             out["screen_unit_density"] = discs.count(
