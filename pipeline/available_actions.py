@@ -87,7 +87,7 @@ class ActionAvailability:
              upgrades: frozenset[int], idle_workers: int, army_count: int,
              warp_gates: int, larva: int) -> np.ndarray:
         """uint8[NUM_FUNCTIONS] mask (shared read-only array: do not modify)."""
-        rows = tuple(np.unique(selected_rows).tolist())
+        rows = tuple(sorted(set(np.asarray(selected_rows).tolist())))  # = np.unique, cheaper
         flags = (n_selected > 1, idle_workers > 0, army_count > 0, warp_gates > 0, larva > 0)
         key = (rows, tech, upgrades, flags)
         hit = self._cache.get(key)

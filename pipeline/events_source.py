@@ -379,7 +379,7 @@ class EventsObservationSource:
             view.vis_version += 1
             view.vis_dirty = True
             return
-        slots = np.unique(np.array(touched, np.int64))
+        slots = np.fromiter(set(touched), np.int64)
         owner = tracker.owner[slots]
         if (owner == view.ctx.player_id).any():
             view.own_version += 1

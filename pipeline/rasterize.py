@@ -10,6 +10,7 @@ and a unit always covers its own centre pixel.  Everything is numpy: one
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class Discs:
         raw_max_q = int(q.max()) if n else 0
         # Round the table size up so few distinct tables get built.
         max_q = 1 << max(raw_max_q, 1).bit_length()
-        reach = int(np.floor(np.sqrt(max_q)))
+        reach = math.isqrt(max_q)
         self.pad = pad = 2 * reach + 1
         self.width = width = self.res[0] + 2 * pad
         self.height = self.res[1] + 2 * pad
