@@ -181,3 +181,34 @@ def test_fog_sees_within_sight_only():
     grid = fog.sight_grid((100, 100), keys)
     seen = fog.cells_seen(grid, np.array([[50.0, 56.0], [50.0, 70.0], [-5.0, 3.0]]))
     assert seen.tolist() == [True, False, False]
+
+
+def test_incremental_sight_grid_equals_full_redraw():
+    from pipeline import fog
+    rng = np.random.default_rng(7)
+    grid = fog.SightGrid((150, 130))
+    xy, sight = np.zeros((0, 2)), np.zeros(0)
+    for step in range(200):
+        if step % 25 == 0:  # a fresh viewer set now and then
+            n = int(rng.integers(0, 60))
+            xy, sight = rng.uniform(-10, 160, (n, 2)), rng.choice([0.0, 7, 9, 11, 13.75, 30], n)
+        else:  # a few viewers die, are born, move
+            k, m = int(rng.integers(0, 3)), int(rng.integers(0, 3))
+            xy = np.concatenate([xy[k:], rng.uniform(-10, 160, (m, 2))])
+            sight = np.concatenate([sight[k:], rng.choice([0.0, 7, 9, 11], m)])
+            xy[:3] += rng.uniform(-3, 3, xy[:3].shape)
+        keys = fog.sight_keys(xy, sight)
+        assert np.array_equal(keys, np.unique(keys))
+        assert np.array_equal(grid.update(keys), fog.sight_grid((150, 130), keys))
+
+
+def test_disc_subset_covers_like_drawing_the_subset_alone():
+    from pipeline.rasterize import Discs
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        n = int(rng.integers(1, 40))
+        centers = rng.integers(-40, 100, (n, 2))
+        radii = rng.choice([0.3, 1.0, 2.7, 7.3, 20.0], n)
+        subset = rng.random(n) < 0.4
+        alone = Discs(centers[subset], radii[subset], (64, 64)).covered()
+        assert np.array_equal(Discs(centers, radii, (64, 64)).covered(subset), alone)
