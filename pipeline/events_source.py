@@ -317,17 +317,11 @@ class EventsObservationSource:
         if hit is not None and hit[0] == key:
             return hit[1]
         # The tags' slots depend on the selection only; aliveness on the loop.
-        sel = self._cached(view, "selection_slots", view.sel_i, lambda: self._tag_slots(
-            tracker, self._selected_tags(view)))
+        sel = self._cached(view, "selection_slots", view.sel_i,
+                           lambda: tracker.slots_of_tags(self._selected_tags(view)))
         sel = sel[tracker.alive[sel]]
         view.cache["selection"] = (key, sel)
         return sel
-
-    @staticmethod
-    def _tag_slots(tracker: UnitTracker, tags: tuple[int, ...]) -> np.ndarray:
-        """Unit slots of the tags the tracker knows, in selection order."""
-        sel = np.array([tracker.slot_of_tag.get(t, -1) for t in tags], np.int64)
-        return sel[sel >= 0]
 
     @staticmethod
     def _selected_mask(view: _View, tracker: UnitTracker, selected: np.ndarray) -> np.ndarray:

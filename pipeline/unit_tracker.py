@@ -176,6 +176,8 @@ class UnitTracker:
         self.tag = np.zeros(n, np.int64)
         for tag, slot in self.slot_of_tag.items():
             self.tag[slot] = tag
+        self._tag_order = np.argsort(self.tag, kind="stable")
+        self._sorted_tags = self.tag[self._tag_order]
         self._slot_of_index: dict[int, int] = {}
         # The game writes each player's starting economy at loop 1; it holds
         # from loop 0, so the first report (if within INITIAL_STATS_LOOPS) is
@@ -338,6 +340,18 @@ class UnitTracker:
         return self.slot_of_tag.get(unit_tag(e["m_unitTagIndex"], e["m_unitTagRecycle"]))
 
     # ------------------------------------------------------------- queries
+    def slots_of_tags(self, tags: Sequence[int]) -> np.ndarray:
+        """Slots of the tags the tracker knows, in the given order (others dropped)."""
+        if not len(tags) or not len(self._sorted_tags):
+            return np.zeros(0, np.int64)
+        try:
+            query = np.array(tags, np.int64)
+        except OverflowError:  # not a game tag: keep the ones that are
+            return np.array([s for s in (self.slot_of_tag.get(t) for t in tags)
+                             if s is not None], np.int64)
+        pos = np.minimum(np.searchsorted(self._sorted_tags, query), len(self._sorted_tags) - 1)
+        return self._tag_order[pos[self._sorted_tags[pos] == query]]
+
     def alive_slots(self) -> np.ndarray:
         return np.flatnonzero(self.alive)
 
