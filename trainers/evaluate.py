@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -37,7 +38,8 @@ LOOPS_PER_MINUTE = 22.4 * 60  # "faster" game speed: 22.4 game loops per second
 SPATIAL_ARGS = tuple(a for a in layers.ARGUMENT_TYPES if a.spatial)
 
 
-def predict(trainer: Trainer, data: str, split: str, batch_size: int) -> dict[str, np.ndarray]:
+def predict(trainer: Trainer, data: str, split: str, batch_size: int,
+            log=print) -> dict[str, np.ndarray]:
     """Runs the model over every sample of ``split`` once; numpy columns."""
     config, model = trainer.config, trainer.model
     ds = make_dataset(data, split, config.spec, batch_size=batch_size, shuffle=False,
@@ -58,7 +60,12 @@ def predict(trainer: Trainer, data: str, split: str, batch_size: int) -> dict[st
         return out
 
     cols: dict[str, list[np.ndarray]] = {}
-    for inputs, targets, meta in ds:
+    start, seen = time.perf_counter(), 0
+    for batch_index, (inputs, targets, meta) in enumerate(ds):
+        seen += int(targets["function_id"].shape[0])
+        if batch_index % 50 == 49:
+            log(f"evaluated {seen} samples "
+                f"({seen / (time.perf_counter() - start):.1f} samples/s)")
         batch = {k: v.numpy() for k, v in step(inputs, targets).items()}
         batch["available_actions"] = inputs["available_actions"].numpy().astype(np.uint8)
         batch.update({k: v.numpy() for k, v in targets.items()})
@@ -85,7 +92,7 @@ def action_correct(p: dict[str, np.ndarray]) -> np.ndarray:
 def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
              within_pixels: int = 3, bucket_minutes: Sequence[float] = tuple(range(0, 26, 2)),
              resamples: int = 1000, seed: int = 0, min_function_count: int = 20,
-             plots: bool = True) -> dict:
+             plots: bool = True, log=print) -> dict:
     """Computes the report, writes ``eval_<split>.json`` (+ PNGs); returns it."""
     config = load_config(run)
     config.out = str(run)  # the run directory may have moved since training
@@ -93,7 +100,7 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
     step = trainer.restore()
     if step == 0:
         raise InputError(f"{run} has no checkpoint to evaluate")
-    p = predict(trainer, data, split, batch_size)
+    p = predict(trainer, data, split, batch_size, log)
     train = read_columns(data, "train", ["value", "function_id", "race", "opponent_race"],
                          config.spec.schema)
     boot = {"resamples": resamples, "seed": seed}
@@ -215,7 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           within_pixels=a.within_pixels,
                           bucket_minutes=[float(x) for x in a.bucket_minutes.split(",")],
                           resamples=a.resamples, seed=a.seed,
-                          min_function_count=a.min_function_count)
+                          min_function_count=a.min_function_count,
+                          log=lambda m: print(m, flush=True))
     except (InputError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
