@@ -273,20 +273,15 @@ class EventsObservationSource:
     def _own(self, view: _View, tracker: UnitTracker) -> dict:
         """The player's own-unit summary: player vector, counters, tech.
 
-        Cached until units or stats change.
+        Cached until the player's units or stats change.
         """
         key = (view.own_version, tracker.stats_version)
         hit = view.cache.get("own")
         if hit is not None and hit[0] == key:
             return hit[1]
         pid = view.ctx.player_id
-        data = self.data
-        snap = tracker.snapshot()
-        mine = snap["owner"] == pid
-        rows, done = snap["rows"][mine], snap["done"][mine]
-        army = done & ~data.is_structure[rows] & ~data.is_worker[rows] & (data.food[rows] > 0)
-        warp_gates = int((rows[done] == data.row["WarpGate"]).sum())
-        larva = int((rows == data.row["Larva"]).sum())
+        units = self._cached(view, "own_units", view.own_version,
+                             lambda: self._own_units(view, tracker))
         stats = tracker.stats.get(pid, {})
         player = _read_only(np.array([
             pid,
@@ -294,21 +289,39 @@ class EventsObservationSource:
             stats.get("m_scoreValueVespeneCurrent", 0),
             stats.get("m_scoreValueFoodUsed", 0) // FOOD_SCALE,
             stats.get("m_scoreValueFoodMade", 0) // FOOD_SCALE,
-            int(round(data.food[rows[army]].sum())),
+            units["army_food"],
             stats.get("m_scoreValueWorkersActiveCount", 0),
             0,  # idle_worker_count: not derivable from tracker events
-            int(army.sum()), warp_gates, larva,
+            *units["counts"][1:],
         ], np.int32))
-        structure_ids = np.unique(data.id[rows[done & data.is_structure[rows]]])
+        own = {"player": player, "counts": units["counts"], "tech": units["tech"],
+               "upgrades": frozenset(tracker.upgrades.get(pid, ()))}
+        view.cache["own"] = (key, own)
+        return own
+
+    def _own_units(self, view: _View, tracker: UnitTracker) -> dict:
+        """Counters and tech from the player's alive units (per-type counts)."""
+        data = self.data
+        snap = tracker.snapshot()
+        mine = snap["owner"] == view.ctx.player_id
+        rows, done = snap["rows"][mine], snap["done"][mine]
+        n_rows = len(data.names)
+        all_counts = np.bincount(rows, minlength=n_rows)
+        done_counts = np.bincount(rows[done], minlength=n_rows)
+        army_rows = ~data.is_structure & ~data.is_worker & (data.food > 0)
+        army = int(done_counts[army_rows].sum())
+        # Food values are multiples of 0.5: the sum is exact in any order.
+        army_food = int(round(float(done_counts[army_rows] @ data.food[army_rows])))
+        warp_gates = int(done_counts[data.row["WarpGate"]])
+        larva = int(all_counts[data.row["Larva"]])
+        structure_ids = np.unique(data.id[(done_counts > 0) & data.is_structure])
         tech_key = structure_ids.tobytes()
         tech_hit = view.cache.get("tech")
         if tech_hit is None or tech_hit[0] != tech_key:
             tech_hit = (tech_key, self.availability.tech(structure_ids))
             view.cache["tech"] = tech_hit
-        own = {"player": player, "counts": (0, int(army.sum()), warp_gates, larva),
-               "tech": tech_hit[1], "upgrades": frozenset(tracker.upgrades.get(pid, ()))}
-        view.cache["own"] = (key, own)
-        return own
+        return {"counts": (0, army, warp_gates, larva), "army_food": army_food,
+                "tech": tech_hit[1]}
 
     def _selection(self, view: _View, tracker: UnitTracker) -> np.ndarray:
         """Alive selected unit slots (cached until units or selection change)."""
