@@ -12,7 +12,8 @@ implements ``pipeline.observation_source.ObservationSource``:
 * minimap ``player_relative``, ``player_id``, ``unit_type``, ``selected``,
   ``camera``; screen ``player_relative``, ``player_id``, ``unit_type``,
   ``selected``, ``unit_density``, ``build_progress``, ``power``; the player
-  vector; everything else is zeros and named by :meth:`unavailable_layers`;
+  vector (the unit layers are drawn by ``pipeline.feature_layers``);
+  everything else is zeros and named by :meth:`unavailable_layers`;
 * fog of war (``pipeline.fog``) unless ``fog=False``;
 * replays without tracker events still give samples (camera layer, actions,
   labels) with ``has_tracker_events=0`` and the unit layers unavailable.
@@ -29,9 +30,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pipeline import fog as fog_model
-from pipeline import rasterize
 from pipeline.available_actions import ActionAvailability
 from pipeline.coords import ViewGeometry
+from pipeline.feature_layers import LayerPainter, cached, read_only
 from pipeline.observation_source import PlayerContext, SourceError
 from pipeline.replay_archive import ReplayArchive, ReplayError
 from pipeline.sampling import SamplingStats, observed_loops, sample_windows, window_starts
@@ -49,8 +50,6 @@ FILLED_WITH_TRACKER = (
 )
 #: Layers filled without tracker events (the camera comes from the inputs).
 FILLED_WITHOUT_TRACKER = ("minimap_camera",)
-#: Pylon power field radius (world units) for the ``power`` layer.
-PYLON_POWER_RADIUS = 6.5
 #: pysc2 function ids whose point argument sends the selection somewhere.
 MOVE_FUNCTIONS = {  # Attack, Move, Smart, Patrol, HoldPosition-free point orders
     12: "screen", 13: "minimap", 331: "screen", 332: "minimap",
@@ -96,11 +95,6 @@ class _View:
     cache: dict = dataclasses.field(default_factory=dict)
 
 
-def _read_only(a: np.ndarray) -> np.ndarray:
-    a.setflags(write=False)
-    return a
-
-
 class EventsObservationSource:
     """Observations from tracker events and the player's own inputs."""
 
@@ -116,11 +110,10 @@ class EventsObservationSource:
         self.position_estimate = position_estimate
         self.data = data if data is not None else unit_data()
         self.availability = ActionAvailability(self.data)
-        self._zeros = {f.name: _read_only(np.zeros(f.shape, f.np_dtype))
+        self._zeros = {f.name: read_only(np.zeros(f.shape, f.np_dtype))
                        for f in schema.fields
                        if f.group == Group.OBSERVATION and f.is_array}
-        self._serial = 0
-        self._rank = np.zeros(0, np.int8)
+        self.painter = LayerPainter(schema, self.data, self._zeros)
         #: Counters of the last replay (sampling stats summed over players...).
         self.last_stats: dict[str, Any] = {}
 
@@ -280,10 +273,10 @@ class EventsObservationSource:
         if hit is not None and hit[0] == key:
             return hit[1]
         pid = view.ctx.player_id
-        units = self._cached(view, "own_units", view.own_version,
+        units = cached(view.cache, "own_units", view.own_version,
                              lambda: self._own_units(view, tracker))
         stats = tracker.stats.get(pid, {})
-        player = _read_only(np.array([
+        player = read_only(np.array([
             pid,
             stats.get("m_scoreValueMineralsCurrent", 0),
             stats.get("m_scoreValueVespeneCurrent", 0),
@@ -330,22 +323,11 @@ class EventsObservationSource:
         if hit is not None and hit[0] == key:
             return hit[1]
         # The tags' slots depend on the selection only; aliveness on the loop.
-        sel = self._cached(view, "selection_slots", view.sel_i,
+        sel = cached(view.cache, "selection_slots", view.sel_i,
                            lambda: tracker.slots_of_tags(self._selected_tags(view)))
         sel = sel[tracker.alive[sel]]
         view.cache["selection"] = (key, sel)
         return sel
-
-    @staticmethod
-    def _selected_mask(view: _View, tracker: UnitTracker, selected: np.ndarray) -> np.ndarray:
-        """bool[unit slots]: selected now (cached per selected-slot array)."""
-        hit = view.cache.get("selected_mask")
-        if hit is not None and hit[0] is selected:
-            return hit[1]
-        mask = np.zeros(len(tracker.alive), bool)
-        mask[selected] = True
-        view.cache["selected_mask"] = (selected, mask)
-        return mask
 
     def _mask(self, view: _View, tracker: UnitTracker, has_tracker: bool) -> np.ndarray:
         if not has_tracker:
@@ -439,152 +421,18 @@ class EventsObservationSource:
                  has_tracker: bool) -> dict[str, np.ndarray]:
         obs = dict(self._zeros)
         camera = self._camera(view, geo)
-        obs["minimap_camera"] = self._cached(view, "camera", camera,
-                                             lambda: self._camera_layer(geo, camera))
+        obs["minimap_camera"] = cached(view.cache, "camera", camera,
+                                       lambda: self.painter.camera_layer(geo, camera))
         if not has_tracker:
             player = np.zeros(len(layers.PLAYER_FEATURES), np.int32)
             player[0] = view.ctx.player_id
-            obs["player"] = self._cached(view, "player0", 0, lambda: _read_only(player))
+            obs["player"] = cached(view.cache, "player0", 0, lambda: read_only(player))
             return obs
         self._refresh(view, tracker)
         obs["player"] = self._own(view, tracker)["player"]
         vis = self._visible(view, tracker, geo)
         selected = self._selection(view, tracker)
-        for kind, cam in (("minimap", None), ("screen", camera)):
-            # The units on the layer and where: same units and camera -> same.
-            geom = self._cached(view, kind + "_geom", (view.vis_version, cam),
-                                lambda: self._geometry(view, tracker, geo, vis, cam, kind))
-            base = self._cached(view, kind + "_base", geom["key"],
-                                lambda: self._base_layers(view, geo, geom, kind))
-            obs.update(base["layers"])
-            if kind == "screen":
-                obs["screen_build_progress"] = self._progress_layer(view, tracker, geom, base)
-            obs[f"{kind}_selected"] = self._cached(
-                view, kind + "_sel", (geom["serial"], view.sel_i),
-                lambda: self._selected_layer(view, tracker, geom, base, selected, kind))
+        obs.update(self.painter.unit_layers(view.cache, tracker, geo, vis, view.vis_version,
+                                            camera, selected, view.sel_i,
+                                            view.ctx.player_id, view.relative_lut))
         return obs
-
-    @staticmethod
-    def _cached(view: _View, name: str, key: Any, make):
-        hit = view.cache.get(name)
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        value = make()
-        view.cache[name] = (key, value)
-        return value
-
-    def _camera_layer(self, geo: ViewGeometry, camera: tuple[float, float]) -> np.ndarray:
-        x0, y0, x1, y1 = geo.screen_bounds(camera)
-        top_left, bottom_right = geo.world_to_minimap([[x0, y1], [x1, y0]])
-        dtype = self.schema.by_name["minimap_camera"].np_dtype
-        return _read_only(rasterize.fill_rect(geo.minimap_res, int(top_left[0]),
-                                              int(top_left[1]), int(bottom_right[0]),
-                                              int(bottom_right[1]), dtype))
-
-    def _geometry(self, view: _View, tracker: UnitTracker, geo: ViewGeometry, vis: dict,
-                  camera, kind: str) -> dict:
-        """Units on one layer: slots, type rows, owners, pixel centres, radii."""
-        data = self.data
-        slots, rows, xy = vis["slots"], vis["rows"], vis["xy"]
-        if kind == "screen":
-            x0, y0, x1, y1 = geo.screen_bounds(camera)
-            r = data.radius[rows]
-            near = ((xy[:, 0] + r >= x0) & (xy[:, 0] - r < x1)
-                    & (xy[:, 1] + r > y0) & (xy[:, 1] - r <= y1))
-            slots, rows, xy = slots[near], rows[near], xy[near]
-            centers = geo.world_to_screen(xy, camera)
-            radii = geo.world_to_screen_distance(data.radius[rows])
-            building = ~tracker.done[slots]
-            extra = building.tobytes()
-        else:
-            centers = geo.world_to_minimap(xy)
-            radii = geo.world_to_minimap_distance(data.radius[rows])
-            building = None
-            extra = b""
-        owner = tracker.owner[slots]
-        self._serial += 1
-        return {"serial": self._serial, "slots": slots, "rows": rows, "owner": owner,
-                "centers": centers, "radii": radii, "building": building,
-                "key": (centers.tobytes(), rows.tobytes(), owner.tobytes(), extra)}
-
-    def _selected_layer(self, view: _View, tracker: UnitTracker, geom: dict, base: dict,
-                        selected: np.ndarray, kind: str) -> np.ndarray:
-        """Discs of the selected units (drawn alone: no occlusion by others).
-
-        The discs are those the base layers drew (``base["discs"]``, in draw
-        order ``base["order"]`` of the geometry's units): a disc depends only
-        on its unit's centre and radius, so the union of the selected ones is
-        the same as drawing them alone.
-        """
-        is_selected = self._selected_mask(view, tracker, selected)[geom["slots"]]
-        if not is_selected.any():
-            return self._zeros[f"{kind}_selected"]
-        centers, radii = geom["centers"][is_selected], geom["radii"][is_selected]
-        key = (centers.tobytes(), radii.tobytes())
-        hit = view.cache.get(kind + "_sel_content")
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        layer = base["discs"].covered(is_selected[base["order"]]).astype(
-            self.schema.by_name[f"{kind}_selected"].np_dtype)
-        view.cache[kind + "_sel_content"] = (key, _read_only(layer))
-        return layer
-
-    def _progress_layer(self, view: _View, tracker: UnitTracker, geom: dict,
-                        base: dict) -> np.ndarray:
-        """Screen build_progress: percent done of structures under construction
-        (0 elsewhere), painted on the base layers' discs (same occlusion).
-
-        Construction moves every loop, so this layer is keyed on the
-        progress values while the other layers stay cached.
-        """
-        building = geom["building"]
-        if not building.any():
-            return self._zeros["screen_build_progress"]
-        progress = np.zeros(len(building), np.int64)
-        progress[building] = np.round(tracker.build_progress(geom["slots"][building]) * 100)
-        dtype = self.schema.by_name["screen_build_progress"].np_dtype
-        return self._cached(
-            view, "screen_progress", (geom["key"], progress.tobytes()),
-            lambda: _read_only(base["discs"].paint_many([progress[base["order"]]], [dtype])[0]))
-
-    def _base_layers(self, view: _View, geo: ViewGeometry, geom: dict,
-                     kind: str) -> dict[str, np.ndarray]:
-        """player_relative, player_id, unit_type (+ screen density, power)."""
-        data = self.data
-        rows, owner, centers = geom["rows"], geom["owner"], geom["centers"]
-        res = geo.screen_res if kind == "screen" else geo.minimap_res
-        f = self.schema.by_name
-        # Draw order: structures, then ground units, then air units on top.
-        order = np.argsort(self._draw_rank()[rows], kind="stable")
-        discs = rasterize.Discs(centers[order], geom["radii"][order], res)
-        pid = view.ctx.player_id
-        relative = np.take(view.relative_lut, owner, mode="clip")
-        names = [f"{kind}_player_relative", f"{kind}_player_id", f"{kind}_unit_type"]
-        values = [relative[order], owner[order], data.id[rows[order]]]
-        out = dict(zip(names, discs.paint_many(values, [f[n].np_dtype for n in names])))
-        if kind == "screen":
-            out["screen_unit_density"] = discs.count(
-                layers.SCREEN_LAYERS[14].scale - 1, f["screen_unit_density"].np_dtype)
-            pylons = (rows == data.row["Pylon"]) & (owner == pid) & ~geom["building"]
-            out["screen_power"] = self._power(geo, centers[pylons], res)
-        return {"layers": {k: _read_only(v) for k, v in out.items()},
-                "discs": discs, "order": order}
-
-    def _draw_rank(self) -> np.ndarray:
-        """Per unit data row: 0 structures, 1 ground units, 2-3 air (draw order).
-
-        Rebuilt when unknown unit types add rows to the table.
-        """
-        data = self.data
-        if len(self._rank) != len(data.names):
-            self._rank = (2 * data.is_flying.astype(np.int8)
-                          + ~data.is_structure).astype(np.int8)
-        return self._rank
-
-    def _power(self, geo: ViewGeometry, centers: np.ndarray, res) -> np.ndarray:
-        """Pylon power fields of the player's finished pylons in view."""
-        if not len(centers):
-            return self._zeros["screen_power"]
-        dtype = self.schema.by_name["screen_power"].np_dtype
-        radius = geo.world_to_screen_distance(np.full(len(centers), PYLON_POWER_RADIUS))
-        return rasterize.Discs(centers, radius, res).covered().astype(dtype)

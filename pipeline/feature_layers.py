@@ -1,0 +1,211 @@
+"""Drawing the engine-free source's unit feature layers (minimap and screen).
+
+Split out of ``pipeline.events_source``, which walks the replay, keeps each
+player's knowledge (fog, own units, selection) and assembles samples; this
+module only turns what a player sees -- unit slots, type rows, positions, the
+camera and the selection -- into pysc2-shaped layers:
+
+* minimap and screen ``player_relative``, ``player_id``, ``unit_type`` and
+  ``selected``; screen ``unit_density``, ``build_progress`` and ``power``;
+* units are discs of their radius (``pipeline.rasterize``), drawn
+  structures first, then ground units, then air units on top;
+* every layer is cached per player (the ``cache`` dict the caller keeps per
+  player) on what it depends on, so windows where nothing in view changed
+  share the previous (read-only) arrays.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from pipeline import rasterize
+from pipeline.coords import ViewGeometry
+from pipeline.unit_tracker import UnitData, UnitTracker
+from schemas import layers
+from schemas.sample import SampleSchema
+
+#: Pylon power field radius (world units) for the ``power`` layer.
+PYLON_POWER_RADIUS = 6.5
+
+
+def read_only(a: np.ndarray) -> np.ndarray:
+    """``a``, flagged read-only (arrays shared between samples)."""
+    a.setflags(write=False)
+    return a
+
+
+def cached(cache: dict, name: str, key: Any, make: Callable[[], Any]) -> Any:
+    """``cache[name]``'s value if it was made for ``key``, else ``make()`` (stored)."""
+    hit = cache.get(name)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    value = make()
+    cache[name] = (key, value)
+    return value
+
+
+class LayerPainter:
+    """Draws one source's unit layers; holds no per-player state (the
+    per-player caches are passed in)."""
+
+    def __init__(self, schema: SampleSchema, data: UnitData, zeros: dict[str, np.ndarray]):
+        self.schema = schema
+        self.data = data
+        #: Shared read-only zero layers by field name.
+        self.zeros = zeros
+        self._serial = 0
+        self._rank = np.zeros(0, np.int8)
+
+    def camera_layer(self, geo: ViewGeometry, camera: tuple[float, float]) -> np.ndarray:
+        """Minimap ``camera``: the rectangle the screen shows."""
+        x0, y0, x1, y1 = geo.screen_bounds(camera)
+        top_left, bottom_right = geo.world_to_minimap([[x0, y1], [x1, y0]])
+        dtype = self.schema.by_name["minimap_camera"].np_dtype
+        return read_only(rasterize.fill_rect(geo.minimap_res, int(top_left[0]),
+                                             int(top_left[1]), int(bottom_right[0]),
+                                             int(bottom_right[1]), dtype))
+
+    def unit_layers(self, cache: dict, tracker: UnitTracker, geo: ViewGeometry, vis: dict,
+                    vis_key: Any, camera: tuple[float, float], selected: np.ndarray,
+                    sel_key: Any, player_id: int,
+                    relative_lut: np.ndarray) -> dict[str, np.ndarray]:
+        """Minimap and screen unit layers of one player at one window start.
+
+        ``vis``: the units the player sees (``slots``, ``rows``, ``xy``),
+        unchanged while ``vis_key`` is; ``selected``: alive selected unit
+        slots, unchanged while ``sel_key`` and the tracker's version are;
+        ``relative_lut``: owner id -> player_relative value for this player.
+        """
+        out: dict[str, np.ndarray] = {}
+        for kind, cam in (("minimap", None), ("screen", camera)):
+            # The units on the layer and where: same units and camera -> same.
+            geom = cached(cache, kind + "_geom", (vis_key, cam),
+                          lambda: self._geometry(tracker, geo, vis, cam, kind))
+            base = cached(cache, kind + "_base", geom["key"],
+                          lambda: self._base_layers(geo, geom, kind, player_id, relative_lut))
+            out.update(base["layers"])
+            if kind == "screen":
+                out["screen_build_progress"] = self._progress_layer(cache, tracker, geom, base)
+            out[f"{kind}_selected"] = cached(
+                cache, kind + "_sel", (geom["serial"], sel_key),
+                lambda: self._selected_layer(cache, tracker, geom, base, selected, kind))
+        return out
+
+    @staticmethod
+    def _selected_mask(cache: dict, tracker: UnitTracker, selected: np.ndarray) -> np.ndarray:
+        """bool[unit slots]: selected now (cached per selected-slot array)."""
+        hit = cache.get("selected_mask")
+        if hit is not None and hit[0] is selected:
+            return hit[1]
+        mask = np.zeros(len(tracker.alive), bool)
+        mask[selected] = True
+        cache["selected_mask"] = (selected, mask)
+        return mask
+
+    def _geometry(self, tracker: UnitTracker, geo: ViewGeometry, vis: dict,
+                  camera, kind: str) -> dict:
+        """Units on one layer: slots, type rows, owners, pixel centres, radii."""
+        data = self.data
+        slots, rows, xy = vis["slots"], vis["rows"], vis["xy"]
+        if kind == "screen":
+            x0, y0, x1, y1 = geo.screen_bounds(camera)
+            r = data.radius[rows]
+            near = ((xy[:, 0] + r >= x0) & (xy[:, 0] - r < x1)
+                    & (xy[:, 1] + r > y0) & (xy[:, 1] - r <= y1))
+            slots, rows, xy = slots[near], rows[near], xy[near]
+            centers = geo.world_to_screen(xy, camera)
+            radii = geo.world_to_screen_distance(data.radius[rows])
+            building = ~tracker.done[slots]
+            extra = building.tobytes()
+        else:
+            centers = geo.world_to_minimap(xy)
+            radii = geo.world_to_minimap_distance(data.radius[rows])
+            building = None
+            extra = b""
+        owner = tracker.owner[slots]
+        self._serial += 1
+        return {"serial": self._serial, "slots": slots, "rows": rows, "owner": owner,
+                "centers": centers, "radii": radii, "building": building,
+                "key": (centers.tobytes(), rows.tobytes(), owner.tobytes(), extra)}
+
+    def _selected_layer(self, cache: dict, tracker: UnitTracker, geom: dict, base: dict,
+                        selected: np.ndarray, kind: str) -> np.ndarray:
+        """Discs of the selected units (drawn alone: no occlusion by others).
+
+        The discs are those the base layers drew (``base["discs"]``, in draw
+        order ``base["order"]`` of the geometry's units): a disc depends only
+        on its unit's centre and radius, so the union of the selected ones is
+        the same as drawing them alone.
+        """
+        is_selected = self._selected_mask(cache, tracker, selected)[geom["slots"]]
+        if not is_selected.any():
+            return self.zeros[f"{kind}_selected"]
+        centers, radii = geom["centers"][is_selected], geom["radii"][is_selected]
+        key = (centers.tobytes(), radii.tobytes())
+        hit = cache.get(kind + "_sel_content")
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        layer = base["discs"].covered(is_selected[base["order"]]).astype(
+            self.schema.by_name[f"{kind}_selected"].np_dtype)
+        cache[kind + "_sel_content"] = (key, read_only(layer))
+        return layer
+
+    def _progress_layer(self, cache: dict, tracker: UnitTracker, geom: dict,
+                        base: dict) -> np.ndarray:
+        """Screen build_progress: percent done of structures under construction
+        (0 elsewhere), painted on the base layers' discs (same occlusion).
+
+        Construction moves every loop, so this layer is keyed on the
+        progress values while the other layers stay cached.
+        """
+        building = geom["building"]
+        if not building.any():
+            return self.zeros["screen_build_progress"]
+        progress = np.zeros(len(building), np.int64)
+        progress[building] = np.round(tracker.build_progress(geom["slots"][building]) * 100)
+        dtype = self.schema.by_name["screen_build_progress"].np_dtype
+        return cached(
+            cache, "screen_progress", (geom["key"], progress.tobytes()),
+            lambda: read_only(base["discs"].paint_many([progress[base["order"]]], [dtype])[0]))
+
+    def _base_layers(self, geo: ViewGeometry, geom: dict, kind: str, player_id: int,
+                     relative_lut: np.ndarray) -> dict[str, Any]:
+        """player_relative, player_id, unit_type (+ screen density, power)."""
+        data = self.data
+        rows, owner, centers = geom["rows"], geom["owner"], geom["centers"]
+        res = geo.screen_res if kind == "screen" else geo.minimap_res
+        f = self.schema.by_name
+        # Draw order: structures, then ground units, then air units on top.
+        order = np.argsort(self._draw_rank()[rows], kind="stable")
+        discs = rasterize.Discs(centers[order], geom["radii"][order], res)
+        relative = np.take(relative_lut, owner, mode="clip")
+        names = [f"{kind}_player_relative", f"{kind}_player_id", f"{kind}_unit_type"]
+        values = [relative[order], owner[order], data.id[rows[order]]]
+        out = dict(zip(names, discs.paint_many(values, [f[n].np_dtype for n in names])))
+        if kind == "screen":
+            out["screen_unit_density"] = discs.count(
+                layers.SCREEN_LAYERS[14].scale - 1, f["screen_unit_density"].np_dtype)
+            pylons = (rows == data.row["Pylon"]) & (owner == player_id) & ~geom["building"]
+            out["screen_power"] = self._power(geo, centers[pylons], res)
+        return {"layers": {k: read_only(v) for k, v in out.items()},
+                "discs": discs, "order": order}
+
+    def _draw_rank(self) -> np.ndarray:
+        """Per unit data row: 0 structures, 1 ground units, 2-3 air (draw order).
+
+        Rebuilt when unknown unit types add rows to the table.
+        """
+        data = self.data
+        if len(self._rank) != len(data.names):
+            self._rank = (2 * data.is_flying.astype(np.int8)
+                          + ~data.is_structure).astype(np.int8)
+        return self._rank
+
+    def _power(self, geo: ViewGeometry, centers: np.ndarray, res) -> np.ndarray:
+        """Pylon power fields of the player's finished pylons in view."""
+        if not len(centers):
+            return self.zeros["screen_power"]
+        dtype = self.schema.by_name["screen_power"].np_dtype
+        radius = geo.world_to_screen_distance(np.full(len(centers), PYLON_POWER_RADIUS))
+        return rasterize.Discs(centers, radius, res).covered().astype(dtype)
