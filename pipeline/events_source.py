@@ -78,6 +78,7 @@ class _View:
     vis_dirty: bool = True
     checked_version: int = -1
     touch_i: int = 0
+    change_i: int = 0
     vis_mask: np.ndarray | None = None  # bool per unit slot: in the last visible set
     sight: fog_model.SightGrid | None = None
     #: owner id -> player_relative value, and -> friendly (self or ally);
@@ -349,29 +350,33 @@ class EventsObservationSource:
     def _refresh(self, view: _View, tracker: UnitTracker) -> None:
         """Bumps the view's versions for the unit changes since its last look.
 
-        ``own_version`` when one of the player's units changed;
-        ``vis_version`` unless every changed unit is an enemy unit the player
+        ``own_version`` when one of the player's units changed what it is
+        (``tracker.changed``: born, finished, died, type or owner; moves do
+        not change counts, types or tech);
+        ``vis_version`` unless every touched unit is an enemy unit the player
         saw neither before (not in the last visible set) nor now (alive
         under the fog grid, or a structure seen earlier): then the visible
         units, and so every layer drawn from them, are the same as at the
-        last look.  Ownership changes and estimated moves bump both.
+        last look.  Ownership changes and estimated moves bump ``vis_version``.
         """
         if view.checked_version == tracker.version:
             return
         view.checked_version = tracker.version
+        changed = tracker.changed[view.change_i:]
+        view.change_i = len(tracker.changed)
+        if changed and (TOUCHED_ALL in changed or (
+                tracker.owner[np.fromiter(set(changed), np.int64)] == view.ctx.player_id).any()):
+            view.own_version += 1
         touched = tracker.touched[view.touch_i:]
         view.touch_i = len(tracker.touched)
         if not touched:
             return
         if TOUCHED_ALL in touched or not self.fog or view.vis_mask is None:
-            view.own_version += 1
             view.vis_version += 1
             view.vis_dirty = True
             return
         slots = np.fromiter(set(touched), np.int64)
         owner = tracker.owner[slots]
-        if (owner == view.ctx.player_id).any():
-            view.own_version += 1
         if view.vis_dirty:
             return
         enemy = slots[~np.take(view.friendly_lut, owner, mode="clip")

@@ -195,6 +195,11 @@ class UnitTracker:
         #: change that may concern any unit: ownership, estimated moves), so
         #: a reader can tell whether a version bump concerns the units it shows.
         self.touched: list[int] = []
+        #: The subset of ``touched`` that changed what a unit is rather than
+        #: where: born, construction started or done, died, type or owner
+        #: changed (not position reports nor estimated moves), so readers of
+        #: unit counts and types can ignore movement.
+        self.changed: list[int] = []
         self.stats_version = 0    # bumps on player stats / upgrades
         self.loop = -1
         self._snapshot: tuple[int, dict[str, np.ndarray]] | None = None
@@ -284,6 +289,7 @@ class UnitTracker:
         if name in ("SUnitBornEvent", "SUnitInitEvent"):
             slot = self.slot_of_tag[unit_tag(e["m_unitTagIndex"], e["m_unitTagRecycle"])]
             self.touched.append(slot)
+            self.changed.append(slot)
             self._slot_of_index[e["m_unitTagIndex"]] = slot
             self.type_row[slot] = self.data.row_of(_text(e["m_unitTypeName"]))
             owner = e["m_controlPlayerId"]
@@ -299,11 +305,13 @@ class UnitTracker:
             slot = self._slot(e)
             if slot is not None:
                 self.touched.append(slot)
+                self.changed.append(slot)
                 self.done[slot] = True
         elif name == "SUnitDiedEvent":
             slot = self._slot(e)
             if slot is not None:
                 self.touched.append(slot)
+                self.changed.append(slot)
                 if e.get("m_x") is not None:
                     self._report(slot, float(e["m_x"]), float(e["m_y"]), loop, measure=False)
                 self.alive[slot] = False
@@ -312,12 +320,14 @@ class UnitTracker:
             slot = self._slot(e)
             if slot is not None:
                 self.touched.append(TOUCHED_ALL)
+                self.changed.append(TOUCHED_ALL)
                 owner = e["m_controlPlayerId"]
                 self.owner[slot] = owner if owner else NEUTRAL_PLAYER
         elif name == "SUnitTypeChangeEvent":
             slot = self._slot(e)
             if slot is not None:
                 self.touched.append(slot)
+                self.changed.append(slot)
                 self.type_row[slot] = self.data.row_of(_text(e["m_unitTypeName"]))
         elif name == "SUnitPositionsEvent":
             index = e["m_firstUnitIndex"]
