@@ -264,13 +264,13 @@ class EventsObservationSource:
         return tuple(sel[view.sel_i][1]) if view.sel_i >= 0 else ()
 
     # --------------------------------------------------------- per loop
-    def _own(self, view: _View, tracker: UnitTracker) -> dict:
-        """The player's own-unit summary: player vector, counters, tech.
+    def _player_vector(self, view: _View, tracker: UnitTracker) -> np.ndarray:
+        """The player vector (``schemas.layers.PLAYER_FEATURES``).
 
         Cached until the player's units or stats change.
         """
         key = (view.own_version, tracker.stats_version)
-        hit = view.cache.get("own")
+        hit = view.cache.get("player")
         if hit is not None and hit[0] == key:
             return hit[1]
         pid = view.ctx.player_id
@@ -288,10 +288,8 @@ class EventsObservationSource:
             0,  # idle_worker_count: not derivable from tracker events
             *units["counts"][1:],
         ], np.int32))
-        own = {"player": player, "counts": units["counts"], "tech": units["tech"],
-               "upgrades": frozenset(tracker.upgrades.get(pid, ()))}
-        view.cache["own"] = (key, own)
-        return own
+        view.cache["player"] = (key, player)
+        return player
 
     def _own_units(self, view: _View, tracker: UnitTracker) -> dict:
         """Counters and tech from the player's alive units (per-type counts)."""
@@ -308,11 +306,12 @@ class EventsObservationSource:
         army_food = int(round(float(done_counts[army_rows] @ data.food[army_rows])))
         warp_gates = int(done_counts[data.row["WarpGate"]])
         larva = int(all_counts[data.row["Larva"]])
-        structure_ids = np.unique(data.id[(done_counts > 0) & data.is_structure])
-        tech_key = structure_ids.tobytes()
+        # Tech: the finished structure types (rows; ids looked up on change).
+        has = (done_counts > 0) & data.is_structure
+        tech_key = has.tobytes()
         tech_hit = view.cache.get("tech")
         if tech_hit is None or tech_hit[0] != tech_key:
-            tech_hit = (tech_key, self.availability.tech(structure_ids))
+            tech_hit = (tech_key, self.availability.tech(np.unique(data.id[has])))
             view.cache["tech"] = tech_hit
         return {"counts": (0, army, warp_gates, larva), "army_food": army_food,
                 "tech": tech_hit[1]}
@@ -334,18 +333,26 @@ class EventsObservationSource:
         if not has_tracker:
             return self.availability.mask(np.zeros(0, np.int64), len(self._selected_tags(view)),
                                           frozenset(), frozenset(), 0, 0, 0, 0)
-        self._refresh(view, tracker)
-        sel = self._selection(view, tracker)
-        key = (view.own_version, tracker.stats_version, view.sel_i, sel.tobytes())
+        # Everything the mask reads (selected units' owners and types, own
+        # counters, tech, upgrades) changes only with these.
+        key = (tracker.version, tracker.stats_version, view.sel_i)
         hit = view.cache.get("mask")
         if hit is not None and hit[0] == key:
             return hit[1]
-        own = self._own(view, tracker)
+        self._refresh(view, tracker)
+        sel = self._selection(view, tracker)
+        units = cached(view.cache, "own_units", view.own_version,
+                       lambda: self._own_units(view, tracker))
         mine = sel[tracker.owner[sel] == view.ctx.player_id]
-        mask = self.availability.mask(tracker.type_row[mine], len(sel), own["tech"],
-                                      own["upgrades"], *own["counts"])
+        mask = self.availability.mask(tracker.type_row[mine], len(sel), units["tech"],
+                                      self._upgrades(view, tracker), *units["counts"])
         view.cache["mask"] = (key, mask)
         return mask
+
+    @staticmethod
+    def _upgrades(view: _View, tracker: UnitTracker) -> frozenset[int]:
+        return cached(view.cache, "upgrades", tracker.stats_version,
+                      lambda: frozenset(tracker.upgrades.get(view.ctx.player_id, ())))
 
     def _refresh(self, view: _View, tracker: UnitTracker) -> None:
         """Bumps the view's versions for the unit changes since its last look.
@@ -434,7 +441,7 @@ class EventsObservationSource:
             obs["player"] = cached(view.cache, "player0", 0, lambda: read_only(player))
             return obs
         self._refresh(view, tracker)
-        obs["player"] = self._own(view, tracker)["player"]
+        obs["player"] = self._player_vector(view, tracker)
         vis = self._visible(view, tracker, geo)
         selected = self._selection(view, tracker)
         obs.update(self.painter.unit_layers(view.cache, tracker, geo, vis, view.vis_version,
