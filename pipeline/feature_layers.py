@@ -54,17 +54,18 @@ class LayerPainter:
         self.data = data
         #: Shared read-only zero layers by field name.
         self.zeros = zeros
+        self.dtype = {name: a.dtype for name, a in zeros.items()}
+        self._density_clip = layers.SCREEN_LAYERS[14].scale - 1
         self._serial = 0
         self._rank = np.zeros(0, np.int8)
 
     def camera_layer(self, geo: ViewGeometry, camera: tuple[float, float]) -> np.ndarray:
         """Minimap ``camera``: the rectangle the screen shows."""
         x0, y0, x1, y1 = geo.screen_bounds(camera)
-        top_left, bottom_right = geo.world_to_minimap([[x0, y1], [x1, y0]])
-        dtype = self.schema.by_name["minimap_camera"].np_dtype
-        return read_only(rasterize.fill_rect(geo.minimap_res, int(top_left[0]),
-                                             int(top_left[1]), int(bottom_right[0]),
-                                             int(bottom_right[1]), dtype))
+        left, top = geo.world_to_minimap_xy(x0, y1)
+        right, bottom = geo.world_to_minimap_xy(x1, y0)
+        return read_only(rasterize.fill_rect(geo.minimap_res, left, top, right, bottom,
+                                             self.dtype["minimap_camera"]))
 
     def unit_layers(self, cache: dict, tracker: UnitTracker, geo: ViewGeometry, vis: dict,
                     vis_key: Any, camera: tuple[float, float], selected: np.ndarray,
@@ -83,7 +84,8 @@ class LayerPainter:
             geom = cached(cache, kind + "_geom", (vis_key, cam),
                           lambda: self._geometry(tracker, geo, vis, cam, kind))
             base = cached(cache, kind + "_base", geom["key"],
-                          lambda: self._base_layers(geo, geom, kind, player_id, relative_lut))
+                          lambda: self._base_layers(cache, geo, geom, kind, player_id,
+                                                    relative_lut))
             out.update(base["layers"])
             if kind == "screen":
                 out["screen_build_progress"] = self._progress_layer(cache, tracker, geom, base)
@@ -111,11 +113,11 @@ class LayerPainter:
         if kind == "screen":
             x0, y0, x1, y1 = geo.screen_bounds(camera)
             r = data.radius[rows]
-            near = ((xy[:, 0] + r >= x0) & (xy[:, 0] - r < x1)
-                    & (xy[:, 1] + r > y0) & (xy[:, 1] - r <= y1))
+            x, y = xy[:, 0], xy[:, 1]
+            near = (x + r >= x0) & (x - r < x1) & (y + r > y0) & (y - r <= y1)
             slots, rows, xy = slots[near], rows[near], xy[near]
             centers = geo.world_to_screen(xy, camera)
-            radii = geo.world_to_screen_distance(data.radius[rows])
+            radii = geo.world_to_screen_distance(r[near])
             building = ~tracker.done[slots]
             extra = building.tobytes()
         else:
@@ -138,6 +140,8 @@ class LayerPainter:
         on its unit's centre and radius, so the union of the selected ones is
         the same as drawing them alone.
         """
+        if not len(selected):
+            return self.zeros[f"{kind}_selected"]
         is_selected = self._selected_mask(cache, tracker, selected)[geom["slots"]]
         if not is_selected.any():
             return self.zeros[f"{kind}_selected"]
@@ -147,7 +151,7 @@ class LayerPainter:
         if hit is not None and hit[0] == key:
             return hit[1]
         layer = base["discs"].covered(is_selected[base["order"]]).astype(
-            self.schema.by_name[f"{kind}_selected"].np_dtype)
+            self.dtype[f"{kind}_selected"])
         cache[kind + "_sel_content"] = (key, read_only(layer))
         return layer
 
@@ -164,30 +168,34 @@ class LayerPainter:
             return self.zeros["screen_build_progress"]
         progress = np.zeros(len(building), np.int64)
         progress[building] = np.round(tracker.build_progress(geom["slots"][building]) * 100)
-        dtype = self.schema.by_name["screen_build_progress"].np_dtype
+        dtype = self.dtype["screen_build_progress"]
         return cached(
             cache, "screen_progress", (geom["key"], progress.tobytes()),
             lambda: read_only(base["discs"].paint_many([progress[base["order"]]], [dtype])[0]))
 
-    def _base_layers(self, geo: ViewGeometry, geom: dict, kind: str, player_id: int,
-                     relative_lut: np.ndarray) -> dict[str, Any]:
+    def _base_layers(self, cache: dict, geo: ViewGeometry, geom: dict, kind: str,
+                     player_id: int, relative_lut: np.ndarray) -> dict[str, Any]:
         """player_relative, player_id, unit_type (+ screen density, power)."""
         data = self.data
         rows, owner, centers = geom["rows"], geom["owner"], geom["centers"]
         res = geo.screen_res if kind == "screen" else geo.minimap_res
-        f = self.schema.by_name
         # Draw order: structures, then ground units, then air units on top.
         order = np.argsort(self._draw_rank()[rows], kind="stable")
         discs = rasterize.Discs(centers[order], geom["radii"][order], res)
         relative = np.take(relative_lut, owner, mode="clip")
         names = [f"{kind}_player_relative", f"{kind}_player_id", f"{kind}_unit_type"]
         values = [relative[order], owner[order], data.id[rows[order]]]
-        out = dict(zip(names, discs.paint_many(values, [f[n].np_dtype for n in names])))
+        out = dict(zip(names, discs.paint_many(values, [self.dtype[n] for n in names])))
         if kind == "screen":
-            out["screen_unit_density"] = discs.count(
-                layers.SCREEN_LAYERS[14].scale - 1, f["screen_unit_density"].np_dtype)
+            out["screen_unit_density"] = discs.count(self._density_clip,
+                                                     self.dtype["screen_unit_density"])
             pylons = (rows == data.row["Pylon"]) & (owner == player_id) & ~geom["building"]
-            out["screen_power"] = self._power(geo, centers[pylons], res)
+            if pylons.any():
+                power = centers[pylons]
+                out["screen_power"] = cached(cache, "screen_power", power.tobytes(),
+                                             lambda: self._power(geo, power, res))
+            else:
+                out["screen_power"] = self.zeros["screen_power"]
         return {"layers": {k: read_only(v) for k, v in out.items()},
                 "discs": discs, "order": order}
 
@@ -203,9 +211,7 @@ class LayerPainter:
         return self._rank
 
     def _power(self, geo: ViewGeometry, centers: np.ndarray, res) -> np.ndarray:
-        """Pylon power fields of the player's finished pylons in view."""
-        if not len(centers):
-            return self.zeros["screen_power"]
-        dtype = self.schema.by_name["screen_power"].np_dtype
+        """Pylon power fields of the player's finished pylons in view (some)."""
+        dtype = self.dtype["screen_power"]
         radius = geo.world_to_screen_distance(np.full(len(centers), PYLON_POWER_RADIUS))
         return rasterize.Discs(centers, radius, res).covered().astype(dtype)

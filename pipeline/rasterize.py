@@ -16,6 +16,8 @@ import numpy as np
 
 #: Largest radius drawn, in pixels (bigger discs are clipped to this).
 MAX_RADIUS_PX = 24
+#: Stencil positions 0..n (the longest stencil of MAX_RADIUS_PX is shorter).
+_ARANGE = np.arange(4 * (MAX_RADIUS_PX + 1) ** 2)
 
 
 @functools.lru_cache(maxsize=256)
@@ -37,6 +39,17 @@ def _stencil_table(width: int, max_r2: int) -> tuple[np.ndarray, np.ndarray, np.
     return flat, np.zeros(max_r2 + 1, np.int64), lengths
 
 
+@functools.lru_cache(maxsize=256)
+def _layout(res: tuple[int, int], max_q: int) -> tuple[int, int, int, int, np.ndarray, np.ndarray]:
+    """Padded canvas of a layer for discs up to squared radius ``max_q``:
+    (reach, pad, width, height, stencil offsets, stencil lengths)."""
+    reach = math.isqrt(max_q)
+    pad = 2 * reach + 1
+    width = res[0] + 2 * pad
+    table, _, lengths = _stencil_table(width, max_q)
+    return reach, pad, width, res[1] + 2 * pad, table, lengths
+
+
 class Discs:
     """The pixels each unit's disc covers on one layer.
 
@@ -47,17 +60,15 @@ class Discs:
     """
 
     def __init__(self, centers: np.ndarray, radii: np.ndarray, res: tuple[int, int]):
-        self.res = (int(res[0]), int(res[1]))
+        self.res = res = (int(res[0]), int(res[1]))
         n = len(centers)
         r = np.minimum(np.asarray(radii, np.float64), MAX_RADIUS_PX)
         q = (r * r).astype(np.int64)  # floor: radii are non-negative
         raw_max_q = int(q.max()) if n else 0
         # Round the table size up so few distinct tables get built.
         max_q = 1 << max(raw_max_q, 1).bit_length()
-        reach = math.isqrt(max_q)
-        self.pad = pad = 2 * reach + 1
-        self.width = width = self.res[0] + 2 * pad
-        self.height = self.res[1] + 2 * pad
+        reach, pad, width, self.height, table, lengths = _layout(res, max_q)
+        self.pad, self.width = pad, width
         if not n:
             self.flat = self.unit = np.zeros(0, np.int64)
             return
@@ -65,21 +76,22 @@ class Discs:
         # such centres are parked just there, inside the padding.
         lo = -reach - 1
         centers = np.asarray(centers, np.int64)
-        if centers.min() < lo or centers.max() > min(self.res) + reach:
-            centers = np.stack([np.clip(centers[:, 0], lo, self.res[0] + reach),
-                                np.clip(centers[:, 1], lo, self.res[1] + reach)], axis=1)
-        base = (centers[:, 1] + pad) * width + (centers[:, 0] + pad)
+        if centers.min() < lo or centers.max() > min(res) + reach:
+            centers = np.stack([np.clip(centers[:, 0], lo, res[0] + reach),
+                                np.clip(centers[:, 1], lo, res[1] + reach)], axis=1)
+        base = centers[:, 1] * width + centers[:, 0] + pad * (width + 1)
         if raw_max_q == 0:  # every disc is its centre pixel
             self.unit = np.arange(n)
             self.flat = base
             return
-        table, starts, lengths = _stencil_table(width, max_q)
+        # Unit i covers the first lengths[q[i]] stencil offsets: a
+        # (units x longest stencil) grid, row-major, keeps unit order.
         counts = lengths[q]
-        total = int(counts.sum())
+        longest = int(lengths[raw_max_q])
+        within = _ARANGE[:longest] < counts[:, None] if longest <= len(_ARANGE) \
+            else np.arange(longest) < counts[:, None]
+        self.flat = (base[:, None] + table[:longest])[within]
         self.unit = np.repeat(np.arange(n), counts)
-        first = np.cumsum(counts) - counts
-        within = np.arange(total) - np.repeat(first, counts)
-        self.flat = np.repeat(base, counts) + table[within]
 
     def _crop(self, canvas: np.ndarray) -> np.ndarray:
         p = self.pad
