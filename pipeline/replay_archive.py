@@ -200,8 +200,12 @@ class ReplayArchive:
                        if b != self.protocol_build]
         errors = []
         for build in builds:
-            fn = getattr(_protocol(build), fn_name, None)
-            if fn is None:
+            module = _protocol(build)
+            fn = getattr(module, fn_name, None)
+            if fn is None or (fn_name == "decode_replay_game_events"
+                              and getattr(module, "replay_userid_typeid", 0) is None):
+                # s2protocol's Wings of Liberty protocols (1.x, early 2.0)
+                # declare a game-event decoder that cannot work: no user id type.
                 errors.append(f"{build}: no {fn_name}")
                 continue
             try:
@@ -218,7 +222,8 @@ class ReplayArchive:
         if all(e.endswith(f"no {fn_name}") for e in errors):
             if required:
                 raise ReplayError("unsupported_build",
-                                  f"protocol {self.protocol_build} cannot decode {what}")
+                                  f"s2protocol's protocol {self.protocol_build} has no "
+                                  f"working decoder for {what} (build {self.base_build})")
             return None
         category = "corrupt" if self.protocol_exact else "unsupported_build"
         raise ReplayError(category, f"decoding {what}: " + "; ".join(errors[:3]))
