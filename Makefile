@@ -6,7 +6,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 REPLAYS ?= ../shared/replays/python-sc2
 OUT    ?= demo_out
-STEPS  ?= 200
+STEPS  ?= 100
+BATCH  ?= 16
+# Five replays are too few for a 90/5/5 split to hold out any: the demo keeps
+# a larger held-out share and evaluates on the validation replay.
+SPLITS ?= train=0.6,validation=0.2,test=0.2
+EVAL_SPLIT ?= validation
 
 .PHONY: install demo test clean
 
@@ -22,10 +27,12 @@ $(VENV)/.installed: pyproject.toml requirements-pysc2.txt
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) beam_runner.py --replays '$(REPLAYS)' --output $(OUT)/data
+	$(PY) -m pipeline.scan_cli --replays '$(REPLAYS)' --output $(OUT)/scan
+	$(PY) beam_runner.py --replays '$(REPLAYS)' --output $(OUT)/data --splits $(SPLITS)
 	$(PY) -m datasets.sc2_replays.build --pipeline_output $(OUT)/data --data_dir $(OUT)/tfds
-	$(PY) -m trainers.train --data $(OUT)/data --model fully_conv --out $(OUT)/run --steps $(STEPS)
-	$(PY) -m trainers.evaluate --data $(OUT)/data --run $(OUT)/run --split test
+	$(PY) -m trainers.train --data $(OUT)/data --model fully_conv --out $(OUT)/run \
+	    --steps $(STEPS) --batch_size $(BATCH)
+	$(PY) -m trainers.evaluate --data $(OUT)/data --run $(OUT)/run --split $(EVAL_SPLIT)
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider --timeout 900 tests
