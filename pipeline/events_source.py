@@ -326,6 +326,10 @@ class EventsObservationSource:
         sel = cached(view.cache, "selection_slots", view.sel_i,
                            lambda: tracker.slots_of_tags(self._selected_tags(view)))
         sel = sel[tracker.alive[sel]]
+        # Same slots as before: keep the earlier array, so readers can tell
+        # "unchanged" by identity.
+        if hit is not None and np.array_equal(hit[1], sel):
+            sel = hit[1]
         view.cache["selection"] = (key, sel)
         return sel
 

@@ -78,6 +78,12 @@ class LayerPainter:
         slots, unchanged while ``sel_key`` and the tracker's version are;
         ``relative_lut``: owner id -> player_relative value for this player.
         """
+        # Same units, camera and selection, and nothing under construction
+        # in view (its progress moves with the loop): same layers.
+        hit = cache.get("unit_layers")
+        if (hit is not None and hit[0] == (vis_key, camera) and hit[1] is selected
+                and not hit[2]):
+            return hit[3]
         out: dict[str, np.ndarray] = {}
         for kind, cam in (("minimap", None), ("screen", camera)):
             # The units on the layer and where: same units and camera -> same.
@@ -92,6 +98,8 @@ class LayerPainter:
             out[f"{kind}_selected"] = cached(
                 cache, kind + "_sel", (geom["serial"], sel_key),
                 lambda: self._selected_layer(cache, tracker, geom, base, selected, kind))
+        building = bool(cache["screen_geom"][1]["building"].any())
+        cache["unit_layers"] = ((vis_key, camera), selected, building, out)
         return out
 
     @staticmethod
