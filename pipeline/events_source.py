@@ -115,6 +115,7 @@ class EventsObservationSource:
                        for f in schema.fields
                        if f.group == Group.OBSERVATION and f.is_array}
         self.painter = LayerPainter(schema, self.data, self._zeros)
+        self._army: tuple[np.ndarray, np.ndarray] | None = None
         #: Counters of the last replay (sampling stats summed over players...).
         self.last_stats: dict[str, Any] = {}
 
@@ -300,10 +301,10 @@ class EventsObservationSource:
         n_rows = len(data.names)
         all_counts = np.bincount(rows, minlength=n_rows)
         done_counts = np.bincount(rows[done], minlength=n_rows)
-        army_rows = ~data.is_structure & ~data.is_worker & (data.food > 0)
-        army = int(done_counts[army_rows].sum())
+        army_units, army_food_per_unit = self._army_rows()
+        army = int(done_counts @ army_units)
         # Food values are multiples of 0.5: the sum is exact in any order.
-        army_food = int(round(float(done_counts[army_rows] @ data.food[army_rows])))
+        army_food = int(round(float(done_counts @ army_food_per_unit)))
         warp_gates = int(done_counts[data.row["WarpGate"]])
         larva = int(all_counts[data.row["Larva"]])
         # Tech: the finished structure types (rows; ids looked up on change).
@@ -315,6 +316,16 @@ class EventsObservationSource:
             view.cache["tech"] = tech_hit
         return {"counts": (0, army, warp_gates, larva), "army_food": army_food,
                 "tech": tech_hit[1]}
+
+    def _army_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per unit data row: 1 for army units (not structures nor workers,
+        costing food), and their food (0 for other rows); rebuilt when
+        unknown unit types add rows."""
+        data = self.data
+        if self._army is None or len(self._army[0]) != len(data.names):
+            army = ~data.is_structure & ~data.is_worker & (data.food > 0)
+            self._army = (army.astype(np.int64), np.where(army, data.food, 0.0))
+        return self._army
 
     def _selection(self, view: _View, tracker: UnitTracker) -> np.ndarray:
         """Alive selected unit slots (cached until units or selection change)."""
@@ -328,7 +339,7 @@ class EventsObservationSource:
         sel = sel[tracker.alive[sel]]
         # Same slots as before: keep the earlier array, so readers can tell
         # "unchanged" by identity.
-        if hit is not None and np.array_equal(hit[1], sel):
+        if hit is not None and hit[1].tobytes() == sel.tobytes():
             sel = hit[1]
         view.cache["selection"] = (key, sel)
         return sel
