@@ -295,12 +295,7 @@ class EventsObservationSource:
     def _own_units(self, view: _View, tracker: UnitTracker) -> dict:
         """Counters and tech from the player's alive units (per-type counts)."""
         data = self.data
-        snap = tracker.snapshot()
-        mine = snap["owner"] == view.ctx.player_id
-        rows, done = snap["rows"][mine], snap["done"][mine]
-        n_rows = len(data.names)
-        all_counts = np.bincount(rows, minlength=n_rows)
-        done_counts = np.bincount(rows[done], minlength=n_rows)
+        all_counts, done_counts = tracker.unit_counts(view.ctx.player_id)
         army_units, army_food_per_unit = self._army_rows()
         army = int(done_counts @ army_units)
         # Food values are multiples of 0.5: the sum is exact in any order.

@@ -201,6 +201,8 @@ class UnitTracker:
         #: unit counts and types can ignore movement.
         self.changed: list[int] = []
         self.stats_version = 0    # bumps on player stats / upgrades
+        #: owner -> int64[2, unit data rows]: alive units per type, finished ones.
+        self._counts: dict[int, np.ndarray] = {}
         self.loop = -1
         self._snapshot: tuple[int, dict[str, np.ndarray]] | None = None
         self._next_event = 0
@@ -284,6 +286,50 @@ class UnitTracker:
         self._moving[slot] = False
 
     def _apply(self, e: Mapping[str, Any]) -> None:
+        slot = self._unit_event_slot(e)
+        if slot is None:
+            self._apply_event(e)
+            return
+        # Unit counts per owner and type: take the unit out, apply, put it back.
+        self._count(slot, -1)
+        self._apply_event(e)
+        self._count(slot, 1)
+
+    def _unit_event_slot(self, e: Mapping[str, Any]) -> int | None:
+        """The slot an event changes the kind of (not positions or stats)."""
+        name = e["_event"][len(_EV):]
+        if name in ("SUnitBornEvent", "SUnitInitEvent"):
+            return self.slot_of_tag.get(unit_tag(e["m_unitTagIndex"], e["m_unitTagRecycle"]))
+        if name in ("SUnitDoneEvent", "SUnitDiedEvent", "SUnitOwnerChangeEvent",
+                    "SUnitTypeChangeEvent"):
+            return self._slot(e)
+        return None
+
+    def _player_counts(self, owner: int) -> np.ndarray:
+        n = len(self.data.names)
+        c = self._counts.get(owner)
+        if c is None or c.shape[1] < n:  # new player, or unknown types added rows
+            grown = np.zeros((2, n), np.int64)
+            if c is not None:
+                grown[:, :c.shape[1]] = c
+            c = self._counts[owner] = grown
+        return c
+
+    def _count(self, slot: int, sign: int) -> None:
+        if self.alive[slot]:
+            c = self._player_counts(int(self.owner[slot]))
+            row = int(self.type_row[slot])
+            c[0, row] += sign
+            if self.done[slot]:
+                c[1, row] += sign
+
+    def unit_counts(self, owner: int) -> tuple[np.ndarray, np.ndarray]:
+        """(alive, finished) unit counts of ``owner`` per unit data row
+        (kept up to date by the events; views, do not modify)."""
+        c = self._player_counts(owner)
+        return c[0], c[1]
+
+    def _apply_event(self, e: Mapping[str, Any]) -> None:
         name = e["_event"][len(_EV):]
         loop = e["_gameloop"]
         if name in ("SUnitBornEvent", "SUnitInitEvent"):

@@ -212,3 +212,21 @@ def test_disc_subset_covers_like_drawing_the_subset_alone():
         subset = rng.random(n) < 0.4
         alone = Discs(centers[subset], radii[subset], (64, 64)).covered()
         assert np.array_equal(Discs(centers, radii, (64, 64)).covered(subset), alone)
+
+
+def test_tracker_unit_counts_equal_a_recount_of_alive_units(archive):
+    data = unit_data()
+    tracker = UnitTracker(archive.tracker_events, data)
+    checked = 0
+    for loop in range(0, archive.game_loops + 1, 400):
+        tracker.advance(loop)
+        snap = tracker.snapshot()
+        for pid in (1, 2):
+            mine = snap["owner"] == pid
+            rows, done = snap["rows"][mine], snap["done"][mine]
+            alive, finished = tracker.unit_counts(pid)
+            n = len(data.names)
+            assert np.array_equal(alive, np.bincount(rows, minlength=n))
+            assert np.array_equal(finished, np.bincount(rows[done], minlength=n))
+            checked += int(alive.sum())
+    assert checked == 757  # alive units summed over the checked loops
