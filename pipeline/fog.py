@@ -97,10 +97,10 @@ def cells_seen(grid: np.ndarray, xy: np.ndarray) -> np.ndarray:
         return np.zeros(0, bool)
     cells = np.floor(xy / CELL).astype(np.int64)
     h, w = grid.shape
-    inside = (cells[:, 0] >= 0) & (cells[:, 0] < w) & (cells[:, 1] >= 0) & (cells[:, 1] < h)
-    out = np.zeros(len(xy), bool)
-    out[inside] = grid[cells[inside, 1], cells[inside, 0]]
-    return out
+    # Negative cells read as huge unsigned values: one compare per axis.
+    inside = (cells.view(np.uint64) < np.array([w, h], np.uint64)).all(axis=1)
+    flat = (cells[:, 1] * w + cells[:, 0]) * inside  # off the map -> cell 0, masked below
+    return grid.ravel()[flat] & inside
 
 
 def visible_mask(player_id: int, allies: frozenset[int], owner: np.ndarray,
