@@ -116,6 +116,7 @@ class EventsObservationSource:
                        if f.group == Group.OBSERVATION and f.is_array}
         self.painter = LayerPainter(schema, self.data, self._zeros)
         self._army: tuple[np.ndarray, np.ndarray] | None = None
+        self._drawn: tuple[dict, dict] | None = None
         #: Counters of the last replay (sampling stats summed over players...).
         self.last_stats: dict[str, Any] = {}
 
@@ -408,12 +409,21 @@ class EventsObservationSource:
             view.vis_version += 1
             view.vis_dirty = True
 
+    def _drawn_snapshot(self, tracker: UnitTracker) -> dict[str, np.ndarray]:
+        """The tracker's snapshot with the units in draw order (slot order
+        within a draw rank), shared by all players."""
+        snap = tracker.snapshot()
+        if self._drawn is None or self._drawn[0] is not snap:
+            order = self.painter.draw_order(snap["rows"])
+            self._drawn = (snap, {k: v[order] for k, v in snap.items()})
+        return self._drawn[1]
+
     def _visible(self, view: _View, tracker: UnitTracker, geo: ViewGeometry) -> dict:
         """The snapshot restricted to what the player sees (fog of war)."""
         hit = view.cache.get("visible")
         if hit is not None and hit[0] == view.vis_version:
             return hit[1]
-        snap = tracker.snapshot()
+        snap = self._drawn_snapshot(tracker)
         view.vis_dirty = False
         if not self.fog:
             view.cache["visible"] = (view.vis_version, snap)

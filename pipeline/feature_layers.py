@@ -73,8 +73,8 @@ class LayerPainter:
                     relative_lut: np.ndarray) -> dict[str, np.ndarray]:
         """Minimap and screen unit layers of one player at one window start.
 
-        ``vis``: the units the player sees (``slots``, ``rows``, ``xy``),
-        unchanged while ``vis_key`` is; ``selected``: alive selected unit
+        ``vis``: the units the player sees (``slots``, ``rows``, ``xy``) in
+        draw order (:meth:`draw_order`), unchanged while ``vis_key`` is; ``selected``: alive selected unit
         slots, unchanged while ``sel_key`` and the tracker's version are;
         ``relative_lut``: owner id -> player_relative value for this player.
         """
@@ -144,7 +144,7 @@ class LayerPainter:
         """Discs of the selected units (drawn alone: no occlusion by others).
 
         The discs are those the base layers drew (``base["discs"]``, in draw
-        order ``base["order"]`` of the geometry's units): a disc depends only
+        order, the geometry's order): a disc depends only
         on its unit's centre and radius, so the union of the selected ones is
         the same as drawing them alone.
         """
@@ -158,7 +158,7 @@ class LayerPainter:
         hit = cache.get(kind + "_sel_content")
         if hit is not None and hit[0] == key:
             return hit[1]
-        layer = base["discs"].covered(is_selected[base["order"]]).astype(
+        layer = base["discs"].covered(is_selected).astype(
             self.dtype[f"{kind}_selected"])
         cache[kind + "_sel_content"] = (key, read_only(layer))
         return layer
@@ -179,7 +179,7 @@ class LayerPainter:
         dtype = self.dtype["screen_build_progress"]
         return cached(
             cache, "screen_progress", (geom["key"], progress.tobytes()),
-            lambda: read_only(base["discs"].paint_many([progress[base["order"]]], [dtype])[0]))
+            lambda: read_only(base["discs"].paint_many([progress], [dtype])[0]))
 
     def _base_layers(self, cache: dict, geo: ViewGeometry, geom: dict, kind: str,
                      player_id: int, relative_lut: np.ndarray) -> dict[str, Any]:
@@ -187,12 +187,11 @@ class LayerPainter:
         data = self.data
         rows, owner, centers = geom["rows"], geom["owner"], geom["centers"]
         res = geo.screen_res if kind == "screen" else geo.minimap_res
-        # Draw order: structures, then ground units, then air units on top.
-        order = np.argsort(self._draw_rank()[rows], kind="stable")
-        discs = rasterize.Discs(centers[order], geom["radii"][order], res)
+        # The units come in draw order (later ones on top).
+        discs = rasterize.Discs(centers, geom["radii"], res)
         relative = np.take(relative_lut, owner, mode="clip")
         names = [f"{kind}_player_relative", f"{kind}_player_id", f"{kind}_unit_type"]
-        values = [relative[order], owner[order], data.id[rows[order]]]
+        values = [relative, owner, data.id[rows]]
         out = dict(zip(names, discs.paint_many(values, [self.dtype[n] for n in names])))
         if kind == "screen":
             out["screen_unit_density"] = discs.count(self._density_clip,
@@ -205,7 +204,13 @@ class LayerPainter:
             else:
                 out["screen_power"] = self.zeros["screen_power"]
         return {"layers": {k: read_only(v) for k, v in out.items()},
-                "discs": discs, "order": order}
+                "discs": discs}
+
+    def draw_order(self, rows: np.ndarray) -> np.ndarray:
+        """Indices that put units of these type rows in draw order:
+        structures, then ground units, then air units on top (stable, so
+        ties keep their order)."""
+        return np.argsort(self._draw_rank()[rows], kind="stable")
 
     def _draw_rank(self) -> np.ndarray:
         """Per unit data row: 0 structures, 1 ground units, 2-3 air (draw order).
