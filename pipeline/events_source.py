@@ -350,7 +350,9 @@ class EventsObservationSource:
         hit = view.cache.get("mask")
         if hit is not None and hit[0] == key:
             return hit[1]
-        self._refresh(view, tracker)
+        # Visibility bookkeeping waits for the next observation (its checks
+        # read the state then, as exactly as now).
+        self._refresh_own(view, tracker)
         sel = self._selection(view, tracker)
         units = cached(view.cache, "own_units", view.own_version,
                        lambda: self._own_units(view, tracker))
@@ -377,14 +379,10 @@ class EventsObservationSource:
         units, and so every layer drawn from them, are the same as at the
         last look.  Ownership changes and estimated moves bump ``vis_version``.
         """
+        self._refresh_own(view, tracker)
         if view.checked_version == tracker.version:
             return
         view.checked_version = tracker.version
-        changed = tracker.changed[view.change_i:]
-        view.change_i = len(tracker.changed)
-        if changed and (TOUCHED_ALL in changed or (
-                tracker.owner[np.fromiter(set(changed), np.int64)] == view.ctx.player_id).any()):
-            view.own_version += 1
         touched = tracker.touched[view.touch_i:]
         view.touch_i = len(tracker.touched)
         if not touched:
@@ -417,6 +415,17 @@ class EventsObservationSource:
             order = self.painter.draw_order(snap["rows"])
             self._drawn = (snap, {k: v[order] for k, v in snap.items()})
         return self._drawn[1]
+
+    @staticmethod
+    def _refresh_own(view: _View, tracker: UnitTracker) -> None:
+        """The ``own_version`` part of :meth:`_refresh` (all a mask needs)."""
+        if view.change_i == len(tracker.changed):
+            return
+        changed = tracker.changed[view.change_i:]
+        view.change_i = len(tracker.changed)
+        if TOUCHED_ALL in changed or (
+                tracker.owner[np.fromiter(set(changed), np.int64)] == view.ctx.player_id).any():
+            view.own_version += 1
 
     def _visible(self, view: _View, tracker: UnitTracker, geo: ViewGeometry) -> dict:
         """The snapshot restricted to what the player sees (fog of war)."""
