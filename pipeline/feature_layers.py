@@ -74,8 +74,10 @@ class LayerPainter:
         """Minimap and screen unit layers of one player at one window start.
 
         ``vis``: the units the player sees (``slots``, ``rows``, ``xy``) in
-        draw order (:meth:`draw_order`), unchanged while ``vis_key`` is; ``selected``: alive selected unit
-        slots, unchanged while ``sel_key`` and the tracker's version are;
+        draw order (:meth:`draw_order`), unchanged while ``vis_key`` is;
+        ``selected``: alive selected unit slots (the same array object while
+        they are the same slots), unchanged while ``sel_key`` and the
+        tracker's version are;
         ``relative_lut``: owner id -> player_relative value for this player.
         """
         # Same units, camera and selection, and nothing under construction
