@@ -89,9 +89,23 @@ def timing(root: Path) -> None:
               f"{plain['decode_tracker_s'] / best['decode_tracker_s']:.2f}x)")
 
 
+# Build ranges of the coverage report: (first build, end build, game version).
+BUILD_RANGES = [
+    (38215, 44401, "3.0-3.3"), (44401, 47185, "3.4-3.6"), (47185, 48258, "3.7"),
+    (48258, 51702, "3.8-3.11"), (51702, 59587, "3.12-3.19"), (59587, 80949, "4.x"),
+    (80949, 10 ** 9, "5.x"),
+]
+_COMMAND_KINDS = ("ability:", "map_doodad:", "no_", "unknown_")
+
+
+def _build_range(build: int) -> tuple[int, int, str]:
+    return next(r for r in BUILD_RANGES if r[0] <= build < r[1])
+
+
 def coverage(root: Path) -> None:
     total = mapped = replays = 0
     unmapped = collections.Counter()
+    by_range = collections.defaultdict(lambda: [0, 0, 0, collections.Counter()])
     errors = collections.Counter()
     for r in _manifest(root):
         if int(r["base_build"]) < 38215:
@@ -105,15 +119,25 @@ def coverage(root: Path) -> None:
             errors[exc.category] += 1
             continue
         replays += 1
+        row = by_range[_build_range(archive.base_build)]
+        row[0] += 1
         for s in streams.values():
             total += s.commands
             mapped += s.commands_mapped
-            unmapped.update({k: v for k, v in s.unmapped.items()
-                             if k.startswith(("ability:", "no_", "unknown_"))})
+            kinds = {k: v for k, v in s.unmapped.items() if k.startswith(_COMMAND_KINDS)}
+            unmapped.update(kinds)
+            row[1] += s.commands
+            row[2] += s.commands_mapped
+            row[3].update(kinds)
     print(f"{replays} two-player replays of build >= 38215 ({dict(errors)} failed to decode)")
     print(f"SCmdEvents: {total}, mapped {mapped} ({100.0 * mapped / max(total, 1):.2f}%)")
-    for kind, n in unmapped.most_common(25):
+    for kind, n in unmapped.most_common(40):
         print(f"  {n:6d} {kind}")
+    print("by build range (replays, commands, mapped %, top unmapped):")
+    for (first, end, label), (n, cmds, ok, kinds) in sorted(by_range.items()):
+        top = ", ".join(f"{k} {v}" for k, v in kinds.most_common(4))
+        print(f"  {label:>10} [{first}, {end}): {n:3d} replays, {cmds:6d} commands, "
+              f"{100.0 * ok / max(cmds, 1):6.2f}% mapped; {top}")
 
 
 def main(argv: list[str] | None = None) -> int:

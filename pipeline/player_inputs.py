@@ -107,6 +107,12 @@ class PlayerStream:
         return () if i < 0 else self.selection[i][1]
 
 
+# Abilities of map doodads (bridges a player can extend or retract): the
+# player issues them, but pysc2 has no function for them; counted unmapped
+# as ``map_doodad:<name>/<index>``.
+_DOODAD_PREFIXES = ("ExtendingBridge", "PortCity_Bridge")
+
+
 def unit_tag(index: int, recycle: int) -> int:
     """The unit tag game and tracker events share."""
     return (index << 18) + recycle
@@ -286,7 +292,8 @@ class _Converter:
             funcs = self.resolver.lookup(abil["m_abilLink"], abil["m_abilCmdIndex"])
             if funcs is None:
                 name = self.resolver.name(abil["m_abilLink"]) or f"link{abil['m_abilLink']}"
-                self.s.unmapped[f"ability:{name}/{abil['m_abilCmdIndex']}"] += 1
+                kind = "map_doodad" if name.startswith(_DOODAD_PREFIXES) else "ability"
+                self.s.unmapped[f"{kind}:{name}/{abil['m_abilCmdIndex']}"] += 1
                 return
         flags = ev.get("m_cmdFlags") or 0
         queued = 1 if flags & FLAG_QUEUED else 0

@@ -154,6 +154,51 @@ def _datapack_links(key: str, stable_names: dict, buttons: dict) -> dict[int, st
     return out
 
 
+# sc2reader's 3.4 (44401) and 3.7 (47185) datapacks list only some links (no
+# train, build or research abilities: a 3.4 game's first command, link 170,
+# is unnamed), and the 3.8 one (48258) leaves links whose button names match
+# no stableid ability unresolved.  Each such hole is filled from the next
+# builds' datapacks by alignment (see _fill_gaps), in the order given; a
+# datapack is filled before it serves as a reference for an earlier one.
+GAP_FILL = [
+    ("LotV/48258", ["LotV/53644"]),
+    ("LotV/47185", ["LotV/48258", "LotV/53644"]),
+    ("LotV/44401", ["LotV/47185", "LotV/48258", "LotV/53644"]),
+]
+
+
+def _fill_gaps(links: dict[int, str], reference: dict[int, str],
+               is_catalog) -> int:
+    """Names the unnamed links of ``links`` from ``reference``; returns how many.
+
+    Ability catalogs grow by insertions, so between two links both datapacks
+    name (anchors, each name unique in both) the catalog order is the same
+    whenever the two anchor distances are equal.  Only such equal-distance
+    gaps are filled, link for link; a gap whose length changed (an ability
+    inserted or removed in between) stays unnamed.  A link counts as unnamed
+    when its name is no catalog name (``is_catalog``): missing, unresolved
+    ("?..."), or a lone button name of the 3.8 datapack ("Probe", "SCV").
+    """
+    def known(name: str) -> bool:
+        return bool(name) and not name.startswith("?") and is_catalog(name)
+
+    ref_by_name = collections.Counter(n for n in reference.values() if known(n))
+    own_by_name = collections.Counter(n for n in links.values() if known(n))
+    ref_link = {n: l for l, n in reference.items() if ref_by_name[n] == 1}
+    anchors = sorted((l, ref_link[n]) for l, n in links.items()
+                     if known(n) and own_by_name[n] == 1 and n in ref_link)
+    filled = 0
+    for (a1, r1), (a2, r2) in zip(anchors, anchors[1:]):
+        if a2 - a1 != r2 - r1 or a2 - a1 < 2:
+            continue
+        for off in range(1, a2 - a1):
+            name = reference.get(r1 + off)
+            if not known(links.get(a1 + off, "")) and name and known(name):
+                links[a1 + off] = name
+                filled += 1
+    return filled
+
+
 def _functions_for(api_id: int, remap: int | None, pysc2_actions) -> dict[str, int] | None:
     """pysc2's reverse_action rule: specific ability -> general -> by command type."""
     ids = pysc2_actions.ABILITY_IDS
@@ -186,6 +231,10 @@ def build_table(stableid_path: str) -> dict:
     for _, _, _, key in DATAPACK_RULES:
         if key not in datapacks:
             datapacks[key] = _datapack_links(key, by_name, buttons)
+    for key, references in GAP_FILL:
+        for ref in references:
+            _fill_gaps(datapacks[key], datapacks[ref],
+                       lambda n: n in by_name or n in ALIASES)
 
     used = {name for links in datapacks.values() for name in links.values()}
     abilities = {}
