@@ -170,3 +170,15 @@ def test_fast_decoding_equals_s2protocol_on_replays(name):
         s2protocol_speedup.install()
     assert decoded[0] == decoded[1]
     assert len(decoded[0][1]) > 300 and len(decoded[0][2]) > 100
+
+
+def test_build_3_4_opening_is_a_build_order():
+    """3.4's sparse sc2reader datapack, filled by alignment: probes and pylon first."""
+    path = SHARED / "replays" / "sc2reader/3.4.0/issueYY.SC2Replay"
+    if not path.exists():
+        pytest.skip("3.4 replay absent")
+    streams = player_inputs.player_streams(ReplayArchive(path.read_bytes(), path=str(path)))
+    names = [actions.FUNCTIONS[a.function_id].name for a in streams[1].actions
+             if actions.FUNCTIONS[a.function_id].name.startswith(("Train_", "Build_"))][:4]
+    assert names == ["Train_Probe_quick", "Build_Pylon_screen", "Train_Probe_quick",
+                     "Build_Gateway_screen"]
