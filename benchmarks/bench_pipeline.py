@@ -73,8 +73,8 @@ def shard_digest(out: pathlib.Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--replays", type=int, default=8)
-    parser.add_argument("--max_loops", type=int, default=12000)
+    parser.add_argument("--replays", type=int, default=24)
+    parser.add_argument("--max_loops", type=int, default=16000)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     replays = pick_replays(args.replays, args.max_loops)
