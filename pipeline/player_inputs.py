@@ -122,7 +122,7 @@ class UnitPositions:
     """Last known world position of each unit tag, from tracker events.
 
     Born/init events give exact positions, ``SUnitPositionsEvent`` periodic
-    updates (x4 units), and :meth:`add` lets command snapshot points refine
+    updates (whole world units, UNIT_POSITIONS_SCALE), and :meth:`add` lets command snapshot points refine
     them.  Between updates units move, so this is approximate for moving units.
     """
 
@@ -199,7 +199,6 @@ def replay_map_size(archive: ReplayArchive) -> tuple[int, int]:
     return size
 
 
-_map_size = replay_map_size  # earlier private name, used by pipeline.events_source
 
 
 def _target_point(data: dict | None) -> tuple[float, float] | None:
