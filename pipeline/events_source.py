@@ -181,6 +181,7 @@ class EventsObservationSource:
         for view in views.values():
             view.seen = np.zeros(len(tracker.alive), bool)
 
+        self.painter.begin()
         observations: dict[int, dict[int, dict]] = {p: {} for p in views}
         available: dict[int, dict[int, np.ndarray]] = {p: {} for p in views}
         all_loops = sorted(set().union(*(v.loops for v in views.values()))) if views else []
@@ -194,6 +195,8 @@ class EventsObservationSource:
                 if loop in view.starts:
                     observations[pid][loop] = self._observe(view, tracker, geo, has_tracker)
 
+        self.painter.resolve(obs for per_player in observations.values()
+                             for obs in per_player.values())
         unavailable = self.unavailable_layers(has_tracker)
         out: dict[int, list[dict]] = {}
         totals = SamplingStats()

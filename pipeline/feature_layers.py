@@ -7,19 +7,22 @@ camera and the selection -- into pysc2-shaped layers:
 
 * minimap and screen ``player_relative``, ``player_id``, ``unit_type`` and
   ``selected``; screen ``unit_density``, ``build_progress`` and ``power``;
-* units are discs of their radius (``pipeline.rasterize``), drawn
-  structures first, then ground units, then air units on top;
+* units are discs of their radius, drawn structures first, then ground
+  units, then air units on top; the walk only registers the drawings with a
+  ``pipeline.disc_batch.DiscBatch`` and :meth:`LayerPainter.resolve` paints
+  them all at the end (placeholders in the observations are replaced then);
 * every layer is cached per player (the ``cache`` dict the caller keeps per
   player) on what it depends on, so windows where nothing in view changed
   share the previous (read-only) arrays.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from pipeline import rasterize
+from pipeline.disc_batch import DiscBatch, Pending
 from pipeline.coords import ViewGeometry
 from pipeline.unit_tracker import UnitData, UnitTracker
 from schemas import layers
@@ -58,6 +61,21 @@ class LayerPainter:
         self._density_clip = layers.SCREEN_LAYERS[14].scale - 1
         self._serial = 0
         self._rank = np.zeros(0, np.int8)
+        self.batch = DiscBatch()
+
+    def begin(self) -> None:
+        """Forgets layers registered and not resolved (a failed replay's)."""
+        self.batch = DiscBatch()
+
+    def resolve(self, observations: Iterable[dict]) -> None:
+        """Draws every layer registered since the last call and puts the
+        arrays in place of their placeholders in ``observations`` (an
+        iterable of observation dicts)."""
+        self.batch.resolve()
+        for obs in observations:
+            for name, value in obs.items():
+                if type(value) is Pending:
+                    obs[name] = value.array
 
     def camera_layer(self, geo: ViewGeometry, camera: tuple[float, float]) -> np.ndarray:
         """Minimap ``camera``: the rectangle the screen shows."""
@@ -145,10 +163,9 @@ class LayerPainter:
                         selected: np.ndarray, kind: str) -> np.ndarray:
         """Discs of the selected units (drawn alone: no occlusion by others).
 
-        The discs are those the base layers drew (``base["discs"]``, in draw
-        order, the geometry's order): a disc depends only
-        on its unit's centre and radius, so the union of the selected ones is
-        the same as drawing them alone.
+        A disc depends only on its unit's centre and radius, so the union
+        of the selected ones is the same as drawing them alone; the layer is
+        registered with the batch (drawn at :meth:`resolve`).
         """
         if not len(selected):
             return self.zeros[f"{kind}_selected"]
@@ -160,15 +177,17 @@ class LayerPainter:
         hit = cache.get(kind + "_sel_content")
         if hit is not None and hit[0] == key:
             return hit[1]
-        layer = base["discs"].covered(is_selected).astype(
-            self.dtype[f"{kind}_selected"])
-        cache[kind + "_sel_content"] = (key, read_only(layer))
+        layer = self.batch.add(base["res"], centers, radii,
+                               (("cover", self.dtype[f"{kind}_selected"]),))[0]
+        cache[kind + "_sel_content"] = (key, layer)
         return layer
 
     def _progress_layer(self, cache: dict, tracker: UnitTracker, geom: dict,
                         base: dict) -> np.ndarray:
         """Screen build_progress: percent done of structures under construction
-        (0 elsewhere), painted on the base layers' discs (same occlusion).
+        (0 elsewhere): every unit of the base layers painted again in the
+        same order with its progress (0 if finished), so each pixel shows its
+        top unit's, the same occlusion as the other layers.
 
         Construction moves every loop, so this layer is keyed on the
         progress values while the other layers stay cached.
@@ -181,7 +200,8 @@ class LayerPainter:
         dtype = self.dtype["screen_build_progress"]
         return cached(
             cache, "screen_progress", (geom["key"], progress.tobytes()),
-            lambda: read_only(base["discs"].paint_many([progress], [dtype])[0]))
+            lambda: self.batch.add(base["res"], geom["centers"], geom["radii"],
+                                   (("paint", dtype),), [progress])[0])
 
     def _base_layers(self, cache: dict, geo: ViewGeometry, geom: dict, kind: str,
                      player_id: int, relative_lut: np.ndarray) -> dict[str, Any]:
@@ -190,14 +210,16 @@ class LayerPainter:
         rows, owner, centers = geom["rows"], geom["owner"], geom["centers"]
         res = geo.screen_res if kind == "screen" else geo.minimap_res
         # The units come in draw order (later ones on top).
-        discs = rasterize.Discs(centers, geom["radii"], res)
         relative = np.take(relative_lut, owner, mode="clip")
         names = [f"{kind}_player_relative", f"{kind}_player_id", f"{kind}_unit_type"]
         values = [relative, owner, data.id[rows]]
-        out = dict(zip(names, discs.paint_many(values, [self.dtype[n] for n in names])))
+        specs = tuple(("paint", self.dtype[n]) for n in names)
         if kind == "screen":
-            out["screen_unit_density"] = discs.count(self._density_clip,
-                                                     self.dtype["screen_unit_density"])
+            names.append("screen_unit_density")
+            specs += (("count", self.dtype["screen_unit_density"], self._density_clip),)
+        out: dict[str, Any] = dict(zip(names, self.batch.add(res, centers, geom["radii"],
+                                                             specs, values)))
+        if kind == "screen":
             pylons = (rows == data.row["Pylon"]) & (owner == player_id) & ~geom["building"]
             if pylons.any():
                 power = centers[pylons]
@@ -205,8 +227,7 @@ class LayerPainter:
                                              lambda: self._power(geo, power, res))
             else:
                 out["screen_power"] = self.zeros["screen_power"]
-        return {"layers": {k: read_only(v) for k, v in out.items()},
-                "discs": discs}
+        return {"layers": out, "res": res}
 
     def draw_order(self, rows: np.ndarray) -> np.ndarray:
         """Indices that put units of these type rows in draw order:
@@ -225,8 +246,7 @@ class LayerPainter:
                           + ~data.is_structure).astype(np.int8)
         return self._rank
 
-    def _power(self, geo: ViewGeometry, centers: np.ndarray, res) -> np.ndarray:
+    def _power(self, geo: ViewGeometry, centers: np.ndarray, res) -> Pending:
         """Pylon power fields of the player's finished pylons in view (some)."""
-        dtype = self.dtype["screen_power"]
         radius = geo.world_to_screen_distance(np.full(len(centers), PYLON_POWER_RADIUS))
-        return rasterize.Discs(centers, radius, res).covered().astype(dtype)
+        return self.batch.add(res, centers, radius, (("cover", self.dtype["screen_power"]),))[0]

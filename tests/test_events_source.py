@@ -230,3 +230,24 @@ def test_tracker_unit_counts_equal_a_recount_of_alive_units(archive):
             assert np.array_equal(finished, np.bincount(rows[done], minlength=n))
             checked += int(alive.sum())
     assert checked == 757  # alive units summed over the checked loops
+
+
+def test_batched_discs_equal_drawing_each_job_alone():
+    from pipeline.disc_batch import DiscBatch
+    from pipeline.rasterize import Discs
+    rng = np.random.default_rng(11)
+    batch, jobs = DiscBatch(), []
+    specs = (("paint", np.uint16), ("count", np.uint8, 15), ("cover", np.uint8))
+    for _ in range(60):
+        n = int(rng.integers(0, 30))
+        centers = rng.integers(-40, 100, (n, 2))
+        radii = rng.choice([0.3, 1.0, 2.7, 7.3, 20.0, 30.0], n)
+        values = rng.integers(1, 2000, n)
+        jobs.append((Discs(centers, radii, (64, 48)), values,
+                     batch.add((64, 48), centers, radii, specs, [values])))
+    batch.resolve()
+    for discs, values, (painted, counted, covered) in jobs:
+        assert np.array_equal(painted.array, discs.paint(values, np.dtype(np.uint16)))
+        assert np.array_equal(counted.array, discs.count(15, np.dtype(np.uint8)))
+        assert np.array_equal(covered.array, discs.covered().astype(np.uint8))
+        assert painted.array.shape == (48, 64) and not painted.array.flags.writeable
