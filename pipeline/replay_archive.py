@@ -13,7 +13,8 @@ reads either name.
 Every failure is raised as :class:`ReplayError` with a reason category from
 :data:`ERROR_CATEGORIES`, so callers can write an error record and go on.
 Decoding is lazy and cached: the metadata scan reads the header, details and
-``replay.gamemetadata.json`` only; events are decoded on first use.
+``replay.gamemetadata.json`` only; events are decoded on first use, game
+events with :mod:`pipeline.game_event_decoder`.
 """
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ from typing import Any
 import mpyq
 from s2protocol import versions as s2_versions
 
-from pipeline import s2protocol_speedup
+from pipeline import game_event_decoder, s2protocol_speedup
 
-# Bit-identical, ~1.5x faster bit reading for every decode (see that module).
+# Bit-identical, ~1.5x faster bit reading for every s2protocol decode (see
+# that module); game events go through the compiled decoder instead.
 s2protocol_speedup.install()
 
 # Reason categories for error records (stable strings: they end up in data).
@@ -81,7 +83,8 @@ def _bundled_builds() -> tuple[int, ...]:
 
 
 @functools.lru_cache(maxsize=None)
-def _protocol(build: int):
+def protocol_module(build: int):
+    """s2protocol's decoder module of a bundled build."""
     return s2_versions.build(build)
 
 
@@ -159,7 +162,7 @@ class ReplayArchive:
         candidates = candidate_protocols(self.base_build)
         for build, exact in candidates:
             try:
-                details = _protocol(build).decode_replay_details(raw)
+                details = protocol_module(build).decode_replay_details(raw)
                 players = details["m_playerList"]
                 if players is None or not isinstance(players, list):
                     raise ValueError("no player list")
@@ -176,7 +179,7 @@ class ReplayArchive:
 
     @property
     def protocol(self):
-        return _protocol(self.protocol_build)
+        return protocol_module(self.protocol_build)
 
     @property
     def details(self) -> dict[str, Any]:
@@ -200,7 +203,7 @@ class ReplayArchive:
                        if b != self.protocol_build]
         errors = []
         for build in builds:
-            module = _protocol(build)
+            module = protocol_module(build)
             fn = getattr(module, fn_name, None)
             if fn is None or (fn_name == "decode_replay_game_events"
                               and getattr(module, "replay_userid_typeid", 0) is None):
@@ -209,7 +212,10 @@ class ReplayArchive:
                 errors.append(f"{build}: no {fn_name}")
                 continue
             try:
-                result = fn(raw)
+                if fn_name == "decode_replay_game_events":  # same output, ~3x faster
+                    result = game_event_decoder.decode_game_events(module, raw)
+                else:
+                    result = fn(raw)
                 if fn_name.endswith("events"):
                     result = list(result)
                     if not self.protocol_exact:
