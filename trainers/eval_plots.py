@@ -36,7 +36,8 @@ def _save(fig, path: Path) -> None:
 def write_plots(report: dict, out: Path, split: str) -> list[Path]:
     """Writes the summary, value-by-time and per-function figures; returns paths."""
     paths = []
-    title = f"{report['model']} step {report['step']}, {split}: {report['samples']} samples, " \
+    which = report.get("checkpoint", {}).get("selected", "latest")
+    title = f"{report['model']} step {report['step']} ({which}), {split}: {report['samples']} samples, " \
             f"{report['replays']} replays (95% CI over replays)"
     m, b = report["metrics"], report["baselines"]
 
@@ -44,6 +45,8 @@ def write_plots(report: dict, out: Path, split: str) -> list[Path]:
     rows = [("value acc", m["value_accuracy"], "majority outcome",
              b["majority_outcome"]["value_accuracy"]),
             ("value acc", None, "matchup prior", b["matchup_prior"]["value_accuracy"]),
+            ("value acc", None, "player-features LR",
+             b.get("player_features_logistic_regression", {}).get("value_accuracy")),
             ("function acc", m["function_accuracy"], "most frequent available",
              b["most_frequent_available_function"]["function_accuracy"]),
             ("action acc", m["action_accuracy"], None, None),
@@ -77,7 +80,10 @@ def write_plots(report: dict, out: Path, split: str) -> list[Path]:
         centers = [r["minutes"][0] + (((r["minutes"][1] or r["minutes"][0] + 2)
                                        - r["minutes"][0]) / 2) for r in rows_t]
         for key, label in (("model", "model"), ("majority_outcome", "majority outcome"),
-                           ("matchup_prior", "matchup prior")):
+                           ("matchup_prior", "matchup prior"),
+                           ("player_features_logistic_regression", "player-features LR")):
+            if key not in rows_t[0]:
+                continue
             means, err = _err([r[key] for r in rows_t])
             ax.errorbar(centers, means, yerr=err, marker="o", capsize=3, label=label)
     ax.set_xlabel("game time (minutes)")

@@ -12,6 +12,14 @@ Writes into RUN_DIR:
 * ``eval_<split>_summary.png``, ``eval_<split>_value_by_time.png`` and
   ``eval_<split>_functions.png``.
 
+By default the checkpoint evaluated is the one ``trainers.train`` selected on
+the validation split (``checkpoints/best``, see ``best.json``); runs trained
+without validation fall back to the latest checkpoint.  ``--checkpoint
+latest`` (or a checkpoint path) overrides; the JSON's ``checkpoint`` entry
+says which was used.  Baselines include a logistic regression on the player
+vector and game time (``trainers.linear_baseline``: fitted on train, L2
+chosen on validation).
+
 Argument accuracies count samples whose target function takes the argument;
 arFullyConv's arguments are evaluated given the target function (teacher
 forcing), while whole-action accuracy uses each model's own choices.
@@ -29,10 +37,11 @@ import numpy as np
 import tensorflow as tf
 
 from schemas import layers
-from trainers import metrics
+from trainers import linear_baseline, metrics
 from trainers.action_space import function_names
 from trainers.input import InputError, make_dataset, read_columns
-from trainers.train import Trainer, load_config, teacher_inputs, write_json_atomic
+from trainers.train import (Trainer, load_best, load_config, teacher_inputs,
+                            write_json_atomic)
 
 LOOPS_PER_MINUTE = 22.4 * 60  # "faster" game speed: 22.4 game loops per second
 SPATIAL_ARGS = tuple(a for a in layers.ARGUMENT_TYPES if a.spatial)
@@ -68,6 +77,7 @@ def predict(trainer: Trainer, data: str, split: str, batch_size: int,
                 f"({seen / (time.perf_counter() - start):.1f} samples/s)")
         batch = {k: v.numpy() for k, v in step(inputs, targets).items()}
         batch["available_actions"] = inputs["available_actions"].numpy().astype(np.uint8)
+        batch["player_log1p"] = inputs["player"].numpy()
         batch.update({k: v.numpy() for k, v in targets.items()})
         batch.update({k: v.numpy() for k, v in meta.items()})
         for k, v in batch.items():
@@ -92,17 +102,23 @@ def action_correct(p: dict[str, np.ndarray]) -> np.ndarray:
 def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
              within_pixels: int = 3, bucket_minutes: Sequence[float] = tuple(range(0, 26, 2)),
              resamples: int = 1000, seed: int = 0, min_function_count: int = 20,
-             plots: bool = True, log=print) -> dict:
-    """Computes the report, writes ``eval_<split>.json`` (+ PNGs); returns it."""
+             plots: bool = True, checkpoint: str = "best", log=print) -> dict:
+    """Computes the report, writes ``eval_<split>.json`` (+ PNGs); returns it.
+
+    ``checkpoint``: ``"best"`` (the validation-selected checkpoint, else the
+    latest), ``"latest"``, or a checkpoint path."""
     config = load_config(run)
     config.out = str(run)  # the run directory may have moved since training
     trainer = Trainer(config)
-    step = trainer.restore()
+    chosen = choose_checkpoint(trainer, run, checkpoint)
+    step = trainer.restore(chosen["path"])
     if step == 0:
         raise InputError(f"{run} has no checkpoint to evaluate")
+    chosen["step"] = step
+    log(f"evaluating {chosen['selected']} checkpoint {chosen['path']} (step {step})")
     p = predict(trainer, data, split, batch_size, log)
-    train = read_columns(data, "train", ["value", "function_id", "race", "opponent_race"],
-                         config.spec.schema)
+    train = read_columns(data, "train", ["value", "function_id", "race", "opponent_race",
+                                         "player", "game_loop"], config.spec.schema)
     boot = {"resamples": resamples, "seed": seed}
     groups = p["replay_id"]
 
@@ -121,6 +137,10 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
     function_ok = p["function_pred"] == p["function_id"]
     counts = metrics.function_counts(train["function_id"])
     mfa_ok = metrics.most_frequent_available(counts, p["available_actions"]) == p["function_id"]
+    logistic = fit_player_logistic(data, config.spec.schema, train)
+    logistic_prob = logistic["model"].prob(
+        linear_baseline.player_features(p["player_log1p"], p["game_loop"]))
+    logistic_ok = (logistic_prob > 0.5).astype(np.int64) == label
     prob = np.clip(p["value_prob"], 1e-7, 1 - 1e-7)
     log_loss = -(label * np.log(prob) + (1 - label) * np.log(1 - prob))
 
@@ -146,13 +166,15 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
     minutes = p["game_loop"] / LOOPS_PER_MINUTE
     edges = list(bucket_minutes) + [float("inf")]
     time_rows = []
-    for m, b, c in zip(metrics.by_bucket(value_ok, minutes, edges, groups, **boot),
-                       metrics.by_bucket(majority_ok, minutes, edges, groups, **boot),
-                       metrics.by_bucket(matchup_ok, minutes, edges, groups, **boot)):
+    for m, b, c, lr in zip(metrics.by_bucket(value_ok, minutes, edges, groups, **boot),
+                           metrics.by_bucket(majority_ok, minutes, edges, groups, **boot),
+                           metrics.by_bucket(matchup_ok, minutes, edges, groups, **boot),
+                           metrics.by_bucket(logistic_ok, minutes, edges, groups, **boot)):
         time_rows.append({"minutes": [m["low"], None if np.isinf(m["high"]) else m["high"]],
                           "model": m["interval"].to_json(),
                           "majority_outcome": b["interval"].to_json(),
-                          "matchup_prior": c["interval"].to_json()})
+                          "matchup_prior": c["interval"].to_json(),
+                          "player_features_logistic_regression": lr["interval"].to_json()})
 
     names = function_names()
     per_function = []
@@ -167,7 +189,8 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
 
     report = {
         "split": split, "run": str(run), "data": str(data), "model": config.model,
-        "step": step, "samples": int(label.size), "replays": int(len(set(groups))),
+        "step": step, "checkpoint": chosen,
+        "samples": int(label.size), "replays": int(len(set(groups))),
         "bootstrap": {"unit": "replay", "resamples": resamples, "confidence": 0.95,
                       "seed": seed},
         "metrics": {k: v.to_json() for k, v in report_metrics.items()},
@@ -179,10 +202,17 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
                               "value_accuracy": ci(matchup_ok).to_json()},
             "most_frequent_available_function": {
                 "function_accuracy": ci(mfa_ok).to_json()},
+            "player_features_logistic_regression": {
+                "features": "log(player + 1) (11) and game_loop / 13440",
+                "l2": logistic["model"].l2, "selected_on": logistic["selected_on"],
+                "l2_candidates": logistic["table"],
+                "value_accuracy": ci(logistic_ok).to_json()},
         },
         "model_minus_baseline": {
             "value_accuracy_vs_majority": ci(value_ok.astype(float) - majority_ok).to_json(),
             "value_accuracy_vs_matchup": ci(value_ok.astype(float) - matchup_ok).to_json(),
+            "value_accuracy_vs_player_features_logistic_regression":
+                ci(value_ok.astype(float) - logistic_ok).to_json(),
             "function_accuracy_vs_most_frequent_available":
                 ci(function_ok.astype(float) - mfa_ok).to_json(),
         },
@@ -198,6 +228,48 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
     return report
 
 
+def choose_checkpoint(trainer: Trainer, run: str | os.PathLike, which: str) -> dict:
+    """Which checkpoint to evaluate: ``best`` (validation-selected; the latest
+    when the run has none), ``latest``, or an explicit checkpoint path."""
+    if which == "best":
+        best = load_best(run)
+        path = trainer.best_manager.latest_checkpoint
+        if best and path:
+            return {"selected": "best_validation", "path": path,
+                    "select_metric": best["metric"], "validation_value": best["value"],
+                    "validation_samples": best.get("validation_samples")}
+        which = "latest"
+        note = "no validation-selected checkpoint in the run; latest used"
+    else:
+        note = None
+    if which == "latest":
+        out = {"selected": "latest", "path": trainer.manager.latest_checkpoint}
+    else:
+        out = {"selected": "path", "path": which}
+    if note:
+        out["note"] = note
+    return out
+
+
+def fit_player_logistic(data: str, schema, train: dict) -> dict:
+    """The player-features logistic regression: fitted on train, L2 chosen
+    on the validation split (a fixed L2 of 0.01 when there is none)."""
+    train_x = linear_baseline.player_features(linear_baseline.log_player(train["player"]),
+                                              train["game_loop"])
+    try:
+        val = read_columns(data, "validation", ["player", "game_loop", "value"], schema)
+    except InputError:
+        val = None
+    if val is None or val["value"].size == 0:
+        return {"model": linear_baseline.fit_logistic(train_x, train["value"], 1e-2),
+                "table": [], "selected_on": "fixed (no validation split)"}
+    val_x = linear_baseline.player_features(linear_baseline.log_player(val["player"]),
+                                            val["game_loop"])
+    model, table = linear_baseline.select_logistic(train_x, train["value"], val_x,
+                                                   val["value"])
+    return {"model": model, "table": table, "selected_on": "validation log loss"}
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m trainers.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -210,6 +282,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="left edges of the game-time buckets, in minutes")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", default="best",
+                   help="'best' (validation-selected, else latest), 'latest', or a path")
     p.add_argument("--min_function_count", type=int, default=20,
                    help="functions with fewer test targets are left out of the breakdown")
     return p.parse_args(argv)
@@ -223,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           bucket_minutes=[float(x) for x in a.bucket_minutes.split(",")],
                           resamples=a.resamples, seed=a.seed,
                           min_function_count=a.min_function_count,
-                          log=lambda m: print(m, flush=True))
+                          checkpoint=a.checkpoint, log=lambda m: print(m, flush=True))
     except (InputError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -238,7 +312,12 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"(model {report['model']}, step {report['step']}; 95% CI over replays)")
     print(f"  value accuracy     {fmt(m['value_accuracy'])}  "
           f"majority {fmt(b['majority_outcome']['value_accuracy'])}  "
-          f"matchup {fmt(b['matchup_prior']['value_accuracy'])}")
+          f"matchup {fmt(b['matchup_prior']['value_accuracy'])}  player-features LR "
+          f"{fmt(b['player_features_logistic_regression']['value_accuracy'])}")
+    c = report["checkpoint"]
+    print(f"  checkpoint         {c['selected']} (step {c['step']}"
+          + (f", validation {c['select_metric']}={c['validation_value']:.4f})"
+             if c["selected"] == "best_validation" else ")"))
     print(f"  function accuracy  {fmt(m['function_accuracy'])}  most frequent available "
           f"{fmt(b['most_frequent_available_function']['function_accuracy'])}")
     print(f"  action accuracy    {fmt(m['action_accuracy'])}")

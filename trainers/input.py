@@ -34,6 +34,9 @@ from schemas.sample import SampleSchema
 # Fields carried next to each batch for evaluation and baselines.
 META_FIELDS: tuple[str, ...] = ("replay_id", "player_id", "game_loop", "race",
                                 "opponent_race")
+# Game time input scale: game loops per 10 minutes at "faster" speed (22.4/s),
+# so the ``game_time`` input is about 0..3 over ordinary games.
+GAME_TIME_SCALE = 22.4 * 600
 
 
 class InputError(ValueError):
@@ -50,17 +53,21 @@ class FeatureSpec:
     minimap_resolution: int = 64
     screen_layers: tuple[str, ...] = tuple(l.name for l in layers.SCREEN_LAYERS)
     minimap_layers: tuple[str, ...] = tuple(l.name for l in layers.MINIMAP_LAYERS)
+    # Game time (the sample's game loop, pysc2's ``game_loop`` observation) as
+    # a non-spatial input ``game_time`` = game_loop / GAME_TIME_SCALE.
+    game_time: bool = False
 
     @classmethod
     def create(cls, screen_resolution: int = 64, minimap_resolution: int = 64,
-               drop: Iterable[str] = ()) -> "FeatureSpec":
+               drop: Iterable[str] = (), game_time: bool = False) -> "FeatureSpec":
         """All layers except ``drop`` (sample field names, e.g. ``screen_creep``)."""
         drop = set(drop)
         return cls(screen_resolution, minimap_resolution,
                    tuple(l.name for l in layers.SCREEN_LAYERS
                          if f"screen_{l.name}" not in drop),
                    tuple(l.name for l in layers.MINIMAP_LAYERS
-                         if f"minimap_{l.name}" not in drop))
+                         if f"minimap_{l.name}" not in drop),
+                   bool(game_time))
 
     @property
     def schema(self) -> SampleSchema:
@@ -89,7 +96,8 @@ class FeatureSpec:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "FeatureSpec":
         return cls(int(d["screen_resolution"]), int(d["minimap_resolution"]),
-                   tuple(d["screen_layers"]), tuple(d["minimap_layers"]))
+                   tuple(d["screen_layers"]), tuple(d["minimap_layers"]),
+                   bool(d.get("game_time", False)))  # runs before the option: off
 
 
 # ----------------------------------------------------------------- data files
@@ -133,6 +141,19 @@ def manifest_unavailable_layers(data_dir: str | os.PathLike) -> tuple[str, ...]:
     return tuple(sorted(n for n in found if n in schema_names))
 
 
+def split_size(data_dir: str | os.PathLike, split: str) -> int:
+    """Samples in a split's TFRecord shards: the manifest's count when it has
+    one (``counts.samples_by_split_and_format[split].tfrecord``), else counted."""
+    path = Path(data_dir) / "manifest.json"
+    if path.exists():
+        counts = json.loads(path.read_text()).get("counts", {})
+        by_format = counts.get("samples_by_split_and_format", {}).get(split, {})
+        if isinstance(by_format, dict) and isinstance(by_format.get("tfrecord"), int):
+            return by_format["tfrecord"]
+    ds = tf.data.TFRecordDataset(shard_files(data_dir, split), compression_type="GZIP")
+    return int(ds.reduce(np.int64(0), lambda n, _: n + 1))
+
+
 def infer_resolutions(files: list[str]) -> tuple[int, int]:
     """(screen, minimap) resolution from the first record's layer sizes."""
     for record in tf.data.TFRecordDataset(files[:1], compression_type="GZIP").take(1):
@@ -164,7 +185,8 @@ def to_model_batch(decoded: Mapping[str, tf.Tensor], spec: FeatureSpec
     """Decoded (batched) sample fields -> (inputs, targets, meta) dicts.
 
     inputs: ``screen`` uint16 [B,S,S,Ls], ``minimap`` uint16 [B,M,M,Lm],
-    ``player`` float32 [B,11] (log(x+1)), ``available_actions`` float32 [B,573].
+    ``player`` float32 [B,11] (log(x+1)), ``available_actions`` float32 [B,573],
+    and with ``spec.game_time`` also ``game_time`` float32 [B,1].
     targets: ``function_id`` int32 [B], ``value`` float32 [B], and
     ``arg_<name>`` int32 [B] (flat pixel index for spatial args; -1 unused).
     """
@@ -180,6 +202,8 @@ def to_model_batch(decoded: Mapping[str, tf.Tensor], spec: FeatureSpec
         "player": tf.math.log1p(tf.maximum(tf.cast(decoded["player"], tf.float32), 0.0)),
         "available_actions": tf.cast(decoded["available_actions"], tf.float32),
     }
+    if spec.game_time:
+        inputs["game_time"] = game_time_input(decoded["game_loop"])
     targets = {"function_id": tf.cast(decoded["function_id"], tf.int32),
                "value": tf.cast(decoded["value"], tf.float32)}
     for arg in layers.ARGUMENT_TYPES:
@@ -197,14 +221,24 @@ def to_model_batch(decoded: Mapping[str, tf.Tensor], spec: FeatureSpec
     return inputs, targets, meta
 
 
+def game_time_input(game_loop) -> tf.Tensor:
+    """[B] game loops -> [B,1] float32 ``game_loop / GAME_TIME_SCALE``."""
+    return (tf.cast(game_loop, tf.float32) / GAME_TIME_SCALE)[:, None]
+
+
 # --------------------------------------------------------------- datasets
 def make_dataset(data_dir: str | os.PathLike, split: str, spec: FeatureSpec, *,
                  batch_size: int = 64, shuffle: bool = True, repeat: bool = True,
                  seed: int = 0, shuffle_buffer: int = 2048,
                  drop_remainder: bool | None = None, with_meta: bool = False,
                  source: str = "tfrecord", tfds_data_dir: str | None = None,
-                 tfds_name: str = "sc2_replays") -> tf.data.Dataset:
+                 tfds_name: str = "sc2_replays", every: int = 1,
+                 limit: int | None = None) -> tf.data.Dataset:
     """Batches of ``(inputs, targets)`` (plus ``meta`` when ``with_meta``).
+
+    ``every=k`` keeps every k-th record (in read order) and ``limit`` caps the
+    number of records, before any repeat: a fixed, spread-out subset (e.g.
+    validation samples from every replay and every game time).
 
     ``source="tfrecord"`` reads ``data_dir``'s shards; ``source="tfds"`` reads
     the TFDS dataset ``tfds_name`` from ``tfds_data_dir`` (offline).
@@ -248,6 +282,10 @@ def make_dataset(data_dir: str | os.PathLike, split: str, spec: FeatureSpec, *,
     else:
         raise InputError(f"unknown source {source!r}; expected tfrecord or tfds")
 
+    if every > 1:
+        ds = ds.shard(every, 0)
+    if limit is not None:
+        ds = ds.take(limit)
     if repeat:
         ds = ds.repeat()
     if shuffle:

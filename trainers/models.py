@@ -81,16 +81,22 @@ class _Base(keras.Model):
 
     autoregressive = False
 
-    def __init__(self, spec: FeatureSpec, **kwargs):
+    def __init__(self, spec: FeatureSpec, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.spec = spec
+        # Dropout on the 256-unit layer the value and function heads read
+        # (training only); 0 = none, as in the paper.
+        self.fc_dropout = keras.layers.Dropout(dropout, name="fc_dropout")
         self.screen_encoder = SpatialEncoder(spec.screen, name="screen_encoder")
         self.minimap_encoder = SpatialEncoder(spec.minimap, name="minimap_encoder")
         self.value_head = keras.layers.Dense(1, name="value")
         self.function_head = keras.layers.Dense(layers.NUM_FUNCTIONS, name="function")
 
     def non_spatial(self, inputs) -> tf.Tensor:
-        return tf.concat([inputs["player"], inputs["available_actions"]], axis=-1)
+        parts = [inputs["player"], inputs["available_actions"]]
+        if self.spec.game_time:
+            parts.append(inputs["game_time"])
+        return tf.concat(parts, axis=-1)
 
     def common_heads(self, fc: tf.Tensor, inputs) -> dict:
         return {"value": tf.squeeze(self.value_head(fc), -1),
@@ -127,6 +133,7 @@ class AtariNet(_Base):
             self.screen_tower(self.screen_encoder(inputs["screen"])),
             self.minimap_tower(self.minimap_encoder(inputs["minimap"])),
             self.ns_layer(self.non_spatial(inputs))], axis=-1))
+        fc = self.fc_dropout(fc, training=training)
         out = self.common_heads(fc, inputs)
         for arg, head in zip(layers.ARGUMENT_TYPES, self.arg_heads):
             if arg.spatial:
@@ -177,7 +184,7 @@ class FullyConv(_Base):
         ns = tf.tile(ns[:, None, None, :], [1, res, res, 1])
         spatial = tf.concat([screen, minimap, ns], axis=-1)
         fc = self.fc(keras.ops.reshape(self.reduce(spatial), [tf.shape(spatial)[0], -1]))
-        return spatial, fc
+        return spatial, self.fc_dropout(fc, training=training)
 
     def call(self, inputs, training=False):
         spatial, fc = self.state(inputs, training)
@@ -243,12 +250,15 @@ class ArFullyConv(FullyConv):
         return out
 
 
-def build_model(name: str, spec: FeatureSpec) -> keras.Model:
-    """One of :data:`MODEL_NAMES`, built (weights created) for ``spec``."""
+def build_model(name: str, spec: FeatureSpec, dropout: float = 0.0) -> keras.Model:
+    """One of :data:`MODEL_NAMES`, built (weights created) for ``spec``;
+    ``dropout`` on the 256-unit layer of the non-spatial heads."""
     classes = {"atari_net": AtariNet, "fully_conv": FullyConv, "ar_fully_conv": ArFullyConv}
     if name not in classes:
         raise ValueError(f"unknown model {name!r}; expected one of {MODEL_NAMES}")
-    model = classes[name](spec, name=name)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    model = classes[name](spec, dropout=dropout, name=name)
     model(dummy_inputs(spec, batch_size=1), training=False)
     return model
 
@@ -257,7 +267,8 @@ def dummy_inputs(spec: FeatureSpec, batch_size: int = 1) -> dict:
     """Zero inputs of the right shapes (no_op available), to build a model."""
     available = np.zeros((batch_size, layers.NUM_FUNCTIONS), np.float32)
     available[:, layers.NO_OP] = 1.0
-    return {
+    extra = ({"game_time": tf.zeros([batch_size, 1], tf.float32)} if spec.game_time else {})
+    return {**extra,
         "screen": tf.zeros([batch_size, spec.screen_resolution, spec.screen_resolution,
                             len(spec.screen_layers)], tf.uint16),
         "minimap": tf.zeros([batch_size, spec.minimap_resolution, spec.minimap_resolution,

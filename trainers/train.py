@@ -5,6 +5,15 @@
 RUN_DIR receives ``config.json`` (everything needed to rebuild the model and
 rerun), ``checkpoints/`` (``tf.train.CheckpointManager``: weights, optimizer
 state and the step counter) and ``tensorboard/`` (losses, examples/s).
+
+With ``--validation_every N`` the model is scored every N steps (and at the
+last step) on a fixed subset of the validation split (``--validation_samples``
+samples, every k-th record so that all validation replays and game times are
+represented, held in memory); the checkpoint with the best
+``--select_metric`` (default: validation value loss) is kept in
+``checkpoints/best/`` and described in ``best.json``, which
+``trainers.evaluate`` evaluates by default.  ``--early_stop_patience P``
+stops after P validations without improvement.
 Running again with the same RUN_DIR resumes from the latest checkpoint and
 continues the step count up to ``--steps``; the data order after a resume is
 reseeded from ``(seed, step)`` so it is reproducible but does not replay the
@@ -27,11 +36,16 @@ import tensorflow as tf
 
 from schemas import layers
 from trainers.input import (FeatureSpec, InputError, infer_resolutions, make_dataset,
-                            manifest_unavailable_layers, shard_files)
+                            manifest_unavailable_layers, shard_files, split_size)
 from trainers.losses import LossWeights, compute_losses
 from trainers.models import MODEL_NAMES, build_model
 
 CONFIG_NAME = "config.json"
+BEST_NAME = "best.json"
+# Validation metrics a checkpoint can be selected on; all lower-is-better
+# except value_accuracy.
+SELECT_METRICS: tuple[str, ...] = ("value", "total", "function", "arguments",
+                                   "value_accuracy")
 
 
 @dataclasses.dataclass
@@ -52,7 +66,12 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 200
     validation_every: int = 0
-    validation_batches: int = 4
+    validation_batches: int = 4   # unused since validation_samples (old configs)
+    validation_samples: int = 2048
+    select_metric: str = "value"  # a validation loss name, or "value_accuracy"
+    early_stop_patience: int = 0  # validations without improvement; 0 = never stop
+    dropout: float = 0.0
+    game_time: bool = False
     source: str = "tfrecord"
     tfds_data_dir: str | None = None
     drop_layers: tuple[str, ...] | None = None  # None: from the manifest
@@ -67,7 +86,11 @@ class TrainConfig:
                     else tuple(self.drop_layers))
             self.drop_layers = tuple(drop)
             screen, minimap = infer_resolutions(shard_files(self.data, "train"))
-            self.feature_spec = FeatureSpec.create(screen, minimap, drop).to_json()
+            self.feature_spec = FeatureSpec.create(screen, minimap, drop,
+                                                   game_time=self.game_time).to_json()
+        if self.select_metric not in SELECT_METRICS:
+            raise ValueError(f"unknown select_metric {self.select_metric!r}; expected one "
+                             f"of {SELECT_METRICS}")
         return self
 
     @property
@@ -110,7 +133,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig):
         self.config = config
-        self.model = build_model(config.model, config.spec)
+        self.model = build_model(config.model, config.spec, dropout=config.dropout)
         self.optimizer = (
             keras.optimizers.AdamW(learning_rate=config.learning_rate,
                                    weight_decay=config.weight_decay)
@@ -122,12 +145,16 @@ class Trainer:
                                               optimizer=self.optimizer)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(config.out, "checkpoints"), max_to_keep=3)
+        self.best_manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(config.out, "checkpoints", "best"), max_to_keep=1)
         self.weights = config.loss_weights
 
-    def restore(self) -> int:
-        """Restores the latest checkpoint if any; returns the step reached."""
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+    def restore(self, path: str | None = None) -> int:
+        """Restores ``path`` (default: the latest checkpoint) if any; returns
+        the step reached."""
+        path = path or self.manager.latest_checkpoint
+        if path:
+            self.checkpoint.restore(path).assert_existing_objects_matched()
         return int(self.step.numpy())
 
     def _model_inputs(self, inputs, targets):
@@ -149,6 +176,15 @@ class Trainer:
     def loss_step(self, inputs, targets):
         outputs = self.model(self._model_inputs(inputs, targets), training=False)
         return compute_losses(outputs, targets, self.weights)
+
+    @tf.function
+    def validation_step(self, inputs, targets):
+        """Losses plus the number of correct value predictions in the batch."""
+        outputs = self.model(self._model_inputs(inputs, targets), training=False)
+        losses = compute_losses(outputs, targets, self.weights)
+        correct = tf.cast(outputs["value"] > 0.0, tf.float32) == targets["value"]
+        losses["value_correct"] = tf.reduce_sum(tf.cast(correct, tf.float32))
+        return losses
 
 
 def _scalar_metadata() -> bytes:
@@ -202,14 +238,16 @@ def train(config: TrainConfig, log=print) -> dict:
                            shuffle_buffer=config.shuffle_buffer, source=config.source,
                            tfds_data_dir=config.tfds_data_dir)
     writer = tf.summary.create_file_writer(str(out / "tensorboard"))
+    validator = Validator(trainer, config, writer, log) if config.validation_every else None
     devices = [d.name for d in tf.config.list_logical_devices() if d.device_type == "GPU"]
     log(f"training {config.model} on {'GPU ' + ','.join(devices) if devices else 'CPU'}: "
         f"steps {start} -> {config.steps}, batch {config.batch_size}, "
         f"{len(config.spec.screen_layers)} screen + {len(config.spec.minimap_layers)} "
-        f"minimap layers, {config.spec.screen_resolution}px")
+        f"minimap layers, {config.spec.screen_resolution}px"
+        f"{', game time input' if config.spec.game_time else ''}")
     losses: dict = {}
     interval_start, interval_steps, rate = time.perf_counter(), 0, 0.0
-    total_start, step = time.perf_counter(), start
+    total_start, step, stopped_early = time.perf_counter(), start, False
     for inputs, targets in dataset:
         losses = trainer.train_step(inputs, targets)
         step += 1
@@ -222,39 +260,101 @@ def train(config: TrainConfig, log=print) -> dict:
             log_scalars(writer, step, {**{f"loss/{k}": v for k, v in losses.items()},
                                        "examples_per_second": rate})
             interval_start, interval_steps = time.perf_counter(), 0
-        if config.validation_every and step % config.validation_every == 0:
-            _validate(trainer, config, writer, step, log)
-        if step % config.checkpoint_every == 0 or step >= config.steps:
+        if validator and (step % config.validation_every == 0 or step >= config.steps):
+            stopped_early = validator.validate(step)
+        if step % config.checkpoint_every == 0 or step >= config.steps or stopped_early:
             trainer.manager.save(checkpoint_number=step)
-        if step >= config.steps:
+        if step >= config.steps or stopped_early:
             break
     writer.flush()
     total = time.perf_counter() - total_start
     mean_rate = (step - start) * config.batch_size / max(total, 1e-9)
-    log(f"done: step {step}, {mean_rate:.1f} examples/s over the run, "
+    log(f"done: step {step}{' (early stop)' if stopped_early else ''}, "
+        f"{mean_rate:.1f} examples/s over the run, "
         f"checkpoint {trainer.manager.latest_checkpoint}")
-    return {"step": step, "losses": {k: float(v) for k, v in losses.items()},
-            "examples_per_second": mean_rate}
+    result = {"step": step, "losses": {k: float(v) for k, v in losses.items()},
+              "examples_per_second": mean_rate, "stopped_early": stopped_early}
+    if validator and validator.best:
+        log(f"best validation {config.select_metric}={validator.best['value']:.4f} at step "
+            f"{validator.best['step']}: {validator.best['checkpoint']}")
+        result["best"] = validator.best
+    return result
 
 
-def _validate(trainer: Trainer, config: TrainConfig, writer, step: int, log) -> None:
-    try:
-        ds = make_dataset(config.data, "validation", config.spec,
-                          batch_size=config.batch_size, shuffle=False, repeat=False,
-                          source=config.source, tfds_data_dir=config.tfds_data_dir)
-    except InputError as e:
-        log(f"validation skipped: {e}")
-        return
-    sums: dict[str, float] = {}
-    n = 0
-    for inputs, targets in ds.take(config.validation_batches):
-        for k, v in trainer.loss_step(inputs, targets).items():
-            sums[k] = sums.get(k, 0.0) + float(v)
-        n += 1
-    if n:
-        means = {k: v / n for k, v in sums.items()}
-        log(f"validation step {step} {_format(means)}")
-        log_scalars(writer, step, {f"validation/{k}": v for k, v in means.items()})
+def load_best(run_dir: str | os.PathLike) -> dict | None:
+    """The run's ``best.json`` (best validation checkpoint), or None."""
+    path = Path(run_dir) / BEST_NAME
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def improves(metric: str, new: float, old: float | None) -> bool:
+    """Whether ``new`` is strictly better than ``old`` for ``metric``."""
+    if old is None:
+        return True
+    return new > old if metric == "value_accuracy" else new < old
+
+
+class Validator:
+    """Scores the model on a fixed validation subset and keeps the best
+    checkpoint (``checkpoints/best/`` + ``best.json``)."""
+
+    def __init__(self, trainer: Trainer, config: TrainConfig, writer, log):
+        self.trainer, self.config, self.writer, self.log = trainer, config, writer, log
+        self.batches: list = []
+        self.samples = 0
+        try:
+            total = split_size(config.data, "validation")
+            every = max(1, total // max(1, config.validation_samples))
+            ds = make_dataset(config.data, "validation", config.spec,
+                              batch_size=config.batch_size, shuffle=False, repeat=False,
+                              source=config.source, tfds_data_dir=config.tfds_data_dir,
+                              every=every, limit=config.validation_samples)
+            self.batches = list(ds)  # held in memory: the same samples every time
+        except InputError as e:
+            log(f"validation skipped: {e}")
+        self.samples = sum(int(t["value"].shape[0]) for _, t in self.batches)
+        if self.batches:
+            log(f"validation subset: {self.samples} of {total} samples (every {every}th)")
+        previous = load_best(config.out)
+        self.best = previous if previous and previous.get("metric") == config.select_metric \
+            else None
+        self.history: list[dict] = list(previous.get("history", [])) if self.best else []
+        self.since_best = 0
+
+    def validate(self, step: int) -> bool:
+        """Scores the model at ``step``; returns True when training should stop."""
+        if not self.batches:
+            return False
+        sums: dict[str, float] = {}
+        for inputs, targets in self.batches:
+            n = float(targets["value"].shape[0])
+            for k, v in self.trainer.validation_step(inputs, targets).items():
+                sums[k] = sums.get(k, 0.0) + float(v) * (1.0 if k == "value_correct" else n)
+        means = {k: v / self.samples for k, v in sums.items() if k != "value_correct"}
+        means["value_accuracy"] = sums["value_correct"] / self.samples
+        self.log(f"validation step {step} {_format(means)} "
+                 f"value_accuracy={means['value_accuracy']:.4f}")
+        log_scalars(self.writer, step, {f"validation/{k}": v for k, v in means.items()})
+        metric = self.config.select_metric
+        value = means[metric]
+        self.history.append({"step": step, metric: value})
+        if improves(metric, value, self.best["value"] if self.best else None):
+            path = self.trainer.best_manager.save(checkpoint_number=step)
+            self.best = {"metric": metric, "value": value, "step": step, "checkpoint": path,
+                         "validation_samples": self.samples,
+                         "validation": {k: float(v) for k, v in means.items()}}
+            self.since_best = 0
+        else:
+            self.since_best += 1
+        write_json_atomic(Path(self.config.out) / BEST_NAME,
+                          {**self.best, "history": self.history})
+        patience = self.config.early_stop_patience
+        if patience and self.since_best >= patience:
+            self.log(f"early stop: validation {metric} has not improved for "
+                     f"{patience} validations (best {self.best['value']:.4f} at step "
+                     f"{self.best['step']})")
+            return True
+        return False
 
 
 def parse_args(argv: Sequence[str] | None) -> TrainConfig:
@@ -278,8 +378,18 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     p.add_argument("--log_every", type=int, default=d.log_every)
     p.add_argument("--checkpoint_every", type=int, default=d.checkpoint_every)
     p.add_argument("--validation_every", type=int, default=d.validation_every,
-                   help="steps between validation-loss reports (0: never)")
-    p.add_argument("--validation_batches", type=int, default=d.validation_batches)
+                   help="steps between validations and best-checkpoint selection "
+                        "(0: never)")
+    p.add_argument("--validation_samples", type=int, default=d.validation_samples,
+                   help="size of the fixed validation subset (every k-th record)")
+    p.add_argument("--select_metric", choices=SELECT_METRICS, default=d.select_metric,
+                   help="validation metric that picks the best checkpoint")
+    p.add_argument("--early_stop_patience", type=int, default=d.early_stop_patience,
+                   help="stop after this many validations without improvement (0: never)")
+    p.add_argument("--dropout", type=float, default=d.dropout,
+                   help="dropout on the 256-unit layer of the non-spatial heads")
+    p.add_argument("--game_time", action="store_true",
+                   help="give the model the game time (game loop) as a non-spatial input")
     p.add_argument("--source", choices=("tfrecord", "tfds"), default=d.source)
     p.add_argument("--tfds_data_dir", default=None)
     p.add_argument("--drop_layers", default=None,
