@@ -53,6 +53,7 @@ from typing import Any, Callable, Sequence
 from pipeline import ability_table
 from pipeline.coords import (CAMERA_EVENT_SCALE, GAME_EVENT_POINT_SCALE,
                              UNIT_POSITIONS_SCALE, ViewGeometry)
+from pipeline.lobby import join_slots, read_init_data
 from pipeline.replay_archive import ReplayArchive, ReplayError
 from pipeline.sampling import Action
 
@@ -171,11 +172,9 @@ class UnitPositions:
 def _player_users(archive: ReplayArchive) -> dict[int, int | None]:
     """player id (1-based index in details' player list) -> user id; observers excluded.
 
-    The details <-> lobby slot join is the index's (``replay_index.join_slots``),
+    The details <-> lobby slot join is the index's (``lobby.join_slots``),
     so the action stream and the index always agree on who is who.
     """
-    from pipeline.replay_index import join_slots, read_init_data
-
     players = archive.details.get("m_playerList") or []
     slots = join_slots(players, read_init_data(archive))
     out = {}
@@ -188,8 +187,6 @@ def _player_users(archive: ReplayArchive) -> dict[int, int | None]:
 
 def replay_map_size(archive: ReplayArchive) -> tuple[int, int]:
     """The full map size in world units (init data game description), as pysc2's map_size."""
-    from pipeline.replay_index import read_init_data
-
     init = read_init_data(archive)
     if init is None:
         raise ReplayError("missing_part", "init data does not decode: no map size")

@@ -66,6 +66,13 @@ class ReplayError(Exception):
         self.message = message
 
 
+def as_text(value: Any) -> str:
+    """A decoded string field (s2protocol gives bytes) as text; None -> ""."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
 def replay_id(data: bytes) -> str:
     """The replay id: SHA-256 of the file's bytes, hex."""
     return hashlib.sha256(data).hexdigest()

@@ -31,8 +31,9 @@ Init data decoding: s2protocol lacks many builds (all of 3.0 - 3.14, for
 example); a neighbouring build's decoder fails or silently misreads the init
 data.  Where the replay's exact protocol is not bundled, or it fails, the
 scan uses sc2reader's build-conditional init data reader instead
-(``init_decoder`` records which one was used; "none" if neither works, in
-which case map size is 0 and user ids are -1).
+(``init_decoder`` records which one was used, "none" if neither works, in
+which case map size is 0 and user ids are -1).  The readers and the join
+live in :mod:`pipeline.lobby`, shared with the action stream.
 
 Results come from details ``m_result`` (1 win, 2 loss, 3 tie, else
 undecided), cross-checked with gamemetadata ``Players[].Result``: metadata
@@ -56,11 +57,11 @@ import datetime
 import io
 import os
 import re
-import types
 from typing import Any, Iterable, Mapping, Sequence
 
 from pipeline.observation_source import PlayerContext
-from pipeline.replay_archive import ERROR_CATEGORIES, ReplayArchive, ReplayError
+from pipeline.lobby import join_slots, read_init_data
+from pipeline.replay_archive import ERROR_CATEGORIES, ReplayArchive, ReplayError, as_text
 
 #: Game loops per second at the "faster" game speed (all ladder games).
 LOOPS_PER_SECOND = 22.4
@@ -155,12 +156,6 @@ def error_row(path: str, replay_id: str, stage: str, category: str,
 
 
 # --------------------------------------------------------------- decoding
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return "" if value is None else str(value)
-
-
 def _filetime_to_iso(value: Any) -> str:
     """Windows FILETIME (100 ns ticks since 1601) to ISO 8601 UTC."""
     if not isinstance(value, int) or value <= 0:
@@ -173,131 +168,12 @@ def _filetime_to_iso(value: Any) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
 
-@dataclasses.dataclass
-class _Slot:
-    """The fields of a lobby slot the scan needs, from either decoder."""
-    control: int
-    observe: int
-    user_id: int | None
-    team: int
-    working_set_slot_id: int | None
-    commander: str = ""
-
-
-@dataclasses.dataclass
-class _InitData:
-    decoder: str
-    map_width: int
-    map_height: int
-    coop: bool
-    slots: list[_Slot]
-    scaled_rating: dict[int, int]  # user id -> rating
-
-
-def _init_from_s2protocol(raw: Mapping[str, Any]) -> _InitData:
-    lobby = raw["m_syncLobbyState"]
-    desc = lobby["m_gameDescription"]
-    slots = [_Slot(s["m_control"], s.get("m_observe") or 0, s.get("m_userId"),
-                   s.get("m_teamId") or 0, s.get("m_workingSetSlotId"),
-                   _text(s.get("m_commander")))
-             for s in lobby["m_lobbyState"]["m_slots"]]
-    ratings = {i: u["m_scaledRating"] for i, u in enumerate(lobby["m_userInitialData"])
-               if isinstance(u.get("m_scaledRating"), int)}
-    return _InitData("s2protocol", int(desc.get("m_mapSizeX") or 0),
-                     int(desc.get("m_mapSizeY") or 0), bool(desc.get("m_isCoopMode")),
-                     slots, ratings)
-
-
-def _init_from_sc2reader(raw: Mapping[str, Any]) -> _InitData:
-    desc = raw["game_description"]
-    slots = [_Slot(s["control"], s.get("observe") or 0, s.get("user_id"),
-                   s.get("team_id") or 0, s.get("working_set_slot_id"),
-                   _text(s.get("commander")))
-             for s in raw["lobby_state"]["slots"]]
-    ratings = {i: u["scaled_rating"] for i, u in enumerate(raw["user_initial_data"])
-               if isinstance(u.get("scaled_rating"), int)}
-    return _InitData("sc2reader", int(desc.get("map_size_x") or 0),
-                     int(desc.get("map_size_y") or 0), bool(desc.get("is_coop_mode")),
-                     slots, ratings)
-
-
-def read_init_data(archive: ReplayArchive) -> _InitData | None:
-    """The lobby and game description, from the best decoder that works.
-
-    Cached on the archive: the index, the action stream and the observation
-    sources all ask for it, and it is the slowest part of a metadata scan.
-    """
-    cache = archive.__dict__
-    if "_index_init_data" not in cache:
-        cache["_index_init_data"] = _read_init_data(archive)
-    return cache["_index_init_data"]
-
-
-def _read_init_data(archive: ReplayArchive) -> _InitData | None:
-    if archive.protocol_exact:
-        try:
-            raw = archive.init_data
-        except ReplayError:
-            raw = None  # fall through to sc2reader (e.g. 1.0.x with protocol 15405)
-        if raw is not None:
-            try:
-                init = _init_from_s2protocol(raw)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ReplayError("corrupt", f"init data layout: {exc!r}") from exc
-            if _plausible(init):
-                return init
-            # else: decoded without error but misread (protocol 15405 on 1.0.x
-            # replays gives control codes like 195): try sc2reader's reader.
-    data = archive.read("replay.initData", required=False)
-    if data is None:
-        return None
-    from sc2reader.readers import InitDataReader
-
-    build = int(archive.header["m_version"]["m_build"])
-    try:
-        raw = InitDataReader()(data, types.SimpleNamespace(base_build=archive.base_build,
-                                                             build=build))
-        init = _init_from_sc2reader(raw)
-    except Exception:  # sc2reader's bit reader raises anything on hostile bytes
-        return None
-    return init if _plausible(init) else None
-
-
-def _plausible(init: _InitData) -> bool:
-    """A decoder that misreads the bits yields impossible slots; reject those."""
-    occupied = False
-    for s in init.slots:
-        if not (0 <= s.control <= 3 and 0 <= s.observe <= 2):
-            return False
-        if s.control == 2 and not isinstance(s.user_id, int):
-            return False
-        occupied = occupied or s.control in (2, 3)
-    return occupied
-
-
-def join_slots(details_players: list[dict], init: _InitData | None) -> list[_Slot | None]:
-    """The lobby slot of each details entry (None where it cannot be joined)."""
-    if init is None:
-        return [None] * len(details_players)
-    wsids = [p.get("m_workingSetSlotId") for p in details_players]
-    if all(w is not None for w in wsids):
-        by_wsid = {s.working_set_slot_id: s for s in init.slots
-                   if s.working_set_slot_id is not None and s.control in (2, 3)}
-        if all(w in by_wsid for w in wsids):
-            return [by_wsid[w] for w in wsids]
-    # Older builds: details entries follow occupied, non-observer slots in order.
-    playing = [s for s in init.slots if s.control == 3 or (s.control == 2 and not s.observe)]
-    if len(playing) >= len(details_players):
-        return playing[:len(details_players)]
-    return [None] * len(details_players)
-
-
 def _player_name(raw: Any) -> str:
     """The name without a clan tag ('[TAG]<sp/>Name' or '[TAG]Name' in old builds).
 
     Battle.net names cannot contain brackets, so a leading '[...]' is a tag.
     """
-    text = _text(raw).split("<sp/>")[-1]
+    text = as_text(raw).split("<sp/>")[-1]
     return re.sub(r"^\[[^\]]*\]", "", text) or text
 
 
@@ -306,7 +182,7 @@ def _race(details_race: Any, meta_player: Mapping[str, Any] | None) -> str:
         assigned = _RACES.get(str(meta_player.get("AssignedRace", "")).lower()[:4])
         if assigned:
             return assigned
-    text = _text(details_race)
+    text = as_text(details_race)
     return _LOCALIZED_RACES.get(text.lower()) or _RACES.get(text.lower()[:4], text)
 
 
@@ -400,7 +276,7 @@ def scan_replay(archive: ReplayArchive, config=None) -> tuple[dict, list[dict]]:
             "protocol_build": archive.protocol_build,
             "protocol_exact": archive.protocol_exact,
             "init_decoder": init.decoder if init else "none",
-            "map_name": _text(details.get("m_title")),
+            "map_name": as_text(details.get("m_title")),
             "map_width": init.map_width if init else 0,
             "map_height": init.map_height if init else 0,
             "game_loops": archive.game_loops,

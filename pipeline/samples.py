@@ -12,7 +12,6 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from pipeline.sampling import Action, Window
-from schemas import layers
 from schemas.sample import Group, SampleSchema, SchemaError, value_label
 
 
