@@ -71,9 +71,15 @@ class _View:
     seen: np.ndarray
     cam_i: int = -1
     sel_i: int = -1
-    #: Bump when the player's own units (``own_version``) or the units the
-    #: player sees (``vis_version``) may have changed; see ``_refresh``.
+    #: Per selection entry, an id shared by entries with the same tags
+    #: (caches key on it: equal tags give equal slots, masks and layers).
+    sel_ids: list[int] = dataclasses.field(default_factory=list)
+    sel_key: int = -1
+    #: Bump when the player's own units (``own_version``), the selected
+    #: units (``sel_version``) or the units the player sees
+    #: (``vis_version``) may have changed; see ``_refresh``.
     own_version: int = 0
+    sel_version: int = 0
     vis_version: int = 0
     vis_dirty: bool = True
     checked_version: int = -1
@@ -172,9 +178,11 @@ class EventsObservationSource:
             allies = frozenset(p for p, t in teams.items()
                                if t == team and p != ctx.player_id and team is not None)
             loops = observed_loops(game_loops, stream.actions, self.step_mul)
+            ids: dict[tuple, int] = {}
+            sel_ids = [ids.setdefault(tuple(tags), len(ids)) for _, tags in stream.selection]
             views[ctx.player_id] = _View(ctx, stream, allies, set(loops),
                                          set(window_starts(game_loops, self.step_mul)),
-                                         np.zeros(0, bool))
+                                         np.zeros(0, bool), sel_ids=sel_ids)
         orders = self._move_orders(views, geo) if self.position_estimate == "command" else ()
         tracker = UnitTracker(tracker_events, self.data,
                               position_estimate=self.position_estimate, move_orders=orders)
@@ -254,8 +262,10 @@ class EventsObservationSource:
         cam, sel = view.stream.camera, view.stream.selection
         while view.cam_i + 1 < len(cam) and cam[view.cam_i + 1][0] <= loop:
             view.cam_i += 1
-        while view.sel_i + 1 < len(sel) and sel[view.sel_i + 1][0] <= loop:
-            view.sel_i += 1
+        if view.sel_i + 1 < len(sel) and sel[view.sel_i + 1][0] <= loop:
+            while view.sel_i + 1 < len(sel) and sel[view.sel_i + 1][0] <= loop:
+                view.sel_i += 1
+            view.sel_key = view.sel_ids[view.sel_i]
 
     def _camera(self, view: _View, geo: ViewGeometry) -> tuple[float, float]:
         cam = view.stream.camera
@@ -328,13 +338,15 @@ class EventsObservationSource:
 
     def _selection(self, view: _View, tracker: UnitTracker) -> np.ndarray:
         """Alive selected unit slots (cached until units or selection change)."""
-        key = (tracker.version, view.sel_i)
+        # Aliveness changes only with ``tracker.changed`` events of selected
+        # units, counted by ``sel_version`` (see :meth:`_refresh_own`).
+        self._refresh_own(view, tracker)
+        key = (view.sel_version, view.sel_key)
         hit = view.cache.get("selection")
         if hit is not None and hit[0] == key:
             return hit[1]
         # The tags' slots depend on the selection only; aliveness on the loop.
-        sel = cached(view.cache, "selection_slots", view.sel_i,
-                           lambda: tracker.slots_of_tags(self._selected_tags(view)))
+        sel = self._selection_slots(view, tracker)
         sel = sel[tracker.alive[sel]]
         # Same slots as before: keep the earlier array, so readers can tell
         # "unchanged" by identity.
@@ -347,15 +359,16 @@ class EventsObservationSource:
         if not has_tracker:
             return self.availability.mask(np.zeros(0, np.int64), len(self._selected_tags(view)),
                                           frozenset(), frozenset(), 0, 0, 0, 0)
-        # Everything the mask reads (selected units' owners and types, own
-        # counters, tech, upgrades) changes only with these.
-        key = (tracker.version, tracker.stats_version, view.sel_i)
-        hit = view.cache.get("mask")
-        if hit is not None and hit[0] == key:
-            return hit[1]
+        # Everything the mask reads (selected units' aliveness, owners and
+        # types: ``sel_version``; own counters and tech: ``own_version``;
+        # upgrades) changes only with these.
         # Visibility bookkeeping waits for the next observation (its checks
         # read the state then, as exactly as now).
         self._refresh_own(view, tracker)
+        key = (view.own_version, view.sel_version, tracker.stats_version, view.sel_key)
+        hit = view.cache.get("mask")
+        if hit is not None and hit[0] == key:
+            return hit[1]
         sel = self._selection(view, tracker)
         units = cached(view.cache, "own_units", view.own_version,
                        lambda: self._own_units(view, tracker))
@@ -419,16 +432,37 @@ class EventsObservationSource:
             self._drawn = (snap, {k: v[order] for k, v in snap.items()})
         return self._drawn[1]
 
-    @staticmethod
-    def _refresh_own(view: _View, tracker: UnitTracker) -> None:
-        """The ``own_version`` part of :meth:`_refresh` (all a mask needs)."""
+    def _refresh_own(self, view: _View, tracker: UnitTracker) -> None:
+        """The ``own_version`` part of :meth:`_refresh` (all a mask needs),
+        and ``sel_version``: bumped when a unit of the current selection
+        changed what it is (died, type, owner)."""
         if view.change_i == len(tracker.changed):
             return
         changed = tracker.changed[view.change_i:]
         view.change_i = len(tracker.changed)
-        if TOUCHED_ALL in changed or (
-                tracker.owner[np.fromiter(set(changed), np.int64)] == view.ctx.player_id).any():
+        if TOUCHED_ALL in changed:
             view.own_version += 1
+            view.sel_version += 1
+            return
+        pid = view.ctx.player_id
+        if len(changed) < 8:  # the usual case: scalar reads beat array calls
+            owner = tracker.owner
+            if any(owner[s] == pid for s in changed):
+                view.own_version += 1
+        elif (tracker.owner[np.fromiter(set(changed), np.int64)] == pid).any():
+            view.own_version += 1
+        if not self._selection_set(view, tracker).isdisjoint(changed):
+            view.sel_version += 1
+
+    def _selection_set(self, view: _View, tracker: UnitTracker) -> frozenset[int]:
+        """The slots of the current selection's tags, as a set."""
+        return cached(view.cache, "selection_set", view.sel_key,
+                      lambda: frozenset(self._selection_slots(view, tracker).tolist()))
+
+    def _selection_slots(self, view: _View, tracker: UnitTracker) -> np.ndarray:
+        """The slots of the current selection's tags (alive or not)."""
+        return cached(view.cache, "selection_slots", view.sel_key,
+                      lambda: tracker.slots_of_tags(self._selected_tags(view)))
 
     def _visible(self, view: _View, tracker: UnitTracker, geo: ViewGeometry) -> dict:
         """The snapshot restricted to what the player sees (fog of war)."""
@@ -477,6 +511,6 @@ class EventsObservationSource:
         vis = self._visible(view, tracker, geo)
         selected = self._selection(view, tracker)
         obs.update(self.painter.unit_layers(view.cache, tracker, geo, vis, view.vis_version,
-                                            camera, selected, view.sel_i,
+                                            camera, selected, view.sel_key,
                                             view.ctx.player_id, view.relative_lut))
         return obs
