@@ -418,7 +418,7 @@ class EventsObservationSource:
             alive = enemy[tracker.alive[enemy]]
             relevant = bool(
                 (view.seen[alive] & self.data.is_structure[tracker.type_row[alive]]).any()
-                or fog_model.cells_seen(view.sight.grid, tracker.xy[alive]).any())
+                or view.sight.seen(tracker.xy[alive]).any())
         if relevant:
             view.vis_version += 1
             view.vis_dirty = True
@@ -481,11 +481,11 @@ class EventsObservationSource:
         f_xy, f_sight = xy[friendly], data.sight[rows[friendly]]
         if view.sight is None:
             view.sight = fog_model.SightGrid(tuple(int(v) for v in geo.map_size))
-        grid = view.sight.update(fog_model.sight_keys(f_xy, f_sight))
+        view.sight.update(fog_model.sight_keys(f_xy, f_sight))
         slots = snap["slots"]
         structure = data.is_structure[rows]
         visible = fog_model.visible_mask(pid, view.allies, owner, xy, structure,
-                                         view.seen[slots], grid, NEUTRAL_PLAYER,
+                                         view.seen[slots], view.sight, NEUTRAL_PLAYER,
                                          friendly=friendly)
         view.seen[slots[visible & structure]] = True
         view.vis_mask = np.zeros(len(tracker.alive), bool)

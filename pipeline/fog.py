@@ -56,7 +56,8 @@ class SightGrid:
     keeps, per cell, how many keys' discs cover it, and an update adds the
     discs of new keys and removes those of vanished ones.  ``grid`` is
     exactly ``sight_grid(map_size, keys)``: a cell is covered by the union
-    of the discs iff its count is positive.
+    of the discs iff its count is positive.  Each key's disc (its cells on
+    the grid) is drawn once and kept: units keep revisiting the same cells.
     """
 
     def __init__(self, map_size: tuple[int, int]):
@@ -64,6 +65,24 @@ class SightGrid:
         self.keys = np.zeros(0, np.int64)
         self.counts = np.zeros((self.res[1], self.res[0]), np.int32)
         self.grid = np.zeros((self.res[1], self.res[0]), bool)
+        #: ``grid`` with a border of unseen cells (off-map lookups land there).
+        self._padded = np.zeros((self.res[1] + 2, self.res[0] + 2), bool)
+        self._clip_hi = np.array([self.res[0], self.res[1]], np.int64)
+        self._cells: dict[int, np.ndarray] = {}
+
+    def _key_cells(self, keys: np.ndarray) -> list[np.ndarray]:
+        """Flat grid indices each key's disc covers (drawn once per key)."""
+        missing = [k for k in keys.tolist() if k not in self._cells]
+        if missing:
+            discs = _key_discs(np.array(missing, np.int64), self.res)
+            py, px = np.divmod(discs.flat, discs.width)
+            y, x = py - discs.pad, px - discs.pad
+            inside = (x >= 0) & (x < self.res[0]) & (y >= 0) & (y < self.res[1])
+            flat, unit = (y * self.res[0] + x)[inside], discs.unit[inside]
+            bounds = np.searchsorted(unit, np.arange(len(missing) + 1))
+            for i, k in enumerate(missing):
+                self._cells[k] = flat[bounds[i]:bounds[i + 1]]
+        return [self._cells[k] for k in keys.tolist()]
 
     def update(self, keys: np.ndarray) -> np.ndarray:
         """The grid for ``keys`` (sorted unique, from :func:`sight_keys`)."""
@@ -72,15 +91,26 @@ class SightGrid:
             return self.grid
         added = keys[~_sorted_member(keys, old)]
         removed = old[~_sorted_member(old, keys)]
-        changed = np.concatenate([added, removed])
-        if changed.size:
-            discs = _key_discs(changed, self.res)
-            sign = np.where(discs.unit < len(added), 1, -1)
-            delta = np.bincount(discs.flat, sign, minlength=discs.width * discs.height)
-            self.counts += discs._crop(delta).astype(np.int32)
+        size = self.res[0] * self.res[1]
+        flat_counts = self.counts.reshape(-1)
+        for changed, sign in ((added, 1), (removed, -1)):
+            if changed.size:
+                cells = np.concatenate(self._key_cells(changed))
+                delta = np.bincount(cells, minlength=size).astype(np.int32)
+                if sign > 0:
+                    flat_counts += delta
+                else:
+                    flat_counts -= delta
         self.keys = keys
         self.grid = self.counts > 0
+        self._padded[1:-1, 1:-1] = self.grid
         return self.grid
+
+    def seen(self, xy: np.ndarray) -> np.ndarray:
+        """:func:`cells_seen` on this grid (points off the map: no)."""
+        cells = np.floor(xy / CELL).astype(np.int64)
+        np.clip(cells, -1, self._clip_hi, out=cells)
+        return self._padded[cells[:, 1] + 1, cells[:, 0] + 1]
 
 
 def _sorted_member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
@@ -105,11 +135,12 @@ def cells_seen(grid: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 def visible_mask(player_id: int, allies: frozenset[int], owner: np.ndarray,
                  xy: np.ndarray, is_structure: np.ndarray, seen_before: np.ndarray,
-                 grid: np.ndarray, neutral: int = 16,
+                 grid: np.ndarray | SightGrid, neutral: int = 16,
                  friendly: np.ndarray | None = None) -> np.ndarray:
     """Which of the given (alive) units ``player_id`` sees (bool array).
 
-    ``grid`` is the :func:`sight_grid` of the player's and allies' units.
+    ``grid`` is the :func:`sight_grid` of the player's and allies' units
+    (or the :class:`SightGrid` holding it).
     An enemy unit is seen when the cell under its centre is (its footprint
     is ignored).  ``seen_before`` (bool, same length) marks structures seen
     earlier; the caller keeps it per player and ORs in
@@ -123,6 +154,7 @@ def visible_mask(player_id: int, allies: frozenset[int], owner: np.ndarray,
     enemy = ~friendly & (owner != neutral)
     visible = ~enemy
     if enemy.any():
-        seen = cells_seen(grid, xy[enemy])
+        enemy_xy = xy[enemy]
+        seen = grid.seen(enemy_xy) if isinstance(grid, SightGrid) else cells_seen(grid, enemy_xy)
         visible[enemy] = seen | (seen_before[enemy] & is_structure[enemy])
     return visible
