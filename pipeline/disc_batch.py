@@ -53,7 +53,7 @@ def _stencils() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     order = np.argsort(d2, kind="stable")
     max_q = reach * reach
     lengths = np.searchsorted(d2[order], np.arange(max_q + 1), side="right").astype(np.int64)
-    return ox.ravel()[order].astype(np.int64), oy.ravel()[order].astype(np.int64), lengths
+    return ox.ravel()[order].astype(np.int32), oy.ravel()[order].astype(np.int32), lengths
 
 
 class _Group:
@@ -124,22 +124,25 @@ class DiscBatch:
         w, h = group.res
         jobs = end - start
         n_per = np.array([len(c) for c in group.centers[start:end]], np.int64)
-        centers = np.concatenate(group.centers[start:end])
+        # int32 throughout: a chunk holds at most CHUNK_POINTS points and pixels.
+        centers = np.concatenate(group.centers[start:end]).astype(np.int32)
         q = np.concatenate(group.q[start:end])
-        job = np.repeat(np.arange(jobs), n_per)
+        # Each unit's pixel offset of its job's layer in the chunk's block.
+        base = np.repeat(np.arange(0, jobs * h * w, h * w, dtype=np.int32), n_per)
         dx, dy, lengths = _stencils()
         reach = lengths[q]
         if len(q) and int(reach.max()) > 1:
-            unit = np.repeat(np.arange(len(q)), reach)
-            k = np.arange(len(unit)) - np.repeat(np.cumsum(reach) - reach, reach)
-            x = centers[unit, 0] + dx[k]
-            y = centers[unit, 1] + dy[k]
+            unit = np.repeat(np.arange(len(q), dtype=np.int32), reach)
+            k = np.arange(len(unit), dtype=np.int32) - np.repeat(
+                (np.cumsum(reach) - reach).astype(np.int32), reach)
+            x = centers[:, 0][unit] + dx[k]
+            y = centers[:, 1][unit] + dy[k]
         else:  # every disc is its centre pixel
-            unit = np.arange(len(q))
+            unit = np.arange(len(q), dtype=np.int32)
             x, y = centers[:, 0], centers[:, 1]
         inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-        flat = ((job[unit] * h + y) * w + x)[inside]
         unit = unit[inside]
+        flat = base[unit] + y[inside] * w + x[inside]
         size = jobs * h * w
         for i, spec in enumerate(group.specs):
             kind, dtype = spec[0], np.dtype(spec[1])

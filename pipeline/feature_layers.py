@@ -62,6 +62,7 @@ class LayerPainter:
         self._serial = 0
         self._rank = np.zeros(0, np.int8)
         self.batch = DiscBatch()
+        self._specs: dict[str, tuple[list[str], tuple]] = {}
 
     def begin(self) -> None:
         """Forgets layers registered and not resolved (a failed replay's)."""
@@ -211,14 +212,9 @@ class LayerPainter:
         res = geo.screen_res if kind == "screen" else geo.minimap_res
         # The units come in draw order (later ones on top).
         relative = np.take(relative_lut, owner, mode="clip")
-        names = [f"{kind}_player_relative", f"{kind}_player_id", f"{kind}_unit_type"]
-        values = [relative, owner, data.id[rows]]
-        specs = tuple(("paint", self.dtype[n]) for n in names)
-        if kind == "screen":
-            names.append("screen_unit_density")
-            specs += (("count", self.dtype["screen_unit_density"], self._density_clip),)
-        out: dict[str, Any] = dict(zip(names, self.batch.add(res, centers, geom["radii"],
-                                                             specs, values)))
+        names, specs = self._base_specs(kind)
+        out: dict[str, Any] = dict(zip(names, self.batch.add(
+            res, centers, geom["radii"], specs, (relative, owner, data.id[rows]))))
         if kind == "screen":
             pylons = (rows == data.row["Pylon"]) & (owner == player_id) & ~geom["building"]
             if pylons.any():
@@ -228,6 +224,18 @@ class LayerPainter:
             else:
                 out["screen_power"] = self.zeros["screen_power"]
         return {"layers": out, "res": res}
+
+    def _base_specs(self, kind: str) -> tuple[list[str], tuple]:
+        """The base layers' names and :class:`DiscBatch` specs (built once)."""
+        hit = self._specs.get(kind)
+        if hit is None:
+            names = [f"{kind}_player_relative", f"{kind}_player_id", f"{kind}_unit_type"]
+            specs = tuple(("paint", self.dtype[n]) for n in names)
+            if kind == "screen":
+                names.append("screen_unit_density")
+                specs += (("count", self.dtype["screen_unit_density"], self._density_clip),)
+            hit = self._specs[kind] = (names, specs)
+        return hit
 
     def draw_order(self, rows: np.ndarray) -> np.ndarray:
         """Indices that put units of these type rows in draw order:
