@@ -215,6 +215,10 @@ class UnitTracker:
         if loop < self.loop:
             raise ValueError(f"cannot go back from loop {self.loop} to {loop}")
         events = self.events
+        if (not self.orders and (self._next_event >= len(events)
+                                 or events[self._next_event]["_gameloop"] > loop)):
+            self.loop = loop  # nothing due (the usual case between events)
+            return
         while self._next_event < len(events) or self._next_order < len(self.orders):
             e_loop = (events[self._next_event]["_gameloop"]
                       if self._next_event < len(events) else None)
