@@ -241,14 +241,14 @@ def test_checkpoint_selection_keeps_the_best_validation_step(data, tmp_path):
     run = tmp_path / "run"
     config = train_lib.TrainConfig(data=str(data_dir), model="fully_conv", out=str(run),
                                    steps=6, batch_size=4, log_every=2, validation_every=2,
-                                   validation_samples=10, learning_rate=3e-2,
-                                   game_time=True, dropout=0.2)
+                                   validation_samples=8, learning_rate=3e-2,
+                                   game_time=True, dropout=0.2, value_input="pooled")
     lines: list[str] = []
     result = train_lib.train(config, log=lines.append)
     best = json.loads((run / "best.json").read_text())
-    # 48 validation samples: every 4th record (interleaved read order), first 10
-    assert best["validation_samples"] == 10
-    assert any("validation subset: 10 of 48 samples (every 4th)" in l for l in lines)
+    # 48 validation samples: every 6th record (interleaved read order), first 8
+    assert best["validation_samples"] == 8
+    assert any("validation subset: 8 of 48 samples (every 6th)" in l for l in lines)
     history = best["history"]
     assert [h["step"] for h in history] == [2, 4, 6]
     losses = [h["value"] for h in history]
@@ -259,7 +259,7 @@ def test_checkpoint_selection_keeps_the_best_validation_step(data, tmp_path):
     # it on the same subset reproduces the recorded validation loss.
     trainer = train_lib.Trainer(train_lib.load_config(run))
     assert trainer.restore(trainer.best_manager.latest_checkpoint) == best["step"]
-    assert trainer.model.spec.game_time
+    assert trainer.model.spec.game_time and trainer.model.value_input == "pooled"
     rescored = train_lib.Validator(trainer, trainer.config, tf.summary.create_noop_writer(),
                                    lambda m: None)
     sums, n = 0.0, 0
@@ -272,10 +272,8 @@ def test_checkpoint_selection_keeps_the_best_validation_step(data, tmp_path):
                                    resamples=50, min_function_count=5, plots=False)
     assert report["checkpoint"]["selected"] == "best_validation"
     assert report["step"] == best["step"] and report["checkpoint"]["select_metric"] == "value"
-    latest = evaluate_lib.evaluate(str(data_dir), str(run), "test", batch_size=16,
-                                   resamples=50, min_function_count=5, plots=False,
-                                   checkpoint="latest")
-    assert latest["step"] == 6 and latest["checkpoint"]["selected"] == "latest"
+    latest = evaluate_lib.choose_checkpoint(trainer, run, "latest")
+    assert latest == {"selected": "latest", "path": str(run / "checkpoints" / "ckpt-6")}
     # The player-features logistic regression: its L2 was picked on validation.
     lr = report["baselines"]["player_features_logistic_regression"]
     assert lr["selected_on"] == "validation log loss"
@@ -291,7 +289,7 @@ def test_early_stopping_stops_after_patience(data, tmp_path):
     # A learning rate of 0 never improves on the first validation.
     config = train_lib.TrainConfig(data=str(data_dir), model="atari_net", out=str(run),
                                    steps=20, batch_size=4, validation_every=1,
-                                   validation_samples=8, learning_rate=0.0,
+                                   validation_samples=4, learning_rate=0.0,
                                    early_stop_patience=2)
     result = train_lib.train(config, log=lambda m: None)
     assert result["stopped_early"] and result["step"] == 3
@@ -309,3 +307,12 @@ def test_logistic_regression_recovers_known_weights():
     # standardized weights back to raw units
     np.testing.assert_allclose(model.weights[:-1] / model.scale, true, atol=0.08)
     assert log_loss(model.prob(x), y) < log_loss(np.full(y.shape, y.mean()), y)
+
+
+def test_value_input_options_are_checked(spec):
+    with pytest.raises(ValueError, match="Atari-net's value head"):
+        build_model("atari_net", spec, value_input="pooled")
+    with pytest.raises(ValueError, match="unknown value_input"):
+        build_model("fully_conv", spec, value_input="flat")
+    with pytest.raises(ValueError, match="dropout"):
+        build_model("fully_conv", spec, dropout=1.0)

@@ -203,7 +203,8 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
             "most_frequent_available_function": {
                 "function_accuracy": ci(mfa_ok).to_json()},
             "player_features_logistic_regression": {
-                "features": "log(player + 1) (11) and game_loop / 13440",
+                "features": list(linear_baseline.FEATURE_NAMES),
+                "transform": "log(x + 1) for player features, game_loop / 13440",
                 "l2": logistic["model"].l2, "selected_on": logistic["selected_on"],
                 "l2_candidates": logistic["table"],
                 "value_accuracy": ci(logistic_ok).to_json()},

@@ -1,15 +1,15 @@
 """A value baseline that sees only the non-spatial observation.
 
 "Player features logistic regression": a logistic regression of the game
-outcome on the player vector (``log(x + 1)``, as the networks see it) and the
-game time (``game_loop / GAME_TIME_SCALE``), fitted on the train split, with
+outcome on the player vector (``log(x + 1)``, as the networks see it; without
+its ``player_id`` slot) and the game time (``game_loop / GAME_TIME_SCALE``), fitted on the train split, with
 its L2 strength chosen on the validation split's log loss.  It says how much
 of the outcome is predictable from what a player's own economy and supply
 show at a given time, with no spatial input and almost no capacity to
 memorize replays, so a network's value head can be judged against it.
 
 Fitting is Newton's method (iteratively reweighted least squares) on
-standardized features: 12 features, so each step is a 13x13 solve.
+standardized features: 11 features, so each step is a 12x12 solve.
 """
 from __future__ import annotations
 
@@ -18,7 +18,16 @@ from typing import Sequence
 
 import numpy as np
 
+from schemas import layers
 from trainers.input import GAME_TIME_SCALE
+
+# The player vector's columns the baseline reads: all but ``player_id``, an
+# identifier of the slot, not a state of the game (with few train replays a
+# slot's win rate is noise the regression would otherwise fit).
+STATE_COLUMNS: tuple[int, ...] = tuple(
+    i for i, name in enumerate(layers.PLAYER_FEATURES) if name != "player_id")
+FEATURE_NAMES: tuple[str, ...] = tuple(
+    layers.PLAYER_FEATURES[i] for i in STATE_COLUMNS) + ("game_time",)
 
 DEFAULT_L2: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
@@ -29,9 +38,11 @@ def log_player(player: np.ndarray) -> np.ndarray:
 
 
 def player_features(logged_player: np.ndarray, game_loop: np.ndarray) -> np.ndarray:
-    """[N, 11] log-transformed player vectors and [N] game loops -> [N, 12]."""
+    """[N, 11] log-transformed player vectors and [N] game loops -> [N, 11]
+    features (:data:`FEATURE_NAMES`)."""
     time = np.asarray(game_loop, np.float64)[:, None] / GAME_TIME_SCALE
-    return np.concatenate([np.asarray(logged_player, np.float64), time], axis=1)
+    state = np.asarray(logged_player, np.float64)[:, list(STATE_COLUMNS)]
+    return np.concatenate([state, time], axis=1)
 
 
 @dataclasses.dataclass(frozen=True)

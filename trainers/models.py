@@ -35,6 +35,10 @@ from trainers.action_space import function_arguments
 from trainers.input import FeatureSpec
 
 MODEL_NAMES: tuple[str, ...] = ("atari_net", "fully_conv", "ar_fully_conv")
+# What the value head reads: the 256-unit layer (the paper), or the spatial
+# state averaged over the image (FullyConv family: 96 numbers that say what is
+# on screen and minimap but not where, a smaller value-head capacity).
+VALUE_INPUTS: tuple[str, ...] = ("fc", "pooled")
 MASKED_LOGIT = -1e9
 
 
@@ -81,9 +85,11 @@ class _Base(keras.Model):
 
     autoregressive = False
 
-    def __init__(self, spec: FeatureSpec, dropout: float = 0.0, **kwargs):
+    def __init__(self, spec: FeatureSpec, dropout: float = 0.0, value_input: str = "fc",
+                 **kwargs):
         super().__init__(**kwargs)
         self.spec = spec
+        self.value_input = value_input
         # Dropout on the 256-unit layer the value and function heads read
         # (training only); 0 = none, as in the paper.
         self.fc_dropout = keras.layers.Dropout(dropout, name="fc_dropout")
@@ -98,8 +104,13 @@ class _Base(keras.Model):
             parts.append(inputs["game_time"])
         return tf.concat(parts, axis=-1)
 
-    def common_heads(self, fc: tf.Tensor, inputs) -> dict:
-        return {"value": tf.squeeze(self.value_head(fc), -1),
+    def common_heads(self, fc: tf.Tensor, inputs, spatial: tf.Tensor | None = None,
+                     training=False) -> dict:
+        if self.value_input == "pooled":
+            value_in = self.fc_dropout(tf.reduce_mean(spatial, axis=[1, 2]), training=training)
+        else:
+            value_in = fc
+        return {"value": tf.squeeze(self.value_head(value_in), -1),
                 "function": mask_unavailable(self.function_head(fc),
                                              inputs["available_actions"])}
 
@@ -111,6 +122,9 @@ class AtariNet(_Base):
 
     def __init__(self, spec: FeatureSpec, **kwargs):
         super().__init__(spec, **kwargs)
+        if self.value_input != "fc":
+            raise ValueError("Atari-net's value head reads its 256-unit layer only "
+                             f"(value_input 'fc'), got {self.value_input!r}")
 
         def tower(name):
             return keras.Sequential([
@@ -188,7 +202,7 @@ class FullyConv(_Base):
 
     def call(self, inputs, training=False):
         spatial, fc = self.state(inputs, training)
-        out = self.common_heads(fc, inputs)
+        out = self.common_heads(fc, inputs, spatial, training)
         for arg, head in zip(layers.ARGUMENT_TYPES, self.arg_heads):
             logits = head(spatial if arg.spatial else fc)
             out[f"arg_{arg.name}"] = (tf.reshape(logits, [tf.shape(logits)[0], -1])
@@ -223,7 +237,7 @@ class ArFullyConv(FullyConv):
 
     def call(self, inputs, training=False):
         spatial, fc = self.state(inputs, training)
-        out = self.common_heads(fc, inputs)
+        out = self.common_heads(fc, inputs, spatial, training)
         teacher = "function_id" in inputs
         function = (tf.cast(inputs["function_id"], tf.int32) if teacher
                     else tf.argmax(out["function"], axis=-1, output_type=tf.int32))
@@ -250,15 +264,20 @@ class ArFullyConv(FullyConv):
         return out
 
 
-def build_model(name: str, spec: FeatureSpec, dropout: float = 0.0) -> keras.Model:
+def build_model(name: str, spec: FeatureSpec, dropout: float = 0.0,
+                value_input: str = "fc") -> keras.Model:
     """One of :data:`MODEL_NAMES`, built (weights created) for ``spec``;
-    ``dropout`` on the 256-unit layer of the non-spatial heads."""
+    ``dropout`` on the 256-unit layer of the non-spatial heads (and on the
+    pooled value input); ``value_input`` one of :data:`VALUE_INPUTS`."""
+    if value_input not in VALUE_INPUTS:
+        raise ValueError(f"unknown value_input {value_input!r}; expected one of "
+                         f"{VALUE_INPUTS}")
     classes = {"atari_net": AtariNet, "fully_conv": FullyConv, "ar_fully_conv": ArFullyConv}
     if name not in classes:
         raise ValueError(f"unknown model {name!r}; expected one of {MODEL_NAMES}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    model = classes[name](spec, dropout=dropout, name=name)
+    model = classes[name](spec, dropout=dropout, value_input=value_input, name=name)
     model(dummy_inputs(spec, batch_size=1), training=False)
     return model
 

@@ -38,7 +38,7 @@ from schemas import layers
 from trainers.input import (FeatureSpec, InputError, infer_resolutions, make_dataset,
                             manifest_unavailable_layers, shard_files, split_size)
 from trainers.losses import LossWeights, compute_losses
-from trainers.models import MODEL_NAMES, build_model
+from trainers.models import MODEL_NAMES, VALUE_INPUTS, build_model
 
 CONFIG_NAME = "config.json"
 BEST_NAME = "best.json"
@@ -72,6 +72,7 @@ class TrainConfig:
     early_stop_patience: int = 0  # validations without improvement; 0 = never stop
     dropout: float = 0.0
     game_time: bool = False
+    value_input: str = "fc"       # trainers.models.VALUE_INPUTS
     source: str = "tfrecord"
     tfds_data_dir: str | None = None
     drop_layers: tuple[str, ...] | None = None  # None: from the manifest
@@ -133,7 +134,8 @@ class Trainer:
 
     def __init__(self, config: TrainConfig):
         self.config = config
-        self.model = build_model(config.model, config.spec, dropout=config.dropout)
+        self.model = build_model(config.model, config.spec, dropout=config.dropout,
+                                 value_input=config.value_input)
         self.optimizer = (
             keras.optimizers.AdamW(learning_rate=config.learning_rate,
                                    weight_decay=config.weight_decay)
@@ -388,6 +390,9 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
                    help="stop after this many validations without improvement (0: never)")
     p.add_argument("--dropout", type=float, default=d.dropout,
                    help="dropout on the 256-unit layer of the non-spatial heads")
+    p.add_argument("--value_input", choices=VALUE_INPUTS, default=d.value_input,
+                   help="value head input: the 256-unit layer (paper) or the spatial "
+                        "state averaged over the image (FullyConv family)")
     p.add_argument("--game_time", action="store_true",
                    help="give the model the game time (game loop) as a non-spatial input")
     p.add_argument("--source", choices=("tfrecord", "tfds"), default=d.source)
