@@ -24,6 +24,16 @@ bytes has its first-read chunk as its most significant part.
 uses it for every game-event decode.  A protocol with a type kind this
 compiler does not know (none of s2protocol's 93 bundled ones has one) is
 decoded by s2protocol itself.
+
+Wings of Liberty (builds 1.x to 2.0.7): s2protocol's protocols for these
+builds declare no user id type, so s2protocol cannot decode their game
+events at all.  The events carry the user id as a plain 5-bit integer
+(sc2reader reads them so), and with that the protocols' own event types
+decode: on the shared replays 223 of 274 such files decode to their last
+loop, with event counts, camera positions, command targets, abilities and
+selected unit tags equal to sc2reader's (tests/test_game_event_decoder.py).
+s2protocol's 15405 tables (1.0.x) still fail; those replays stay
+``unsupported_build``.
 """
 from __future__ import annotations
 
@@ -332,8 +342,6 @@ class _GameEventDecoder:
     one per (event type, starting bit offset)."""
 
     def __init__(self, module: ModuleType):
-        if getattr(module, "replay_userid_typeid", None) is None:
-            raise UnsupportedType(f"{module.__name__} has no user id type")
         self.module = module
         self.readers: dict[int, Callable] = {}
         self.loop = self._event_loop()
@@ -347,7 +355,13 @@ class _GameEventDecoder:
     def _header(self, w: _Writer, st: _Static, depth: int) -> None:
         """User id and event id from a static position, then ``k`` and the reader."""
         m = self.module
-        st = w.value(m.replay_userid_typeid, "userid", st, depth)
+        if getattr(m, "replay_userid_typeid", None) is None:
+            # Wings of Liberty: s2protocol's tables declare no user id type;
+            # the user id is a plain 5-bit integer (as sc2reader reads it).
+            st = w.read("user", 5, st, depth)
+            w.emit("userid = {'m_userId': user}", depth)
+        else:
+            st = w.value(m.replay_userid_typeid, "userid", st, depth)
         st = w.value(m.game_eventid_typeid, "eventid", st, depth)
         if st is DYNAMIC:
             w.emit("read = readers.get(eventid * 8 + k) or compile_reader(eventid, k)", depth)

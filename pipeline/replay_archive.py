@@ -106,6 +106,17 @@ def candidate_protocols(base_build: int) -> list[tuple[int, bool]]:
     return [(b, False) for b in below + above]
 
 
+def neighbour_protocols(build: int, count: int = 2) -> list[int]:
+    """Up to ``count`` bundled builds on each side of ``build`` (not itself),
+    nearest first: s2protocol's table for a build is sometimes wrong for
+    some of the replays that carry it (base build 24944 covers 2.0.4 to
+    2.0.8, whose game events changed in between)."""
+    builds = [b for b in _bundled_builds() if b != build]
+    i = bisect.bisect_left(builds, build)
+    near = builds[max(0, i - count):i] + builds[i:i + count]
+    return sorted(near, key=lambda b: abs(b - build))
+
+
 class ReplayArchive:
     """Lazy, cached access to the decoded parts of one replay."""
 
@@ -198,8 +209,12 @@ class ReplayArchive:
         Builds s2protocol lacks may need a different neighbour per part (the
         3.0 - 3.11 details decode with 32283, their game events only with
         51702), so the protocol that worked is recorded per part in
-        :attr:`part_protocols`.  With a borrowed protocol an event stream must
-        also look sane (game loops in order, none far past the game's end).
+        :attr:`part_protocols`.  Event streams that the exact protocol
+        cannot decode are tried with its neighbours too (2.0.8 replays carry
+        base build 24944, whose table fails on their game events; 26490's
+        works).  With a borrowed protocol, or a Wings of Liberty one, an
+        event stream must also look sane (game loops in order, none far past
+        the game's end).
         """
         raw = self.read(what, required=required)
         if raw is None:
@@ -208,16 +223,22 @@ class ReplayArchive:
         if not self.protocol_exact:
             builds += [b for b, _ in candidate_protocols(self.base_build)
                        if b != self.protocol_build]
+        elif fn_name.endswith("events"):  # the exact table may be wrong: neighbours
+            builds += neighbour_protocols(self.protocol_build)
         errors = []
+        wings_of_liberty = False
         for build in builds:
             module = protocol_module(build)
             fn = getattr(module, fn_name, None)
-            if fn is None or (fn_name == "decode_replay_game_events"
-                              and getattr(module, "replay_userid_typeid", 0) is None):
-                # s2protocol's Wings of Liberty protocols (1.x, early 2.0)
-                # declare a game-event decoder that cannot work: no user id type.
+            if fn is None:
                 errors.append(f"{build}: no {fn_name}")
                 continue
+            # s2protocol's Wings of Liberty protocols (1.x, early 2.0) cannot
+            # decode game events; our decoder can (see game_event_decoder),
+            # checked like a borrowed protocol.
+            wol = (fn_name == "decode_replay_game_events"
+                   and getattr(module, "replay_userid_typeid", 0) is None)
+            wings_of_liberty = wings_of_liberty or wol
             try:
                 if fn_name == "decode_replay_game_events":  # same output, ~3x faster
                     result = game_event_decoder.decode_game_events(module, raw)
@@ -225,7 +246,7 @@ class ReplayArchive:
                     result = fn(raw)
                 if fn_name.endswith("events"):
                     result = list(result)
-                    if not self.protocol_exact:
+                    if wol or build != self.protocol_build or not self.protocol_exact:
                         self._check_event_loops(result)
             except Exception as exc:  # s2protocol raises TruncatedError, CorruptedError...
                 errors.append(f"{build}: {exc!r}")
@@ -238,7 +259,8 @@ class ReplayArchive:
                                   f"s2protocol's protocol {self.protocol_build} has no "
                                   f"working decoder for {what} (build {self.base_build})")
             return None
-        category = "corrupt" if self.protocol_exact else "unsupported_build"
+        category = ("corrupt" if self.protocol_exact and not wings_of_liberty
+                    else "unsupported_build")
         raise ReplayError(category, f"decoding {what}: " + "; ".join(errors[:3]))
 
     def _check_event_loops(self, events: list[dict[str, Any]]) -> None:

@@ -91,3 +91,54 @@ def test_unknown_type_kind_falls_back_to_s2protocol():
     got = game_event_decoder.decode_game_events(double, raw)
     assert calls == [len(raw)]
     assert got == list(module.decode_replay_game_events(raw))
+
+
+WOL_1V1 = "sc2reader/1.1.0.16561/1v1_Lost Temple_1893.SC2Replay"
+
+
+def test_wings_of_liberty_game_events_equal_sc2readers():
+    """s2protocol cannot decode WoL game events; ours must read what sc2reader does."""
+    import sc2reader
+
+    path = REPLAYS / WOL_1V1
+    archive = ReplayArchive(path.read_bytes(), path=str(path))
+    assert protocol_module(archive.protocol_build).replay_userid_typeid is None
+    events = archive.game_events
+    assert events[-1]["_gameloop"] == archive.game_loops == 14900
+    ours = {}
+    for e in events:
+        ours.setdefault(e["_event"].rsplit(".", 1)[-1], []).append(e)
+    replay = sc2reader.load_replay(str(path), load_level=4)
+    theirs = {}
+    for e in replay.events:
+        theirs.setdefault(type(e).__name__, []).append(e)
+    assert len(ours["SCameraUpdateEvent"]) == len(theirs["CameraEvent"]) == 4068
+    for a, b in zip(ours["SCameraUpdateEvent"], theirs["CameraEvent"]):
+        assert (a["_gameloop"], a["_userid"]["m_userId"]) == (b.frame, b.pid)
+        assert (a["m_target"]["x"] / 256, a["m_target"]["y"] / 256) == (b.x, b.y)
+    commands = [e for name in ("BasicCommandEvent", "TargetPointCommandEvent",
+                               "TargetUnitCommandEvent", "DataCommandEvent")
+                for e in theirs.get(name, [])]
+    commands.sort(key=lambda e: (e.frame, e.pid))
+    assert len(ours["SCmdEvent"]) == len(commands) == 842
+    for a, b in zip(sorted(ours["SCmdEvent"], key=lambda e: (e["_gameloop"],
+                                                             e["_userid"]["m_userId"])),
+                    commands):
+        abil = a["m_abil"]
+        link = (abil["m_abilLink"] << 5 | abil["m_abilCmdIndex"]) if abil else 0
+        assert (a["_gameloop"], link) == (b.frame, b.ability_id)
+    tags = [e["m_delta"]["m_addUnitTags"] for e in ours["SSelectionDeltaEvent"]]
+    assert tags == [e.new_unit_ids for e in theirs["SelectionEvent"]]
+
+
+def test_exact_protocol_that_fails_gets_a_neighbour():
+    """2.0.8 replays carry base build 24944, whose table fails on their game
+    events; 26490's decodes both game and tracker events."""
+    path = REPLAYS / "sc2reader/2.0.8.25446/ggtracker_3117069.SC2Replay"
+    archive = ReplayArchive(path.read_bytes(), path=str(path))
+    assert (archive.protocol_build, archive.protocol_exact) == (24944, True)
+    assert len(archive.game_events) > 1000
+    assert archive.game_events[-1]["_gameloop"] <= archive.game_loops
+    assert archive.tracker_events
+    assert archive.part_protocols["replay.game.events"] == 26490
+    assert archive.part_protocols["replay.tracker.events"] == 26490
