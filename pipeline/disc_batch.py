@@ -9,7 +9,8 @@ layer's pixels, so the walk only *registers* what to draw (:meth:`DiscBatch.add`
 returns :class:`Pending` placeholders) and :meth:`DiscBatch.resolve` paints all
 registered jobs of one kind in a few numpy passes over their concatenated
 units, each job's layer a ``[res_y, res_x]`` slice of one read-only
-``[jobs, res_y, res_x]`` block.
+``[jobs, res_y, res_x]`` block.  :meth:`DiscBatch.add_many` registers many
+jobs whose units come concatenated (one call per layer kind and replay).
 
 Semantics are those of ``pipeline.rasterize.Discs`` (and bit-identical to
 it): a disc of radius ``r`` pixels (clipped to ``MAX_RADIUS_PX``) covers the
@@ -32,13 +33,27 @@ from pipeline.rasterize import MAX_RADIUS_PX
 CHUNK_POINTS = 1 << 18
 
 
-class Pending:
-    """A layer registered with a :class:`DiscBatch`; ``array`` once resolved."""
+class Jobs:
+    """Layers registered together by :meth:`DiscBatch.add_many`: once
+    resolved, ``arrays[spec][job]`` is each job's layer for each spec."""
 
-    __slots__ = ("array",)
+    __slots__ = ("arrays",)
 
     def __init__(self) -> None:
-        self.array: np.ndarray | None = None
+        self.arrays: list[list[np.ndarray]] = []
+
+
+class Pending:
+    """One layer registered by :meth:`DiscBatch.add`; ``array`` once resolved."""
+
+    __slots__ = ("_jobs", "_spec")
+
+    def __init__(self, jobs: Jobs, spec: int) -> None:
+        self._jobs, self._spec = jobs, spec
+
+    @property
+    def array(self) -> np.ndarray:
+        return self._jobs.arrays[self._spec][0]
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,15 +72,17 @@ def _stencils() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class _Group:
-    """Jobs sharing a resolution and channel kinds (one block per channel)."""
+    """Jobs sharing a resolution and channel kinds (one block per channel):
+    the registered calls' units, concatenated at :meth:`DiscBatch.resolve`."""
 
     def __init__(self, res: tuple[int, int], specs: tuple) -> None:
         self.res = res
         self.specs = specs
         self.centers: list[np.ndarray] = []
         self.q: list[np.ndarray] = []
+        self.counts: list[np.ndarray] = []
         self.values: list[list[np.ndarray]] = [[] for _ in specs]
-        self.pending: list[list[Pending]] = [[] for _ in specs]
+        self.handles: list[Jobs] = []
 
 
 class DiscBatch:
@@ -83,6 +100,17 @@ class DiscBatch:
         the next array of ``values``: one value per unit), ``("count", dtype,
         clip)`` or ``("cover", dtype)``.  Returns one :class:`Pending` per spec.
         """
+        centers = np.asarray(centers, np.int64).reshape(-1, 2)
+        jobs = self.add_many(res, centers, radii, specs, values,
+                             np.array([len(centers)], np.int64))
+        return [Pending(jobs, i) for i in range(len(specs))]
+
+    def add_many(self, res: tuple[int, int], centers: np.ndarray, radii: np.ndarray,
+                 specs: tuple, values: Sequence[np.ndarray], counts: np.ndarray) -> Jobs:
+        """Registers ``len(counts)`` jobs at once: job ``j`` draws the next
+        ``counts[j]`` units of ``centers``, ``radii`` and ``values`` (as
+        :meth:`add`).  The returned :class:`Jobs` holds the layers once
+        resolved."""
         key = (res, specs)
         group = self._groups.get(key)
         if group is None:
@@ -90,43 +118,58 @@ class DiscBatch:
         r = np.minimum(np.asarray(radii, np.float64), MAX_RADIUS_PX)
         group.centers.append(np.asarray(centers, np.int64).reshape(-1, 2))
         group.q.append((r * r).astype(np.int64))  # floor: radii are non-negative
-        out = []
+        group.counts.append(np.asarray(counts, np.int64))
         vi = 0
         for i, spec in enumerate(specs):
             if spec[0] == "paint":
                 group.values[i].append(values[vi])
                 vi += 1
-            p = Pending()
-            group.pending[i].append(p)
-            out.append(p)
-        return out
+        jobs = Jobs()
+        group.handles.append(jobs)
+        return jobs
 
     def resolve(self) -> None:
-        """Paints every registered job and fills its placeholders."""
+        """Paints every registered job and fills its handles."""
         for group in self._groups.values():
-            counts = [len(c) for c in group.centers]
+            counts = np.concatenate(group.counts)
+            centers = np.concatenate(group.centers).astype(np.int32)
+            q = np.concatenate(group.q)
+            values = [np.concatenate(v) if v else None for v in group.values]
             pixels = group.res[0] * group.res[1]
-            ends = np.cumsum(_stencils()[2][np.concatenate(group.q)])
+            ends = np.cumsum(_stencils()[2][q])
+            units = np.concatenate(([0], np.cumsum(counts)))
             # cum[j]: stencil points of the jobs before job j.
-            cum = np.concatenate(([0], ends))[np.cumsum([0] + counts)].tolist()
+            cum = np.concatenate(([0], ends))[units].tolist()
+            units = units.tolist()
+            n_jobs = len(counts)
+            per_chunk = max(CHUNK_POINTS // pixels, 1)
+            views: list[list[np.ndarray]] = [[] for _ in group.specs]
             start = 0
-            while start < len(counts):
+            while start < n_jobs:
                 end = start + 1
-                while (end < len(counts) and cum[end + 1] - cum[start] <= CHUNK_POINTS
-                       and (end + 1 - start) * pixels <= CHUNK_POINTS):
+                limit = min(start + per_chunk, n_jobs)
+                while end < limit and cum[end + 1] - cum[start] <= CHUNK_POINTS:
                     end += 1
-                self._paint(group, start, end)
+                blocks = self._paint(group, centers[units[start]:units[end]],
+                                     q[units[start]:units[end]],
+                                     [None if v is None else v[units[start]:units[end]]
+                                      for v in values], counts[start:end])
+                for i, block in enumerate(blocks):
+                    views[i].extend(block)
                 start = end
+            offset = 0
+            for jobs, c in zip(group.handles, group.counts):
+                jobs.arrays = [v[offset:offset + len(c)] for v in views]
+                offset += len(c)
         self._groups = {}
 
     @staticmethod
-    def _paint(group: _Group, start: int, end: int) -> None:
+    def _paint(group: _Group, centers: np.ndarray, q: np.ndarray,
+               values: list[np.ndarray | None], n_per: np.ndarray) -> list[np.ndarray]:
+        """One chunk of jobs: a read-only ``[jobs, h, w]`` block per spec."""
         w, h = group.res
-        jobs = end - start
-        n_per = np.array([len(c) for c in group.centers[start:end]], np.int64)
+        jobs = len(n_per)
         # int32 throughout: a chunk holds at most CHUNK_POINTS points and pixels.
-        centers = np.concatenate(group.centers[start:end]).astype(np.int32)
-        q = np.concatenate(group.q[start:end])
         # Each unit's pixel offset of its job's layer in the chunk's block.
         base = np.repeat(np.arange(0, jobs * h * w, h * w, dtype=np.int32), n_per)
         dx, dy, lengths = _stencils()
@@ -144,6 +187,7 @@ class DiscBatch:
         unit = unit[inside]
         flat = base[unit] + y[inside] * w + x[inside]
         size = jobs * h * w
+        out = []
         for i, spec in enumerate(group.specs):
             kind, dtype = spec[0], np.dtype(spec[1])
             if kind == "count":
@@ -151,11 +195,10 @@ class DiscBatch:
             else:
                 block = np.zeros(size, dtype)
                 if kind == "paint":
-                    vals = np.concatenate(group.values[i][start:end])
-                    block[flat] = vals[unit].astype(dtype, copy=False)
+                    block[flat] = values[i][unit].astype(dtype, copy=False)
                 else:
                     block[flat] = 1
             block = block.reshape(jobs, h, w)
             block.setflags(write=False)
-            for j, p in enumerate(group.pending[i][start:end]):
-                p.array = block[j]
+            out.append(block)
+        return out

@@ -203,8 +203,7 @@ class EventsObservationSource:
                 if loop in view.starts:
                     observations[pid][loop] = self._observe(view, tracker, geo, has_tracker)
 
-        self.painter.resolve(obs for per_player in observations.values()
-                             for obs in per_player.values())
+        self.painter.resolve(geo)
         unavailable = self.unavailable_layers(has_tracker)
         out: dict[int, list[dict]] = {}
         totals = SamplingStats()
@@ -490,8 +489,9 @@ class EventsObservationSource:
         view.seen[slots[visible & structure]] = True
         view.vis_mask = np.zeros(len(tracker.alive), bool)
         view.vis_mask[slots[visible]] = True
-        # Only what the layers' geometry reads.
-        out = {"slots": slots[visible], "rows": rows[visible], "xy": xy[visible]}
+        # Only what the layers read (owners, finished and construction
+        # starts of visible units change only with a ``vis_version`` bump).
+        out = {k: snap[k][visible] for k in ("slots", "rows", "xy", "owner", "done", "init")}
         view.cache["visible"] = (view.vis_version, out)
         return out
 
@@ -510,7 +510,6 @@ class EventsObservationSource:
         obs["player"] = self._player_vector(view, tracker)
         vis = self._visible(view, tracker, geo)
         selected = self._selection(view, tracker)
-        obs.update(self.painter.unit_layers(view.cache, tracker, geo, vis, view.vis_version,
-                                            camera, selected, view.sel_key,
-                                            view.ctx.player_id, view.relative_lut))
+        self.painter.record(obs, vis, camera, selected, tracker.loop, view.ctx.player_id,
+                            view.relative_lut)
         return obs

@@ -8,23 +8,30 @@ camera and the selection -- into pysc2-shaped layers:
 * minimap and screen ``player_relative``, ``player_id``, ``unit_type`` and
   ``selected``; screen ``unit_density``, ``build_progress`` and ``power``;
 * units are discs of their radius, drawn structures first, then ground
-  units, then air units on top; the walk only registers the drawings with a
-  ``pipeline.disc_batch.DiscBatch`` and :meth:`LayerPainter.resolve` paints
-  them all at the end (placeholders in the observations are replaced then);
-* every layer is cached per player (the ``cache`` dict the caller keeps per
-  player) on what it depends on, so windows where nothing in view changed
-  share the previous (read-only) arrays.
+  units, then air units on top;
+* two phases: during the replay walk :meth:`LayerPainter.record` only notes,
+  per observation, what the layers depend on (the visible-unit set -- the
+  same dict object while it is unchanged --, the camera, the selected slots
+  -- the same array object while unchanged -- and the loop);
+  :meth:`LayerPainter.resolve` then computes the geometry of all windows at
+  once in numpy (every distinct visible set's minimap, every distinct
+  (visible set, camera) pair's screen culling and pixel centres, selections
+  and construction progress by membership over the concatenated units),
+  registers the disc jobs in bulk with a ``pipeline.disc_batch.DiscBatch``
+  and puts the painted (read-only) layers in the observations: windows with
+  the same inputs share the same arrays.  Per-window numpy calls (thousands
+  of small redraws) would cost many times more than the work.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 
 from pipeline import rasterize
-from pipeline.disc_batch import DiscBatch, Pending
+from pipeline.disc_batch import DiscBatch, Jobs
 from pipeline.coords import ViewGeometry
-from pipeline.unit_tracker import UnitData, UnitTracker
+from pipeline.unit_tracker import UnitData
 from schemas import layers
 from schemas.sample import SampleSchema
 
@@ -63,20 +70,38 @@ class LayerPainter:
         self._rank = np.zeros(0, np.int8)
         self.batch = DiscBatch()
         self._specs: dict[str, tuple[list[str], tuple]] = {}
+        self._frames: dict[int, list[tuple]] = {}
+        self._luts: dict[int, np.ndarray] = {}
 
     def begin(self) -> None:
-        """Forgets layers registered and not resolved (a failed replay's)."""
+        """Forgets frames recorded and not resolved (a failed replay's)."""
         self.batch = DiscBatch()
+        self._frames, self._luts = {}, {}
 
-    def resolve(self, observations: Iterable[dict]) -> None:
-        """Draws every layer registered since the last call and puts the
-        arrays in place of their placeholders in ``observations`` (an
-        iterable of observation dicts)."""
+    def record(self, obs: dict, vis: dict, camera: tuple[float, float],
+               selected: np.ndarray, loop: int, player_id: int,
+               relative_lut: np.ndarray) -> None:
+        """Notes that ``obs`` (one player's observation at ``loop``) gets
+        the unit layers; :meth:`resolve` fills them.
+
+        ``vis``: the units the player sees, in draw order (:meth:`draw_order`):
+        ``slots``, ``rows``, ``xy``, ``owner``, ``done`` (finished) and
+        ``init`` (construction start loop); the same dict object for equal
+        contents (that is all the sharing needs), never mutated;
+        ``selected``: alive selected unit slots, likewise;
+        ``relative_lut``: owner id -> player_relative value for this player.
+        """
+        self._frames.setdefault(player_id, []).append((obs, vis, camera, selected, loop))
+        self._luts[player_id] = relative_lut
+
+    def resolve(self, geo: ViewGeometry) -> None:
+        """Draws the unit layers of every recorded observation and puts
+        them in the observation dicts."""
+        fills = [self._player_jobs(geo, pid, frames) for pid, frames in self._frames.items()]
         self.batch.resolve()
-        for obs in observations:
-            for name, value in obs.items():
-                if type(value) is Pending:
-                    obs[name] = value.array
+        for fill in fills:
+            fill()
+        self._frames, self._luts = {}, {}
 
     def camera_layer(self, geo: ViewGeometry, camera: tuple[float, float]) -> np.ndarray:
         """Minimap ``camera``: the rectangle the screen shows."""
@@ -86,144 +111,183 @@ class LayerPainter:
         return read_only(rasterize.fill_rect(geo.minimap_res, left, top, right, bottom,
                                              self.dtype["minimap_camera"]))
 
-    def unit_layers(self, cache: dict, tracker: UnitTracker, geo: ViewGeometry, vis: dict,
-                    vis_key: Any, camera: tuple[float, float], selected: np.ndarray,
-                    sel_key: Any, player_id: int,
-                    relative_lut: np.ndarray) -> dict[str, np.ndarray]:
-        """Minimap and screen unit layers of one player at one window start.
-
-        ``vis``: the units the player sees (``slots``, ``rows``, ``xy``) in
-        draw order (:meth:`draw_order`), unchanged while ``vis_key`` is;
-        ``selected``: alive selected unit slots (the same array object while
-        they are the same slots), unchanged while ``sel_key`` and the
-        tracker's version are;
-        ``relative_lut``: owner id -> player_relative value for this player.
-        """
-        # Same units, camera and selection, and nothing under construction
-        # in view (its progress moves with the loop): same layers.
-        hit = cache.get("unit_layers")
-        if (hit is not None and hit[0] == (vis_key, camera) and hit[1] is selected
-                and not hit[2]):
-            return hit[3]
-        out: dict[str, np.ndarray] = {}
-        for kind, cam in (("minimap", None), ("screen", camera)):
-            # The units on the layer and where: same units and camera -> same.
-            geom = cached(cache, kind + "_geom", (vis_key, cam),
-                          lambda: self._geometry(tracker, geo, vis, cam, kind))
-            base = cached(cache, kind + "_base", geom["key"],
-                          lambda: self._base_layers(cache, geo, geom, kind, player_id,
-                                                    relative_lut))
-            out.update(base["layers"])
-            if kind == "screen":
-                out["screen_build_progress"] = self._progress_layer(cache, tracker, geom, base)
-            out[f"{kind}_selected"] = cached(
-                cache, kind + "_sel", (geom["serial"], sel_key),
-                lambda: self._selected_layer(cache, tracker, geom, base, selected, kind))
-        building = bool(cache["screen_geom"][1]["building"].any())
-        cache["unit_layers"] = ((vis_key, camera), selected, building, out)
-        return out
-
-    @staticmethod
-    def _selected_mask(cache: dict, tracker: UnitTracker, selected: np.ndarray) -> np.ndarray:
-        """bool[unit slots]: selected now (cached per selected-slot array)."""
-        hit = cache.get("selected_mask")
-        if hit is not None and hit[0] is selected:
-            return hit[1]
-        mask = np.zeros(len(tracker.alive), bool)
-        mask[selected] = True
-        cache["selected_mask"] = (selected, mask)
-        return mask
-
-    def _geometry(self, tracker: UnitTracker, geo: ViewGeometry, vis: dict,
-                  camera, kind: str) -> dict:
-        """Units on one layer: slots, type rows, owners, pixel centres, radii."""
+    # ------------------------------------------------------------ phase 2
+    def _player_jobs(self, geo: ViewGeometry, player_id: int,
+                     frames: list[tuple]) -> Callable[[], None]:
+        """Registers the disc jobs of one player's frames; returns what
+        puts the painted layers in place once the batch is resolved."""
         data = self.data
-        slots, rows, xy = vis["slots"], vis["rows"], vis["xy"]
-        if kind == "screen":
-            x0, y0, x1, y1 = geo.screen_bounds(camera)
-            r = data.radius[rows]
-            x, y = xy[:, 0], xy[:, 1]
-            near = (x + r >= x0) & (x - r < x1) & (y + r > y0) & (y - r <= y1)
-            slots, rows, xy = slots[near], rows[near], xy[near]
-            centers = geo.world_to_screen(xy, camera)
-            radii = geo.world_to_screen_distance(r[near])
-            building = ~tracker.done[slots]
-            extra = building.tobytes()
-        else:
-            centers = geo.world_to_minimap(xy)
-            radii = geo.world_to_minimap_distance(data.radius[rows])
-            building = None
-            extra = b""
-        owner = tracker.owner[slots]
-        self._serial += 1
-        return {"serial": self._serial, "slots": slots, "rows": rows, "owner": owner,
-                "centers": centers, "radii": radii, "building": building,
-                "key": (centers.tobytes(), rows.tobytes(), owner.tobytes(), extra)}
+        lut = self._luts[player_id]
+        # Distinct visible sets and (visible set, camera) pairs, in order.
+        vis_index: dict[int, int] = {}
+        vis_list: list[dict] = []
+        pair_index: dict[tuple, int] = {}
+        pairs: list[tuple] = []
+        frame_vis, frame_pair = [], []
+        for _, vis, camera, _, _ in frames:
+            vi = vis_index.get(id(vis))
+            if vi is None:
+                vi = vis_index[id(vis)] = len(vis_list)
+                vis_list.append(vis)
+            key = (vi, camera)
+            pi = pair_index.get(key)
+            if pi is None:
+                pi = pair_index[key] = len(pairs)
+                pairs.append(key)
+            frame_vis.append(vi)
+            frame_pair.append(pi)
+        cat = {k: np.concatenate([v[k] for v in vis_list])
+               for k in ("slots", "rows", "xy", "owner", "done", "init")}
+        vis_len = np.array([len(v["slots"]) for v in vis_list], np.int64)
+        vis_start = np.cumsum(vis_len) - vis_len
+        radius = data.radius[cat["rows"]]
+        ids = data.id[cat["rows"]]
+        relative = np.take(lut, cat["owner"], mode="clip")
 
-    def _selected_layer(self, cache: dict, tracker: UnitTracker, geom: dict, base: dict,
-                        selected: np.ndarray, kind: str) -> np.ndarray:
-        """Discs of the selected units (drawn alone: no occlusion by others).
+        # Minimap: one job per visible set.
+        names_mm, specs_mm = self._base_specs("minimap")
+        mm_centers = geo.world_to_minimap(cat["xy"])
+        mm_radii = geo.world_to_minimap_distance(radius)
+        mm = self.batch.add_many(geo.minimap_res, mm_centers, mm_radii, specs_mm,
+                                 (relative, cat["owner"], ids), vis_len)
+        mm_sel = self._selected_jobs(geo.minimap_res, "minimap", frames, frame_vis,
+                                     vis_start, vis_len, cat["slots"], mm_centers, mm_radii)
 
-        A disc depends only on its unit's centre and radius, so the union
-        of the selected ones is the same as drawing them alone; the layer is
-        registered with the batch (drawn at :meth:`resolve`).
-        """
-        if not len(selected):
-            return self.zeros[f"{kind}_selected"]
-        is_selected = self._selected_mask(cache, tracker, selected)[geom["slots"]]
-        if not is_selected.any():
-            return self.zeros[f"{kind}_selected"]
-        centers, radii = geom["centers"][is_selected], geom["radii"][is_selected]
-        key = (centers.tobytes(), radii.tobytes())
-        hit = cache.get(kind + "_sel_content")
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        layer = self.batch.add(base["res"], centers, radii,
-                               (("cover", self.dtype[f"{kind}_selected"]),))[0]
-        cache[kind + "_sel_content"] = (key, layer)
+        # Screen: the units of each (visible set, camera) pair near the view.
+        pair_vis = np.array([p[0] for p in pairs], np.int64)
+        cams = np.array([p[1] for p in pairs], np.float64).reshape(-1, 2)
+        unit, pair_of = _ranges(vis_start[pair_vis], vis_len[pair_vis])
+        x, y, r = cat["xy"][unit, 0], cat["xy"][unit, 1], radius[unit]
+        cx, cy = cams[pair_of, 0], cams[pair_of, 1]
+        # geo.screen_bounds, per element (same operations).
+        half_w, half_h = geo.camera_width / 2.0, geo.camera_height / 2.0
+        near = ((x + r >= cx - half_w) & (x - r < cx + half_w)
+                & (y + r > cy - half_h) & (y - r <= cy + half_h))
+        unit, pair_of = unit[near], pair_of[near]
+        centers = _world_to_screen_per_camera(geo, x[near], y[near], cx[near], cy[near])
+        radii = geo.world_to_screen_distance(r[near])
+        pair_len = np.bincount(pair_of, minlength=len(pairs))
+        pair_start = np.cumsum(pair_len) - pair_len
+        owner, rows = cat["owner"][unit], cat["rows"][unit]
+        building = ~cat["done"][unit]
+        names_sc, specs_sc = self._base_specs("screen")
+        sc = self.batch.add_many(geo.screen_res, centers, radii, specs_sc,
+                                 (relative[unit], owner, ids[unit]), pair_len)
+        frame_pair_arr = np.array(frame_pair, np.int64)
+        sc_sel = self._selected_jobs(geo.screen_res, "screen", frames, frame_pair,
+                                     pair_start, pair_len, cat["slots"][unit], centers, radii)
+        # Power: the player's finished pylons in view.
+        pylons = (rows == data.row["Pylon"]) & (owner == player_id) & ~building
+        n_pylons = np.bincount(pair_of[pylons], minlength=len(pairs))
+        has_power = n_pylons > 0
+        power = self.batch.add_many(
+            geo.screen_res, centers[pylons],
+            geo.world_to_screen_distance(np.full(int(pylons.sum()), PYLON_POWER_RADIUS)),
+            (("cover", self.dtype["screen_power"]),), (), n_pylons[has_power])
+        power_job = np.cumsum(has_power) - 1
+        # Build progress: frames whose view holds a structure under construction.
+        builds = np.bincount(pair_of[building], minlength=len(pairs)) > 0
+        prog_frames = np.flatnonzero(builds[frame_pair_arr])
+        fp = frame_pair_arr[prog_frames]
+        elem, frame_of = _ranges(pair_start[fp], pair_len[fp])
+        b = building[elem]
+        s_rows = rows[elem][b]
+        total = data.build_time[s_rows]
+        loops = np.array([frames[i][4] for i in prog_frames.tolist()], np.int64)
+        elapsed = (loops[frame_of[b]] - cat["init"][unit[elem][b]]).astype(np.float64)
+        frac = np.divide(elapsed, total, out=np.full(len(total), 0.5), where=total > 0)
+        progress = np.zeros(len(elem), np.int64)
+        progress[b] = np.round(np.clip(frac, 0.0, 0.99) * 100)
+        prog = self.batch.add_many(
+            geo.screen_res, centers[elem], radii[elem],
+            (("paint", self.dtype["screen_build_progress"]),), (progress,),
+            pair_len[fp])
+        prog_job = dict(zip(prog_frames.tolist(), range(len(prog_frames))))
+
+        zeros = self.zeros
+        def fill() -> None:
+            mm_arrays, sc_arrays = mm.arrays, sc.arrays
+            power_arrays = power.arrays[0]
+            prog_arrays = prog.arrays[0]
+            power_of = [power_arrays[j] if h else zeros["screen_power"]
+                        for j, h in zip(power_job.tolist(), has_power.tolist())]
+            for i, (obs, vi, pi) in enumerate(zip((f[0] for f in frames), frame_vis,
+                                                  frame_pair)):
+                for name, arrays in zip(names_mm, mm_arrays):
+                    obs[name] = arrays[vi]
+                for name, arrays in zip(names_sc, sc_arrays):
+                    obs[name] = arrays[pi]
+                obs["screen_power"] = power_of[pi]
+                j = prog_job.get(i)
+                obs["screen_build_progress"] = (zeros["screen_build_progress"] if j is None
+                                                else prog_arrays[j])
+                obs["minimap_selected"] = mm_sel(i)
+                obs["screen_selected"] = sc_sel(i)
+        return fill
+
+    def _selected_jobs(self, res: tuple[int, int], kind: str, frames: list[tuple],
+                       frame_set: list[int], set_start: np.ndarray, set_len: np.ndarray,
+                       slots: np.ndarray, centers: np.ndarray,
+                       radii: np.ndarray) -> Callable[[int], np.ndarray]:
+        """``selected`` layers: discs of the selected units among each
+        frame's unit set (set ``frame_set[i]``: units ``set_start`` ..
+        ``+ set_len`` of ``slots``, ``centers``, ``radii``), drawn alone (a
+        disc depends only on its unit, so the union is the same as drawing
+        them over the others).  Returns frame index -> layer (once resolved)."""
+        zero = self.zeros[f"{kind}_selected"]
+        combo_index: dict[tuple, int] = {}
+        combo_set: list[int] = []
+        combo_sel: list[int] = []
+        sel_index: dict[int, int] = {}
+        sels: list[np.ndarray] = []
+        frame_combo = []
+        for (_, _, _, selected, _), si in zip(frames, frame_set):
+            if not len(selected):
+                frame_combo.append(-1)
+                continue
+            k = sel_index.get(id(selected))
+            if k is None:
+                k = sel_index[id(selected)] = len(sels)
+                sels.append(selected)
+            key = (si, k)
+            c = combo_index.get(key)
+            if c is None:
+                c = combo_index[key] = len(combo_set)
+                combo_set.append(si)
+                combo_sel.append(k)
+            frame_combo.append(c)
+        if not combo_set:
+            return lambda i: zero
+        # Each combo's selected slots, found among its set's units by
+        # (set, slot) keys: sorted set keys (each set's slots come in a few
+        # ascending runs, which the stable sort merges cheaply).
+        sel_len = np.array([len(s) for s in sels], np.int64)
+        sel_cat = np.concatenate(sels).astype(np.int64)
+        span = int(max(slots.max(initial=0), sel_cat.max())) + 1
+        set_of = np.repeat(np.arange(len(set_len), dtype=np.int64), set_len)
+        set_keys = set_of * span + slots
+        order = np.argsort(set_keys, kind="stable")
+        set_keys = set_keys[order]
+        sel_of = np.array(combo_sel, np.int64)
+        pick, combo_of = _ranges((np.cumsum(sel_len) - sel_len)[sel_of], sel_len[sel_of])
+        keys = np.array(combo_set, np.int64)[combo_of] * span + sel_cat[pick]
+        pos = np.minimum(np.searchsorted(set_keys, keys), max(len(set_keys) - 1, 0))
+        hit = set_keys[pos] == keys if len(set_keys) else np.zeros(len(keys), bool)
+        elem, combo_of = order[pos[hit]], combo_of[hit]
+        n = np.bincount(combo_of, minlength=len(combo_set))
+        drawn = n > 0
+        jobs = self.batch.add_many(res, centers[elem], radii[elem],
+                                   (("cover", self.dtype[f"{kind}_selected"]),), (),
+                                   n[drawn])
+        job_of = (np.cumsum(drawn) - 1).tolist()
+        drawn_l = drawn.tolist()
+
+        def layer(i: int) -> np.ndarray:
+            c = frame_combo[i]
+            if c < 0 or not drawn_l[c]:
+                return zero
+            return jobs.arrays[0][job_of[c]]
         return layer
-
-    def _progress_layer(self, cache: dict, tracker: UnitTracker, geom: dict,
-                        base: dict) -> np.ndarray:
-        """Screen build_progress: percent done of structures under construction
-        (0 elsewhere): every unit of the base layers painted again in the
-        same order with its progress (0 if finished), so each pixel shows its
-        top unit's, the same occlusion as the other layers.
-
-        Construction moves every loop, so this layer is keyed on the
-        progress values while the other layers stay cached.
-        """
-        building = geom["building"]
-        if not building.any():
-            return self.zeros["screen_build_progress"]
-        progress = np.zeros(len(building), np.int64)
-        progress[building] = np.round(tracker.build_progress(geom["slots"][building]) * 100)
-        dtype = self.dtype["screen_build_progress"]
-        return cached(
-            cache, "screen_progress", (geom["key"], progress.tobytes()),
-            lambda: self.batch.add(base["res"], geom["centers"], geom["radii"],
-                                   (("paint", dtype),), [progress])[0])
-
-    def _base_layers(self, cache: dict, geo: ViewGeometry, geom: dict, kind: str,
-                     player_id: int, relative_lut: np.ndarray) -> dict[str, Any]:
-        """player_relative, player_id, unit_type (+ screen density, power)."""
-        data = self.data
-        rows, owner, centers = geom["rows"], geom["owner"], geom["centers"]
-        res = geo.screen_res if kind == "screen" else geo.minimap_res
-        # The units come in draw order (later ones on top).
-        relative = np.take(relative_lut, owner, mode="clip")
-        names, specs = self._base_specs(kind)
-        out: dict[str, Any] = dict(zip(names, self.batch.add(
-            res, centers, geom["radii"], specs, (relative, owner, data.id[rows]))))
-        if kind == "screen":
-            pylons = (rows == data.row["Pylon"]) & (owner == player_id) & ~geom["building"]
-            if pylons.any():
-                power = centers[pylons]
-                out["screen_power"] = cached(cache, "screen_power", power.tobytes(),
-                                             lambda: self._power(geo, power, res))
-            else:
-                out["screen_power"] = self.zeros["screen_power"]
-        return {"layers": out, "res": res}
 
     def _base_specs(self, kind: str) -> tuple[list[str], tuple]:
         """The base layers' names and :class:`DiscBatch` specs (built once)."""
@@ -254,7 +318,26 @@ class LayerPainter:
                           + ~data.is_structure).astype(np.int8)
         return self._rank
 
-    def _power(self, geo: ViewGeometry, centers: np.ndarray, res) -> Pending:
-        """Pylon power fields of the player's finished pylons in view (some)."""
-        radius = geo.world_to_screen_distance(np.full(len(centers), PYLON_POWER_RADIUS))
-        return self.batch.add(res, centers, radius, (("cover", self.dtype["screen_power"]),))[0]
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated ``arange(starts[i], starts[i] + lengths[i])`` and, per
+    element, its ``i``."""
+    lengths = np.asarray(lengths, np.int64)
+    which = np.repeat(np.arange(len(lengths)), lengths)
+    offset = np.repeat(np.asarray(starts, np.int64) - (np.cumsum(lengths) - lengths), lengths)
+    return np.arange(int(lengths.sum())) + offset, which
+
+
+def _world_to_screen_per_camera(geo: ViewGeometry, x: np.ndarray, y: np.ndarray,
+                                cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+    """``geo.world_to_screen`` with a camera centre per point: the same
+    operations in the same order (bit-identical pixels; the test
+    ``test_screen_transform_per_camera_equals_world_to_screen`` holds them
+    equal)."""
+    scale = geo.screen_res[0] / geo.camera_width
+    half = np.array(geo.screen_res, dtype=np.float64) / 2.0
+    my = geo.map_size[1]
+    out = np.empty((len(x), 2), np.float64)
+    out[:, 0] = (x - cx) * scale + half[0]
+    out[:, 1] = ((my - y) - (my - cy)) * scale + half[1]
+    return np.floor(out).astype(np.int64)

@@ -418,13 +418,15 @@ class UnitTracker:
     def snapshot(self) -> dict[str, np.ndarray]:
         """Alive units' slots and attributes now (cached until units change).
 
-        Keys: ``slots``, ``rows`` (unit data rows), ``xy``, ``owner``, ``done``.
+        Keys: ``slots``, ``rows`` (unit data rows), ``xy``, ``owner``,
+        ``done`` (finished), ``init`` (construction start loop, -1 if born).
         """
         if self._snapshot is not None and self._snapshot[0] == self.version:
             return self._snapshot[1]
         slots = np.flatnonzero(self.alive)
         snap = {"slots": slots, "rows": self.type_row[slots], "xy": self.xy[slots],
-                "owner": self.owner[slots], "done": self.done[slots]}
+                "owner": self.owner[slots], "done": self.done[slots],
+                "init": self.init_loop[slots]}
         self._snapshot = (self.version, snap)
         return snap
 
