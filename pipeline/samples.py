@@ -7,6 +7,7 @@ context and the outcome label into dicts that match ``schemas.sample``.
 """
 from __future__ import annotations
 
+import operator
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -15,10 +16,15 @@ from pipeline.sampling import Action, Window
 from schemas.sample import Group, SampleSchema, SchemaError, value_label
 
 
-def target_fields(schema: SampleSchema, action: Action) -> dict[str, Any]:
-    """The ``function_id`` and ``arg_*`` fields for one action."""
+def target_fields(schema: SampleSchema, action: Action,
+                  unused: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``function_id`` and ``arg_*`` fields for one action.
+
+    ``unused``: ``schema.unused_arguments()``, when the caller has it (its
+    arrays are then shared by the samples: make them read-only).
+    """
     out: dict[str, Any] = {"function_id": int(action.function_id)}
-    out.update(schema.unused_arguments())
+    out.update(schema.unused_arguments() if unused is None else unused)
     for name, value in action.arguments.items():
         field = schema.by_name[f"arg_{name}"]
         if field.is_array:
@@ -64,8 +70,16 @@ def build_samples(schema: SampleSchema,
     ctx = context_fields(schema, context)
     label = value_label(outcome)
     unavailable = ",".join(sorted(set(unavailable_layers)))
+    unused = schema.unused_arguments()
+    for value in unused.values():
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)  # shared by the samples
     obs_names = [f.name for f in schema.fields
                  if f.group == Group.OBSERVATION and f.is_array and f.name != "available_actions"]
+    get_obs = (operator.itemgetter(*obs_names) if len(obs_names) > 1
+               else lambda obs: tuple(obs[n] for n in obs_names))
+    flags = {"source": source, "unavailable_layers": unavailable,
+             "has_tracker_events": int(bool(has_tracker_events))}
     samples = []
     for window in windows:
         obs = observations.get(window.game_loop)
@@ -76,15 +90,12 @@ def build_samples(schema: SampleSchema,
             "player_id": int(player_id),
             "game_loop": int(window.game_loop),
             "split": split,
+            **ctx,
         }
-        sample.update(ctx)
-        for name in obs_names:
-            sample[name] = obs[name]
+        sample.update(zip(obs_names, get_obs(obs)))
         sample["available_actions"] = window.available.astype(np.uint8)
-        sample["source"] = source
-        sample["unavailable_layers"] = unavailable
-        sample["has_tracker_events"] = int(bool(has_tracker_events))
-        sample.update(target_fields(schema, window.target))
+        sample.update(flags)
+        sample.update(target_fields(schema, window.target, unused))
         sample["target_was_unavailable"] = int(window.target_was_unavailable)
         sample["value"] = label
         sample["outcome"] = outcome

@@ -139,19 +139,33 @@ def sample_windows(game_loops: int,
         by_window[action.game_loop - action.game_loop % step_mul].append(action)
 
     observed = sorted(available_by_loop)
-    masks = {loop: _as_mask(available_by_loop[loop]) for loop in observed}
-    obs_index = 0
+    # Masks given as arrays of NUM_FUNCTIONS are taken as they are (nonzero:
+    # available); others are checked and converted.
+    masks = {}
+    for loop in observed:
+        value = available_by_loop[loop]
+        masks[loop] = (value if isinstance(value, np.ndarray)
+                       and value.shape == (layers.NUM_FUNCTIONS,) else _as_mask(value))
+    missing = sorted(set(starts) - set(masks))
+    if missing:
+        raise ValueError(f"no observation at window start {missing[0]}")
+    # The observed loops inside the game, grouped by window (each window's
+    # start is among them): one union per window in a single numpy pass.
+    inside = [loop for loop in observed if 0 <= loop < game_loops]
+    # Rows of 0/1 bytes padded to whole uint64 words: OR-ing the words is
+    # OR-ing the bytes, eight functions at a time.
+    width = -(-layers.NUM_FUNCTIONS // 8) * 8
+    stacked = np.zeros((len(inside), width), bool)
+    if inside:
+        stacked[:, :layers.NUM_FUNCTIONS] = [masks[loop] for loop in inside]
+    first = np.searchsorted(np.asarray(inside, np.int64), np.asarray(starts, np.int64))
+    words = stacked.view(np.uint64)
+    union = (np.bitwise_or.reduceat(words, first, axis=0) if len(starts)
+             else words[:0]).view(np.uint8)[:, :layers.NUM_FUNCTIONS]
     windows = []
-    for start in starts:
+    for i, start in enumerate(starts):
         end = min(start + step_mul, game_loops)
-        if start not in masks:
-            raise ValueError(f"no observation at window start {start}")
-        while obs_index < len(observed) and observed[obs_index] < start:
-            obs_index += 1
-        mask = np.zeros(layers.NUM_FUNCTIONS, bool)
-        while obs_index < len(observed) and observed[obs_index] < end:
-            mask |= masks[observed[obs_index]]
-            obs_index += 1
+        mask = union[i]
         window_actions = by_window.get(start, [])
         if window_actions:
             target = window_actions[0]
@@ -161,8 +175,8 @@ def sample_windows(game_loops: int,
             stats.no_op_windows += 1
         was_unavailable = not mask[target.function_id]
         if was_unavailable:
-            mask[target.function_id] = True
+            mask[target.function_id] = 1
             stats.target_added_to_mask += 1
         stats.windows += 1
-        windows.append(Window(start, end, target, mask.astype(np.uint8), was_unavailable))
+        windows.append(Window(start, end, target, mask, was_unavailable))
     return windows
