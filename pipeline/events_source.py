@@ -123,6 +123,7 @@ class EventsObservationSource:
         self.painter = LayerPainter(schema, self.data, self._zeros)
         self._army: tuple[np.ndarray, np.ndarray] | None = None
         self._drawn: tuple[dict, dict] | None = None
+        self._fog_facts_hit: tuple[dict, dict] | None = None
         #: Counters of the last replay (sampling stats summed over players...).
         self.last_stats: dict[str, Any] = {}
 
@@ -431,6 +432,20 @@ class EventsObservationSource:
             self._drawn = (snap, {k: v[order] for k, v in snap.items()})
         return self._drawn[1]
 
+    def _fog_facts(self, snap: dict, sight: fog_model.SightGrid) -> dict[str, np.ndarray]:
+        """Per unit of a drawn snapshot, what the fog reads whoever looks
+        (sight key as a viewer, fog cell, structure, neutral): computed once
+        per snapshot, shared by the players."""
+        if self._fog_facts_hit is not None and self._fog_facts_hit[0] is snap:
+            return self._fog_facts_hit[1]
+        rows = snap["rows"]
+        facts = {"keys": fog_model.unit_sight_keys(snap["xy"], self.data.sight[rows]),
+                 "cells": sight.cells(snap["xy"]),
+                 "structure": self.data.is_structure[rows],
+                 "neutral": snap["owner"] == NEUTRAL_PLAYER}
+        self._fog_facts_hit = (snap, facts)
+        return facts
+
     def _refresh_own(self, view: _View, tracker: UnitTracker) -> None:
         """The ``own_version`` part of :meth:`_refresh` (all a mask needs),
         and ``sel_version``: bumped when a unit of the current selection
@@ -473,19 +488,15 @@ class EventsObservationSource:
         if not self.fog:
             view.cache["visible"] = (view.vis_version, snap)
             return snap
-        data = self.data
-        pid = view.ctx.player_id
-        owner, rows, xy = snap["owner"], snap["rows"], snap["xy"]
-        friendly = np.take(view.friendly_lut, owner, mode="clip")
-        f_xy, f_sight = xy[friendly], data.sight[rows[friendly]]
+        owner, slots = snap["owner"], snap["slots"]
         if view.sight is None:
             view.sight = fog_model.SightGrid(tuple(int(v) for v in geo.map_size))
-        view.sight.update(fog_model.sight_keys(f_xy, f_sight))
-        slots = snap["slots"]
-        structure = data.is_structure[rows]
-        visible = fog_model.visible_mask(pid, view.allies, owner, xy, structure,
-                                         view.seen[slots], view.sight, NEUTRAL_PLAYER,
-                                         friendly=friendly)
+        fog_facts = self._fog_facts(snap, view.sight)
+        friendly = np.take(view.friendly_lut, owner, mode="clip")
+        view.sight.update(fog_model.unique_keys(fog_facts["keys"][friendly]))
+        structure = fog_facts["structure"]
+        visible = fog_model.visible_mask(friendly, fog_facts["neutral"], structure,
+                                         view.seen[slots], view.sight, fog_facts["cells"])
         view.seen[slots[visible & structure]] = True
         view.vis_mask = np.zeros(len(tracker.alive), bool)
         view.vis_mask[slots[visible]] = True

@@ -23,10 +23,20 @@ CELL = 2.0
 
 def sight_keys(viewer_xy: np.ndarray, viewer_sight: np.ndarray) -> np.ndarray:
     """Sorted unique (cell, sight) keys of the viewers: all the grid depends on."""
-    cells = np.floor(viewer_xy / CELL).astype(np.int64)
-    sight = np.round(viewer_sight / CELL * 4).astype(np.int64)
-    keys = np.sort((cells[:, 0] * 4096 + cells[:, 1]) * 256 + sight)
-    if len(keys) > 1:  # np.unique, without its per-call overhead
+    return unique_keys(unit_sight_keys(viewer_xy, viewer_sight))
+
+
+def unit_sight_keys(xy: np.ndarray, sight: np.ndarray) -> np.ndarray:
+    """Each unit's (cell, sight) key, as a viewer (see :func:`sight_keys`):
+    computed once for a set of units, any subset's keys are a gather."""
+    cells = np.floor(xy / CELL).astype(np.int64)
+    return (cells[:, 0] * 4096 + cells[:, 1]) * 256 + np.round(sight / CELL * 4).astype(np.int64)
+
+
+def unique_keys(keys: np.ndarray) -> np.ndarray:
+    """Sorted unique ``keys`` (np.unique, without its per-call overhead)."""
+    keys = np.sort(keys)
+    if len(keys) > 1:
         keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
     return keys
 
@@ -108,9 +118,19 @@ class SightGrid:
 
     def seen(self, xy: np.ndarray) -> np.ndarray:
         """:func:`cells_seen` on this grid (points off the map: no)."""
+        return self.seen_cells(self.cells(xy))
+
+    def cells(self, xy: np.ndarray) -> np.ndarray:
+        """The lookup index of each point's cell for :meth:`seen_cells` (off
+        the map: a border cell, never seen); depends only on the points and
+        the map size, so it can be computed once for many lookups."""
         cells = np.floor(xy / CELL).astype(np.int64)
         np.clip(cells, -1, self._clip_hi, out=cells)
-        return self._padded[cells[:, 1] + 1, cells[:, 0] + 1]
+        return (cells[:, 1] + 1) * (self.res[0] + 2) + (cells[:, 0] + 1)
+
+    def seen_cells(self, cells: np.ndarray) -> np.ndarray:
+        """Whether each :meth:`cells` index is seen now."""
+        return self._padded.reshape(-1)[cells]
 
 
 def _sorted_member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
@@ -133,28 +153,19 @@ def cells_seen(grid: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return grid.ravel()[flat] & inside
 
 
-def visible_mask(player_id: int, allies: frozenset[int], owner: np.ndarray,
-                 xy: np.ndarray, is_structure: np.ndarray, seen_before: np.ndarray,
-                 grid: np.ndarray | SightGrid, neutral: int = 16,
-                 friendly: np.ndarray | None = None) -> np.ndarray:
-    """Which of the given (alive) units ``player_id`` sees (bool array).
+def visible_mask(friendly: np.ndarray, neutral: np.ndarray, is_structure: np.ndarray,
+                 seen_before: np.ndarray, grid: SightGrid, cells: np.ndarray) -> np.ndarray:
+    """Which of the given (alive) units a player sees (bool array).
 
-    ``grid`` is the :func:`sight_grid` of the player's and allies' units
-    (or the :class:`SightGrid` holding it).
+    ``friendly`` marks the player's and allies' units, ``neutral`` neutral
+    ones (both always seen); ``grid`` is the :class:`SightGrid` of the
+    friendly units and ``cells`` each unit's ``grid.cells`` index.
     An enemy unit is seen when the cell under its centre is (its footprint
-    is ignored).  ``seen_before`` (bool, same length) marks structures seen
-    earlier; the caller keeps it per player and ORs in
-    ``visible & is_structure`` after the call.  ``friendly`` (bool, same
-    length), when the caller has it, marks the player's and allies' units.
+    is ignored), or when it is a structure seen earlier: ``seen_before``
+    (bool, same length) marks those; the caller keeps it per player and ORs
+    in ``visible & is_structure`` after the call.
     """
-    if friendly is None:
-        friendly = owner == player_id
-        if allies:
-            friendly |= np.isin(owner, list(allies))
-    enemy = ~friendly & (owner != neutral)
-    visible = ~enemy
-    if enemy.any():
-        enemy_xy = xy[enemy]
-        seen = grid.seen(enemy_xy) if isinstance(grid, SightGrid) else cells_seen(grid, enemy_xy)
-        visible[enemy] = seen | (seen_before[enemy] & is_structure[enemy])
+    enemy = np.flatnonzero(~(friendly | neutral))
+    visible = np.ones(len(friendly), bool)
+    visible[enemy] = grid.seen_cells(cells[enemy]) | (seen_before[enemy] & is_structure[enemy])
     return visible

@@ -200,6 +200,8 @@ def test_incremental_sight_grid_equals_full_redraw():
         keys = fog.sight_keys(xy, sight)
         assert np.array_equal(keys, np.unique(keys))
         assert np.array_equal(grid.update(keys), fog.sight_grid((150, 130), keys))
+        points = rng.uniform(-20, 170, (40, 2))
+        assert np.array_equal(grid.seen(points), fog.cells_seen(grid.grid, points))
 
 
 def test_disc_subset_covers_like_drawing_the_subset_alone():
