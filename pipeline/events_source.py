@@ -58,6 +58,8 @@ MOVE_FUNCTIONS = {  # Attack, Move, Smart, Patrol, HoldPosition-free point order
 FOOD_SCALE = 4096
 #: Size of the per-player owner-id lookup tables (player ids are 1..16).
 OWNER_LUT_SIZE = 64
+_NO_SLOTS = np.zeros(0, np.int64)
+_NO_SLOTS.setflags(write=False)
 
 
 @dataclasses.dataclass
@@ -75,6 +77,11 @@ class _View:
     #: (caches key on it: equal tags give equal slots, masks and layers).
     sel_ids: list[int] = dataclasses.field(default_factory=list)
     sel_key: int = -1
+    #: Per selection id: its tags (``sel_tags``), their slots (alive or
+    #: not; filled once the tracker exists) and, when needed, a set of them.
+    sel_tags: list[tuple] = dataclasses.field(default_factory=list)
+    sel_slots: list[np.ndarray] = dataclasses.field(default_factory=list)
+    sel_sets: dict[int, frozenset] = dataclasses.field(default_factory=dict)
     #: Bump when the player's own units (``own_version``), the selected
     #: units (``sel_version``) or the units the player sees
     #: (``vis_version``) may have changed; see ``_refresh``.
@@ -100,6 +107,10 @@ class _View:
         self.relative_lut[pid] = 1
         self.friendly_lut = self.relative_lut <= 2
     cache: dict = dataclasses.field(default_factory=dict)
+
+    def slots(self) -> np.ndarray:
+        """The current selection's slots (alive or not)."""
+        return self.sel_slots[self.sel_key] if self.sel_key >= 0 else _NO_SLOTS
 
 
 class EventsObservationSource:
@@ -183,12 +194,14 @@ class EventsObservationSource:
             sel_ids = [ids.setdefault(tuple(tags), len(ids)) for _, tags in stream.selection]
             views[ctx.player_id] = _View(ctx, stream, allies, set(loops),
                                          set(window_starts(game_loops, self.step_mul)),
-                                         np.zeros(0, bool), sel_ids=sel_ids)
+                                         np.zeros(0, bool), sel_ids=sel_ids,
+                                         sel_tags=list(ids))
         orders = self._move_orders(views, geo) if self.position_estimate == "command" else ()
         tracker = UnitTracker(tracker_events, self.data,
                               position_estimate=self.position_estimate, move_orders=orders)
         for view in views.values():
             view.seen = np.zeros(len(tracker.alive), bool)
+            view.sel_slots = tracker.slots_of_tag_lists(view.sel_tags)
 
         self.painter.begin()
         observations: dict[int, dict[int, dict]] = {p: {} for p in views}
@@ -346,7 +359,7 @@ class EventsObservationSource:
         if hit is not None and hit[0] == key:
             return hit[1]
         # The tags' slots depend on the selection only; aliveness on the loop.
-        sel = self._selection_slots(view, tracker)
+        sel = self._selection_slots(view)
         sel = sel[tracker.alive[sel]]
         # Same slots as before: keep the earlier array, so readers can tell
         # "unchanged" by identity.
@@ -465,18 +478,21 @@ class EventsObservationSource:
                 view.own_version += 1
         elif (tracker.owner[np.fromiter(set(changed), np.int64)] == pid).any():
             view.own_version += 1
-        if not self._selection_set(view, tracker).isdisjoint(changed):
+        if not self._selection_set(view).isdisjoint(changed):
             view.sel_version += 1
 
-    def _selection_set(self, view: _View, tracker: UnitTracker) -> frozenset[int]:
+    @staticmethod
+    def _selection_set(view: _View) -> frozenset[int]:
         """The slots of the current selection's tags, as a set."""
-        return cached(view.cache, "selection_set", view.sel_key,
-                      lambda: frozenset(self._selection_slots(view, tracker).tolist()))
+        hit = view.sel_sets.get(view.sel_key)
+        if hit is None:
+            hit = view.sel_sets[view.sel_key] = frozenset(view.slots().tolist())
+        return hit
 
-    def _selection_slots(self, view: _View, tracker: UnitTracker) -> np.ndarray:
+    @staticmethod
+    def _selection_slots(view: _View) -> np.ndarray:
         """The slots of the current selection's tags (alive or not)."""
-        return cached(view.cache, "selection_slots", view.sel_key,
-                      lambda: tracker.slots_of_tags(self._selected_tags(view)))
+        return view.slots()
 
     def _visible(self, view: _View, tracker: UnitTracker, geo: ViewGeometry) -> dict:
         """The snapshot restricted to what the player sees (fog of war)."""

@@ -412,6 +412,24 @@ class UnitTracker:
         pos = np.minimum(np.searchsorted(self._sorted_tags, query), len(self._sorted_tags) - 1)
         return self._tag_order[pos[self._sorted_tags[pos] == query]]
 
+    def slots_of_tag_lists(self, tag_lists: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """:meth:`slots_of_tags` of each list, looked up in one pass."""
+        lengths = [len(tags) for tags in tag_lists]
+        try:
+            query = np.array([t for tags in tag_lists for t in tags], np.int64)
+        except OverflowError:  # not game tags: one list at a time
+            return [self.slots_of_tags(tags) for tags in tag_lists]
+        if not len(query) or not len(self._sorted_tags):
+            return [np.zeros(0, np.int64) for _ in tag_lists]
+        pos = np.minimum(np.searchsorted(self._sorted_tags, query), len(self._sorted_tags) - 1)
+        found = self._sorted_tags[pos] == query
+        slots = self._tag_order[pos]
+        out, start = [], 0
+        for n in lengths:
+            out.append(slots[start:start + n][found[start:start + n]])
+            start += n
+        return out
+
     def alive_slots(self) -> np.ndarray:
         return np.flatnonzero(self.alive)
 
