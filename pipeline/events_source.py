@@ -133,8 +133,9 @@ class EventsObservationSource:
                        if f.group == Group.OBSERVATION and f.is_array}
         self.painter = LayerPainter(schema, self.data, self._zeros)
         self._army: tuple[np.ndarray, np.ndarray] | None = None
-        self._drawn: tuple[dict, dict] | None = None
+        self._drawn: tuple[UnitTracker, int, dict] | None = None
         self._fog_facts_hit: tuple[dict, dict] | None = None
+        self._sight_quanta = np.zeros(0, np.int64)
         #: Counters of the last replay (sampling stats summed over players...).
         self.last_stats: dict[str, Any] = {}
 
@@ -437,13 +438,21 @@ class EventsObservationSource:
             view.vis_dirty = True
 
     def _drawn_snapshot(self, tracker: UnitTracker) -> dict[str, np.ndarray]:
-        """The tracker's snapshot with the units in draw order (slot order
-        within a draw rank), shared by all players."""
-        snap = tracker.snapshot()
-        if self._drawn is None or self._drawn[0] is not snap:
-            order = self.painter.draw_order(snap["rows"])
-            self._drawn = (snap, {k: v[order] for k, v in snap.items()})
-        return self._drawn[1]
+        """The tracker's snapshot (:meth:`UnitTracker.snapshot`'s keys) with
+        the units in draw order (slot order within a draw rank), shared by
+        all players; gathered in that order directly."""
+        if (self._drawn is not None and self._drawn[0] is tracker
+                and self._drawn[1] == tracker.version):
+            return self._drawn[2]
+        slots = np.flatnonzero(tracker.alive)
+        rows = tracker.type_row[slots]
+        order = self.painter.draw_order(rows)
+        slots, rows = slots[order], rows[order]
+        drawn = {"slots": slots, "rows": rows, "xy": tracker.xy[slots],
+                 "owner": tracker.owner[slots], "done": tracker.done[slots],
+                 "init": tracker.init_loop[slots]}
+        self._drawn = (tracker, tracker.version, drawn)
+        return drawn
 
     def _fog_facts(self, snap: dict, sight: fog_model.SightGrid) -> dict[str, np.ndarray]:
         """Per unit of a drawn snapshot, what the fog reads whoever looks
@@ -451,10 +460,14 @@ class EventsObservationSource:
         per snapshot, shared by the players."""
         if self._fog_facts_hit is not None and self._fog_facts_hit[0] is snap:
             return self._fog_facts_hit[1]
-        rows = snap["rows"]
-        facts = {"keys": fog_model.unit_sight_keys(snap["xy"], self.data.sight[rows]),
-                 "cells": sight.cells(snap["xy"]),
-                 "structure": self.data.is_structure[rows],
+        data = self.data
+        if len(self._sight_quanta) != len(data.names):  # unknown types add rows
+            self._sight_quanta = fog_model.sight_quanta(data.sight)
+        rows, xy = snap["rows"], snap["xy"]
+        cells = fog_model.unit_cells(xy)
+        facts = {"keys": fog_model.cell_sight_keys(cells, self._sight_quanta[rows]),
+                 "cells": sight.cells(xy, cells),
+                 "structure": data.is_structure[rows],
                  "neutral": snap["owner"] == NEUTRAL_PLAYER}
         self._fog_facts_hit = (snap, facts)
         return facts

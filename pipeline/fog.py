@@ -29,8 +29,22 @@ def sight_keys(viewer_xy: np.ndarray, viewer_sight: np.ndarray) -> np.ndarray:
 def unit_sight_keys(xy: np.ndarray, sight: np.ndarray) -> np.ndarray:
     """Each unit's (cell, sight) key, as a viewer (see :func:`sight_keys`):
     computed once for a set of units, any subset's keys are a gather."""
-    cells = np.floor(xy / CELL).astype(np.int64)
-    return (cells[:, 0] * 4096 + cells[:, 1]) * 256 + np.round(sight / CELL * 4).astype(np.int64)
+    return cell_sight_keys(unit_cells(xy), sight_quanta(sight))
+
+
+def unit_cells(xy: np.ndarray) -> np.ndarray:
+    """The fog grid cell ``(x, y)`` under each point (int64, may be off the map)."""
+    return np.floor(xy / CELL).astype(np.int64)
+
+
+def sight_quanta(sight: np.ndarray) -> np.ndarray:
+    """Sight ranges as a key's sight part (quarter cells)."""
+    return np.round(sight / CELL * 4).astype(np.int64)
+
+
+def cell_sight_keys(cells: np.ndarray, quanta: np.ndarray) -> np.ndarray:
+    """:func:`unit_sight_keys` from :func:`unit_cells` and :func:`sight_quanta`."""
+    return (cells[:, 0] * 4096 + cells[:, 1]) * 256 + quanta
 
 
 def unique_keys(keys: np.ndarray) -> np.ndarray:
@@ -120,11 +134,12 @@ class SightGrid:
         """:func:`cells_seen` on this grid (points off the map: no)."""
         return self.seen_cells(self.cells(xy))
 
-    def cells(self, xy: np.ndarray) -> np.ndarray:
+    def cells(self, xy: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
         """The lookup index of each point's cell for :meth:`seen_cells` (off
         the map: a border cell, never seen); depends only on the points and
-        the map size, so it can be computed once for many lookups."""
-        cells = np.floor(xy / CELL).astype(np.int64)
+        the map size, so it can be computed once for many lookups.
+        ``cells``: the points' :func:`unit_cells`, when the caller has them."""
+        cells = unit_cells(xy) if cells is None else cells.copy()
         np.clip(cells, -1, self._clip_hi, out=cells)
         return (cells[:, 1] + 1) * (self.res[0] + 2) + (cells[:, 0] + 1)
 
