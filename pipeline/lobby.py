@@ -137,3 +137,31 @@ def join_slots(details_players: list[dict], init: InitData | None) -> list[Slot 
     if len(playing) >= len(details_players):
         return playing[:len(details_players)]
     return [None] * len(details_players)
+
+
+#: From this base build on, game events name their player by lobby user id;
+#: before it (Wings of Liberty, early 2.0) by the player's entity number:
+#: 1-based over the occupied human (observers included) and computer slots,
+#: in slot order.  sc2reader's context plugin draws the same line.
+USER_ID_EVENTS_BUILD = 24247
+
+
+def event_player_ids(archive: ReplayArchive) -> dict[int, int | None]:
+    """player id (1-based index in details' player list) -> the id its game
+    events carry (``_userid.m_userId``); observers excluded, None for
+    computer players and where the lobby cannot be joined."""
+    players = archive.details.get("m_playerList") or []
+    init = read_init_data(archive)
+    slots = join_slots(players, init)
+    occupied = [s for s in init.slots if s.control in (2, 3)] if init else []
+    out: dict[int, int | None] = {}
+    for i, (player, slot) in enumerate(zip(players, slots)):
+        if (slot.observe if slot is not None else player.get("m_observe")):
+            continue
+        if slot is None or slot.control != 2:
+            out[i + 1] = None
+        elif archive.base_build >= USER_ID_EVENTS_BUILD:
+            out[i + 1] = slot.user_id
+        else:
+            out[i + 1] = next(n for n, s in enumerate(occupied, 1) if s is slot)
+    return out

@@ -53,7 +53,7 @@ from typing import Any, Callable, Sequence
 from pipeline import ability_table
 from pipeline.coords import (CAMERA_EVENT_SCALE, GAME_EVENT_POINT_SCALE,
                              UNIT_POSITIONS_SCALE, ViewGeometry)
-from pipeline.lobby import join_slots, read_init_data
+from pipeline.lobby import event_player_ids, read_init_data
 from pipeline.replay_archive import ReplayArchive, ReplayError
 from pipeline.sampling import Action
 
@@ -167,22 +167,6 @@ class UnitPositions:
             return None
         i = bisect.bisect_right(track[0], game_loop) - 1
         return track[1][max(i, 0)]
-
-
-def _player_users(archive: ReplayArchive) -> dict[int, int | None]:
-    """player id (1-based index in details' player list) -> user id; observers excluded.
-
-    The details <-> lobby slot join is the index's (``lobby.join_slots``),
-    so the action stream and the index always agree on who is who.
-    """
-    players = archive.details.get("m_playerList") or []
-    slots = join_slots(players, read_init_data(archive))
-    out = {}
-    for i, (player, slot) in enumerate(zip(players, slots)):
-        if (slot.observe if slot is not None else player.get("m_observe")):
-            continue
-        out[i + 1] = slot.user_id if slot is not None and slot.control == 2 else None
-    return out
 
 
 def replay_map_size(archive: ReplayArchive) -> tuple[int, int]:
@@ -438,7 +422,7 @@ def player_streams(archive: ReplayArchive, map_size: tuple[int, int] | None = No
     resolver = table.resolver(ability_table.expansion_of(archive.details), archive.base_build)
     if unit_positions is None:
         unit_positions = UnitPositions(archive.tracker_events)
-    users = _player_users(archive)
+    users = event_player_ids(archive)
     streams = {pid: PlayerStream(pid, uid) for pid, uid in users.items()}
     converters = {uid: _Converter(streams[pid], geometry, resolver, table.smart, unit_positions)
                   for pid, uid in users.items() if uid is not None}

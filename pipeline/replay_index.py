@@ -60,7 +60,8 @@ import re
 from typing import Any, Iterable, Mapping, Sequence
 
 from pipeline.observation_source import PlayerContext
-from pipeline.lobby import join_slots, read_init_data
+from pipeline import apm
+from pipeline.lobby import event_player_ids, join_slots, read_init_data
 from pipeline.replay_archive import ERROR_CATEGORIES, ReplayArchive, ReplayError, as_text
 
 #: Game loops per second at the "faster" game speed (all ladder games).
@@ -111,14 +112,16 @@ REPLAY_COLUMNS: tuple[tuple[str, str, str], ...] = (
 PLAYER_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("replay_id", "string", "SHA-256 of the replay file (joins replays.parquet)."),
     ("player_id", "int32", "1-based index in details' player list (tracker/pysc2 id)."),
-    ("user_id", "int32", "Lobby m_userId used by game events; -1 for AI / unknown."),
+    ("user_id", "int32", "Lobby m_userId (game events carry it from build 24247 on; "
+                         "pipeline.lobby.event_player_ids); -1 for AI / unknown."),
     ("name", "string", "Player name."),
     ("race", "string", "Protoss, Terran, Zerg (as played), or the raw string."),
     ("control", "string", "human or ai."),
     ("team", "int32", "0-based team id from the lobby slot (details if unjoined)."),
     ("result", "string", "win, loss, tie or undecided."),
     ("mmr", "int32", "Metadata MMR, else init data scaled rating, else -1."),
-    ("apm", "int32", "Metadata APM (rounded), else -1."),
+    ("apm", "int32", "Metadata APM (rounded), else computed (apm_from_events), else -1."),
+    ("apm_source", "string", "metadata, events (pipeline.apm) or none."),
 )
 ERROR_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("replay_id", "string", "SHA-256 of the file when it could be read, else ''."),
@@ -263,6 +266,7 @@ def scan_replay(archive: ReplayArchive, config=None) -> tuple[dict, list[dict]]:
                 "result": result,
                 "mmr": mmr,
                 "apm": apm,
+                "apm_source": "metadata" if apm >= 0 else "none",
             })
         if init is not None:
             num_observers = max(num_observers, sum(
@@ -296,8 +300,29 @@ def scan_replay(archive: ReplayArchive, config=None) -> tuple[dict, list[dict]]:
         # The decoders accepted the bytes but the structure is not a replay's.
         raise ReplayError("corrupt", f"details/metadata layout: {exc!r}") from exc
     cfg = config if config is not None else filters.FilterConfig()
+    if cfg.apm_from_events:
+        _fill_apm_from_events(archive, players)
     row["status"] = filters.filter_reason(row, players, cfg) or "ok"
     return row, players
+
+
+def _fill_apm_from_events(archive: ReplayArchive, players: list[dict]) -> None:
+    """APM from game events for human players the metadata gave none
+    (left at -1 if the game events do not decode: the sampling stage
+    reports that replay's error)."""
+    missing = [p for p in players if p["apm"] < 0 and p["control"] == "human"]
+    if not missing:
+        return
+    try:
+        by_event_id = apm.apm_by_user(archive.game_events, archive.game_loops)
+    except ReplayError:
+        return
+    event_ids = event_player_ids(archive)
+    for p in missing:
+        event_id = event_ids.get(p["player_id"])
+        if event_id is not None:
+            p["apm"] = int(round(by_event_id.get(event_id, 0.0)))
+            p["apm_source"] = "events"
 
 
 @dataclasses.dataclass

@@ -182,3 +182,23 @@ def test_build_3_4_opening_is_a_build_order():
              if actions.FUNCTIONS[a.function_id].name.startswith(("Train_", "Build_"))][:4]
     assert names == ["Train_Probe_quick", "Build_Pylon_screen", "Train_Probe_quick",
                      "Build_Gateway_screen"]
+
+
+def test_wings_of_liberty_events_go_to_the_right_player():
+    """Before build 24247 game events name players by entity number, not
+    user id: each player's camera track and commands match sc2reader's
+    attribution."""
+    import collections
+
+    import sc2reader
+
+    path = SHARED / "replays" / "sc2reader/1.1.0.16561/1v1_Lost Temple_1893.SC2Replay"
+    streams = player_inputs.player_streams(ReplayArchive(path.read_bytes(), path=str(path)))
+    replay = sc2reader.load_replay(str(path), load_level=4)
+    theirs = collections.Counter(
+        (e.player.pid, "camera" if type(e).__name__ == "CameraEvent" else "command")
+        for e in replay.events if getattr(e, "player", None) is not None
+        and (type(e).__name__ == "CameraEvent" or type(e).__name__.endswith("CommandEvent")))
+    assert {(pid, len(s.camera), s.commands) for pid, s in streams.items()} == {
+        (pid, theirs[(pid, "camera")], theirs[(pid, "command")]) for pid in (1, 2)}
+    assert (len(streams[1].camera), streams[1].commands) == (1901, 436)

@@ -241,3 +241,53 @@ def test_scan_command(tmp_path, capsys, astrea_bytes):
     statuses = sorted(r["status"] for r in
                       replay_index.read_table(str(out / "index" / "replays.parquet")))
     assert statuses == ["duplicate"] + ["matchup_filtered"] * 4 + ["ok"]
+
+
+def test_apm_from_events_tracks_blizzards(corpus):
+    """pipeline.apm against gamemetadata's APM on every player that has it."""
+    import numpy as np
+
+    from pipeline import apm
+
+    ours, theirs = [], []
+    for rel, result in corpus.items():
+        if not result.replay or not result.replay["has_metadata"]:
+            continue
+        known = [p for p in result.players if p["apm_source"] == "metadata"
+                 and p["apm"] > 0 and p["user_id"] >= 0]
+        if not known:
+            continue
+        archive = ReplayArchive((REPLAYS / rel).read_bytes(), path=rel)
+        try:
+            by_user = apm.apm_by_user(archive.game_events, archive.game_loops)
+        except ReplayError:
+            continue
+        for p in known:
+            ours.append(by_user.get(p["user_id"], 0.0))
+            theirs.append(p["apm"])
+    ratio = np.array(ours) / np.array(theirs)
+    assert len(ratio) >= 60
+    assert 0.88 < ratio.mean() < 1.0 and ratio.std() < 0.15
+    assert np.corrcoef(ours, theirs)[0, 1] > 0.99
+
+
+def test_scan_fills_apm_from_events_only_when_asked():
+    import sc2reader
+
+    rel = "sc2reader/1.1.0.16561/1v1_Lost Temple_1893.SC2Replay"  # no gamemetadata
+    plain = replay_index.scan_path(str(REPLAYS / rel))
+    assert [(p["apm"], p["apm_source"]) for p in plain.players] == [(-1, "none")] * 2
+    config = filters.FilterConfig(apm_from_events=True)
+    filled = replay_index.scan_path(str(REPLAYS / rel), config)
+    # WoL game events name players by entity number, not user id: count
+    # each player's actions with sc2reader's attribution.
+    replay = sc2reader.load_replay(str(REPLAYS / rel), load_level=4)
+    minutes = replay.frames / 22.4 / 60
+    kinds = ("CommandEvent", "SelectionEvent", "ControlGroupEvent")
+    for p in filled.players:
+        actions = sum(1 for e in replay.events
+                      if getattr(e, "player", None) is not None and e.player.pid == p["player_id"]
+                      and any(type(e).__name__.endswith(k) or isinstance(e, getattr(
+                          sc2reader.events.game, k)) for k in kinds))
+        assert p["apm_source"] == "events"
+        assert p["apm"] == round(actions / minutes) > 10
