@@ -31,6 +31,12 @@ from pipeline.rasterize import MAX_RADIUS_PX
 
 #: Stencil points expanded per numpy pass at most (bounds the scratch memory).
 CHUNK_POINTS = 1 << 18
+#: Look for duplicate jobs when discs average more stencil points than this
+#: (finding them costs a few passes over the units; painting, over the points).
+DEDUP_POINTS_PER_UNIT = 4
+_MIX = [np.uint64(k) for k in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
+                               0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53,
+                               0x94D049BB133111EB, 0xBF58476D1CE4E5B9)]
 
 
 class Jobs:
@@ -129,39 +135,68 @@ class DiscBatch:
         return jobs
 
     def resolve(self) -> None:
-        """Paints every registered job and fills its handles."""
+        """Paints every registered job and fills its handles.
+
+        Jobs with equal contents (same units, radii and values in the same
+        order: e.g. a selection's discs while only other units moved) are
+        painted once and share the array, where discs are big enough for
+        that to pay (:func:`_duplicates` finds them exactly).
+        """
         for group in self._groups.values():
             counts = np.concatenate(group.counts)
             centers = np.concatenate(group.centers).astype(np.int32)
             q = np.concatenate(group.q)
             values = [np.concatenate(v) if v else None for v in group.values]
-            pixels = group.res[0] * group.res[1]
-            ends = np.cumsum(_stencils()[2][q])
-            units = np.concatenate(([0], np.cumsum(counts)))
-            # cum[j]: stencil points of the jobs before job j.
-            cum = np.concatenate(([0], ends))[units].tolist()
-            units = units.tolist()
-            n_jobs = len(counts)
-            per_chunk = max(CHUNK_POINTS // pixels, 1)
-            views: list[list[np.ndarray]] = [[] for _ in group.specs]
-            start = 0
-            while start < n_jobs:
-                end = start + 1
-                limit = min(start + per_chunk, n_jobs)
-                while end < limit and cum[end + 1] - cum[start] <= CHUNK_POINTS:
-                    end += 1
-                blocks = self._paint(group, centers[units[start]:units[end]],
-                                     q[units[start]:units[end]],
-                                     [None if v is None else v[units[start]:units[end]]
-                                      for v in values], counts[start:end])
-                for i, block in enumerate(blocks):
-                    views[i].extend(block)
-                start = end
+            reach = _stencils()[2][q]
+            rep = None
+            if int(reach.sum()) > DEDUP_POINTS_PER_UNIT * len(q):
+                rep = _duplicates(counts, centers, q, values)
+                keep = rep == np.arange(len(counts))
+                if keep.all():
+                    rep = None
+                else:
+                    unit_keep = np.repeat(keep, counts)
+                    counts, centers, q, reach = (counts[keep], centers[unit_keep],
+                                                 q[unit_keep], reach[unit_keep])
+                    values = [None if v is None else v[unit_keep] for v in values]
+            views = self._paint_jobs(group, counts, centers, q, values, reach)
+            if rep is not None:
+                painted = (np.cumsum(keep) - 1)[rep].tolist()
+                views = [[v[i] for i in painted] for v in views]
             offset = 0
             for jobs, c in zip(group.handles, group.counts):
                 jobs.arrays = [v[offset:offset + len(c)] for v in views]
                 offset += len(c)
         self._groups = {}
+
+    def _paint_jobs(self, group: _Group, counts: np.ndarray, centers: np.ndarray,
+                    q: np.ndarray, values: list[np.ndarray | None],
+                    reach: np.ndarray) -> list[list[np.ndarray]]:
+        """Paints jobs (their units concatenated) in chunks; per spec, each
+        job's layer."""
+        pixels = group.res[0] * group.res[1]
+        ends = np.cumsum(reach)
+        units = np.concatenate(([0], np.cumsum(counts)))
+        # cum[j]: stencil points of the jobs before job j.
+        cum = np.concatenate(([0], ends))[units].tolist()
+        units = units.tolist()
+        n_jobs = len(counts)
+        per_chunk = max(CHUNK_POINTS // pixels, 1)
+        views: list[list[np.ndarray]] = [[] for _ in group.specs]
+        start = 0
+        while start < n_jobs:
+            end = start + 1
+            limit = min(start + per_chunk, n_jobs)
+            while end < limit and cum[end + 1] - cum[start] <= CHUNK_POINTS:
+                end += 1
+            blocks = self._paint(group, centers[units[start]:units[end]],
+                                 q[units[start]:units[end]],
+                                 [None if v is None else v[units[start]:units[end]]
+                                  for v in values], counts[start:end])
+            for i, block in enumerate(blocks):
+                views[i].extend(block)
+            start = end
+        return views
 
     @staticmethod
     def _paint(group: _Group, centers: np.ndarray, q: np.ndarray,
@@ -202,3 +237,52 @@ class DiscBatch:
             block.setflags(write=False)
             out.append(block)
         return out
+
+
+def concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated ``arange(starts[i], starts[i] + lengths[i])`` and, per
+    element, its ``i``."""
+    lengths = np.asarray(lengths, np.int64)
+    which = np.repeat(np.arange(len(lengths)), lengths)
+    offset = np.repeat(np.asarray(starts, np.int64) - (np.cumsum(lengths) - lengths), lengths)
+    return np.arange(int(lengths.sum())) + offset, which
+
+
+def _duplicates(counts: np.ndarray, centers: np.ndarray, q: np.ndarray,
+                values: list[np.ndarray | None]) -> np.ndarray:
+    """Per job, the first job with exactly the same units (centres, squared
+    radii, values, in order): a hash per job proposes, an elementwise
+    comparison confirms (a job whose proposal differs stays its own)."""
+    n_jobs = len(counts)
+    starts = np.cumsum(counts) - counts
+    position = np.arange(len(q)) - np.repeat(starts, counts)
+    h = (centers[:, 0].astype(np.uint64) * _MIX[0] + centers[:, 1].astype(np.uint64) * _MIX[1]
+         + q.astype(np.uint64) * _MIX[2] + position.astype(np.uint64) * _MIX[3])
+    for i, v in enumerate(values):
+        if v is not None:
+            h += v.astype(np.uint64) * _MIX[4 + i % 4]
+    h ^= h >> np.uint64(29)
+    h *= _MIX[6]
+    h ^= h >> np.uint64(32)
+    job_hash = np.zeros(n_jobs, np.uint64)
+    filled = counts > 0
+    if filled.any():
+        job_hash[filled] = np.add.reduceat(h, starts[filled])
+    job_hash ^= counts.astype(np.uint64) * _MIX[7]
+    _, first, inverse = np.unique(job_hash, return_index=True, return_inverse=True)
+    rep = first[inverse]
+    dup = np.flatnonzero(rep != np.arange(n_jobs))
+    if not len(dup):
+        return rep
+    same_count = counts[dup] == counts[rep[dup]]
+    rep[dup[~same_count]] = dup[~same_count]
+    dup = dup[same_count]
+    a, owner = concat_ranges(starts[dup], counts[dup])
+    b, _ = concat_ranges(starts[rep[dup]], counts[dup])
+    equal = (centers[a] == centers[b]).all(axis=1) & (q[a] == q[b])
+    for v in values:
+        if v is not None:
+            equal &= v[a] == v[b]
+    differ = dup[np.unique(owner[~equal])]
+    rep[differ] = differ
+    return rep

@@ -30,6 +30,7 @@ import numpy as np
 
 from pipeline import rasterize
 from pipeline.disc_batch import DiscBatch, Jobs
+from pipeline.disc_batch import concat_ranges as _ranges
 from pipeline.coords import ViewGeometry
 from pipeline.unit_tracker import UnitData
 from schemas import layers
@@ -317,15 +318,6 @@ class LayerPainter:
             self._rank = (2 * data.is_flying.astype(np.int8)
                           + ~data.is_structure).astype(np.int8)
         return self._rank
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenated ``arange(starts[i], starts[i] + lengths[i])`` and, per
-    element, its ``i``."""
-    lengths = np.asarray(lengths, np.int64)
-    which = np.repeat(np.arange(len(lengths)), lengths)
-    offset = np.repeat(np.asarray(starts, np.int64) - (np.cumsum(lengths) - lengths), lengths)
-    return np.arange(int(lengths.sum())) + offset, which
 
 
 def _world_to_screen_per_camera(geo: ViewGeometry, x: np.ndarray, y: np.ndarray,
