@@ -234,17 +234,28 @@ def test_tracker_unit_counts_equal_a_recount_of_alive_units(archive):
     assert checked == 757  # alive units summed over the checked loops
 
 
-def test_batched_discs_equal_drawing_each_job_alone():
+@pytest.mark.parametrize("hash_collides", [False, True])
+def test_batched_discs_equal_drawing_each_job_alone(monkeypatch, hash_collides):
+    from pipeline import disc_batch
     from pipeline.disc_batch import DiscBatch
     from pipeline.rasterize import Discs
+    if hash_collides:  # every job hashes alike: only the comparison tells them apart
+        monkeypatch.setattr(disc_batch, "_MIX", [np.uint64(0)] * 8)
     rng = np.random.default_rng(11)
-    batch, jobs = DiscBatch(), []
+    batch, jobs, drawn = DiscBatch(), [], []
     specs = (("paint", np.uint16), ("count", np.uint8, 15), ("cover", np.uint8))
-    for _ in range(60):
-        n = int(rng.integers(0, 30))
-        centers = rng.integers(-40, 100, (n, 2))
-        radii = rng.choice([0.3, 1.0, 2.7, 7.3, 20.0, 30.0], n)
-        values = rng.integers(1, 2000, n)
+    for i in range(80):
+        if i >= 60 and i % 2:  # the same job again (painted once, shared)
+            centers, radii, values = drawn[int(rng.integers(0, len(drawn)))]
+        else:
+            n = int(rng.integers(0, 30))
+            centers = rng.integers(-40, 100, (n, 2))
+            radii = rng.choice([0.3, 1.0, 2.7, 7.3, 20.0, 30.0], n)
+            values = rng.integers(1, 2000, n)
+            if i >= 60:  # same units, other values
+                centers, radii = drawn[-1][0], drawn[-1][1]
+                values = rng.integers(1, 2000, len(centers))
+        drawn.append((centers, radii, values))
         jobs.append((Discs(centers, radii, (64, 48)), values,
                      batch.add((64, 48), centers, radii, specs, [values])))
     batch.resolve()
