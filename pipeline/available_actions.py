@@ -87,7 +87,14 @@ class ActionAvailability:
              upgrades: frozenset[int], idle_workers: int, army_count: int,
              warp_gates: int, larva: int) -> np.ndarray:
         """uint8[NUM_FUNCTIONS] mask (shared read-only array: do not modify)."""
-        rows = tuple(sorted(set(np.asarray(selected_rows).tolist())))  # = np.unique, cheaper
+        return self.mask_of_rows(type_rows(selected_rows), n_selected, tech, upgrades,
+                                 idle_workers, army_count, warp_gates, larva)
+
+    def mask_of_rows(self, rows: tuple[int, ...], n_selected: int, tech: frozenset[int],
+                     upgrades: frozenset[int], idle_workers: int, army_count: int,
+                     warp_gates: int, larva: int) -> np.ndarray:
+        """:meth:`mask` with the selected own units' rows already as
+        :func:`type_rows` (callers that cache them per selection)."""
         flags = (n_selected > 1, idle_workers > 0, army_count > 0, warp_gates > 0, larva > 0)
         key = (rows, tech, upgrades, flags)
         hit = self._cache.get(key)
@@ -104,3 +111,9 @@ class ActionAvailability:
         mask.setflags(write=False)
         self._cache[key] = mask
         return mask
+
+
+def type_rows(selected_rows: np.ndarray) -> tuple[int, ...]:
+    """The distinct unit data rows of the selected own units, sorted (the
+    selection's part of a mask's key)."""
+    return tuple(sorted(set(np.asarray(selected_rows).tolist())))  # = np.unique, cheaper

@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pipeline import fog as fog_model
-from pipeline.available_actions import ActionAvailability
+from pipeline.available_actions import ActionAvailability, type_rows
 from pipeline.coords import ViewGeometry
 from pipeline.feature_layers import LayerPainter, cached, read_only
 from pipeline.observation_source import PlayerContext, SourceError
@@ -378,17 +378,28 @@ class EventsObservationSource:
         # upgrades) changes only with these.
         # Visibility bookkeeping waits for the next observation (its checks
         # read the state then, as exactly as now).
-        self._refresh_own(view, tracker)
+        if view.change_i != len(tracker.changed):
+            self._refresh_own(view, tracker)
         key = (view.own_version, view.sel_version, tracker.stats_version, view.sel_key)
         hit = view.cache.get("mask")
         if hit is not None and hit[0] == key:
             return hit[1]
-        sel = self._selection(view, tracker)
-        units = cached(view.cache, "own_units", view.own_version,
-                       lambda: self._own_units(view, tracker))
-        mine = sel[tracker.owner[sel] == view.ctx.player_id]
-        mask = self.availability.mask(tracker.type_row[mine], len(sel), units["tech"],
-                                      self._upgrades(view, tracker), *units["counts"])
+        # The selected own units' type rows and the selection's size change
+        # only with ``sel_version`` or the selection.
+        sel_key = (view.sel_version, view.sel_key)
+        sel_hit = view.cache.get("mask_selection")
+        if sel_hit is None or sel_hit[0] != sel_key:
+            sel = self._selection(view, tracker)
+            mine = sel[tracker.owner[sel] == view.ctx.player_id]
+            sel_hit = (sel_key, type_rows(tracker.type_row[mine]), len(sel))
+            view.cache["mask_selection"] = sel_hit
+        units = view.cache.get("own_units")
+        if units is None or units[0] != view.own_version:
+            units = (view.own_version, self._own_units(view, tracker))
+            view.cache["own_units"] = units
+        units = units[1]
+        mask = self.availability.mask_of_rows(sel_hit[1], sel_hit[2], units["tech"],
+                                              self._upgrades(view, tracker), *units["counts"])
         view.cache["mask"] = (key, mask)
         return mask
 
