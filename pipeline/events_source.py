@@ -236,7 +236,7 @@ class EventsObservationSource:
         masks = [s["available_actions"] for samples in out.values() for s in samples]
         self.last_stats = {
             **totals.as_dict(),
-            "mean_mask_size": float(np.mean([m.sum() for m in masks])) if masks else 0.0,
+            "mean_mask_size": float(np.mean(np.stack(masks).sum(axis=1))) if masks else 0.0,
             "fog": self.fog, "position_estimate": self.position_estimate,
             "has_tracker_events": has_tracker,
             "tracker_error": tracker_error,
