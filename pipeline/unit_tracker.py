@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -281,9 +282,13 @@ class UnitTracker:
 
     def _report(self, slot: int, x: float, y: float, loop: int, measure: bool) -> None:
         if measure and self.alive[slot]:
-            est = self._estimate(np.array([slot]), loop)[0]
-            self.errors.hold.append(float(np.hypot(*(self.reported[slot] - (x, y)))))
-            self.errors.command.append(float(np.hypot(*(est - (x, y)))))
+            rx, ry = self.reported[slot].tolist()
+            if math.isnan(self.target[slot, 0]):  # not ordered anywhere: the anchor
+                ex, ey = self.anchor[slot].tolist()
+            else:
+                ex, ey = self._estimate(np.array([slot]), loop)[0].tolist()
+            self.errors.hold.append(float(np.hypot(rx - x, ry - y)))
+            self.errors.command.append(float(np.hypot(ex - x, ey - y)))
         self.xy[slot] = self.anchor[slot] = self.reported[slot] = (x, y)
         self.anchor_loop[slot] = loop
         self.target[slot] = np.nan
@@ -321,7 +326,9 @@ class UnitTracker:
 
     def _count(self, slot: int, sign: int) -> None:
         if self.alive[slot]:
-            c = self._player_counts(int(self.owner[slot]))
+            c = self._counts.get(int(self.owner[slot]))
+            if c is None or c.shape[1] < len(self.data.names):
+                c = self._player_counts(int(self.owner[slot]))
             row = int(self.type_row[slot])
             c[0, row] += sign
             if self.done[slot]:
