@@ -10,11 +10,13 @@ same for shorter replays (how cost grows with game length), the mean mask
 size, the rate of targets the source's mask missed, and the position
 estimate errors (hold last known vs. command-directed movement).
 
-Last figures (CPU time, 2-core shared machine, compiled game-event decoder;
-see docs/engine_free_source.md "Performance"): patch_5_0_16b 5.4-5.9x
-(250-275 us/sample), python-sc2 PvP 5.3-5.7x (150 us/sample),
-patch_4_6_0_pvt 3.3-3.5x (200-210 us/sample): the 3x target is not met on
-5.0 replays.
+Last figures (CPU time, 2-core machine shared with other jobs, compiled
+game-event decoder; see docs/engine_free_source.md "Performance"), fourth
+round (two-phase layers: the walk records, the geometry of all windows is
+computed in bulk; equal disc jobs painted once): patch_5_0_16b 3.8-4.3x
+(~190-200 us/sample CPU; 5.97-6.61x before the round), python-sc2 PvP
+3.1-3.2x (~110 us/sample), patch_4_6_0_pvt 2.2x (~150 us/sample): the 3x
+target is still not met on 5.0 replays.
 
 ``--corpus`` runs every two-player replay with tracker events in the shared
 MANIFEST.csv and reports failures, sample counts against ceil(loops / 8),

@@ -4,13 +4,14 @@ Why this exists: the engine-free source redraws small layers thousands of
 times per replay (a 20-minute 1v1 redraws its minimap ~2,000 times and its
 screen ~3,000 times, a few dozen to a few hundred units each).  Drawn one at a
 time (``pipeline.rasterize.Discs``), each redraw costs some twenty numpy calls
-whose fixed overhead dwarfs the work.  Nothing during the replay walk reads a
-layer's pixels, so the walk only *registers* what to draw (:meth:`DiscBatch.add`
-returns :class:`Pending` placeholders) and :meth:`DiscBatch.resolve` paints all
-registered jobs of one kind in a few numpy passes over their concatenated
-units, each job's layer a ``[res_y, res_x]`` slice of one read-only
-``[jobs, res_y, res_x]`` block.  :meth:`DiscBatch.add_many` registers many
-jobs whose units come concatenated (one call per layer kind and replay).
+whose fixed overhead dwarfs the work.  Nothing reads a layer's pixels before
+the replay is walked, so jobs are only *registered* (:meth:`DiscBatch.add_many`:
+many jobs whose units come concatenated, one call per layer kind and replay;
+:meth:`DiscBatch.add`: one job, returning :class:`Pending` handles) and
+:meth:`DiscBatch.resolve` paints all registered jobs of one kind in a few
+numpy passes over their concatenated units, each job's layer a
+``[res_y, res_x]`` slice of one read-only ``[jobs, res_y, res_x]`` block.
+Jobs with equal contents are painted once and share their layer.
 
 Semantics are those of ``pipeline.rasterize.Discs`` (and bit-identical to
 it): a disc of radius ``r`` pixels (clipped to ``MAX_RADIUS_PX``) covers the

@@ -51,7 +51,7 @@ def no_op(game_loop: int) -> Action:
     return Action(game_loop, layers.NO_OP, {})
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)  # one per window: no instance dict
 class Window:
     """One training window of one player."""
     game_loop: int            # first loop of the window; the observation's loop
