@@ -25,6 +25,13 @@ def target_fields(schema: SampleSchema, action: Action,
     """
     out: dict[str, Any] = {"function_id": int(action.function_id)}
     out.update(schema.unused_arguments() if unused is None else unused)
+    out.update(argument_fields(schema, action))
+    return out
+
+
+def argument_fields(schema: SampleSchema, action: Action) -> dict[str, Any]:
+    """The ``arg_*`` fields of the arguments ``action`` uses."""
+    out: dict[str, Any] = {}
     for name, value in action.arguments.items():
         field = schema.by_name[f"arg_{name}"]
         if field.is_array:
@@ -78,27 +85,36 @@ def build_samples(schema: SampleSchema,
                  if f.group == Group.OBSERVATION and f.is_array and f.name != "available_actions"]
     get_obs = (operator.itemgetter(*obs_names) if len(obs_names) > 1
                else lambda obs: tuple(obs[n] for n in obs_names))
-    flags = {"source": source, "unavailable_layers": unavailable,
-             "has_tracker_events": int(bool(has_tracker_events))}
+    # Every sample has the same keys in the same order: fill a copy of a
+    # template (its per-window entries are overwritten below).
+    template: dict[str, Any] = {
+        "replay_id": replay_id,
+        "player_id": int(player_id),
+        "game_loop": 0,
+        "split": split,
+        **ctx,
+    }
+    template.update((name, None) for name in obs_names)
+    template["available_actions"] = None
+    template.update({"source": source, "unavailable_layers": unavailable,
+                     "has_tracker_events": int(bool(has_tracker_events))})
+    template["function_id"] = 0
+    template.update(unused)
+    template.update({"target_was_unavailable": 0, "value": label, "outcome": outcome})
     samples = []
     for window in windows:
         obs = observations.get(window.game_loop)
         if obs is None:
             raise SchemaError(f"no observation for window at loop {window.game_loop}")
-        sample: dict[str, Any] = {
-            "replay_id": replay_id,
-            "player_id": int(player_id),
-            "game_loop": int(window.game_loop),
-            "split": split,
-            **ctx,
-        }
+        sample = template.copy()
+        sample["game_loop"] = int(window.game_loop)
         sample.update(zip(obs_names, get_obs(obs)))
         sample["available_actions"] = window.available.astype(np.uint8)
-        sample.update(flags)
-        sample.update(target_fields(schema, window.target, unused))
+        target = window.target
+        sample["function_id"] = int(target.function_id)
+        if target.arguments:
+            sample.update(argument_fields(schema, target))
         sample["target_was_unavailable"] = int(window.target_was_unavailable)
-        sample["value"] = label
-        sample["outcome"] = outcome
         samples.append(sample)
     return samples
 
