@@ -12,6 +12,9 @@ information); the setting is recorded with the dataset.
 """
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 
 from pipeline import rasterize
@@ -73,6 +76,20 @@ def _key_discs(keys: np.ndarray, res: tuple[int, int]) -> rasterize.Discs:
     return rasterize.Discs(cells, (keys % 256) / 4.0, res)
 
 
+@functools.lru_cache(maxsize=None)
+def _disc_offsets(quanta: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cell offsets ``(dx, dy)`` of a key's sight disc (its sight part
+    ``quanta``): those with ``dx^2 + dy^2 <= floor(r^2)``, ``r`` the radius in
+    cells clipped like ``rasterize.Discs`` does."""
+    r = min(quanta / 4.0, rasterize.MAX_RADIUS_PX)
+    q = int(r * r)
+    reach = math.isqrt(q)
+    span = np.arange(-reach, reach + 1, dtype=np.int64)
+    dy, dx = np.meshgrid(span, span, indexing="ij")
+    inside = dx * dx + dy * dy <= q
+    return dx[inside], dy[inside]
+
+
 class SightGrid:
     """One player's :func:`sight_grid`, updated from the previous one.
 
@@ -96,17 +113,18 @@ class SightGrid:
 
     def _key_cells(self, keys: np.ndarray) -> list[np.ndarray]:
         """Flat grid indices each key's disc covers (drawn once per key)."""
-        missing = [k for k in keys.tolist() if k not in self._cells]
-        if missing:
-            discs = _key_discs(np.array(missing, np.int64), self.res)
-            py, px = np.divmod(discs.flat, discs.width)
-            y, x = py - discs.pad, px - discs.pad
-            inside = (x >= 0) & (x < self.res[0]) & (y >= 0) & (y < self.res[1])
-            flat, unit = (y * self.res[0] + x)[inside], discs.unit[inside]
-            bounds = np.searchsorted(unit, np.arange(len(missing) + 1))
-            for i, k in enumerate(missing):
-                self._cells[k] = flat[bounds[i]:bounds[i + 1]]
-        return [self._cells[k] for k in keys.tolist()]
+        cells = self._cells
+        width, height = self.res
+        out = []
+        for k in keys.tolist():
+            hit = cells.get(k)
+            if hit is None:
+                # The key's disc (as _key_discs draws it), clipped to the grid.
+                dx, dy = _disc_offsets(k % 256)
+                x, y = dx + k // 256 // 4096, dy + k // 256 % 4096
+                hit = cells[k] = (y * width + x)[(x >= 0) & (x < width) & (y >= 0) & (y < height)]
+            out.append(hit)
+        return out
 
     def update(self, keys: np.ndarray) -> np.ndarray:
         """The grid for ``keys`` (sorted unique, from :func:`sight_keys`)."""
