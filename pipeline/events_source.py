@@ -132,6 +132,11 @@ class EventsObservationSource:
                        for f in schema.fields
                        if f.group == Group.OBSERVATION and f.is_array}
         self.painter = LayerPainter(schema, self.data, self._zeros)
+        zeros = self._zeros
+        #: An observation holds the layers this source drew; reading any other
+        #: field gives its shared zeros (no per-window copy of ~40 entries).
+        self._observation = type("Observation", (dict,), {
+            "__slots__": (), "__missing__": lambda obs, name: zeros[name]})
         self._army: tuple[np.ndarray, np.ndarray] | None = None
         self._drawn: tuple[UnitTracker, int, dict] | None = None
         self._fog_facts_hit: tuple[dict, dict] | None = None
@@ -548,7 +553,7 @@ class EventsObservationSource:
 
     def _observe(self, view: _View, tracker: UnitTracker, geo: ViewGeometry,
                  has_tracker: bool) -> dict[str, np.ndarray]:
-        obs = dict(self._zeros)
+        obs = self._observation()
         camera = self._camera(view, geo)
         obs["minimap_camera"] = cached(view.cache, "camera", camera,
                                        lambda: self.painter.camera_layer(geo, camera))
