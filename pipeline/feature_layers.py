@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pipeline import rasterize
-from pipeline.disc_batch import DiscBatch, Jobs
+from pipeline.disc_batch import DiscBatch
 from pipeline.disc_batch import concat_ranges as _ranges
 from pipeline.coords import ViewGeometry
 from pipeline.unit_tracker import UnitData
@@ -57,8 +57,8 @@ def cached(cache: dict, name: str, key: Any, make: Callable[[], Any]) -> Any:
 
 
 class LayerPainter:
-    """Draws one source's unit layers; holds no per-player state (the
-    per-player caches are passed in)."""
+    """Draws one source's unit layers: frames recorded during a replay's
+    walk (:meth:`record`), drawn and put in place by :meth:`resolve`."""
 
     def __init__(self, schema: SampleSchema, data: UnitData, zeros: dict[str, np.ndarray]):
         self.schema = schema
@@ -67,7 +67,6 @@ class LayerPainter:
         self.zeros = zeros
         self.dtype = {name: a.dtype for name, a in zeros.items()}
         self._density_clip = layers.SCREEN_LAYERS[14].scale - 1
-        self._serial = 0
         self._rank = np.zeros(0, np.int8)
         self.batch = DiscBatch()
         self._specs: dict[str, tuple[list[str], tuple]] = {}
@@ -87,9 +86,9 @@ class LayerPainter:
 
         ``vis``: the units the player sees, in draw order (:meth:`draw_order`):
         ``slots``, ``rows``, ``xy``, ``owner``, ``done`` (finished) and
-        ``init`` (construction start loop); the same dict object for equal
-        contents (that is all the sharing needs), never mutated;
-        ``selected``: alive selected unit slots, likewise;
+        ``init`` (construction start loop); the same dict object while the
+        set is unchanged (windows share layers by that identity), never
+        mutated; ``selected``: alive selected unit slots, likewise;
         ``relative_lut``: owner id -> player_relative value for this player.
         """
         self._frames.setdefault(player_id, []).append((obs, vis, camera, selected, loop))
