@@ -189,7 +189,13 @@ class LayerPainter:
         builds = np.bincount(pair_of[building], minlength=len(pairs)) > 0
         prog_frames = np.flatnonzero(builds[frame_pair_arr])
         fp = frame_pair_arr[prog_frames]
-        elem, frame_of = _ranges(pair_start[fp], pair_len[fp])
+        # Finished units paint 0, the background: only those whose disc may
+        # share a pixel with a structure under construction (per-axis reach
+        # bound) can change the layer, by covering it; the others are left out.
+        kept = self._progress_units(building, centers, radii, pair_of, pair_start, pair_len)
+        kept_len = np.bincount(pair_of[kept], minlength=len(pairs))
+        elem, frame_of = _ranges((np.cumsum(kept_len) - kept_len)[fp], kept_len[fp])
+        elem = kept[elem]
         b = building[elem]
         s_rows = rows[elem][b]
         total = data.build_time[s_rows]
@@ -201,7 +207,7 @@ class LayerPainter:
         prog = self.batch.add_many(
             geo.screen_res, centers[elem], radii[elem],
             (("paint", self.dtype["screen_build_progress"]),), (progress,),
-            pair_len[fp])
+            kept_len[fp])
         prog_job = dict(zip(prog_frames.tolist(), range(len(prog_frames))))
 
         zeros = self.zeros
@@ -224,6 +230,26 @@ class LayerPainter:
                 obs["minimap_selected"] = mm_sel(i)
                 obs["screen_selected"] = sc_sel(i)
         return fill
+
+    @staticmethod
+    def _progress_units(building: np.ndarray, centers: np.ndarray, radii: np.ndarray,
+                        pair_of: np.ndarray, pair_start: np.ndarray,
+                        pair_len: np.ndarray) -> np.ndarray:
+        """Indices (ascending, so in draw order per pair) of the screen units
+        a build_progress layer must paint: those under construction and
+        those whose disc may overlap one of them in the same view (centres
+        within the sum of the radii, rounded up, on both axes: a disc's
+        pixels lie within its radius of its centre on each axis)."""
+        reach = np.ceil(radii)
+        build = np.flatnonzero(building)
+        cand, which = _ranges(pair_start[pair_of[build]], pair_len[pair_of[build]])
+        other = build[which]
+        bound = reach[cand] + reach[other]
+        near = ((np.abs(centers[cand, 0] - centers[other, 0]) <= bound)
+                & (np.abs(centers[cand, 1] - centers[other, 1]) <= bound))
+        keep = building.copy()
+        keep[cand[near]] = True
+        return np.flatnonzero(keep)
 
     def _selected_jobs(self, res: tuple[int, int], kind: str, frames: list[tuple],
                        frame_set: list[int], set_start: np.ndarray, set_len: np.ndarray,
