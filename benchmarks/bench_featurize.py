@@ -13,9 +13,9 @@ estimate errors (hold last known vs. command-directed movement).
 Last figures (CPU time, 2-core machine shared with other jobs, compiled
 game-event decoder; see docs/engine_free_source.md "Performance"), fourth
 round (two-phase layers: the walk records, the geometry of all windows is
-computed in bulk; equal disc jobs painted once): patch_5_0_16b 3.7-4.3x
-(~200 us/sample CPU; 5.6-7.7x before the round), python-sc2 PvP 3.0-3.7x
-(~95 us/sample), patch_4_6_0_pvt 2.2-2.4x (~150 us/sample): the 3x target
+computed in bulk; equal disc jobs painted once): patch_5_0_16b 3.4-4.4x
+(~200 us/sample; 5.6-7.7x before the round), python-sc2 PvP 2.3-3.7x
+(~90 us/sample), patch_4_6_0_pvt 1.8-2.4x (~160 us/sample): the 3x target
 is still not met on 5.0 replays.
 
 ``--corpus`` runs every two-player replay with tracker events in the shared
