@@ -62,6 +62,17 @@ _NO_SLOTS = np.zeros(0, np.int64)
 _NO_SLOTS.setflags(write=False)
 
 
+class _Observation(dict):
+    """One window's observation: the layers the source drew for it; any
+    other field reads as its shared zeros (no per-window copy of ~40
+    entries)."""
+
+    __slots__ = ("zeros",)
+
+    def __missing__(self, name: str) -> np.ndarray:
+        return self.zeros[name]
+
+
 @dataclasses.dataclass
 class _View:
     """Per-player walk state and caches."""
@@ -132,11 +143,6 @@ class EventsObservationSource:
                        for f in schema.fields
                        if f.group == Group.OBSERVATION and f.is_array}
         self.painter = LayerPainter(schema, self.data, self._zeros)
-        zeros = self._zeros
-        #: An observation holds the layers this source drew; reading any other
-        #: field gives its shared zeros (no per-window copy of ~40 entries).
-        self._observation = type("Observation", (dict,), {
-            "__slots__": (), "__missing__": lambda obs, name: zeros[name]})
         self._army: tuple[np.ndarray, np.ndarray] | None = None
         self._drawn: tuple[UnitTracker, int, dict] | None = None
         self._fog_facts_hit: tuple[dict, dict] | None = None
@@ -164,6 +170,8 @@ class EventsObservationSource:
             raise
         except (KeyError, ValueError, IndexError, TypeError, AttributeError) as exc:
             raise SourceError("events", f"{archive.path or archive.replay_id}: {exc!r}") from exc
+        finally:  # per-replay caches: do not keep the replay's tracker alive
+            self._drawn = self._fog_facts_hit = None
 
     # ------------------------------------------------------------- work
     def _replay_samples(self, archive: ReplayArchive,
@@ -553,7 +561,8 @@ class EventsObservationSource:
 
     def _observe(self, view: _View, tracker: UnitTracker, geo: ViewGeometry,
                  has_tracker: bool) -> dict[str, np.ndarray]:
-        obs = self._observation()
+        obs = _Observation()
+        obs.zeros = self._zeros
         camera = self._camera(view, geo)
         obs["minimap_camera"] = cached(view.cache, "camera", camera,
                                        lambda: self.painter.camera_layer(geo, camera))
