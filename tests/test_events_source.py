@@ -277,3 +277,14 @@ def test_screen_transform_per_camera_equals_world_to_screen():
                            for i in range(len(xy))])
     got = _world_to_screen_per_camera(geo, xy[:, 0], xy[:, 1], cams[:, 0], cams[:, 1])
     assert np.array_equal(got, want)
+
+
+def test_source_pickles_after_a_replay_and_gives_the_same_samples(run, archive):
+    import pickle
+    source, samples = run
+    again = pickle.loads(pickle.dumps(source)).replay_samples(archive, PLAYERS)
+    for pid in samples:
+        first, second = samples[pid][100], again[pid][100]
+        assert list(first) == list(second)
+        assert all(np.array_equal(first[k], second[k]) if isinstance(first[k], np.ndarray)
+                   else first[k] == second[k] for k in first)
