@@ -140,13 +140,21 @@ class ViewGeometry:
         :meth:`in_screen`.
         """
         pts = _points(xy)
-        cx, cy = float(camera_center[0]), float(camera_center[1])
-        out = np.empty(pts.shape, dtype=np.float64)
-        out[..., 0] = (pts[..., 0] - cx) * self._screen_scale + self._screen_half[0]
+        return self.world_to_screen_per_point(pts[..., 0], pts[..., 1],
+                                              float(camera_center[0]), float(camera_center[1]))
+
+    def world_to_screen_per_point(self, x: np.ndarray, y: np.ndarray,
+                                  cx: np.ndarray | float, cy: np.ndarray | float) -> np.ndarray:
+        """:meth:`world_to_screen` with a camera centre per point (arrays
+        ``x, y, cx, cy`` of one shape, or scalar centres): many windows'
+        views in one call."""
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        out = np.empty(x.shape + (2,), dtype=np.float64)
+        out[..., 0] = (x - cx) * self._screen_scale + self._screen_half[0]
         # Same operation order as pysc2's transform chain (bit-identical floors):
         # world -> top-left (my - y), minus the camera's top-left position.
         my = self.map_size[1]
-        out[..., 1] = ((my - pts[..., 1]) - (my - cy)) * self._screen_scale + self._screen_half[1]
+        out[..., 1] = ((my - y) - (my - cy)) * self._screen_scale + self._screen_half[1]
         return np.floor(out).astype(np.int64)
 
     def screen_to_world(self, px: np.ndarray | Sequence,

@@ -164,7 +164,7 @@ class LayerPainter:
         near = ((x + r >= cx - half_w) & (x - r < cx + half_w)
                 & (y + r > cy - half_h) & (y - r <= cy + half_h))
         unit, pair_of = unit[near], pair_of[near]
-        centers = _world_to_screen_per_camera(geo, x[near], y[near], cx[near], cy[near])
+        centers = geo.world_to_screen_per_point(x[near], y[near], cx[near], cy[near])
         radii = geo.world_to_screen_distance(r[near])
         pair_len = np.bincount(pair_of, minlength=len(pairs))
         pair_start = np.cumsum(pair_len) - pair_len
@@ -343,18 +343,3 @@ class LayerPainter:
             self._rank = (2 * data.is_flying.astype(np.int8)
                           + ~data.is_structure).astype(np.int8)
         return self._rank
-
-
-def _world_to_screen_per_camera(geo: ViewGeometry, x: np.ndarray, y: np.ndarray,
-                                cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
-    """``geo.world_to_screen`` with a camera centre per point: the same
-    operations in the same order (bit-identical pixels; the test
-    ``test_screen_transform_per_camera_equals_world_to_screen`` holds them
-    equal)."""
-    scale = geo.screen_res[0] / geo.camera_width
-    half = np.array(geo.screen_res, dtype=np.float64) / 2.0
-    my = geo.map_size[1]
-    out = np.empty((len(x), 2), np.float64)
-    out[:, 0] = (x - cx) * scale + half[0]
-    out[:, 1] = ((my - y) - (my - cy)) * scale + half[1]
-    return np.floor(out).astype(np.int64)

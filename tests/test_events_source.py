@@ -268,14 +268,13 @@ def test_batched_discs_equal_drawing_each_job_alone(monkeypatch, hash_collides):
 
 def test_screen_transform_per_camera_equals_world_to_screen():
     from pipeline.coords import ViewGeometry
-    from pipeline.feature_layers import _world_to_screen_per_camera
     rng = np.random.default_rng(5)
     geo = ViewGeometry((152, 136), 64, 64, 24)
     xy = rng.uniform(0, 152, (400, 2)).round(3)
     cams = rng.integers(0, 152 * 256, (400, 2)) / 256.0
     want = np.concatenate([geo.world_to_screen(xy[i:i + 1], tuple(cams[i]))
                            for i in range(len(xy))])
-    got = _world_to_screen_per_camera(geo, xy[:, 0], xy[:, 1], cams[:, 0], cams[:, 1])
+    got = geo.world_to_screen_per_point(xy[:, 0], xy[:, 1], cams[:, 0], cams[:, 1])
     assert np.array_equal(got, want)
 
 
