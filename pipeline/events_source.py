@@ -25,7 +25,7 @@ are read-only.  What each layer approximates is in
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -34,11 +34,12 @@ from pipeline.available_actions import ActionAvailability, type_rows
 from pipeline.coords import ViewGeometry
 from pipeline.feature_layers import LayerPainter, cached, read_only
 from pipeline.observation_source import PlayerContext, SourceError
+from pipeline.player_features import PlayerFeatures
 from pipeline.replay_archive import ReplayArchive, ReplayError
 from pipeline.sampling import SamplingStats, observed_loops, sample_windows, window_starts
 from pipeline.samples import build_samples
-from pipeline.unit_tracker import (MoveOrder, NEUTRAL_PLAYER, TOUCHED_ALL, UnitData,
-                                   UnitTracker, unit_data)
+from pipeline.unit_tracker import (NEUTRAL_PLAYER, TOUCHED_ALL, UnitData,
+                                   UnitTracker, move_orders, unit_data)
 from schemas import layers
 from schemas.sample import Group, SampleSchema
 
@@ -50,12 +51,6 @@ FILLED_WITH_TRACKER = (
 )
 #: Layers filled without tracker events (the camera comes from the inputs).
 FILLED_WITHOUT_TRACKER = ("minimap_camera",)
-#: pysc2 function ids whose point argument sends the selection somewhere.
-MOVE_FUNCTIONS = {  # Attack, Move, Smart, Patrol, HoldPosition-free point orders
-    12: "screen", 13: "minimap", 331: "screen", 332: "minimap",
-    451: "screen", 452: "minimap", 333: "screen", 334: "minimap",
-}
-FOOD_SCALE = 4096
 #: Size of the per-player owner-id lookup tables (player ids are 1..16).
 OWNER_LUT_SIZE = 64
 _NO_SLOTS = np.zeros(0, np.int64)
@@ -143,7 +138,7 @@ class EventsObservationSource:
                        for f in schema.fields
                        if f.group == Group.OBSERVATION and f.is_array}
         self.painter = LayerPainter(schema, self.data, self._zeros)
-        self._army: tuple[np.ndarray, np.ndarray] | None = None
+        self.player_features = PlayerFeatures(self.data, self.availability)
         self._drawn: tuple[UnitTracker, int, dict] | None = None
         self._fog_facts_hit: tuple[dict, dict] | None = None
         self._sight_quanta = np.zeros(0, np.int64)
@@ -210,7 +205,8 @@ class EventsObservationSource:
                                          set(window_starts(game_loops, self.step_mul)),
                                          np.zeros(0, bool), sel_ids=sel_ids,
                                          sel_tags=list(ids))
-        orders = self._move_orders(views, geo) if self.position_estimate == "command" else ()
+        orders = (move_orders({pid: v.stream for pid, v in views.items()}, geo)
+                  if self.position_estimate == "command" else ())
         tracker = UnitTracker(tracker_events, self.data,
                               position_estimate=self.position_estimate, move_orders=orders)
         for view in views.values():
@@ -258,32 +254,6 @@ class EventsObservationSource:
         }
         return out
 
-    def _move_orders(self, views: Mapping[int, _View], geo: ViewGeometry) -> list[MoveOrder]:
-        """Point orders (move/attack/smart) of each player, in world units."""
-        orders = []
-        for pid, view in views.items():
-            cam, sel = view.stream.camera, view.stream.selection
-            ci = si = -1
-            for action in view.stream.actions:
-                kind = MOVE_FUNCTIONS.get(action.function_id)
-                if kind is None or kind not in action.arguments:
-                    continue
-                while ci + 1 < len(cam) and cam[ci + 1][0] <= action.game_loop:
-                    ci += 1
-                while si + 1 < len(sel) and sel[si + 1][0] <= action.game_loop:
-                    si += 1
-                if si < 0:
-                    continue
-                if kind == "screen":
-                    if ci < 0:
-                        continue
-                    world = geo.screen_to_world(action.arguments["screen"], cam[ci][1:3])
-                else:
-                    world = geo.minimap_to_world(action.arguments["minimap"])
-                orders.append(MoveOrder(action.game_loop, pid, tuple(sel[si][1]),
-                                        (float(world[0]), float(world[1]))))
-        return orders
-
     @staticmethod
     def _step_inputs(view: _View, loop: int) -> None:
         cam, sel = view.stream.camera, view.stream.selection
@@ -306,63 +276,6 @@ class EventsObservationSource:
         return tuple(sel[view.sel_i][1]) if view.sel_i >= 0 else ()
 
     # --------------------------------------------------------- per loop
-    def _player_vector(self, view: _View, tracker: UnitTracker) -> np.ndarray:
-        """The player vector (``schemas.layers.PLAYER_FEATURES``).
-
-        Cached until the player's units or stats change.
-        """
-        key = (view.own_version, tracker.stats_version)
-        hit = view.cache.get("player")
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        pid = view.ctx.player_id
-        units = cached(view.cache, "own_units", view.own_version,
-                             lambda: self._own_units(view, tracker))
-        stats = tracker.stats.get(pid, {})
-        player = read_only(np.array([
-            pid,
-            stats.get("m_scoreValueMineralsCurrent", 0),
-            stats.get("m_scoreValueVespeneCurrent", 0),
-            stats.get("m_scoreValueFoodUsed", 0) // FOOD_SCALE,
-            stats.get("m_scoreValueFoodMade", 0) // FOOD_SCALE,
-            units["army_food"],
-            stats.get("m_scoreValueWorkersActiveCount", 0),
-            0,  # idle_worker_count: not derivable from tracker events
-            *units["counts"][1:],
-        ], np.int32))
-        view.cache["player"] = (key, player)
-        return player
-
-    def _own_units(self, view: _View, tracker: UnitTracker) -> dict:
-        """Counters and tech from the player's alive units (per-type counts)."""
-        data = self.data
-        all_counts, done_counts = tracker.unit_counts(view.ctx.player_id)
-        army_units, army_food_per_unit = self._army_rows()
-        army = int(done_counts @ army_units)
-        # Food values are multiples of 0.5: the sum is exact in any order.
-        army_food = int(round(float(done_counts @ army_food_per_unit)))
-        warp_gates = int(done_counts[data.row["WarpGate"]])
-        larva = int(all_counts[data.row["Larva"]])
-        # Tech: the finished structure types (rows; ids looked up on change).
-        has = (done_counts > 0) & data.is_structure
-        tech_key = has.tobytes()
-        tech_hit = view.cache.get("tech")
-        if tech_hit is None or tech_hit[0] != tech_key:
-            tech_hit = (tech_key, self.availability.tech(np.unique(data.id[has])))
-            view.cache["tech"] = tech_hit
-        return {"counts": (0, army, warp_gates, larva), "army_food": army_food,
-                "tech": tech_hit[1]}
-
-    def _army_rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per unit data row: 1 for army units (not structures nor workers,
-        costing food), and their food (0 for other rows); rebuilt when
-        unknown unit types add rows."""
-        data = self.data
-        if self._army is None or len(self._army[0]) != len(data.names):
-            army = ~data.is_structure & ~data.is_worker & (data.food > 0)
-            self._army = (army.astype(np.int64), np.where(army, data.food, 0.0))
-        return self._army
-
     def _selection(self, view: _View, tracker: UnitTracker) -> np.ndarray:
         """Alive selected unit slots (cached until units or selection change)."""
         # Aliveness changes only with ``tracker.changed`` events of selected
@@ -406,11 +319,8 @@ class EventsObservationSource:
             mine = sel[tracker.owner[sel] == view.ctx.player_id]
             sel_hit = (sel_key, type_rows(tracker.type_row[mine]), len(sel))
             view.cache["mask_selection"] = sel_hit
-        units = view.cache.get("own_units")
-        if units is None or units[0] != view.own_version:
-            units = (view.own_version, self._own_units(view, tracker))
-            view.cache["own_units"] = units
-        units = units[1]
+        units = self.player_features.own_units(view.ctx.player_id, view.cache,
+                                               view.own_version, tracker)
         mask = self.availability.mask_of_rows(sel_hit[1], sel_hit[2], units["tech"],
                                               self._upgrades(view, tracker), *units["counts"])
         view.cache["mask"] = (key, mask)
@@ -572,7 +482,8 @@ class EventsObservationSource:
             obs["player"] = cached(view.cache, "player0", 0, lambda: read_only(player))
             return obs
         self._refresh(view, tracker)
-        obs["player"] = self._player_vector(view, tracker)
+        obs["player"] = self.player_features.vector(view.ctx.player_id, view.cache,
+                                                    view.own_version, tracker)
         vis = self._visible(view, tracker, geo)
         selected = self._selection(view, tracker)
         self.painter.record(obs, vis, camera, selected, tracker.loop, view.ctx.player_id,

@@ -33,7 +33,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.coords import UNIT_POSITIONS_SCALE
+from pipeline.coords import UNIT_POSITIONS_SCALE, ViewGeometry
 
 DATA_PATH = os.path.join(os.path.dirname(__file__), "data", "unit_data.json")
 #: Game loops per game second (normal speed); techtree speeds are per second.
@@ -141,6 +141,42 @@ class MoveOrder:
     player_id: int
     tags: tuple[int, ...]
     target: tuple[float, float]
+
+
+#: pysc2 function ids whose point argument sends the selection somewhere.
+MOVE_FUNCTIONS = {  # Attack, Move, Smart, Patrol, HoldPosition-free point orders
+    12: "screen", 13: "minimap", 331: "screen", 332: "minimap",
+    451: "screen", 452: "minimap", 333: "screen", 334: "minimap",
+}
+
+
+def move_orders(streams: Mapping[int, Any], geo: ViewGeometry) -> list[MoveOrder]:
+    """Point orders (move/attack/smart) of each player's input stream
+    (``pipeline.player_inputs.PlayerStream`` by player id), in world units,
+    for the "command" position estimate."""
+    orders = []
+    for pid, stream in streams.items():
+        cam, sel = stream.camera, stream.selection
+        ci = si = -1
+        for action in stream.actions:
+            kind = MOVE_FUNCTIONS.get(action.function_id)
+            if kind is None or kind not in action.arguments:
+                continue
+            while ci + 1 < len(cam) and cam[ci + 1][0] <= action.game_loop:
+                ci += 1
+            while si + 1 < len(sel) and sel[si + 1][0] <= action.game_loop:
+                si += 1
+            if si < 0:
+                continue
+            if kind == "screen":
+                if ci < 0:
+                    continue
+                world = geo.screen_to_world(action.arguments["screen"], cam[ci][1:3])
+            else:
+                world = geo.minimap_to_world(action.arguments["minimap"])
+            orders.append(MoveOrder(action.game_loop, pid, tuple(sel[si][1]),
+                                    (float(world[0]), float(world[1]))))
+    return orders
 
 
 class UnitTracker:
