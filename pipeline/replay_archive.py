@@ -25,6 +25,7 @@ import io
 import json
 import os
 import re
+import threading
 from typing import Any
 
 import mpyq
@@ -89,10 +90,25 @@ def _bundled_builds() -> tuple[int, ...]:
     return tuple(sorted(builds))
 
 
-@functools.lru_cache(maxsize=None)
+_PROTOCOLS: dict[int, Any] = {}
+_PROTOCOLS_LOCK = threading.Lock()
+
+
 def protocol_module(build: int):
-    """s2protocol's decoder module of a bundled build."""
-    return s2_versions.build(build)
+    """s2protocol's decoder module of a bundled build.
+
+    Loads go through one lock: s2protocol imports its protocol modules with
+    ``imp`` and returns ``sys.modules`` entries as they are, so a second
+    thread (Beam runs bundles on several threads) could get a module that
+    is still executing and fail with "partially initialized module".
+    """
+    module = _PROTOCOLS.get(build)
+    if module is None:
+        with _PROTOCOLS_LOCK:
+            module = _PROTOCOLS.get(build)
+            if module is None:
+                module = _PROTOCOLS[build] = s2_versions.build(build)
+    return module
 
 
 def candidate_protocols(base_build: int) -> list[tuple[int, bool]]:
@@ -140,7 +156,7 @@ class ReplayArchive:
             raise ReplayError("not_mpq", f"MPQ archive does not open: {exc!r}") from exc
         try:
             content = self._mpq.header["user_data_header"]["content"]
-            self.header = s2_versions.latest().decode_replay_header(content)
+            self.header = protocol_module(_bundled_builds()[-1]).decode_replay_header(content)
             version = self.header["m_version"]
             self.base_build = int(version["m_baseBuild"])
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:

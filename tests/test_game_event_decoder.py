@@ -142,3 +142,22 @@ def test_exact_protocol_that_fails_gets_a_neighbour():
     assert archive.tracker_events
     assert archive.part_protocols["replay.game.events"] == 26490
     assert archive.part_protocols["replay.tracker.events"] == 26490
+
+
+def test_protocol_modules_load_safely_from_many_threads():
+    """Beam runs bundles on threads; s2protocol's imp-based loading hands a
+    second thread a module that is still executing unless loads are locked."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline import replay_archive
+
+    builds = list(replay_archive._bundled_builds()[-12:])
+    for build in builds:  # forget them, so the threads really load them
+        replay_archive._PROTOCOLS.pop(build, None)
+        sys.modules.pop(f"protocol{build}", None)
+    with ThreadPoolExecutor(8) as pool:
+        modules = list(pool.map(replay_archive.protocol_module, builds * 8))
+    for build, module in zip(builds * 8, modules):
+        assert module is replay_archive.protocol_module(build)
+        assert callable(module.decode_replay_details) and module.typeinfos
