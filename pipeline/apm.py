@@ -31,7 +31,7 @@ ACTION_EVENTS = frozenset({
 LOOPS_PER_SECOND = 22.4
 
 
-def apm_by_user(game_events: Iterable[dict[str, Any]], game_loops: int) -> dict[int, float]:
+def apm_by_event_id(game_events: Iterable[dict[str, Any]], game_loops: int) -> dict[int, float]:
     """Actions per game minute by the player id game events carry
     (``_userid``; see ``pipeline.lobby.event_player_ids``)."""
     counts: collections.Counter = collections.Counter()

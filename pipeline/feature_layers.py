@@ -125,17 +125,9 @@ class LayerPainter:
         pairs: list[tuple] = []
         frame_vis, frame_pair = [], []
         for _, vis, camera, _, _ in frames:
-            vi = vis_index.get(id(vis))
-            if vi is None:
-                vi = vis_index[id(vis)] = len(vis_list)
-                vis_list.append(vis)
-            key = (vi, camera)
-            pi = pair_index.get(key)
-            if pi is None:
-                pi = pair_index[key] = len(pairs)
-                pairs.append(key)
+            vi = _intern(vis_index, vis_list, id(vis), vis)
             frame_vis.append(vi)
-            frame_pair.append(pi)
+            frame_pair.append(_intern(pair_index, pairs, (vi, camera), (vi, camera)))
         cat = {k: np.concatenate([v[k] for v in vis_list])
                for k in ("slots", "rows", "xy", "owner", "done", "init")}
         vis_len = np.array([len(v["slots"]) for v in vis_list], np.int64)
@@ -262,8 +254,7 @@ class LayerPainter:
         them over the others).  Returns frame index -> layer (once resolved)."""
         zero = self.zeros[f"{kind}_selected"]
         combo_index: dict[tuple, int] = {}
-        combo_set: list[int] = []
-        combo_sel: list[int] = []
+        combos: list[tuple[int, int]] = []  # (unit set, selection)
         sel_index: dict[int, int] = {}
         sels: list[np.ndarray] = []
         frame_combo = []
@@ -271,19 +262,12 @@ class LayerPainter:
             if not len(selected):
                 frame_combo.append(-1)
                 continue
-            k = sel_index.get(id(selected))
-            if k is None:
-                k = sel_index[id(selected)] = len(sels)
-                sels.append(selected)
-            key = (si, k)
-            c = combo_index.get(key)
-            if c is None:
-                c = combo_index[key] = len(combo_set)
-                combo_set.append(si)
-                combo_sel.append(k)
-            frame_combo.append(c)
-        if not combo_set:
+            k = _intern(sel_index, sels, id(selected), selected)
+            frame_combo.append(_intern(combo_index, combos, (si, k), (si, k)))
+        if not combos:
             return lambda i: zero
+        combo_set = [si for si, _ in combos]
+        combo_sel = [k for _, k in combos]
         # Each combo's selected slots, found among its set's units by
         # (set, slot) keys: sorted set keys (each set's slots come in a few
         # ascending runs, which the stable sort merges cheaply).
@@ -343,3 +327,13 @@ class LayerPainter:
             self._rank = (2 * data.is_flying.astype(np.int8)
                           + ~data.is_structure).astype(np.int8)
         return self._rank
+
+
+def _intern(index: dict, items: list, key: Any, item: Any) -> int:
+    """The position of ``key``'s item in ``items``, appending ``item`` the
+    first time ``key`` is seen (distinct visible sets, views, selections)."""
+    i = index.get(key)
+    if i is None:
+        i = index[key] = len(items)
+        items.append(item)
+    return i

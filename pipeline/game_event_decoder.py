@@ -90,7 +90,7 @@ class _Writer:
             return _Static(0, st.k)
         return st
 
-    def dynamic(self, st: _Static | str, depth: int) -> None:
+    def dynamic(self, st: _Static | str, depth: int) -> str:
         """Switches to a run-time bit offset ``k``."""
         if st is not DYNAMIC:
             self.flush(st, depth)
@@ -245,6 +245,8 @@ class _Writer:
             bodies.append((head, self.lines, end))
         self.lines = saved
         ends = [end for _, _, end in bodies if end is not RAISES]
+        if not ends:
+            raise UnsupportedType("a choice whose every arm raises")
         same_k = (ends and all(end is not DYNAMIC for end in ends)
                   and len({end.k for end in ends}) == 1)
         if same_k and len({end.o for end in ends}) == 1:
@@ -408,6 +410,7 @@ class _GameEventDecoder:
             raise TruncatedError(f"game events end inside an event (byte {exc})") from exc
         except UnsupportedType:  # an event type this compiler cannot write
             return list(self.module.decode_replay_game_events(data))
+
 
 #: Decoders by protocol module name (None: not compilable, use s2protocol).
 _CACHE: dict[str, _GameEventDecoder | None] = {}

@@ -88,7 +88,8 @@ PositionLookup = Callable[[int, int], "tuple[float, float] | None"]
 @dataclasses.dataclass
 class PlayerStream:
     player_id: int
-    user_id: int | None
+    #: The id this player's game events carry (``lobby.event_player_ids``).
+    event_id: int | None
     actions: list[Action] = dataclasses.field(default_factory=list)
     camera: list[tuple[int, float, float]] = dataclasses.field(default_factory=list)
     selection: list[tuple[int, tuple[int, ...]]] = dataclasses.field(default_factory=list)
@@ -422,10 +423,10 @@ def player_streams(archive: ReplayArchive, map_size: tuple[int, int] | None = No
     resolver = table.resolver(ability_table.expansion_of(archive.details), archive.base_build)
     if unit_positions is None:
         unit_positions = UnitPositions(archive.tracker_events)
-    users = event_player_ids(archive)
-    streams = {pid: PlayerStream(pid, uid) for pid, uid in users.items()}
-    converters = {uid: _Converter(streams[pid], geometry, resolver, table.smart, unit_positions)
-                  for pid, uid in users.items() if uid is not None}
+    event_ids = event_player_ids(archive)
+    streams = {pid: PlayerStream(pid, eid) for pid, eid in event_ids.items()}
+    converters = {eid: _Converter(streams[pid], geometry, resolver, table.smart, unit_positions)
+                  for pid, eid in event_ids.items() if eid is not None}
     for ev in archive.game_events:
         handler = _HANDLERS.get(ev["_event"])
         if handler is None:

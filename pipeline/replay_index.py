@@ -314,7 +314,7 @@ def _fill_apm_from_events(archive: ReplayArchive, players: list[dict]) -> None:
     if not missing:
         return
     try:
-        by_event_id = apm.apm_by_user(archive.game_events, archive.game_loops)
+        by_event_id = apm.apm_by_event_id(archive.game_events, archive.game_loops)
     except ReplayError:
         return
     event_ids = event_player_ids(archive)

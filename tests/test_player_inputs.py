@@ -55,7 +55,7 @@ def test_expansion_and_players(archive, streams):
     assert ability_table.expansion_of(archive.details) == "LotV"
     # Details: player 1 SKillous (working slot 4 -> user 3), player 2 Astrea (slot 6 -> user 5);
     # the four observers' inputs are ignored.
-    assert {pid: s.user_id for pid, s in streams.items()} == {1: 3, 2: 5}
+    assert {pid: s.event_id for pid, s in streams.items()} == {1: 3, 2: 5}
 
 
 def test_first_actions_of_player_1(archive, streams):
