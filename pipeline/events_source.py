@@ -29,7 +29,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline import fog as fog_model
 from pipeline.available_actions import ActionAvailability, type_rows
 from pipeline.coords import ViewGeometry
 from pipeline.feature_layers import LayerPainter, cached, read_only
@@ -40,6 +39,7 @@ from pipeline.sampling import SamplingStats, observed_loops, sample_windows, win
 from pipeline.samples import build_samples
 from pipeline.unit_tracker import (NEUTRAL_PLAYER, TOUCHED_ALL, UnitData,
                                    UnitTracker, move_orders, unit_data)
+from pipeline.visible_units import Snapshots
 from schemas import layers
 from schemas.sample import Group, SampleSchema
 
@@ -76,7 +76,6 @@ class _View:
     allies: frozenset[int]
     loops: set[int]
     starts: set[int]
-    seen: np.ndarray
     cam_i: int = -1
     sel_i: int = -1
     #: Per selection entry, an id shared by entries with the same tags
@@ -88,18 +87,13 @@ class _View:
     sel_tags: list[tuple] = dataclasses.field(default_factory=list)
     sel_slots: list[np.ndarray] = dataclasses.field(default_factory=list)
     sel_sets: dict[int, frozenset] = dataclasses.field(default_factory=dict)
-    #: Bump when the player's own units (``own_version``), the selected
-    #: units (``sel_version``) or the units the player sees
-    #: (``vis_version``) may have changed; see ``_refresh``.
+    #: Bump when the player's own units (``own_version``) or the selected
+    #: units (``sel_version``) may have changed; see ``_refresh_own``.
     own_version: int = 0
     sel_version: int = 0
-    vis_version: int = 0
-    vis_dirty: bool = True
-    checked_version: int = -1
-    touch_i: int = 0
     change_i: int = 0
-    vis_mask: np.ndarray | None = None  # bool per unit slot: in the last visible set
-    sight: fog_model.SightGrid | None = None
+    #: The snapshots (``_Snapshots`` ids) the player looked at, in order.
+    looks: list[int] = dataclasses.field(default_factory=list)
     #: owner id -> player_relative value, and -> friendly (self or ally);
     #: owners past the end read the last entry (enemy, not friendly).
     relative_lut: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
@@ -139,9 +133,6 @@ class EventsObservationSource:
                        if f.group == Group.OBSERVATION and f.is_array}
         self.painter = LayerPainter(schema, self.data, self._zeros)
         self.player_features = PlayerFeatures(self.data, self.availability)
-        self._drawn: tuple[UnitTracker, int, dict] | None = None
-        self._fog_facts_hit: tuple[dict, dict] | None = None
-        self._sight_quanta = np.zeros(0, np.int64)
         #: Counters of the last replay (sampling stats summed over players...).
         self.last_stats: dict[str, Any] = {}
 
@@ -165,8 +156,6 @@ class EventsObservationSource:
             raise
         except (KeyError, ValueError, IndexError, TypeError, AttributeError) as exc:
             raise SourceError("events", f"{archive.path or archive.replay_id}: {exc!r}") from exc
-        finally:  # per-replay caches: do not keep the replay's tracker alive
-            self._drawn = self._fog_facts_hit = None
 
     # ------------------------------------------------------------- work
     def _replay_samples(self, archive: ReplayArchive,
@@ -203,17 +192,17 @@ class EventsObservationSource:
             sel_ids = [ids.setdefault(tuple(tags), len(ids)) for _, tags in stream.selection]
             views[ctx.player_id] = _View(ctx, stream, allies, set(loops),
                                          set(window_starts(game_loops, self.step_mul)),
-                                         np.zeros(0, bool), sel_ids=sel_ids,
+                                         sel_ids=sel_ids,
                                          sel_tags=list(ids))
         orders = (move_orders({pid: v.stream for pid, v in views.items()}, geo)
                   if self.position_estimate == "command" else ())
         tracker = UnitTracker(tracker_events, self.data,
                               position_estimate=self.position_estimate, move_orders=orders)
         for view in views.values():
-            view.seen = np.zeros(len(tracker.alive), bool)
             view.sel_slots = tracker.slots_of_tag_lists(view.sel_tags)
 
         self.painter.begin()
+        snapshots = Snapshots(self.data, self.painter.draw_order, geo.map_size)
         observations: dict[int, dict[int, dict]] = {p: {} for p in views}
         available: dict[int, dict[int, np.ndarray]] = {p: {} for p in views}
         all_loops = sorted(set().union(*(v.loops for v in views.values()))) if views else []
@@ -225,9 +214,13 @@ class EventsObservationSource:
                 self._step_inputs(view, loop)
                 available[pid][loop] = self._mask(view, tracker, has_tracker)
                 if loop in view.starts:
-                    observations[pid][loop] = self._observe(view, tracker, geo, has_tracker)
+                    observations[pid][loop] = self._observe(view, tracker, geo, has_tracker,
+                                                            snapshots)
 
-        self.painter.resolve(geo)
+        # What each player saw at its looks, in bulk (fog of war), drawn.
+        self.painter.resolve(geo, {
+            pid: snapshots.visible_sets(view.looks, view.friendly_lut, self.fog)
+            for pid, view in views.items() if view.looks})
         unavailable = self.unavailable_layers(has_tracker)
         out: dict[int, list[dict]] = {}
         totals = SamplingStats()
@@ -331,81 +324,6 @@ class EventsObservationSource:
         return cached(view.cache, "upgrades", tracker.stats_version,
                       lambda: frozenset(tracker.upgrades.get(view.ctx.player_id, ())))
 
-    def _refresh(self, view: _View, tracker: UnitTracker) -> None:
-        """Bumps the view's versions for the unit changes since its last look.
-
-        ``own_version`` when one of the player's units changed what it is
-        (``tracker.changed``: born, finished, died, type or owner; moves do
-        not change counts, types or tech);
-        ``vis_version`` unless every touched unit is an enemy unit the player
-        saw neither before (not in the last visible set) nor now (alive
-        under the fog grid, or a structure seen earlier): then the visible
-        units, and so every layer drawn from them, are the same as at the
-        last look.  Ownership changes and estimated moves bump ``vis_version``.
-        """
-        self._refresh_own(view, tracker)
-        if view.checked_version == tracker.version:
-            return
-        view.checked_version = tracker.version
-        touched = tracker.touched[view.touch_i:]
-        view.touch_i = len(tracker.touched)
-        if not touched:
-            return
-        if TOUCHED_ALL in touched or not self.fog or view.vis_mask is None:
-            view.vis_version += 1
-            view.vis_dirty = True
-            return
-        slots = np.fromiter(set(touched), np.int64)
-        owner = tracker.owner[slots]
-        if view.vis_dirty:
-            return
-        enemy = slots[~np.take(view.friendly_lut, owner, mode="clip")
-                      & (owner != NEUTRAL_PLAYER)]
-        relevant = len(enemy) < len(slots) or view.vis_mask[enemy].any()
-        if not relevant:
-            alive = enemy[tracker.alive[enemy]]
-            relevant = bool(
-                (view.seen[alive] & self.data.is_structure[tracker.type_row[alive]]).any()
-                or view.sight.seen(tracker.xy[alive]).any())
-        if relevant:
-            view.vis_version += 1
-            view.vis_dirty = True
-
-    def _drawn_snapshot(self, tracker: UnitTracker) -> dict[str, np.ndarray]:
-        """The tracker's snapshot (:meth:`UnitTracker.snapshot`'s keys) with
-        the units in draw order (slot order within a draw rank), shared by
-        all players; gathered in that order directly."""
-        if (self._drawn is not None and self._drawn[0] is tracker
-                and self._drawn[1] == tracker.version):
-            return self._drawn[2]
-        slots = np.flatnonzero(tracker.alive)
-        rows = tracker.type_row[slots]
-        order = self.painter.draw_order(rows)
-        slots, rows = slots[order], rows[order]
-        drawn = {"slots": slots, "rows": rows, "xy": tracker.xy[slots],
-                 "owner": tracker.owner[slots], "done": tracker.done[slots],
-                 "init": tracker.init_loop[slots]}
-        self._drawn = (tracker, tracker.version, drawn)
-        return drawn
-
-    def _fog_facts(self, snap: dict, sight: fog_model.SightGrid) -> dict[str, np.ndarray]:
-        """Per unit of a drawn snapshot, what the fog reads whoever looks
-        (sight key as a viewer, fog cell, structure, neutral): computed once
-        per snapshot, shared by the players."""
-        if self._fog_facts_hit is not None and self._fog_facts_hit[0] is snap:
-            return self._fog_facts_hit[1]
-        data = self.data
-        if len(self._sight_quanta) != len(data.names):  # unknown types add rows
-            self._sight_quanta = fog_model.sight_quanta(data.sight)
-        rows, xy = snap["rows"], snap["xy"]
-        cells = fog_model.unit_cells(xy)
-        facts = {"keys": fog_model.cell_sight_keys(cells, self._sight_quanta[rows]),
-                 "cells": sight.cells(xy, cells),
-                 "structure": data.is_structure[rows],
-                 "neutral": snap["owner"] == NEUTRAL_PLAYER}
-        self._fog_facts_hit = (snap, facts)
-        return facts
-
     def _refresh_own(self, view: _View, tracker: UnitTracker) -> None:
         """The ``own_version`` part of :meth:`_refresh` (all a mask needs),
         and ``sel_version``: bumped when a unit of the current selection
@@ -441,36 +359,8 @@ class EventsObservationSource:
         """The slots of the current selection's tags (alive or not)."""
         return view.slots()
 
-    def _visible(self, view: _View, tracker: UnitTracker, geo: ViewGeometry) -> dict:
-        """The snapshot restricted to what the player sees (fog of war)."""
-        hit = view.cache.get("visible")
-        if hit is not None and hit[0] == view.vis_version:
-            return hit[1]
-        snap = self._drawn_snapshot(tracker)
-        view.vis_dirty = False
-        if not self.fog:
-            view.cache["visible"] = (view.vis_version, snap)
-            return snap
-        owner, slots = snap["owner"], snap["slots"]
-        if view.sight is None:
-            view.sight = fog_model.SightGrid(tuple(int(v) for v in geo.map_size))
-        fog_facts = self._fog_facts(snap, view.sight)
-        friendly = np.take(view.friendly_lut, owner, mode="clip")
-        view.sight.update(fog_model.unique_keys(fog_facts["keys"][friendly]))
-        structure = fog_facts["structure"]
-        visible = fog_model.visible_mask(friendly, fog_facts["neutral"], structure,
-                                         view.seen[slots], view.sight, fog_facts["cells"])
-        view.seen[slots[visible & structure]] = True
-        view.vis_mask = np.zeros(len(tracker.alive), bool)
-        view.vis_mask[slots[visible]] = True
-        # Only what the layers read (owners, finished and construction
-        # starts of visible units change only with a ``vis_version`` bump).
-        out = {k: snap[k][visible] for k in ("slots", "rows", "xy", "owner", "done", "init")}
-        view.cache["visible"] = (view.vis_version, out)
-        return out
-
     def _observe(self, view: _View, tracker: UnitTracker, geo: ViewGeometry,
-                 has_tracker: bool) -> dict[str, np.ndarray]:
+                 has_tracker: bool, snapshots: Snapshots) -> dict[str, np.ndarray]:
         obs = _Observation()
         obs.zeros = self._zeros
         camera = self._camera(view, geo)
@@ -481,11 +371,13 @@ class EventsObservationSource:
             player[0] = view.ctx.player_id
             obs["player"] = cached(view.cache, "player0", 0, lambda: read_only(player))
             return obs
-        self._refresh(view, tracker)
+        self._refresh_own(view, tracker)
         obs["player"] = self.player_features.vector(view.ctx.player_id, view.cache,
                                                     view.own_version, tracker)
-        vis = self._visible(view, tracker, geo)
+        look = snapshots.take(tracker)
+        if not view.looks or view.looks[-1] != look:
+            view.looks.append(look)
         selected = self._selection(view, tracker)
-        self.painter.record(obs, vis, camera, selected, tracker.loop, view.ctx.player_id,
-                            view.relative_lut)
+        self.painter.record(obs, len(view.looks) - 1, camera, selected, tracker.loop,
+                            view.ctx.player_id, view.relative_lut)
         return obs

@@ -78,26 +78,34 @@ class LayerPainter:
         self.batch = DiscBatch()
         self._frames, self._luts = {}, {}
 
-    def record(self, obs: dict, vis: dict, camera: tuple[float, float],
+    def record(self, obs: dict, unit_set: int, camera: tuple[float, float],
                selected: np.ndarray, loop: int, player_id: int,
                relative_lut: np.ndarray) -> None:
         """Notes that ``obs`` (one player's observation at ``loop``) gets
         the unit layers; :meth:`resolve` fills them.
 
-        ``vis``: the units the player sees, in draw order (:meth:`draw_order`):
-        ``slots``, ``rows``, ``xy``, ``owner``, ``done`` (finished) and
-        ``init`` (construction start loop); the same dict object while the
-        set is unchanged (windows share layers by that identity), never
-        mutated; ``selected``: alive selected unit slots, likewise;
+        ``unit_set``: which of the player's visible unit sets (given to
+        :meth:`resolve`) the observation shows (windows share layers by it);
+        ``selected``: alive selected unit slots, the same array object
+        while the selection is unchanged, never mutated;
         ``relative_lut``: owner id -> player_relative value for this player.
         """
-        self._frames.setdefault(player_id, []).append((obs, vis, camera, selected, loop))
+        self._frames.setdefault(player_id, []).append((obs, unit_set, camera, selected, loop))
         self._luts[player_id] = relative_lut
 
-    def resolve(self, geo: ViewGeometry) -> None:
+    def resolve(self, geo: ViewGeometry,
+                unit_sets: dict[int, tuple[dict[str, np.ndarray], np.ndarray]]) -> None:
         """Draws the unit layers of every recorded observation and puts
-        them in the observation dicts."""
-        fills = [self._player_jobs(geo, pid, frames) for pid, frames in self._frames.items()]
+        them in the observation dicts.
+
+        ``unit_sets[player_id]``: the units the player sees in each of its
+        sets (``pipeline.visible_units.Snapshots.visible_sets``): ``slots``,
+        ``rows``, ``xy``, ``owner``, ``done`` (finished) and ``init``
+        (construction start loop) of all sets concatenated, each set in
+        draw order (:meth:`draw_order`), and each set's length.
+        """
+        fills = [self._player_jobs(geo, pid, frames, *unit_sets[pid])
+                 for pid, frames in self._frames.items()]
         self.batch.resolve()
         for fill in fills:
             fill()
@@ -112,25 +120,19 @@ class LayerPainter:
                                              self.dtype["minimap_camera"]))
 
     # ------------------------------------------------------------ phase 2
-    def _player_jobs(self, geo: ViewGeometry, player_id: int,
-                     frames: list[tuple]) -> Callable[[], None]:
+    def _player_jobs(self, geo: ViewGeometry, player_id: int, frames: list[tuple],
+                     cat: dict[str, np.ndarray], vis_len: np.ndarray) -> Callable[[], None]:
         """Registers the disc jobs of one player's frames; returns what
         puts the painted layers in place once the batch is resolved."""
         data = self.data
         lut = self._luts[player_id]
-        # Distinct visible sets and (visible set, camera) pairs, in order.
-        vis_index: dict[int, int] = {}
-        vis_list: list[dict] = []
+        # Distinct (visible set, camera) pairs, in order.
         pair_index: dict[tuple, int] = {}
         pairs: list[tuple] = []
         frame_vis, frame_pair = [], []
-        for _, vis, camera, _, _ in frames:
-            vi = _intern(vis_index, vis_list, id(vis), vis)
+        for _, vi, camera, _, _ in frames:
             frame_vis.append(vi)
             frame_pair.append(_intern(pair_index, pairs, (vi, camera), (vi, camera)))
-        cat = {k: np.concatenate([v[k] for v in vis_list])
-               for k in ("slots", "rows", "xy", "owner", "done", "init")}
-        vis_len = np.array([len(v["slots"]) for v in vis_list], np.int64)
         vis_start = np.cumsum(vis_len) - vis_len
         radius = data.radius[cat["rows"]]
         ids = data.id[cat["rows"]]

@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from pipeline import rasterize
+from pipeline.disc_batch import concat_ranges
 
 
 #: Fog grid cell size in world units.
@@ -51,7 +52,8 @@ def cell_sight_keys(cells: np.ndarray, quanta: np.ndarray) -> np.ndarray:
 
 
 def unique_keys(keys: np.ndarray) -> np.ndarray:
-    """Sorted unique ``keys`` (np.unique, without its per-call overhead)."""
+    """Sorted unique ``keys`` (np.unique, several times cheaper: numpy 2.4's
+    np.unique does not sort)."""
     keys = np.sort(keys)
     if len(keys) > 1:
         keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
@@ -90,88 +92,110 @@ def _disc_offsets(quanta: int) -> tuple[np.ndarray, np.ndarray]:
     return dx[inside], dy[inside]
 
 
-class SightGrid:
-    """One player's :func:`sight_grid`, updated from the previous one.
+def key_cells(keys: np.ndarray, res: tuple[int, int],
+              cache: dict[int, np.ndarray]) -> list[np.ndarray]:
+    """Flat indices (``y * width + x``) of the grid cells each
+    :func:`sight_keys` key's disc covers (as :func:`_key_discs` draws it,
+    clipped to a grid of ``res`` cells); ``cache`` (one per grid size)
+    keeps each key's cells: units keep revisiting the same cells."""
+    width, height = res
+    out = []
+    for k in keys.tolist():
+        hit = cache.get(k)
+        if hit is None:
+            dx, dy = _disc_offsets(k % 256)
+            x, y = dx + k // 256 // 4096, dy + k // 256 % 4096
+            hit = cache[k] = (y * width + x)[(x >= 0) & (x < width) & (y >= 0) & (y < height)]
+        out.append(hit)
+    return out
 
-    Between two looks usually only a few viewer keys change, so the grid
-    keeps, per cell, how many keys' discs cover it, and an update adds the
-    discs of new keys and removes those of vanished ones.  ``grid`` is
-    exactly ``sight_grid(map_size, keys)``: a cell is covered by the union
-    of the discs iff its count is positive.  Each key's disc (its cells on
-    the grid) is drawn once and kept: units keep revisiting the same cells.
+
+def grid_res(map_size: tuple[int, int]) -> tuple[int, int]:
+    """The fog grid's size in cells (x, y) for a map of ``map_size`` world units."""
+    return int(np.ceil(map_size[0] / CELL)), int(np.ceil(map_size[1] / CELL))
+
+
+def grid_cells(cells: np.ndarray, res: tuple[int, int]) -> np.ndarray:
+    """Flat grid index (``y * width + x``) of :func:`unit_cells` cells on a
+    grid of ``res`` cells; -1 off the grid."""
+    inside = (cells[:, 0] >= 0) & (cells[:, 0] < res[0]) & (cells[:, 1] >= 0) & (cells[:, 1] < res[1])
+    return np.where(inside, cells[:, 1] * res[0] + cells[:, 0], -1)
+
+
+def visible_over_time(look: np.ndarray, unit: np.ndarray, keys: np.ndarray,
+                      cell: np.ndarray, friendly: np.ndarray, neutral: np.ndarray,
+                      structure: np.ndarray, n_looks: int, res: tuple[int, int],
+                      cache: dict[int, np.ndarray]) -> np.ndarray:
+    """Which units one player sees at each of its looks, all looks at once.
+
+    The inputs describe the (alive) units of every look, one element per
+    (look, unit): ``look`` (0 .. ``n_looks - 1``, looks in time order),
+    ``unit`` (an id never reused for another unit), its sight ``keys``
+    (:func:`cell_sight_keys`) and fog ``cell`` (:func:`grid_cells` on the
+    map's grid of ``res`` cells, :func:`grid_res`), and whether it is
+    ``friendly`` (the player's or an ally's), ``neutral`` or a
+    ``structure``.  ``cache``: :func:`key_cells` cache for this grid.
+
+    The rule is the per-look one: friendly and neutral units are seen; an
+    enemy unit is seen when the cell under its centre lies in the sight
+    grid of the look's friendly units (:func:`sight_grid` of their keys;
+    off the map: never), or when it is a structure seen at an earlier look
+    (a snapshot).  Computed in bulk: each key's presence is cut into runs
+    of consecutive looks, and a cell's coverage at a look is the number of
+    runs covering it then (a prefix sum over looks of +1 at a run's start
+    and -1 after its end), kept only for cells some enemy unit stands on.
     """
-
-    def __init__(self, map_size: tuple[int, int]):
-        self.res = (int(np.ceil(map_size[0] / CELL)), int(np.ceil(map_size[1] / CELL)))
-        self.keys = np.zeros(0, np.int64)
-        self.counts = np.zeros((self.res[1], self.res[0]), np.int32)
-        self.grid = np.zeros((self.res[1], self.res[0]), bool)
-        #: ``grid`` with a border of unseen cells (off-map lookups land there).
-        self._padded = np.zeros((self.res[1] + 2, self.res[0] + 2), bool)
-        self._clip_hi = np.array([self.res[0], self.res[1]], np.int64)
-        self._cells: dict[int, np.ndarray] = {}
-
-    def _key_cells(self, keys: np.ndarray) -> list[np.ndarray]:
-        """Flat grid indices each key's disc covers (drawn once per key)."""
-        cells = self._cells
-        width, height = self.res
-        out = []
-        for k in keys.tolist():
-            hit = cells.get(k)
-            if hit is None:
-                # The key's disc (as _key_discs draws it), clipped to the grid.
-                dx, dy = _disc_offsets(k % 256)
-                x, y = dx + k // 256 // 4096, dy + k // 256 % 4096
-                hit = cells[k] = (y * width + x)[(x >= 0) & (x < width) & (y >= 0) & (y < height)]
-            out.append(hit)
-        return out
-
-    def update(self, keys: np.ndarray) -> np.ndarray:
-        """The grid for ``keys`` (sorted unique, from :func:`sight_keys`)."""
-        old = self.keys
-        if len(keys) == len(old) and (keys == old).all():
-            return self.grid
-        added = keys[~_sorted_member(keys, old)]
-        removed = old[~_sorted_member(old, keys)]
-        size = self.res[0] * self.res[1]
-        flat_counts = self.counts.reshape(-1)
-        for changed, sign in ((added, 1), (removed, -1)):
-            if changed.size:
-                cells = np.concatenate(self._key_cells(changed))
-                delta = np.bincount(cells, minlength=size).astype(np.int32)
-                if sign > 0:
-                    flat_counts += delta
-                else:
-                    flat_counts -= delta
-        self.keys = keys
-        self.grid = self.counts > 0
-        self._padded[1:-1, 1:-1] = self.grid
-        return self.grid
-
-    def seen(self, xy: np.ndarray) -> np.ndarray:
-        """:func:`cells_seen` on this grid (points off the map: no)."""
-        return self.seen_cells(self.cells(xy))
-
-    def cells(self, xy: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
-        """The lookup index of each point's cell for :meth:`seen_cells` (off
-        the map: a border cell, never seen); depends only on the points and
-        the map size, so it can be computed once for many lookups.
-        ``cells``: the points' :func:`unit_cells`, when the caller has them."""
-        cells = unit_cells(xy) if cells is None else cells.copy()
-        np.clip(cells, -1, self._clip_hi, out=cells)
-        return (cells[:, 1] + 1) * (self.res[0] + 2) + (cells[:, 0] + 1)
-
-    def seen_cells(self, cells: np.ndarray) -> np.ndarray:
-        """Whether each :meth:`cells` index is seen now."""
-        return self._padded.reshape(-1)[cells]
+    visible = friendly | neutral
+    enemy = np.flatnonzero(~visible & (cell >= 0))
+    if len(enemy):
+        visible[enemy] = _covered(look[enemy], cell[enemy], look[friendly], keys[friendly],
+                                  n_looks, res, cache)
+    # Structures, once seen, stay seen (the first look that saw each).
+    seen = visible & structure
+    if seen.any():
+        first = np.full(int(unit.max()) + 1, n_looks, np.int64)
+        np.minimum.at(first, unit[seen], look[seen])
+        visible |= structure & (first[unit] < look)
+    return visible
 
 
-def _sorted_member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """bool per value: whether it is in ``sorted_set`` (sorted, unique)."""
-    if not len(sorted_set):
-        return np.zeros(len(values), bool)
-    pos = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
-    return sorted_set[pos] == values
+def _covered(q_look: np.ndarray, q_cell: np.ndarray, f_look: np.ndarray,
+             f_keys: np.ndarray, n_looks: int, res: tuple[int, int],
+             cache: dict[int, np.ndarray]) -> np.ndarray:
+    """Whether grid cell ``q_cell`` (flat) is covered at look ``q_look`` by
+    the sight discs of the friendly keys present at that look."""
+    if not len(q_look) or not len(f_keys):
+        return np.zeros(len(q_look), bool)
+    # (key, look) presences sorted by key then look (repeats kept: a sort
+    # is several times cheaper than np.unique), cut into runs of
+    # consecutive looks.
+    pair = np.sort(f_keys * n_looks + f_look)
+    key, at = pair // n_looks, pair % n_looks
+    first = np.ones(len(pair), bool)
+    first[1:] = (key[1:] != key[:-1]) | (at[1:] > at[:-1] + 1)
+    run_first = np.flatnonzero(first)
+    run_key, run_start = key[run_first], at[run_first]
+    run_end = at[np.append(run_first[1:], len(pair)) - 1] + 1
+    # Only the queried cells matter: each gets a column.
+    col_of = np.full(res[0] * res[1], -1, np.int64)
+    col_of[q_cell] = 0
+    columns = np.flatnonzero(col_of == 0)
+    col_of[columns] = np.arange(len(columns))
+    q_col = col_of[q_cell]
+    keys_u, key_of_run = np.unique(run_key, return_inverse=True)
+    key_cols = [cols[cols >= 0] for cols in
+                (col_of[cells] for cells in key_cells(keys_u, res, cache))]
+    key_len = np.array([len(k) for k in key_cols], np.int64)
+    key_cat = np.concatenate(key_cols) if key_cols else np.zeros(0, np.int64)
+    elem, run = concat_ranges((np.cumsum(key_len) - key_len)[key_of_run], key_len[key_of_run])
+    col = key_cat[elem]
+    n_cols = len(columns)
+    # Coverage counts per (look, column): +1 at a run's start, -1 at its end.
+    diff = np.zeros((n_looks + 1) * n_cols, np.int32)
+    np.add.at(diff, run_start[run] * n_cols + col, 1)
+    np.add.at(diff, run_end[run] * n_cols + col, -1)
+    coverage = np.cumsum(diff.reshape(n_looks + 1, n_cols), axis=0, out=diff.reshape(n_looks + 1, n_cols))
+    return coverage[q_look, q_col] > 0
 
 
 def cells_seen(grid: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -184,21 +208,3 @@ def cells_seen(grid: np.ndarray, xy: np.ndarray) -> np.ndarray:
     inside = (cells.view(np.uint64) < np.array([w, h], np.uint64)).all(axis=1)
     flat = (cells[:, 1] * w + cells[:, 0]) * inside  # off the map -> cell 0, masked below
     return grid.ravel()[flat] & inside
-
-
-def visible_mask(friendly: np.ndarray, neutral: np.ndarray, is_structure: np.ndarray,
-                 seen_before: np.ndarray, grid: SightGrid, cells: np.ndarray) -> np.ndarray:
-    """Which of the given (alive) units a player sees (bool array).
-
-    ``friendly`` marks the player's and allies' units, ``neutral`` neutral
-    ones (both always seen); ``grid`` is the :class:`SightGrid` of the
-    friendly units and ``cells`` each unit's ``grid.cells`` index.
-    An enemy unit is seen when the cell under its centre is (its footprint
-    is ignored), or when it is a structure seen earlier: ``seen_before``
-    (bool, same length) marks those; the caller keeps it per player and ORs
-    in ``visible & is_structure`` after the call.
-    """
-    enemy = np.flatnonzero(~(friendly | neutral))
-    visible = np.ones(len(friendly), bool)
-    visible[enemy] = grid.seen_cells(cells[enemy]) | (seen_before[enemy] & is_structure[enemy])
-    return visible

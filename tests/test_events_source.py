@@ -183,25 +183,48 @@ def test_fog_sees_within_sight_only():
     assert seen.tolist() == [True, False, False]
 
 
-def test_incremental_sight_grid_equals_full_redraw():
+def test_bulk_visibility_equals_the_per_look_rule():
+    """fog.visible_over_time (all looks at once) against the rule applied
+    look by look with the reference sight grid (rasterize.Discs): friendly
+    and neutral units seen, enemies under the friendly units' sight grid,
+    enemy structures seen once stay seen; viewers come, go and move."""
     from pipeline import fog
     rng = np.random.default_rng(7)
-    grid = fog.SightGrid((150, 130))
-    xy, sight = np.zeros((0, 2)), np.zeros(0)
-    for step in range(200):
-        if step % 25 == 0:  # a fresh viewer set now and then
-            n = int(rng.integers(0, 60))
-            xy, sight = rng.uniform(-10, 160, (n, 2)), rng.choice([0.0, 7, 9, 11, 13.75, 30], n)
-        else:  # a few viewers die, are born, move
-            k, m = int(rng.integers(0, 3)), int(rng.integers(0, 3))
-            xy = np.concatenate([xy[k:], rng.uniform(-10, 160, (m, 2))])
-            sight = np.concatenate([sight[k:], rng.choice([0.0, 7, 9, 11], m)])
-            xy[:3] += rng.uniform(-3, 3, xy[:3].shape)
-        keys = fog.sight_keys(xy, sight)
-        assert np.array_equal(keys, np.unique(keys))
-        assert np.array_equal(grid.update(keys), fog.sight_grid((150, 130), keys))
-        points = rng.uniform(-20, 170, (40, 2))
-        assert np.array_equal(grid.seen(points), fog.cells_seen(grid.grid, points))
+    map_size = (150, 130)
+    res = fog.grid_res(map_size)
+    # Units: id, owner (1 friendly, 2 enemy, 0 neutral), structure, sight.
+    n_units = 120
+    owner = rng.choice([0, 1, 2], n_units, p=[0.1, 0.45, 0.45])
+    structure = rng.random(n_units) < 0.3
+    sight = rng.choice([0.0, 7, 9, 11, 13.75, 30], n_units)
+    xy = rng.uniform(-10, 160, (n_units, 2))
+    alive = rng.random(n_units) < 0.5
+    look, unit, rows_xy = [], [], []
+    for t in range(150):
+        alive ^= rng.random(n_units) < 0.03  # born / die
+        moving = ~structure & (rng.random(n_units) < 0.2)
+        xy[moving] += rng.uniform(-6, 6, (int(moving.sum()), 2))
+        ids = np.flatnonzero(alive)
+        look.append(np.full(len(ids), t)), unit.append(ids), rows_xy.append(xy[ids].copy())
+    look, unit, pos = np.concatenate(look), np.concatenate(unit), np.concatenate(rows_xy)
+    cells = fog.unit_cells(pos)
+    keys = fog.cell_sight_keys(cells, fog.sight_quanta(sight[unit]))
+    got = fog.visible_over_time(look, unit, keys, fog.grid_cells(cells, res),
+                                owner[unit] == 1, owner[unit] == 0, structure[unit],
+                                150, res, {})
+    seen_before = np.zeros(n_units, bool)
+    expected = np.zeros(len(look), bool)
+    for t in range(150):
+        at = np.flatnonzero(look == t)
+        u = unit[at]
+        friendly = owner[u] == 1
+        grid = fog.sight_grid(map_size, fog.sight_keys(pos[at][friendly], sight[u][friendly]))
+        vis = (friendly | (owner[u] == 0) | fog.cells_seen(grid, pos[at])
+               | (seen_before[u] & structure[u]))
+        seen_before[u[vis & structure[u]]] = True
+        expected[at] = vis
+    assert np.array_equal(got, expected)
+    assert 0 < (expected & (owner[unit] == 2)).sum() < (owner[unit] == 2).sum()
 
 
 def test_disc_subset_covers_like_drawing_the_subset_alone():
