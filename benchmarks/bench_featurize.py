@@ -27,7 +27,9 @@ target-in-mask and mask sizes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import gc
 import math
 import os
 import sys
@@ -41,6 +43,7 @@ import numpy as np  # noqa: E402
 from pipeline.events_source import EventsObservationSource  # noqa: E402
 from pipeline.observation_source import PlayerContext, SourceError  # noqa: E402
 from pipeline.replay_archive import ReplayArchive, ReplayError  # noqa: E402
+from pipeline.replay_worker import gc_paused  # noqa: E402
 from schemas.sample import SampleSchema  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "replays")
@@ -55,25 +58,33 @@ def players_of(archive: ReplayArchive) -> list[PlayerContext]:
             for i, p in enumerate(archive.details["m_playerList"]) if not p.get("m_observe")]
 
 
-def measure(path: str, position_estimate: str = "hold", repeats: int = 1) -> dict:
+def measure(path: str, position_estimate: str = "hold", repeats: int = 1,
+            pause_gc: bool = True) -> dict:
     """Decode and featurize times (best of ``repeats``, interleaved, so both
     see the same machine load), wall clock and this process's CPU time (the
-    CPU ratio is steadier on a machine shared with other jobs)."""
+    CPU ratio is steadier on a machine shared with other jobs).
+
+    ``pause_gc``: both phases with the cyclic garbage collector paused, as
+    the pipeline's replay worker runs them (``replay_worker.gc_paused``).
+    """
     with open(path, "rb") as f:
         data = f.read()
+    gc_mode = gc_paused if pause_gc else contextlib.nullcontext
     decode = featurize = decode_cpu = featurize_cpu = float("inf")
     for _ in range(repeats):
+        gc.collect()
         archive = ReplayArchive(data, path=path)
-        t0, c0 = time.perf_counter(), time.process_time()
-        archive.game_events
-        archive.tracker_events
-        decode = min(decode, time.perf_counter() - t0)
-        decode_cpu = min(decode_cpu, time.process_time() - c0)
-        source = EventsObservationSource(SampleSchema(), position_estimate=position_estimate)
-        t0, c0 = time.perf_counter(), time.process_time()
-        samples = source.replay_samples(archive, players_of(archive))
-        featurize = min(featurize, time.perf_counter() - t0)
-        featurize_cpu = min(featurize_cpu, time.process_time() - c0)
+        with gc_mode():
+            t0, c0 = time.perf_counter(), time.process_time()
+            archive.game_events
+            archive.tracker_events
+            decode = min(decode, time.perf_counter() - t0)
+            decode_cpu = min(decode_cpu, time.process_time() - c0)
+            source = EventsObservationSource(SampleSchema(), position_estimate=position_estimate)
+            t0, c0 = time.perf_counter(), time.process_time()
+            samples = source.replay_samples(archive, players_of(archive))
+            featurize = min(featurize, time.perf_counter() - t0)
+            featurize_cpu = min(featurize_cpu, time.process_time() - c0)
     n = sum(len(v) for v in samples.values())
     return {"path": path, "loops": archive.game_loops, "decode_s": decode,
             "featurize_s": featurize, "ratio": featurize / decode, "samples": n,
@@ -139,6 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"ratio {r['ratio']:.2f}x (CPU time {r['cpu_ratio']:.2f}x); featurize "
               f"{1e6 * r['featurize_s'] / r['samples']:.0f} us/sample; mean mask {st['mean_mask_size']:.1f}; target missed "
               f"{st['target_added_to_mask'] / st['windows']:.2%}")
+    r = measure(args.replay, repeats=args.repeats, pause_gc=False)
+    print(f"{os.path.basename(args.replay)} with the garbage collector on in both phases: "
+          f"decode {r['decode_s']:.2f} s, featurize {r['featurize_s']:.2f} s, ratio "
+          f"{r['ratio']:.2f}x (CPU time {r['cpu_ratio']:.2f}x)")
     r = measure(args.replay, "command")
     e = r["stats"]["position_errors"]
     print(f"position estimate vs next reported position ({e['reports']:.0f} reports, world "

@@ -23,6 +23,8 @@ from pipeline.disc_batch import concat_ranges
 
 #: Fog grid cell size in world units.
 CELL = 2.0
+#: (look, cell) coverage counts held at once by :func:`visible_over_time`.
+COVERAGE_BLOCK = 1 << 22
 
 
 def sight_keys(viewer_xy: np.ndarray, viewer_sight: np.ndarray) -> np.ndarray:
@@ -129,7 +131,8 @@ def visible_over_time(look: np.ndarray, unit: np.ndarray, keys: np.ndarray,
     """Which units one player sees at each of its looks, all looks at once.
 
     The inputs describe the (alive) units of every look, one element per
-    (look, unit): ``look`` (0 .. ``n_looks - 1``, looks in time order),
+    (look, unit), ordered by look: ``look`` (0 .. ``n_looks - 1``, looks in
+    time order),
     ``unit`` (an id never reused for another unit), its sight ``keys``
     (:func:`cell_sight_keys`) and fog ``cell`` (:func:`grid_cells` on the
     map's grid of ``res`` cells, :func:`grid_res`), and whether it is
@@ -162,8 +165,8 @@ def visible_over_time(look: np.ndarray, unit: np.ndarray, keys: np.ndarray,
 def _covered(q_look: np.ndarray, q_cell: np.ndarray, f_look: np.ndarray,
              f_keys: np.ndarray, n_looks: int, res: tuple[int, int],
              cache: dict[int, np.ndarray]) -> np.ndarray:
-    """Whether grid cell ``q_cell`` (flat) is covered at look ``q_look`` by
-    the sight discs of the friendly keys present at that look."""
+    """Whether grid cell ``q_cell`` (flat) is covered at look ``q_look``
+    (ascending) by the sight discs of the friendly keys present at that look."""
     if not len(q_look) or not len(f_keys):
         return np.zeros(len(q_look), bool)
     # (key, look) presences sorted by key then look (repeats kept: a sort
@@ -189,13 +192,27 @@ def _covered(q_look: np.ndarray, q_cell: np.ndarray, f_look: np.ndarray,
     key_cat = np.concatenate(key_cols) if key_cols else np.zeros(0, np.int64)
     elem, run = concat_ranges((np.cumsum(key_len) - key_len)[key_of_run], key_len[key_of_run])
     col = key_cat[elem]
+    # Coverage counts per (look, column): +1 at a run's start, -1 at its
+    # end, summed over looks; in blocks of looks (bounded memory), each
+    # starting from the last counts of the one before.
     n_cols = len(columns)
-    # Coverage counts per (look, column): +1 at a run's start, -1 at its end.
-    diff = np.zeros((n_looks + 1) * n_cols, np.int32)
-    np.add.at(diff, run_start[run] * n_cols + col, 1)
-    np.add.at(diff, run_end[run] * n_cols + col, -1)
-    coverage = np.cumsum(diff.reshape(n_looks + 1, n_cols), axis=0, out=diff.reshape(n_looks + 1, n_cols))
-    return coverage[q_look, q_col] > 0
+    starts, ends = run_start[run], run_end[run]
+    covered = np.zeros(len(q_look), bool)
+    counts = np.zeros(n_cols, np.int32)
+    block = max(1, COVERAGE_BLOCK // max(n_cols, 1))
+    for lo in range(0, n_looks, block):
+        hi = min(lo + block, n_looks)
+        diff = np.zeros((hi - lo, n_cols), np.int32)
+        diff[0] = counts
+        flat = diff.reshape(-1)
+        for at, sign in ((starts, 1), (ends, -1)):
+            inside = (at >= lo) & (at < hi)
+            np.add.at(flat, (at[inside] - lo) * n_cols + col[inside], sign)
+        np.cumsum(diff, axis=0, out=diff)
+        counts = diff[-1]
+        q = slice(*np.searchsorted(q_look, (lo, hi)))  # q_look ascends
+        covered[q] = diff[q_look[q] - lo, q_col[q]] > 0
+    return covered
 
 
 def cells_seen(grid: np.ndarray, xy: np.ndarray) -> np.ndarray:

@@ -183,12 +183,15 @@ def test_fog_sees_within_sight_only():
     assert seen.tolist() == [True, False, False]
 
 
-def test_bulk_visibility_equals_the_per_look_rule():
+@pytest.mark.parametrize("block", [None, 997])
+def test_bulk_visibility_equals_the_per_look_rule(block, monkeypatch):
     """fog.visible_over_time (all looks at once) against the rule applied
     look by look with the reference sight grid (rasterize.Discs): friendly
     and neutral units seen, enemies under the friendly units' sight grid,
     enemy structures seen once stay seen; viewers come, go and move."""
     from pipeline import fog
+    if block:  # coverage counted in many blocks of looks
+        monkeypatch.setattr(fog, "COVERAGE_BLOCK", block)
     rng = np.random.default_rng(7)
     map_size = (150, 130)
     res = fog.grid_res(map_size)
