@@ -78,31 +78,32 @@ class LayerPainter:
         self.batch = DiscBatch()
         self._frames, self._luts = {}, {}
 
-    def record(self, obs: dict, unit_set: int, camera: tuple[float, float],
+    def record(self, obs: dict, look: int, camera: tuple[float, float],
                selected: np.ndarray, loop: int, player_id: int,
                relative_lut: np.ndarray) -> None:
         """Notes that ``obs`` (one player's observation at ``loop``) gets
         the unit layers; :meth:`resolve` fills them.
 
-        ``unit_set``: which of the player's visible unit sets (given to
-        :meth:`resolve`) the observation shows (windows share layers by it);
+        ``look``: which of the player's looks (given to :meth:`resolve`)
+        the observation shows;
         ``selected``: alive selected unit slots, the same array object
         while the selection is unchanged, never mutated;
         ``relative_lut``: owner id -> player_relative value for this player.
         """
-        self._frames.setdefault(player_id, []).append((obs, unit_set, camera, selected, loop))
+        self._frames.setdefault(player_id, []).append((obs, look, camera, selected, loop))
         self._luts[player_id] = relative_lut
 
-    def resolve(self, geo: ViewGeometry,
-                unit_sets: dict[int, tuple[dict[str, np.ndarray], np.ndarray]]) -> None:
+    def resolve(self, geo: ViewGeometry, unit_sets: dict[int, tuple[
+            dict[str, np.ndarray], np.ndarray, np.ndarray]]) -> None:
         """Draws the unit layers of every recorded observation and puts
         them in the observation dicts.
 
-        ``unit_sets[player_id]``: the units the player sees in each of its
-        sets (``pipeline.visible_units.Snapshots.visible_sets``): ``slots``,
+        ``unit_sets[player_id]``: the distinct sets of units the player
+        sees (``pipeline.visible_units.Snapshots.visible_sets``): ``slots``,
         ``rows``, ``xy``, ``owner``, ``done`` (finished) and ``init``
         (construction start loop) of all sets concatenated, each set in
-        draw order (:meth:`draw_order`), and each set's length.
+        draw order (:meth:`draw_order`); each set's length; per look, its
+        set (windows share layers by it).
         """
         fills = [self._player_jobs(geo, pid, frames, *unit_sets[pid])
                  for pid, frames in self._frames.items()]
@@ -121,7 +122,8 @@ class LayerPainter:
 
     # ------------------------------------------------------------ phase 2
     def _player_jobs(self, geo: ViewGeometry, player_id: int, frames: list[tuple],
-                     cat: dict[str, np.ndarray], vis_len: np.ndarray) -> Callable[[], None]:
+                     cat: dict[str, np.ndarray], vis_len: np.ndarray,
+                     set_of_look: np.ndarray) -> Callable[[], None]:
         """Registers the disc jobs of one player's frames; returns what
         puts the painted layers in place once the batch is resolved."""
         data = self.data
@@ -130,7 +132,9 @@ class LayerPainter:
         pair_index: dict[tuple, int] = {}
         pairs: list[tuple] = []
         frame_vis, frame_pair = [], []
-        for _, vi, camera, _, _ in frames:
+        set_of_look = set_of_look.tolist()
+        for _, look, camera, _, _ in frames:
+            vi = set_of_look[look]
             frame_vis.append(vi)
             frame_pair.append(_intern(pair_index, pairs, (vi, camera), (vi, camera)))
         vis_start = np.cumsum(vis_len) - vis_len

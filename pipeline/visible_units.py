@@ -74,14 +74,20 @@ class Snapshots:
                 cells, fog_model.sight_quanta(data.sight)[cat["rows"]])
             cat["cell"] = fog_model.grid_cells(cells, self._res)
             cat["structure"] = data.is_structure[cat["rows"]]
+            # Each unit's fields in two comparable values (set equality).
+            cat["position"] = np.ascontiguousarray(cat["xy"]).view(np.complex128).ravel()
+            cat["state"] = (((cat["rows"].astype(np.int64) << 8 | cat["owner"]) << 1
+                             | cat["done"]) << 32) + cat["init"]
             self._cat = cat
         return self._cat
 
-    def visible_sets(self, looks: list[int], friendly_lut: np.ndarray,
-                     fog: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def visible_sets(self, looks: list[int], friendly_lut: np.ndarray, fog: bool
+                     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         """One player's visible units at each of its ``looks`` (snapshot ids,
-        ascending): the :data:`FIELDS` of all sets concatenated (each set in
-        draw order) and each set's length.
+        ascending): the :data:`FIELDS` of the distinct sets concatenated
+        (each set in draw order), each set's length, and per look its set
+        (a look that sees exactly what the one before saw shares its set:
+        the layers drawn from it are the same).
 
         ``friendly_lut``: owner id -> the player's or an ally's (ids past
         its end: not); ``fog=False`` shows every unit.
@@ -96,5 +102,30 @@ class Snapshots:
                 np.take(friendly_lut, owner, mode="clip"), owner == NEUTRAL_PLAYER,
                 cat["structure"][elem], len(looks), self._res, self._disc_cache)
             elem, look = elem[visible], look[visible]
+        length = np.bincount(look, minlength=len(looks)).astype(np.int64)
+        same = _same_as_previous(cat, elem, length)
+        if same.any():
+            elem = elem[~np.repeat(same, length)]
+            length = length[~same]
         units = {k: cat[k][elem] for k in FIELDS}
-        return units, np.bincount(look, minlength=len(looks)).astype(np.int64)
+        return units, length, np.cumsum(~same) - 1
+
+
+def _same_as_previous(cat: dict[str, np.ndarray], elem: np.ndarray,
+                      length: np.ndarray) -> np.ndarray:
+    """Per set (consecutive runs of ``elem``, ``length`` each), whether it
+    holds exactly the units of the set before it, field for field."""
+    same = np.zeros(len(length), bool)
+    if len(length) < 2:
+        return same
+    start = np.cumsum(length) - length
+    cand = np.flatnonzero(length[1:] == length[:-1]) + 1
+    a, which = concat_ranges(start[cand], length[cand])
+    b = a - length[cand][which]  # the set before is right before it
+    a, b = elem[a], elem[b]
+    equal = cat["slots"][a] == cat["slots"][b]
+    for k in ("state", "position"):  # the other fields (see Snapshots._all)
+        equal &= cat[k][a] == cat[k][b]
+    differ = np.bincount(which[~equal], minlength=len(cand))
+    same[cand] = differ == 0
+    return same
