@@ -32,6 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from schemas import layers
+from schemas.example_wire import ExampleEncoder
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 OUTCOMES: tuple[str, ...] = ("win", "loss", "tie", "undecided")
@@ -157,6 +158,7 @@ class SampleSchema:
         self.by_name: dict[str, Field] = {f.name: f for f in self.fields}
         if len(self.by_name) != len(self.fields):
             raise AssertionError("duplicate field names")
+        self._example_encoder: ExampleEncoder | None = None
 
     def __repr__(self) -> str:
         return (f"SampleSchema(screen_resolution={self.screen_resolution}, "
@@ -259,23 +261,15 @@ class SampleSchema:
 
     # ------------------------------------------------------------- TFRecord
     def to_example(self, sample: Mapping[str, Any]) -> bytes:
-        """One sample as a serialized ``tf.train.Example``."""
-        from tensorflow.core.example import example_pb2, feature_pb2
-        feature = {}
-        for field in self.fields:
-            value = sample[field.name]
-            if field.is_string:
-                feature[field.name] = feature_pb2.Feature(
-                    bytes_list=feature_pb2.BytesList(value=[value.encode("utf-8")]))
-            elif field.is_array:
-                raw = np.ascontiguousarray(value, field.np_dtype.newbyteorder("<")).tobytes()
-                feature[field.name] = feature_pb2.Feature(
-                    bytes_list=feature_pb2.BytesList(value=[raw]))
-            else:
-                feature[field.name] = feature_pb2.Feature(
-                    int64_list=feature_pb2.Int64List(value=[int(value)]))
-        return example_pb2.Example(
-            features=feature_pb2.Features(feature=feature)).SerializeToString(deterministic=True)
+        """One sample as a serialized ``tf.train.Example``: strings as UTF-8
+        bytes, arrays as their raw little-endian bytes, integer scalars as
+        int64 (``schemas.example_wire``: the bytes protobuf would write)."""
+        if self._example_encoder is None:
+            self._example_encoder = ExampleEncoder([
+                (f.name, "string" if f.is_string else "array" if f.is_array else "int",
+                 f.np_dtype if f.is_array else None, f.size if f.is_array else 0)
+                for f in self.fields])
+        return self._example_encoder.encode(sample)
 
     def from_example(self, serialized: bytes) -> dict[str, Any]:
         """A serialized ``tf.train.Example`` back to a sample dict (numpy)."""

@@ -169,3 +169,32 @@ def test_build_samples_joins_windows_observations_and_labels():
         build_samples(SCHEMA, replay_id="x", player_id=1, context={}, windows=windows,
                       observations={0: observations[0]}, source="events",
                       unavailable_layers=[], has_tracker_events=False, outcome="win")
+
+
+def test_example_bytes_parse_to_the_message_protobuf_builds():
+    """schemas.example_wire writes Examples without protobuf objects: the
+    bytes parse to exactly the message built with the protobuf classes
+    (negative and 64-bit integers, UTF-8 strings, every array dtype)."""
+    from tensorflow.core.example import example_pb2, feature_pb2
+    rng = np.random.default_rng(5)
+    for i in range(4):
+        sample = random_sample(SCHEMA, rng, i)
+        sample["game_loop"], sample["mmr"] = -(2**31), -1
+        sample["function_id"] = 2**31 - 1
+        feature = {}
+        for field in SCHEMA.fields:
+            value = sample[field.name]
+            if field.is_string:
+                feature[field.name] = feature_pb2.Feature(
+                    bytes_list=feature_pb2.BytesList(value=[value.encode("utf-8")]))
+            elif field.is_array:
+                feature[field.name] = feature_pb2.Feature(bytes_list=feature_pb2.BytesList(
+                    value=[value.astype(field.np_dtype.newbyteorder("<")).tobytes()]))
+            else:
+                feature[field.name] = feature_pb2.Feature(
+                    int64_list=feature_pb2.Int64List(value=[int(value)]))
+        built = example_pb2.Example(features=feature_pb2.Features(feature=feature))
+        assert example_pb2.Example.FromString(SCHEMA.to_example(sample)) == built
+    sample["screen_unit_type"] = np.zeros((3, 3), np.uint16)
+    with pytest.raises(ValueError, match="screen_unit_type"):
+        SCHEMA.to_example(sample)

@@ -1,0 +1,100 @@
+"""``tf.train.Example`` bytes for samples, written without protobuf objects.
+
+Building an Example through the protobuf classes costs ~400 us per sample
+(one message object per field, ~50 fields), several times the cost of
+featurizing the sample; the pipeline writes hundreds of thousands.  The
+Example wire format is small and fixed, so :class:`ExampleEncoder` writes it
+directly: every field's map-entry prefix is computed once, and a sample is a
+join of prefixes, lengths and values.  The bytes equal protobuf's
+``SerializeToString(deterministic=True)`` (map entries sorted by key), which
+a test checks on real samples; readers (``tf.io.parse_example``,
+``SampleSchema.from_example``) need nothing new.
+
+Wire layout (proto3): ``Example{features=1}``, ``Features{map<string,
+Feature> feature=1}`` (each entry ``{key=1, value=2}``), ``Feature{oneof
+bytes_list=1, int64_list=3}``, ``BytesList{repeated bytes value=1}``,
+``Int64List{repeated int64 value=1 [packed]}``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+_LEN = 2  # wire type: length-delimited
+
+
+def _tag(number: int) -> bytes:
+    return bytes([number << 3 | _LEN])
+
+
+def varint(value: int) -> bytes:
+    """Protobuf base-128 varint; negative int64 values as 10-byte two's complement."""
+    if value < 0:
+        value += 1 << 64
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _delimited(number: int, payload: bytes) -> bytes:
+    return _tag(number) + varint(len(payload)) + payload
+
+
+class ExampleEncoder:
+    """Encodes samples of a fixed field list as serialized Examples.
+
+    ``fields``: (name, kind, dtype) with kind ``"string"`` (str, UTF-8),
+    ``"array"`` (numpy array of a fixed ``size``, raw little-endian bytes of
+    ``dtype``) or ``"int"`` (an integer scalar); ``size`` is the array's
+    element count (0 for the other kinds).  Map entries are written in
+    field-name order.
+    """
+
+    def __init__(self, fields: Sequence[tuple[str, str, np.dtype | None, int]]):
+        self._plan: list[tuple[str, str, Any]] = []
+        for name, kind, dtype, size in sorted(fields, key=lambda f: f[0]):
+            key = _delimited(1, name.encode("utf-8"))  # entry.key
+            if kind == "array":
+                little = np.dtype(dtype).newbyteorder("<")
+                n = size * little.itemsize
+                # Everything before the raw bytes depends only on their length.
+                feature_len = _nested_len(_nested_len(n))
+                entry_len = len(key) + _nested_len(feature_len)
+                prefix = (b"\x0a" + varint(entry_len) + key + b"\x12" + varint(feature_len)
+                          + b"\x0a" + varint(_nested_len(n)) + b"\x0a" + varint(n))
+                self._plan.append((name, kind, (prefix, little, n)))
+            elif kind in ("string", "int"):
+                self._plan.append((name, kind, key))
+            else:
+                raise ValueError(f"unknown field kind {kind!r}")
+
+    def encode(self, sample: Mapping[str, Any]) -> bytes:
+        parts = []
+        for name, kind, plan in self._plan:
+            value = sample[name]
+            if kind == "array":
+                prefix, dtype, n = plan
+                # The array's own buffer: join copies it once, into the result.
+                raw = memoryview(np.ascontiguousarray(value, dtype)).cast("B")
+                if raw.nbytes != n:
+                    raise ValueError(f"{name}: {raw.nbytes} bytes, expected {n}")
+                parts.append(prefix)
+                parts.append(raw)
+                continue
+            if kind == "string":  # Feature.bytes_list.value
+                feature = _delimited(1, _delimited(1, value.encode("utf-8")))
+            else:  # Feature.int64_list.value, packed
+                feature = _delimited(3, _delimited(1, varint(int(value))))
+            entry = plan + b"\x12" + varint(len(feature)) + feature  # key, value
+            parts.append(b"\x0a" + varint(len(entry)) + entry)  # Features.feature
+        size = sum(len(p) if isinstance(p, bytes) else p.nbytes for p in parts)
+        return b"".join([b"\x0a" + varint(size)] + parts)  # Example.features
+
+
+def _nested_len(n: int) -> int:
+    """Length of a length-delimited field (1-byte tag) holding ``n`` bytes."""
+    return 1 + len(varint(n)) + n
