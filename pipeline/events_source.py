@@ -303,18 +303,21 @@ class EventsObservationSource:
         hit = view.cache.get("mask")
         if hit is not None and hit[0] == key:
             return hit[1]
-        # The selected own units' type rows and the selection's size change
-        # only with ``sel_version`` or the selection.
-        sel_key = (view.sel_version, view.sel_key)
-        sel_hit = view.cache.get("mask_selection")
-        if sel_hit is None or sel_hit[0] != sel_key:
+        # The selected own units' type rows and the selection's size, per
+        # selection, until a unit changes what it is (players flip between
+        # a few control groups while nothing changes).
+        by_selection = view.cache.get("mask_selection")
+        if by_selection is None or by_selection[0] != view.change_i:
+            by_selection = view.cache["mask_selection"] = (view.change_i, {})
+        sel_hit = by_selection[1].get(view.sel_key)
+        if sel_hit is None:
             sel = self._selection(view, tracker)
             mine = sel[tracker.owner[sel] == view.ctx.player_id]
-            sel_hit = (sel_key, type_rows(tracker.type_row[mine]), len(sel))
-            view.cache["mask_selection"] = sel_hit
+            sel_hit = by_selection[1][view.sel_key] = (type_rows(tracker.type_row[mine]),
+                                                       len(sel))
         units = self.player_features.own_units(view.ctx.player_id, view.cache,
                                                view.own_version, tracker)
-        mask = self.availability.mask_of_rows(sel_hit[1], sel_hit[2], units["tech"],
+        mask = self.availability.mask_of_rows(sel_hit[0], sel_hit[1], units["tech"],
                                               self._upgrades(view, tracker), *units["counts"])
         view.cache["mask"] = (key, mask)
         return mask

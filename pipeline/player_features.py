@@ -31,7 +31,7 @@ class PlayerFeatures:
     def __init__(self, data: UnitData, availability: ActionAvailability):
         self.data = data
         self.availability = availability
-        self._army: tuple[np.ndarray, np.ndarray] | None = None
+        self._rows_of: tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     def own_units(self, player_id: int, cache: dict[str, Any], version: int,
                   tracker: UnitTracker) -> dict[str, Any]:
@@ -44,14 +44,15 @@ class PlayerFeatures:
             return hit[1]
         data = self.data
         all_counts, done_counts = tracker.unit_counts(player_id)
-        army_units, army_food_per_unit = self._army_rows()
-        army = int(done_counts @ army_units)
+        army_rows, army_food_per_unit, structure_rows = self._rows()
+        done_army = done_counts[army_rows]
+        army = int(done_army.sum())
         # Food values are multiples of 0.5: the sum is exact in any order.
-        army_food = int(round(float(done_counts @ army_food_per_unit)))
+        army_food = int(round(float(done_army @ army_food_per_unit)))
         warp_gates = int(done_counts[data.row["WarpGate"]])
         larva = int(all_counts[data.row["Larva"]])
         # Tech: the finished structure types (rows; ids looked up on change).
-        has = (done_counts > 0) & data.is_structure
+        has = structure_rows[done_counts[structure_rows] > 0]
         tech_key = has.tobytes()
         tech_hit = cache.get("tech")
         if tech_hit is None or tech_hit[0] != tech_key:
@@ -86,12 +87,13 @@ class PlayerFeatures:
         cache["player"] = (key, player)
         return player
 
-    def _army_rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per unit data row: 1 for army units (not structures nor workers,
-        costing food), and their food (0 for other rows); rebuilt when
+    def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The unit data rows of army units (not structures nor workers,
+        costing food), their food, and the rows of structures; rebuilt when
         unknown unit types add rows."""
         data = self.data
-        if self._army is None or len(self._army[0]) != len(data.names):
-            army = ~data.is_structure & ~data.is_worker & (data.food > 0)
-            self._army = (army.astype(np.int64), np.where(army, data.food, 0.0))
-        return self._army
+        if self._rows_of is None or self._rows_of[0] != len(data.names):
+            army = np.flatnonzero(~data.is_structure & ~data.is_worker & (data.food > 0))
+            self._rows_of = (len(data.names), (army, data.food[army].astype(np.float64),
+                                                np.flatnonzero(data.is_structure)))
+        return self._rows_of[1]
