@@ -37,7 +37,7 @@ from pipeline.player_features import PlayerFeatures
 from pipeline.replay_archive import ReplayArchive, ReplayError
 from pipeline.sampling import SamplingStats, observed_loops, sample_windows, window_starts
 from pipeline.samples import build_samples
-from pipeline.unit_tracker import (NEUTRAL_PLAYER, TOUCHED_ALL, UnitData,
+from pipeline.unit_tracker import (NEUTRAL_PLAYER, CHANGED_ALL, UnitData,
                                    UnitTracker, move_orders, unit_data)
 from pipeline.visible_units import Snapshots
 from schemas import layers
@@ -335,7 +335,7 @@ class EventsObservationSource:
             return
         changed = tracker.changed[view.change_i:]
         view.change_i = len(tracker.changed)
-        if TOUCHED_ALL in changed:
+        if CHANGED_ALL in changed:
             view.own_version += 1
             view.sel_version += 1
             return

@@ -29,7 +29,7 @@ import functools
 import json
 import math
 import os
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -43,8 +43,10 @@ NEUTRAL_PLAYER = 16
 POSITION_ESTIMATES = ("hold", "command")
 #: Unit type name prefixes that are never drawn (UI beacons).
 HIDDEN_PREFIXES = ("Beacon",)
-#: :attr:`UnitTracker.touched` entry for a change that may concern any unit.
-TOUCHED_ALL = -1
+#: :attr:`UnitTracker.changed` entry for a change that may concern any unit.
+CHANGED_ALL = -1
+#: The per-unit fields of :meth:`UnitTracker.snapshot`.
+SNAPSHOT_FIELDS = ("slots", "rows", "xy", "owner", "done", "init")
 #: Player stats reported by this loop describe the game's starting state.
 INITIAL_STATS_LOOPS = 16
 
@@ -228,20 +230,15 @@ class UnitTracker:
         self.upgrades: dict[int, set[int]] = {}
         self.errors = EstimateErrors()
         self.version = 0          # bumps on any unit change
-        #: Slots each unit event touched, in order (``TOUCHED_ALL`` for a
-        #: change that may concern any unit: ownership, estimated moves), so
-        #: a reader can tell whether a version bump concerns the units it shows.
-        self.touched: list[int] = []
-        #: The subset of ``touched`` that changed what a unit is rather than
-        #: where: born, construction started or done, died, type or owner
-        #: changed (not position reports nor estimated moves), so readers of
-        #: unit counts and types can ignore movement.
+        #: Slots of the units whose kind changed, in order: born,
+        #: construction started or done, died, type or owner changed (not
+        #: position reports nor estimated moves), so readers of unit counts
+        #: and types can ignore movement (``CHANGED_ALL``: may concern any).
         self.changed: list[int] = []
         self.stats_version = 0    # bumps on player stats / upgrades
         #: owner -> int64[2, unit data rows]: alive units per type, finished ones.
         self._counts: dict[int, np.ndarray] = {}
         self.loop = -1
-        self._snapshot: tuple[int, dict[str, np.ndarray]] | None = None
         self._next_event = 0
         self._next_order = 0
         self._moving = np.zeros(n, bool)
@@ -278,7 +275,6 @@ class UnitTracker:
         if self.position_estimate == "command" and self._moving.any():
             self._move_to(loop)
             self.version += 1
-            self.touched.append(TOUCHED_ALL)
 
     def _estimate(self, slots: np.ndarray, loop: int) -> np.ndarray:
         """Command-estimate positions of ``slots`` at ``loop``."""
@@ -381,7 +377,6 @@ class UnitTracker:
         loop = e["_gameloop"]
         if name in ("SUnitBornEvent", "SUnitInitEvent"):
             slot = self.slot_of_tag[unit_tag(e["m_unitTagIndex"], e["m_unitTagRecycle"])]
-            self.touched.append(slot)
             self.changed.append(slot)
             self._slot_of_index[e["m_unitTagIndex"]] = slot
             self.type_row[slot] = self.data.row_of(_text(e["m_unitTypeName"]))
@@ -397,13 +392,11 @@ class UnitTracker:
         elif name == "SUnitDoneEvent":
             slot = self._slot(e)
             if slot is not None:
-                self.touched.append(slot)
                 self.changed.append(slot)
                 self.done[slot] = True
         elif name == "SUnitDiedEvent":
             slot = self._slot(e)
             if slot is not None:
-                self.touched.append(slot)
                 self.changed.append(slot)
                 if e.get("m_x") is not None:
                     self._report(slot, float(e["m_x"]), float(e["m_y"]), loop, measure=False)
@@ -412,14 +405,12 @@ class UnitTracker:
         elif name == "SUnitOwnerChangeEvent":
             slot = self._slot(e)
             if slot is not None:
-                self.touched.append(TOUCHED_ALL)
-                self.changed.append(TOUCHED_ALL)
+                self.changed.append(CHANGED_ALL)
                 owner = e["m_controlPlayerId"]
                 self.owner[slot] = owner if owner else NEUTRAL_PLAYER
         elif name == "SUnitTypeChangeEvent":
             slot = self._slot(e)
             if slot is not None:
-                self.touched.append(slot)
                 self.changed.append(slot)
                 self.type_row[slot] = self.data.row_of(_text(e["m_unitTypeName"]))
         elif name == "SUnitPositionsEvent":
@@ -429,7 +420,6 @@ class UnitTracker:
                 index += items[i]
                 slot = self._slot_of_index.get(index)
                 if slot is not None:
-                    self.touched.append(slot)
                     self._report(slot, items[i + 1] * UNIT_POSITIONS_SCALE,
                                  items[i + 2] * UNIT_POSITIONS_SCALE, loop, measure=True)
         elif name == "SPlayerStatsEvent":
@@ -473,39 +463,18 @@ class UnitTracker:
             start += n
         return out
 
-    def alive_slots(self) -> np.ndarray:
-        return np.flatnonzero(self.alive)
-
-    def snapshot(self) -> dict[str, np.ndarray]:
-        """Alive units' slots and attributes now (cached until units change).
-
-        Keys: ``slots``, ``rows`` (unit data rows), ``xy``, ``owner``,
-        ``done`` (finished), ``init`` (construction start loop, -1 if born).
-        """
-        if self._snapshot is not None and self._snapshot[0] == self.version:
-            return self._snapshot[1]
+    def snapshot(self, draw_order: Callable[[np.ndarray], np.ndarray] | None = None
+                 ) -> dict[str, np.ndarray]:
+        """The alive units now, :data:`SNAPSHOT_FIELDS`: ``slots``, ``rows``
+        (unit data rows), ``xy``, ``owner``, ``done`` (finished), ``init``
+        (construction start loop, -1 if born); in slot order, or in the
+        order ``draw_order(rows)`` gives (indices into the slot order)."""
         slots = np.flatnonzero(self.alive)
-        snap = {"slots": slots, "rows": self.type_row[slots], "xy": self.xy[slots],
+        if draw_order is not None:
+            slots = slots[draw_order(self.type_row[slots])]
+        return {"slots": slots, "rows": self.type_row[slots], "xy": self.xy[slots],
                 "owner": self.owner[slots], "done": self.done[slots],
                 "init": self.init_loop[slots]}
-        self._snapshot = (self.version, snap)
-        return snap
-
-    def build_progress(self, slots: np.ndarray) -> np.ndarray:
-        """Construction progress in [0, 1] (1 for finished or born units).
-
-        Linear from the init event at the type's build time; a unit whose
-        done event has not come yet stays below 1.
-        """
-        progress = np.ones(len(slots))
-        building = ~self.done[slots]
-        if building.any():
-            s = slots[building]
-            total = self.data.build_time[self.type_row[s]]
-            elapsed = (self.loop - self.init_loop[s]).astype(np.float64)
-            frac = np.divide(elapsed, total, out=np.full(len(s), 0.5), where=total > 0)
-            progress[building] = np.clip(frac, 0.0, 0.99)
-        return progress
 
 
 def _text(value: Any) -> str:

@@ -19,10 +19,7 @@ import numpy as np
 
 from pipeline import fog as fog_model
 from pipeline.disc_batch import concat_ranges
-from pipeline.unit_tracker import NEUTRAL_PLAYER, UnitData, UnitTracker
-
-#: The per-unit fields of a snapshot (and of a visible set), in this order.
-FIELDS = ("slots", "rows", "xy", "owner", "done", "init")
+from pipeline.unit_tracker import NEUTRAL_PLAYER, SNAPSHOT_FIELDS, UnitData, UnitTracker
 
 
 class Snapshots:
@@ -48,13 +45,7 @@ class Snapshots:
         unit changed since the last)."""
         if self._taken and self._version == tracker.version:
             return len(self._taken) - 1
-        slots = np.flatnonzero(tracker.alive)
-        rows = tracker.type_row[slots]
-        order = self._draw_order(rows)
-        slots, rows = slots[order], rows[order]
-        self._taken.append({"slots": slots, "rows": rows, "xy": tracker.xy[slots],
-                            "owner": tracker.owner[slots], "done": tracker.done[slots],
-                            "init": tracker.init_loop[slots]})
+        self._taken.append(tracker.snapshot(self._draw_order))
         self._version = tracker.version
         self._cat = None
         return len(self._taken) - 1
@@ -65,7 +56,7 @@ class Snapshots:
         players)."""
         if self._cat is None:
             taken = self._taken
-            cat = {k: np.concatenate([s[k] for s in taken]) for k in FIELDS}
+            cat = {k: np.concatenate([s[k] for s in taken]) for k in SNAPSHOT_FIELDS}
             length = np.array([len(s["slots"]) for s in taken], np.int64)
             cat["length"], cat["start"] = length, np.cumsum(length) - length
             data = self.data
@@ -84,7 +75,7 @@ class Snapshots:
     def visible_sets(self, looks: list[int], friendly_lut: np.ndarray, fog: bool
                      ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         """One player's visible units at each of its ``looks`` (snapshot ids,
-        ascending): the :data:`FIELDS` of the distinct sets concatenated
+        ascending): the :data:`SNAPSHOT_FIELDS` of the distinct sets concatenated
         (each set in draw order), each set's length, and per look its set
         (a look that sees exactly what the one before saw shares its set:
         the layers drawn from it are the same).
@@ -107,7 +98,7 @@ class Snapshots:
         if same.any():
             elem = elem[~np.repeat(same, length)]
             length = length[~same]
-        units = {k: cat[k][elem] for k in FIELDS}
+        units = {k: cat[k][elem] for k in SNAPSHOT_FIELDS}
         return units, length, np.cumsum(~same) - 1
 
 

@@ -17,7 +17,7 @@ bytes_list=1, int64_list=3}``, ``BytesList{repeated bytes value=1}``,
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 

@@ -92,7 +92,7 @@ def test_loop_zero_start_positions_and_economy(run, archive, schema):
     nexus, probe = data.id[data.row["Nexus"]], data.id[data.row["Probe"]]
     for pid in (1, 2):
         s0 = samples[pid][0]
-        slots = tracker.alive_slots()
+        slots = np.flatnonzero(tracker.alive)
         own = slots[tracker.owner[slots] == pid]
         names = sorted(data.names[r] for r in tracker.type_row[own])
         assert names == ["Nexus"] + ["Probe"] * 12
