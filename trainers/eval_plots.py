@@ -74,25 +74,8 @@ def write_plots(report: dict, out: Path, split: str) -> list[Path]:
     _save(fig, paths[-1])
 
     # Value accuracy against game time (SC2LE figure 8).
-    rows_t = [r for r in report["value_accuracy_by_game_time"] if r["model"]["n"]]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if rows_t:
-        centers = [r["minutes"][0] + (((r["minutes"][1] or r["minutes"][0] + 2)
-                                       - r["minutes"][0]) / 2) for r in rows_t]
-        for key, label in (("model", "model"), ("majority_outcome", "majority outcome"),
-                           ("matchup_prior", "matchup prior"),
-                           ("player_features_logistic_regression", "player-features LR")):
-            if key not in rows_t[0]:
-                continue
-            means, err = _err([r[key] for r in rows_t])
-            ax.errorbar(centers, means, yerr=err, marker="o", capsize=3, label=label)
-    ax.set_xlabel("game time (minutes)")
-    ax.set_ylabel("value accuracy")
-    ax.set_ylim(0, 1)
-    ax.set_title(title, fontsize=8)
-    ax.legend(fontsize=8)
     paths.append(out / f"eval_{split}_value_by_time.png")
-    _save(fig, paths[-1])
+    _value_by_time(report["value_accuracy_by_game_time"], title, paths[-1])
 
     # Accuracy per target function (most frequent first).
     rows_f = report["function_accuracy_by_function"][:25]
@@ -111,5 +94,59 @@ def write_plots(report: dict, out: Path, split: str) -> list[Path]:
     ax.set_xlabel("function-id top-1 accuracy (recall per target function)")
     ax.set_title(title, fontsize=8)
     paths.append(out / f"eval_{split}_functions.png")
+    _save(fig, paths[-1])
+    return paths
+
+
+def _value_by_time(rows: list[dict], title: str, path: Path) -> None:
+    """Value accuracy per game-time bucket, model next to the baselines in
+    the rows (SC2LE figure 8)."""
+    rows_t = [r for r in rows if r["model"]["n"]]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if rows_t:
+        centers = [r["minutes"][0] + (((r["minutes"][1] or r["minutes"][0] + 2)
+                                       - r["minutes"][0]) / 2) for r in rows_t]
+        for key, label in (("model", "model"), ("majority_outcome", "majority outcome"),
+                           ("matchup_prior", "matchup prior"),
+                           ("player_features_logistic_regression", "player-features LR")):
+            if key not in rows_t[0]:
+                continue
+            means, err = _err([r[key] for r in rows_t])
+            ax.errorbar(centers, means, yerr=err, marker="o", capsize=3, label=label)
+        for r, x in zip(rows_t, centers):
+            ax.annotate(f"{r['model']['replays']}", (x, 0.02), ha="center", fontsize=6)
+    ax.set_xlabel("game time (minutes); small numbers: replays in the bucket")
+    ax.set_ylabel("value accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def write_crossval_plots(report: dict, out: Path) -> list[Path]:
+    """Figures for ``trainers.crossval``'s report: pooled held-out value
+    accuracy by game time, and value accuracy per fold next to the baselines."""
+    pooled = report["pooled"]
+    title = (f"{report['model']}, {report['folds']}-fold CV over replays: "
+             f"{pooled['samples']} held-out samples, {pooled['replays']} replays "
+             f"(95% CI over replays)")
+    paths = [out / "crossval_value_by_time.png"]
+    _value_by_time(pooled["value_accuracy_by_game_time"], title, paths[-1])
+
+    folds = report["per_fold"]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    x = list(range(len(folds)))
+    for offset, key, label in ((-0.25, "value_accuracy", "model"),
+                               (0.0, "majority_accuracy", "majority outcome"),
+                               (0.25, "logistic_accuracy", "player-features LR")):
+        ax.bar([i + offset for i in x], [f[key] for f in folds], 0.25, label=label)
+    ax.set_xticks(x, [f"fold {f['fold']}\n{f['replays']} replays" for f in folds],
+                  fontsize=7)
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("held-out value accuracy")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7)
+    paths.append(out / "crossval_folds.png")
     _save(fig, paths[-1])
     return paths

@@ -39,7 +39,7 @@ import tensorflow as tf
 from schemas import layers
 from trainers import linear_baseline, metrics
 from trainers.action_space import function_names
-from trainers.input import InputError, make_dataset, read_columns
+from trainers.input import InputError, Selection, make_dataset, read_columns
 from trainers.train import (Trainer, load_best, load_config, teacher_inputs,
                             write_json_atomic)
 
@@ -47,9 +47,10 @@ LOOPS_PER_MINUTE = 22.4 * 60  # "faster" game speed: 22.4 game loops per second
 SPATIAL_ARGS = tuple(a for a in layers.ARGUMENT_TYPES if a.spatial)
 
 
-def predict(trainer: Trainer, data: str, split: str, batch_size: int,
+def predict(trainer: Trainer, data: str, split: str | Selection, batch_size: int,
             log=print) -> dict[str, np.ndarray]:
-    """Runs the model over every sample of ``split`` once; numpy columns."""
+    """Runs the model over every sample of ``split`` (a split name or a
+    :class:`~trainers.input.Selection`) once; numpy columns."""
     config, model = trainer.config, trainer.model
     ds = make_dataset(data, split, config.spec, batch_size=batch_size, shuffle=False,
                       repeat=False, with_meta=True, source=config.source,
@@ -83,7 +84,7 @@ def predict(trainer: Trainer, data: str, split: str, batch_size: int,
         for k, v in batch.items():
             cols.setdefault(k, []).append(v)
     if not cols:
-        raise InputError(f"split {split!r} of {data} holds no samples")
+        raise InputError(f"{Selection.of(split).name} of {data} holds no samples")
     out = {k: np.concatenate(v) for k, v in cols.items()}
     for k in ("replay_id", "race", "opponent_race"):
         out[k] = np.array([s.decode("utf-8") for s in out[k]], dtype=object)
@@ -255,12 +256,19 @@ def choose_checkpoint(trainer: Trainer, run: str | os.PathLike, which: str) -> d
 def fit_player_logistic(data: str, schema, train: dict) -> dict:
     """The player-features logistic regression: fitted on train, L2 chosen
     on the validation split (a fixed L2 of 0.01 when there is none)."""
-    train_x = linear_baseline.player_features(linear_baseline.log_player(train["player"]),
-                                              train["game_loop"])
     try:
         val = read_columns(data, "validation", ["player", "game_loop", "value"], schema)
     except InputError:
         val = None
+    return player_logistic(train, val)
+
+
+def player_logistic(train: dict, val: dict | None) -> dict:
+    """The player-features logistic regression from columns (``player`` raw,
+    ``game_loop``, ``value``): fitted on ``train``, L2 chosen on ``val``'s log
+    loss (a fixed L2 of 0.01 when ``val`` is None or empty)."""
+    train_x = linear_baseline.player_features(linear_baseline.log_player(train["player"]),
+                                              train["game_loop"])
     if val is None or val["value"].size == 0:
         return {"model": linear_baseline.fit_logistic(train_x, train["value"], 1e-2),
                 "table": [], "selected_on": "fixed (no validation split)"}

@@ -101,6 +101,46 @@ class FeatureSpec:
 
 
 # ----------------------------------------------------------------- data files
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """Which samples to read: the shards of ``splits``, keeping only the
+    samples of ``replay_ids`` (``None``: every sample of those splits).
+
+    A plain split name means ``Selection((split,))``.  Cross-validation
+    (``trainers.crossval``) reads every split directory and selects replays by
+    fold.  ``samples``, when given, is the number of selected samples (known
+    to the caller; saves a counting pass over the shards).
+    """
+    splits: tuple[str, ...]
+    replay_ids: frozenset[str] | None = None
+    samples: int | None = None
+
+    @classmethod
+    def of(cls, split: "str | Selection | Mapping[str, Any]") -> "Selection":
+        """A split name, a Selection, or its JSON form -> Selection."""
+        if isinstance(split, Selection):
+            return split
+        if isinstance(split, str):
+            return cls((split,))
+        ids = split.get("replay_ids")
+        return cls(tuple(split["splits"]), None if ids is None else frozenset(ids),
+                   split.get("samples"))
+
+    def to_json(self) -> dict:
+        return {"splits": list(self.splits),
+                "replay_ids": None if self.replay_ids is None else sorted(self.replay_ids),
+                "samples": self.samples}
+
+    @property
+    def name(self) -> str:
+        """For messages: ``train``, or ``train+test (12 replays)``."""
+        text = "+".join(self.splits)
+        return text if self.replay_ids is None else f"{text} ({len(self.replay_ids)} replays)"
+
+    def files(self, data_dir: str | os.PathLike) -> list[str]:
+        return [f for split in self.splits for f in shard_files(data_dir, split)]
+
+
 def shard_files(data_dir: str | os.PathLike, split: str) -> list[str]:
     """The TFRecord shards of one split, sorted; :class:`InputError` if none."""
     pattern = os.path.join(os.fspath(data_dir), "tfrecord", split, "*.tfrecord.gz")
@@ -139,6 +179,17 @@ def manifest_unavailable_layers(data_dir: str | os.PathLike) -> tuple[str, ...]:
     walk(json.loads(path.read_text()))
     schema_names = set(SampleSchema().names())
     return tuple(sorted(n for n in found if n in schema_names))
+
+
+def selection_size(data_dir: str | os.PathLike, selection: "str | Selection") -> int:
+    """Samples a selection holds: its ``samples`` when known, a split's
+    :func:`split_size`, else counted (reads the replay ids of every record)."""
+    selection = Selection.of(selection)
+    if selection.samples is not None:
+        return int(selection.samples)
+    if selection.replay_ids is None:
+        return sum(split_size(data_dir, split) for split in selection.splits)
+    return int(read_columns(data_dir, selection, ["replay_id"])["replay_id"].size)
 
 
 def split_size(data_dir: str | os.PathLike, split: str) -> int:
@@ -227,7 +278,27 @@ def game_time_input(game_loop) -> tf.Tensor:
 
 
 # --------------------------------------------------------------- datasets
-def make_dataset(data_dir: str | os.PathLike, split: str, spec: FeatureSpec, *,
+def keep_replays(records: tf.data.Dataset, replay_ids: Iterable[str],
+                 schema: SampleSchema) -> tf.data.Dataset:
+    """Serialized samples -> those whose ``replay_id`` is in ``replay_ids``
+    (only the replay id of each record is parsed)."""
+    ids = sorted(set(replay_ids))
+    if not ids:
+        return records.take(0)
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(ids, tf.string),
+                                            tf.ones(len(ids), tf.int32)), default_value=0)
+    spec = schema.tf_feature_spec(["replay_id"])
+
+    def tag(record):
+        replay = tf.io.parse_single_example(record, spec)["replay_id"]
+        return record, table.lookup(replay) > 0
+
+    return (records.map(tag, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .filter(lambda record, keep: keep).map(lambda record, keep: record))
+
+
+def make_dataset(data_dir: str | os.PathLike, split: "str | Selection", spec: FeatureSpec, *,
                  batch_size: int = 64, shuffle: bool = True, repeat: bool = True,
                  seed: int = 0, shuffle_buffer: int = 2048,
                  drop_remainder: bool | None = None, with_meta: bool = False,
@@ -240,8 +311,10 @@ def make_dataset(data_dir: str | os.PathLike, split: str, spec: FeatureSpec, *,
     number of records, before any repeat: a fixed, spread-out subset (e.g.
     validation samples from every replay and every game time).
 
-    ``source="tfrecord"`` reads ``data_dir``'s shards; ``source="tfds"`` reads
-    the TFDS dataset ``tfds_name`` from ``tfds_data_dir`` (offline).
+    ``split`` is a split name or a :class:`Selection` (several splits, a
+    replay-id subset).  ``source="tfrecord"`` reads ``data_dir``'s shards;
+    ``source="tfds"`` reads the TFDS dataset ``tfds_name`` from
+    ``tfds_data_dir`` (offline).
     Training uses ``shuffle=True, repeat=True``; evaluation ``False, False``
     (every sample once, in file order).
     """
@@ -250,9 +323,10 @@ def make_dataset(data_dir: str | os.PathLike, split: str, spec: FeatureSpec, *,
     names = read_fields(spec)
     schema = spec.schema
     autotune = tf.data.AUTOTUNE
+    selection = Selection.of(split)
 
     if source == "tfrecord":
-        files = shard_files(data_dir, split)
+        files = selection.files(data_dir)
         ds = tf.data.Dataset.from_tensor_slices(files)
         if shuffle:
             ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
@@ -265,6 +339,8 @@ def make_dataset(data_dir: str | os.PathLike, split: str, spec: FeatureSpec, *,
             cycle_length=min(len(files), 32 if shuffle else 8),
             block_length=1 if shuffle else 16,
             num_parallel_calls=autotune, deterministic=True)
+        if selection.replay_ids is not None:
+            ds = keep_replays(ds, selection.replay_ids, schema)
         feature_spec = schema.tf_feature_spec(names)
 
         def parse(serialized):
@@ -272,9 +348,12 @@ def make_dataset(data_dir: str | os.PathLike, split: str, spec: FeatureSpec, *,
     elif source == "tfds":
         import tensorflow_datasets as tfds
         import datasets.sc2_replays  # noqa: F401  (registers the builder)
-        ds = tfds.load(tfds_name, split=split, data_dir=tfds_data_dir, download=False,
-                       try_gcs=False, shuffle_files=shuffle,
+        ds = tfds.load(tfds_name, split="+".join(selection.splits), data_dir=tfds_data_dir,
+                       download=False, try_gcs=False, shuffle_files=shuffle,
                        read_config=tfds.ReadConfig(shuffle_seed=seed))
+        if selection.replay_ids is not None:
+            wanted = tf.constant(sorted(selection.replay_ids), tf.string)
+            ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["replay_id"], wanted)))
         ds = ds.map(lambda ex: {n: ex[n] for n in names}, num_parallel_calls=autotune)
 
         def parse(batch):
@@ -300,18 +379,22 @@ def make_dataset(data_dir: str | os.PathLike, split: str, spec: FeatureSpec, *,
     return ds.prefetch(autotune)
 
 
-def read_columns(data_dir: str | os.PathLike, split: str, names: Iterable[str],
+def read_columns(data_dir: str | os.PathLike, split: "str | Selection", names: Iterable[str],
                  schema: SampleSchema | None = None, batch_size: int = 1024
                  ) -> dict[str, np.ndarray]:
-    """Selected scalar/array fields of a whole split as numpy arrays.
+    """Selected scalar/array fields of a whole split (or :class:`Selection`)
+    as numpy arrays, in file order.
 
     Parses only the named fields (cheap: used for baseline statistics).
     Strings come back as Python ``str`` object arrays.
     """
     schema = schema or SampleSchema()
     names = list(names)
+    selection = Selection.of(split)
     feature_spec = schema.tf_feature_spec(names)
-    ds = tf.data.TFRecordDataset(shard_files(data_dir, split), compression_type="GZIP")
+    ds = tf.data.TFRecordDataset(selection.files(data_dir), compression_type="GZIP")
+    if selection.replay_ids is not None:
+        ds = keep_replays(ds, selection.replay_ids, schema)
     ds = ds.batch(batch_size).map(
         lambda s: schema.tf_decode(tf.io.parse_example(s, feature_spec)),
         num_parallel_calls=tf.data.AUTOTUNE)

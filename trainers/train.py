@@ -35,8 +35,8 @@ import keras
 import tensorflow as tf
 
 from schemas import layers
-from trainers.input import (FeatureSpec, InputError, infer_resolutions, make_dataset,
-                            manifest_unavailable_layers, shard_files, split_size)
+from trainers.input import (FeatureSpec, InputError, Selection, infer_resolutions,
+                            make_dataset, manifest_unavailable_layers, selection_size)
 from trainers.losses import LossWeights, compute_losses
 from trainers.models import MODEL_NAMES, VALUE_INPUTS, build_model
 
@@ -77,6 +77,12 @@ class TrainConfig:
     tfds_data_dir: str | None = None
     drop_layers: tuple[str, ...] | None = None  # None: from the manifest
     feature_spec: dict | None = None            # filled in by resolve()
+    # Which samples train and validate (``trainers.input.Selection`` JSON:
+    # splits + replay ids); None: the "train" / "validation" split.  Set by
+    # ``trainers.crossval`` for a fold, so a fold's config.json records
+    # exactly which replays it trained and selected its checkpoint on.
+    train_data: dict | None = None
+    validation_data: dict | None = None
 
     def resolve(self) -> "TrainConfig":
         """Fills the feature spec from the data (resolution, unavailable layers)."""
@@ -86,13 +92,21 @@ class TrainConfig:
             drop = (manifest_unavailable_layers(self.data) if self.drop_layers is None
                     else tuple(self.drop_layers))
             self.drop_layers = tuple(drop)
-            screen, minimap = infer_resolutions(shard_files(self.data, "train"))
+            screen, minimap = infer_resolutions(self.train_selection.files(self.data))
             self.feature_spec = FeatureSpec.create(screen, minimap, drop,
                                                    game_time=self.game_time).to_json()
         if self.select_metric not in SELECT_METRICS:
             raise ValueError(f"unknown select_metric {self.select_metric!r}; expected one "
                              f"of {SELECT_METRICS}")
         return self
+
+    @property
+    def train_selection(self) -> Selection:
+        return Selection.of(self.train_data or "train")
+
+    @property
+    def validation_selection(self) -> Selection:
+        return Selection.of(self.validation_data or "validation")
 
     @property
     def spec(self) -> FeatureSpec:
@@ -235,7 +249,8 @@ def train(config: TrainConfig, log=print) -> dict:
         return {"step": start, "losses": {}, "examples_per_second": 0.0}
 
     # Reseed by step so a resumed run is reproducible without replaying batches.
-    dataset = make_dataset(config.data, "train", config.spec, batch_size=config.batch_size,
+    dataset = make_dataset(config.data, config.train_selection, config.spec,
+                           batch_size=config.batch_size,
                            shuffle=True, repeat=True, seed=config.seed + start,
                            shuffle_buffer=config.shuffle_buffer, source=config.source,
                            tfds_data_dir=config.tfds_data_dir)
@@ -248,6 +263,7 @@ def train(config: TrainConfig, log=print) -> dict:
         f"minimap layers, {config.spec.screen_resolution}px"
         f"{', game time input' if config.spec.game_time else ''}")
     losses: dict = {}
+    first_losses: dict | None = None
     interval_start, interval_steps, rate = time.perf_counter(), 0, 0.0
     total_start, step, stopped_early = time.perf_counter(), start, False
     for inputs, targets in dataset:
@@ -256,6 +272,7 @@ def train(config: TrainConfig, log=print) -> dict:
         interval_steps += 1
         if step % config.log_every == 0 or step == config.steps:
             losses = {k: float(v) for k, v in losses.items()}
+            first_losses = first_losses or {"step": step, **losses}
             elapsed = time.perf_counter() - interval_start
             rate = interval_steps * config.batch_size / max(elapsed, 1e-9)
             log(f"step {step}/{config.steps} {_format(losses)} examples/s={rate:.1f}")
@@ -275,6 +292,7 @@ def train(config: TrainConfig, log=print) -> dict:
         f"{mean_rate:.1f} examples/s over the run, "
         f"checkpoint {trainer.manager.latest_checkpoint}")
     result = {"step": step, "losses": {k: float(v) for k, v in losses.items()},
+              "first_logged_losses": first_losses,
               "examples_per_second": mean_rate, "stopped_early": stopped_early}
     if validator and validator.best:
         log(f"best validation {config.select_metric}={validator.best['value']:.4f} at step "
@@ -304,10 +322,11 @@ class Validator:
         self.trainer, self.config, self.writer, self.log = trainer, config, writer, log
         self.batches: list = []
         self.samples = 0
+        selection = config.validation_selection
         try:
-            total = split_size(config.data, "validation")
+            total = selection_size(config.data, selection)
             every = max(1, total // max(1, config.validation_samples))
-            ds = make_dataset(config.data, "validation", config.spec,
+            ds = make_dataset(config.data, selection, config.spec,
                               batch_size=config.batch_size, shuffle=False, repeat=False,
                               source=config.source, tfds_data_dir=config.tfds_data_dir,
                               every=every, limit=config.validation_samples)
@@ -316,7 +335,8 @@ class Validator:
             log(f"validation skipped: {e}")
         self.samples = sum(int(t["value"].shape[0]) for _, t in self.batches)
         if self.batches:
-            log(f"validation subset: {self.samples} of {total} samples (every {every}th)")
+            log(f"validation subset: {self.samples} of {total} samples (every {every}th) "
+                f"of {selection.name}")
         previous = load_best(config.out)
         self.best = previous if previous and previous.get("metric") == config.select_metric \
             else None
