@@ -148,8 +148,14 @@ class LayerPainter:
         mm_radii = geo.world_to_minimap_distance(radius)
         mm = self.batch.add_many(geo.minimap_res, mm_centers, mm_radii, specs_mm,
                                  (relative, cat["owner"], ids), vis_len)
-        mm_sel = self._selected_jobs(geo.minimap_res, "minimap", frames, frame_vis,
-                                     vis_start, vis_len, cat["slots"], mm_centers, mm_radii)
+        # Distinct selections (array identity), -1 for none.
+        sel_index: dict[int, int] = {}
+        sels: list[np.ndarray] = []
+        frame_sel = np.array([_intern(sel_index, sels, id(f[3]), f[3]) if len(f[3]) else -1
+                              for f in frames], np.int64)
+        mm_sel = self._selected_jobs(geo.minimap_res, "minimap", frame_sel, sels,
+                                     np.array(frame_vis, np.int64), vis_start, vis_len,
+                                     cat["slots"], mm_centers, mm_radii)
 
         # Screen: the units of each (visible set, camera) pair near the view.
         pair_vis = np.array([p[0] for p in pairs], np.int64)
@@ -172,7 +178,7 @@ class LayerPainter:
         sc = self.batch.add_many(geo.screen_res, centers, radii, specs_sc,
                                  (relative[unit], owner, ids[unit]), pair_len)
         frame_pair_arr = np.array(frame_pair, np.int64)
-        sc_sel = self._selected_jobs(geo.screen_res, "screen", frames, frame_pair,
+        sc_sel = self._selected_jobs(geo.screen_res, "screen", frame_sel, sels, frame_pair_arr,
                                      pair_start, pair_len, cat["slots"][unit], centers, radii)
         # Power: the player's finished pylons in view.
         pylons = (rows == data.row["Pylon"]) & (owner == player_id) & ~building
@@ -249,31 +255,27 @@ class LayerPainter:
         keep[cand[near]] = True
         return np.flatnonzero(keep)
 
-    def _selected_jobs(self, res: tuple[int, int], kind: str, frames: list[tuple],
-                       frame_set: list[int], set_start: np.ndarray, set_len: np.ndarray,
-                       slots: np.ndarray, centers: np.ndarray,
+    def _selected_jobs(self, res: tuple[int, int], kind: str, frame_sel: np.ndarray,
+                       sels: list[np.ndarray], frame_set: np.ndarray, set_start: np.ndarray,
+                       set_len: np.ndarray, slots: np.ndarray, centers: np.ndarray,
                        radii: np.ndarray) -> Callable[[int], np.ndarray]:
         """``selected`` layers: discs of the selected units among each
         frame's unit set (set ``frame_set[i]``: units ``set_start`` ..
-        ``+ set_len`` of ``slots``, ``centers``, ``radii``), drawn alone (a
-        disc depends only on its unit, so the union is the same as drawing
-        them over the others).  Returns frame index -> layer (once resolved)."""
+        ``+ set_len`` of ``slots``, ``centers``, ``radii``; selection
+        ``sels[frame_sel[i]]``, none if -1), drawn alone (a disc depends
+        only on its unit, so the union is the same as drawing them over the
+        others).  Returns frame index -> layer (once resolved)."""
         zero = self.zeros[f"{kind}_selected"]
-        combo_index: dict[tuple, int] = {}
-        combos: list[tuple[int, int]] = []  # (unit set, selection)
-        sel_index: dict[int, int] = {}
-        sels: list[np.ndarray] = []
-        frame_combo = []
-        for (_, _, _, selected, _), si in zip(frames, frame_set):
-            if not len(selected):
-                frame_combo.append(-1)
-                continue
-            k = _intern(sel_index, sels, id(selected), selected)
-            frame_combo.append(_intern(combo_index, combos, (si, k), (si, k)))
-        if not combos:
+        selecting = frame_sel >= 0
+        if not selecting.any():
             return lambda i: zero
-        combo_set = [si for si, _ in combos]
-        combo_sel = [k for _, k in combos]
+        # Distinct (unit set, selection) combinations.
+        combos, inverse = np.unique(frame_set[selecting] * len(sels) + frame_sel[selecting],
+                                    return_inverse=True)
+        combo_set, combo_sel = combos // len(sels), combos % len(sels)
+        frame_combo_a = np.full(len(frame_sel), -1, np.int64)
+        frame_combo_a[selecting] = inverse
+        frame_combo = frame_combo_a.tolist()
         # Each combo's selected slots, found among its set's units by
         # (set, slot) keys: sorted set keys (each set's slots come in a few
         # ascending runs, which the stable sort merges cheaply).
@@ -284,9 +286,8 @@ class LayerPainter:
         set_keys = set_of * span + slots
         order = np.argsort(set_keys, kind="stable")
         set_keys = set_keys[order]
-        sel_of = np.array(combo_sel, np.int64)
-        pick, combo_of = _ranges((np.cumsum(sel_len) - sel_len)[sel_of], sel_len[sel_of])
-        keys = np.array(combo_set, np.int64)[combo_of] * span + sel_cat[pick]
+        pick, combo_of = _ranges((np.cumsum(sel_len) - sel_len)[combo_sel], sel_len[combo_sel])
+        keys = combo_set[combo_of] * span + sel_cat[pick]
         pos = np.minimum(np.searchsorted(set_keys, keys), max(len(set_keys) - 1, 0))
         hit = set_keys[pos] == keys if len(set_keys) else np.zeros(len(keys), bool)
         elem, combo_of = order[pos[hit]], combo_of[hit]

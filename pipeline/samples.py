@@ -109,7 +109,7 @@ def build_samples(schema: SampleSchema,
         sample = template.copy()
         sample["game_loop"] = int(window.game_loop)
         sample.update(zip(obs_names, get_obs(obs)))
-        sample["available_actions"] = window.available.astype(np.uint8)
+        sample["available_actions"] = window.available.astype(np.uint8, copy=False)
         target = window.target
         sample["function_id"] = int(target.function_id)
         if target.arguments:

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from schemas import layers
 
 ArgValue = int | tuple[int, int]
+_ARGUMENT_NAMES = frozenset(layers.ARGUMENT_NAMES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,17 +43,17 @@ class Action:
     automatic: bool = False
 
     def __post_init__(self):
-        unknown = set(self.arguments) - set(layers.ARGUMENT_NAMES)
-        if unknown:
-            raise ValueError(f"unknown argument types {sorted(unknown)}")
+        if self.arguments:
+            unknown = set(self.arguments).difference(_ARGUMENT_NAMES)
+            if unknown:
+                raise ValueError(f"unknown argument types {sorted(unknown)}")
 
 
 def no_op(game_loop: int) -> Action:
     return Action(game_loop, layers.NO_OP, {})
 
 
-@dataclasses.dataclass(frozen=True, slots=True)  # one per window: no instance dict
-class Window:
+class Window(NamedTuple):  # one per window: cheap to make, immutable
     """One training window of one player."""
     game_loop: int            # first loop of the window; the observation's loop
     end_loop: int             # one past the last loop
