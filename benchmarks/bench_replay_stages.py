@@ -1,0 +1,79 @@
+"""Where one replay's time goes in a sampling worker, stage by stage.
+
+    python benchmarks/bench_replay_stages.py [--replay FILE] [--repeats N]
+
+In one process (Beam and pyarrow imported, as in the worker's child), with
+the garbage collector paused as the worker runs a replay
+(``replay_worker.gc_paused``): decode the game and tracker events, featurize
+both players (engine-free source), encode and write the TFRecord batch, and
+the Parquet batch.  Best of N CPU times per stage, in one run (the shares
+compare; absolute figures depend on the machine's load), per sample and as
+a share of the total.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from typing import Sequence
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from bench_featurize import DEFAULT, players_of  # noqa: E402
+from pipeline import writers  # noqa: E402
+from pipeline.events_source import EventsObservationSource  # noqa: E402
+from pipeline.replay_archive import ReplayArchive  # noqa: E402
+from pipeline.replay_worker import gc_paused  # noqa: E402
+from schemas.sample import SampleSchema  # noqa: E402
+
+STAGES = ("decode", "featurize", "tfrecord", "parquet")
+
+
+def measure(path: str, repeats: int) -> tuple[dict[str, float], int]:
+    with open(path, "rb") as f:
+        data = f.read()
+    schema = SampleSchema()
+    out_dir = tempfile.mkdtemp(prefix="bench_stages_")
+    batch = os.path.join(out_dir, "batch.tfrecord.gz")
+    best = {s: float("inf") for s in STAGES}
+    n = 0
+    for _ in range(repeats):
+        with gc_paused():
+            archive = ReplayArchive(data, path=path)
+            t = time.process_time()
+            archive.game_events
+            archive.tracker_events
+            best["decode"] = min(best["decode"], time.process_time() - t)
+            t = time.process_time()
+            by_player = EventsObservationSource(schema).replay_samples(archive, players_of(archive))
+            best["featurize"] = min(best["featurize"], time.process_time() - t)
+            samples = [s for v in by_player.values() for s in v]
+            for s in samples:
+                s["split"] = "train"
+            n = len(samples)
+            for fmt in ("tfrecord", "parquet"):
+                t = time.process_time()
+                writers.write_batch(batch, schema, samples, (fmt,))
+                best[fmt] = min(best[fmt], time.process_time() - t)
+    return best, n
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--replay", default=DEFAULT)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    best, n = measure(args.replay, args.repeats)
+    total = sum(best.values())
+    print(f"{os.path.basename(args.replay)}: {n} samples, best of {args.repeats}, CPU")
+    for stage in STAGES:
+        print(f"  {stage:10s} {best[stage]:6.2f} s  {1e6 * best[stage] / n:6.0f} us/sample  "
+              f"{best[stage] / total:6.1%}")
+    print(f"  {'total':10s} {total:6.2f} s  {1e6 * total / n:6.0f} us/sample")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
