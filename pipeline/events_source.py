@@ -279,7 +279,7 @@ class EventsObservationSource:
         if hit is not None and hit[0] == key:
             return hit[1]
         # The tags' slots depend on the selection only; aliveness on the loop.
-        sel = self._selection_slots(view)
+        sel = view.slots()
         sel = sel[tracker.alive[sel]]
         # Same slots as before: keep the earlier array, so readers can tell
         # "unchanged" by identity.
@@ -295,8 +295,6 @@ class EventsObservationSource:
         # Everything the mask reads (selected units' aliveness, owners and
         # types: ``sel_version``; own counters and tech: ``own_version``;
         # upgrades) changes only with these.
-        # Visibility bookkeeping waits for the next observation (its checks
-        # read the state then, as exactly as now).
         if view.change_i != len(tracker.changed):
             self._refresh_own(view, tracker)
         key = (view.own_version, view.sel_version, tracker.stats_version, view.sel_key)
@@ -356,11 +354,6 @@ class EventsObservationSource:
         if hit is None:
             hit = view.sel_sets[view.sel_key] = frozenset(view.slots().tolist())
         return hit
-
-    @staticmethod
-    def _selection_slots(view: _View) -> np.ndarray:
-        """The slots of the current selection's tags (alive or not)."""
-        return view.slots()
 
     def _observe(self, view: _View, tracker: UnitTracker, geo: ViewGeometry,
                  has_tracker: bool, snapshots: Snapshots) -> dict[str, np.ndarray]:
