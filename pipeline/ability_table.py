@@ -57,15 +57,22 @@ def expansion_of(details: Mapping[str, Any]) -> str:
 class LinkResolver:
     """Ability lookups for one datapack (one range of builds)."""
 
-    def __init__(self, key: str, links: Mapping[str, str], abilities: Mapping[str, Any]):
+    def __init__(self, key: str, links: Mapping[str, str], abilities: Mapping[str, Any],
+                 unit_links: Mapping[str, str] | None = None):
         self.key = key
         self._names = {int(link): name for link, name in links.items()}
+        self._unit_names = {int(link): name for link, name in (unit_links or {}).items()}
         self._abilities = abilities
         self._cache: dict[tuple[int, int], CommandFunctions | None] = {}
 
     def name(self, link: int) -> str | None:
         """The ability catalog name of a link, or None when the datapack lacks it."""
         return self._names.get(link)
+
+    def unit_name(self, link: int) -> str | None:
+        """The unit type name of a unit link (selection events name the
+        selected units' types by it), or None when the datapack lacks it."""
+        return self._unit_names.get(link)
 
     def lookup(self, link: int, command_index: int) -> CommandFunctions | None:
         key = (link, command_index)
@@ -94,6 +101,7 @@ class AbilityTable:
         self._rules = [tuple(rule) for rule in table["datapack_rules"]]
         self._datapacks = table["datapacks"]
         self._abilities = table["abilities"]
+        self._unit_datapacks = table.get("unit_datapacks", {})
         smart = table["smart"]
         self.smart = CommandFunctions("Smart", 0, smart["api_id"], screen=smart.get("screen"),
                                       minimap=smart.get("minimap"))
@@ -115,7 +123,8 @@ class AbilityTable:
         if key is None:
             return None
         if key not in self._resolvers:
-            self._resolvers[key] = LinkResolver(key, self._datapacks[key], self._abilities)
+            self._resolvers[key] = LinkResolver(key, self._datapacks[key], self._abilities,
+                                                self._unit_datapacks.get(key))
         return self._resolvers[key]
 
 

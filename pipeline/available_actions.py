@@ -63,8 +63,8 @@ class ActionAvailability:
             ids.update(self._alias_ids.get(t, ()))
         return frozenset(ids)
 
-    def _ability_functions(self, rows: tuple[int, ...], tech: frozenset[int],
-                           upgrades: frozenset[int]) -> frozenset[int]:
+    def _ability_functions(self, rows: tuple[int, ...], tech: frozenset[int] | None,
+                           upgrades: frozenset[int] | None) -> frozenset[int]:
         key = (rows, tech, upgrades)
         hit = self._type_cache.get(key)
         if hit is not None:
@@ -72,9 +72,10 @@ class ActionAvailability:
         out: set[int] = set()
         for row in rows:
             for ability_id, requires_point, reqs in self.data.abilities[row]:
-                if any((kind == "building" and value not in tech)
-                       or (kind == "upgrade" and value not in upgrades)
-                       for kind, value in reqs):
+                if tech is not None and any(
+                        (kind == "building" and value not in tech)
+                        or (kind == "upgrade" and value not in upgrades)
+                        for kind, value in reqs):
                     continue
                 funcs = self.data.ability_functions.get(int(ability_id))
                 if funcs:
@@ -90,11 +91,13 @@ class ActionAvailability:
         return self.mask_of_rows(type_rows(selected_rows), n_selected, tech, upgrades,
                                  idle_workers, army_count, warp_gates, larva)
 
-    def mask_of_rows(self, rows: tuple[int, ...], n_selected: int, tech: frozenset[int],
-                     upgrades: frozenset[int], idle_workers: int, army_count: int,
+    def mask_of_rows(self, rows: tuple[int, ...], n_selected: int, tech: frozenset[int] | None,
+                     upgrades: frozenset[int] | None, idle_workers: int, army_count: int,
                      warp_gates: int, larva: int) -> np.ndarray:
         """:meth:`mask` with the selected own units' rows already as
-        :func:`type_rows` (callers that cache them per selection)."""
+        :func:`type_rows` (callers that cache them per selection).
+        ``tech=None``: the player's structures and upgrades are unknown,
+        so abilities are offered whatever they require."""
         flags = (n_selected > 1, idle_workers > 0, army_count > 0, warp_gates > 0, larva > 0)
         key = (rows, tech, upgrades, flags)
         hit = self._cache.get(key)

@@ -264,10 +264,6 @@ class EventsObservationSource:
         entry = cam[max(view.cam_i, 0)]
         return float(entry[1]), float(entry[2])
 
-    def _selected_tags(self, view: _View) -> tuple[int, ...]:
-        sel = view.stream.selection
-        return tuple(sel[view.sel_i][1]) if view.sel_i >= 0 else ()
-
     # --------------------------------------------------------- per loop
     def _selection(self, view: _View, tracker: UnitTracker) -> np.ndarray:
         """Alive selected unit slots (cached until units or selection change)."""
@@ -290,8 +286,7 @@ class EventsObservationSource:
 
     def _mask(self, view: _View, tracker: UnitTracker, has_tracker: bool) -> np.ndarray:
         if not has_tracker:
-            return self.availability.mask(np.zeros(0, np.int64), len(self._selected_tags(view)),
-                                          frozenset(), frozenset(), 0, 0, 0, 0)
+            return self._mask_without_tracker(view)
         # Everything the mask reads (selected units' aliveness, owners and
         # types: ``sel_version``; own counters and tech: ``own_version``;
         # upgrades) changes only with these.
@@ -318,6 +313,21 @@ class EventsObservationSource:
         mask = self.availability.mask_of_rows(sel_hit[0], sel_hit[1], units["tech"],
                                               self._upgrades(view, tracker), *units["counts"])
         view.cache["mask"] = (key, mask)
+        return mask
+
+    def _mask_without_tracker(self, view: _View) -> np.ndarray:
+        """The mask from what the selection events say: the selected units'
+        types (named by unit link) and count.  Owners, structures, upgrades
+        and counters are unknown: every ability of the selected types is
+        offered, as if the units were the player's and met every
+        requirement; select_army / warp_gates / larva are not."""
+        hit = view.cache.get("mask_without_tracker")
+        if hit is not None and hit[0] == view.sel_i:
+            return hit[1]
+        types = view.stream.selection_types[view.sel_i] if view.sel_i >= 0 else ()
+        rows = type_rows(np.array([self.data.row_of(t) for t in types if t], np.int64))
+        mask = self.availability.mask_of_rows(rows, len(types), None, None, 0, 0, 0, 0)
+        view.cache["mask_without_tracker"] = (view.sel_i, mask)
         return mask
 
     @staticmethod

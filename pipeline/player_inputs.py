@@ -93,6 +93,10 @@ class PlayerStream:
     actions: list[Action] = dataclasses.field(default_factory=list)
     camera: list[tuple[int, float, float]] = dataclasses.field(default_factory=list)
     selection: list[tuple[int, tuple[int, ...]]] = dataclasses.field(default_factory=list)
+    #: Per ``selection`` entry, its units' type names as the selection
+    #: events named them (by unit link; "" where none did yet): all a replay
+    #: without tracker events says about what is selected.
+    selection_types: list[tuple[str, ...]] = dataclasses.field(default_factory=list)
     control_groups: dict[int, tuple[int, ...]] = dataclasses.field(default_factory=dict)
     unmapped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     commands: int = 0            # SCmdEvents seen
@@ -235,6 +239,7 @@ class _Converter:
         self.sel: list[int] = []
         self.groups: dict[int, list[int]] = collections.defaultdict(list)
         self.had_input = False
+        self.tag_type: dict[int, str] = {}  # unit tag -> type name (selection events)
 
     def emit(self, loop: int, fid: int, args: dict, automatic: bool = False) -> None:
         self.s.actions.append(Action(loop, fid, args, automatic))
@@ -242,6 +247,19 @@ class _Converter:
     def set_selection(self, loop: int, tags: list[int]) -> None:
         self.sel = tags
         self.s.selection.append((loop, tuple(tags)))
+        self.s.selection_types.append(tuple(self.tag_type.get(t, "") for t in tags))
+
+    def learn_types(self, delta: dict) -> None:
+        """Unit types of a selection delta's added units: its subgroups
+        (unit link, count) in order, one per added tag."""
+        if self.resolver is None:
+            return
+        links = [sub["m_unitLink"] for sub in delta.get("m_addSubgroups") or ()
+                 for _ in range(sub["m_count"])]
+        for tag, link in zip(delta.get("m_addUnitTags") or (), links):
+            name = self.resolver.unit_name(link)
+            if name is not None:
+                self.tag_type[tag] = name
 
     # -- camera ---------------------------------------------------------------
     def camera(self, loop: int, ev: dict) -> None:
@@ -339,6 +357,7 @@ class _Converter:
     def selection_delta(self, loop: int, ev: dict) -> None:
         group = ev["m_controlGroupId"]
         delta = ev["m_delta"]
+        self.learn_types(delta)
         if group != ACTIVE_SELECTION:
             # Automatic bookkeeping (e.g. units stolen by another group).
             kept = _remove(self.groups[group], delta.get("m_removeMask"))[0]

@@ -157,6 +157,21 @@ def test_replay_without_tracker_events_still_yields_samples(schema):
         schema.validate(rows[-1])
         assert sum(s["minimap_camera"].any() for s in rows) > len(rows) // 2
         assert all(s["available_actions"][s["function_id"]] == 1 for s in rows)
+    # Masks from the selected units' types the selection events name (unit
+    # links): player 1 selects the command centre and trains an SCV (490,
+    # inside the source's mask), then selects SCVs, which can build a
+    # barracks (42), gather (264) and move (331): tech is unknown, so
+    # requirements are not checked.
+    cc, scvs = samples[1][2], samples[1][3]
+    assert (cc["game_loop"], cc["function_id"], cc["target_was_unavailable"]) == (16, 490, 0)
+    assert scvs["game_loop"] == 24
+    assert {42, 264, 331} <= set(np.flatnonzero(scvs["available_actions"]).tolist())
+    stats = source.last_stats
+    assert (stats["windows"], stats["no_op_windows"]) == (6006, 3164)
+    # 101 of 2,842 action targets missed by the mask (with the general
+    # actions only, before unit links were read: 40% of the targets).
+    assert stats["target_added_to_mask"] == 101
+    assert 20 < stats["mean_mask_size"] < 25
 
 
 def test_discs_cover_exact_pixels_and_later_units_win():

@@ -202,3 +202,16 @@ def test_wings_of_liberty_events_go_to_the_right_player():
     assert {(pid, len(s.camera), s.commands) for pid, s in streams.items()} == {
         (pid, theirs[(pid, "camera")], theirs[(pid, "command")]) for pid in (1, 2)}
     assert (len(streams[1].camera), streams[1].commands) == (1901, 436)
+
+
+def test_selection_types_from_unit_links_equal_the_tracker_types(archive, streams):
+    """Selection events name the selected units' types by unit link; with
+    the replay's datapack the names equal the tracker's unit types (what a
+    replay without tracker events can still say about a selection)."""
+    tracked = player_inputs.UnitPositions(archive.tracker_events).unit_types
+    pairs = [(name, tracked.get(tag)) for s in streams.values()
+             for (_, tags), names in zip(s.selection, s.selection_types)
+             for tag, name in zip(tags, names)]
+    assert len(pairs) == 1796
+    assert all(name == (truth.decode() if isinstance(truth, bytes) else truth)
+               for name, truth in pairs)
