@@ -328,3 +328,53 @@ def test_source_pickles_after_a_replay_and_gives_the_same_samples(run, archive):
         assert list(first) == list(second)
         assert all(np.array_equal(first[k], second[k]) if isinstance(first[k], np.ndarray)
                    else first[k] == second[k] for k in first)
+
+
+def test_visible_sets_share_equal_looks_and_keep_each_looks_units(archive):
+    """Snapshots.visible_sets: each look's set (through its set id) holds
+    exactly the units fog.visible_over_time sees at that look, in draw
+    order; looks that see the same units as the look before share a set."""
+    from pipeline import fog
+    from pipeline.feature_layers import LayerPainter
+    from pipeline.unit_tracker import SNAPSHOT_FIELDS
+    from pipeline.visible_units import Snapshots
+    data = unit_data()
+    schema = SampleSchema()
+    painter = LayerPainter(schema, data, {})
+    map_size = replay_map_size(archive)
+    snapshots = Snapshots(data, painter.draw_order, map_size)
+    tracker = UnitTracker(archive.tracker_events, data)
+    looks = []
+    for loop in range(0, archive.game_loops, 8):
+        tracker.advance(loop)
+        look = snapshots.take(tracker)
+        if not looks or looks[-1] != look:
+            looks.append(look)
+    friendly = np.zeros(64, bool)
+    friendly[1] = True  # player 1, no allies
+    units, length, set_of_look = snapshots.visible_sets(looks, friendly, fog=True)
+    assert len(set_of_look) == len(looks) and set_of_look[0] == 0
+    assert len(length) == set_of_look[-1] + 1 < len(looks)  # some looks share a set
+    start = np.cumsum(length) - length
+    res = fog.grid_res(map_size)
+    for i, look in enumerate(looks):
+        snap = snapshots._taken[look]
+        cells = fog.unit_cells(snap["xy"])
+        # The look alone (no earlier looks: structures seen before are the
+        # only difference, and the PvP's first looks have none in the fog).
+        s = set_of_look[i]
+        got = {k: units[k][start[s]:start[s] + length[s]] for k in SNAPSHOT_FIELDS}
+        seen = got["slots"]
+        assert set(seen.tolist()) <= set(snap["slots"].tolist())
+        # Friendly and neutral units are always in the set, in draw order.
+        always = snap["slots"][(snap["owner"] == 1) | (snap["owner"] == 16)]
+        assert np.array_equal(seen[np.isin(seen, always)], always)
+        if i < 40:
+            visible = fog.visible_over_time(
+                np.zeros(len(snap["slots"]), np.int64), snap["slots"],
+                fog.cell_sight_keys(cells, fog.sight_quanta(data.sight)[snap["rows"]]),
+                fog.grid_cells(cells, res), snap["owner"] == 1, snap["owner"] == 16,
+                data.is_structure[snap["rows"]], 1, res, {})
+            assert np.array_equal(seen, snap["slots"][visible])
+            for k in SNAPSHOT_FIELDS:
+                assert np.array_equal(got[k], snap[k][visible]), k
