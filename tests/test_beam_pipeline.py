@@ -256,3 +256,21 @@ def test_sample_replays_writes_one_sorted_batch(tmp_path):
     assert keys == sorted(keys) and len(keys) == n
     assert sample_key(record["replay"]["replay_id"], *keys[0]) == \
         f"{record['replay']['replay_id']}_1_0"
+
+
+def test_gc_paused_restores_the_collector_even_when_a_replay_fails():
+    import gc
+    from pipeline.replay_worker import gc_paused
+    assert gc.isenabled()
+    with pytest.raises(ValueError):
+        with gc_paused():
+            assert not gc.isenabled()
+            raise ValueError("a replay failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
