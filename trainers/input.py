@@ -294,8 +294,14 @@ def keep_replays(records: tf.data.Dataset, replay_ids: Iterable[str],
         replay = tf.io.parse_single_example(record, spec)["replay_id"]
         return record, table.lookup(replay) > 0
 
+    def kept(record, keep):
+        return keep
+
+    def untag(record, keep):
+        return record
+
     return (records.map(tag, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .filter(lambda record, keep: keep).map(lambda record, keep: record))
+            .filter(kept).map(untag))
 
 
 def make_dataset(data_dir: str | os.PathLike, split: "str | Selection", spec: FeatureSpec, *,
