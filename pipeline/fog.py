@@ -54,8 +54,8 @@ def cell_sight_keys(cells: np.ndarray, quanta: np.ndarray) -> np.ndarray:
 
 
 def unique_keys(keys: np.ndarray) -> np.ndarray:
-    """Sorted unique ``keys`` (np.unique, several times cheaper: numpy 2.4's
-    np.unique does not sort)."""
+    """Sorted unique ``keys``, as np.unique (numpy 2.4's np.unique hashes:
+    ~9x slower than this sort on 255k int64 keys)."""
     keys = np.sort(keys)
     if len(keys) > 1:
         keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
@@ -70,8 +70,7 @@ def sight_grid(map_size: tuple[int, int], keys: np.ndarray) -> np.ndarray:
     sight radius of the viewer's cell centre (so within about one cell of the
     true disc).
     """
-    res = (int(np.ceil(map_size[0] / CELL)), int(np.ceil(map_size[1] / CELL)))
-    return _key_discs(keys, res).covered()
+    return _key_discs(keys, grid_res(map_size)).covered()
 
 
 def _key_discs(keys: np.ndarray, res: tuple[int, int]) -> rasterize.Discs:
@@ -132,8 +131,7 @@ def visible_over_time(look: np.ndarray, unit: np.ndarray, keys: np.ndarray,
 
     The inputs describe the (alive) units of every look, one element per
     (look, unit), ordered by look: ``look`` (0 .. ``n_looks - 1``, looks in
-    time order),
-    ``unit`` (an id never reused for another unit), its sight ``keys``
+    time order), ``unit`` (an id never reused for another unit), its sight ``keys``
     (:func:`cell_sight_keys`) and fog ``cell`` (:func:`grid_cells` on the
     map's grid of ``res`` cells, :func:`grid_res`), and whether it is
     ``friendly`` (the player's or an ally's), ``neutral`` or a
