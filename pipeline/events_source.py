@@ -57,17 +57,6 @@ _NO_SLOTS = np.zeros(0, np.int64)
 _NO_SLOTS.setflags(write=False)
 
 
-class _Observation(dict):
-    """One window's observation: the layers the source drew for it; any
-    other field reads as its shared zeros (no per-window copy of ~40
-    entries)."""
-
-    __slots__ = ("zeros",)
-
-    def __missing__(self, name: str) -> np.ndarray:
-        return self.zeros[name]
-
-
 @dataclasses.dataclass
 class _View:
     """Per-player walk state and caches."""
@@ -367,8 +356,9 @@ class EventsObservationSource:
 
     def _observe(self, view: _View, tracker: UnitTracker, geo: ViewGeometry,
                  has_tracker: bool, snapshots: Snapshots) -> dict[str, np.ndarray]:
-        obs = _Observation()
-        obs.zeros = self._zeros
+        # Every layer starts as its shared zeros (a dict copy: the layers
+        # drawn below replace ~15 of ~40 entries).
+        obs = self._zeros.copy()
         camera = self._camera(view, geo)
         obs["minimap_camera"] = cached(view.cache, "camera", camera,
                                        lambda: self.painter.camera_layer(geo, camera))
