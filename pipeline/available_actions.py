@@ -65,24 +65,30 @@ class ActionAvailability:
 
     def _ability_functions(self, rows: tuple[int, ...], tech: frozenset[int] | None,
                            upgrades: frozenset[int] | None) -> frozenset[int]:
-        key = (rows, tech, upgrades)
-        hit = self._type_cache.get(key)
-        if hit is not None:
-            return hit
+        """The functions the selected types' abilities map to, given the
+        player's tech; per type row (selections mix the same few types)."""
         out: set[int] = set()
         for row in rows:
-            for ability_id, requires_point, reqs in self.data.abilities[row]:
-                if tech is not None and any(
-                        (kind == "building" and value not in tech)
-                        or (kind == "upgrade" and value not in upgrades)
-                        for kind, value in reqs):
-                    continue
-                funcs = self.data.ability_functions.get(int(ability_id))
-                if funcs:
-                    out.update(funcs["point" if requires_point else "quick"])
-        result = frozenset(out)
-        self._type_cache[key] = result
-        return result
+            key = (row, tech, upgrades)
+            funcs = self._type_cache.get(key)
+            if funcs is None:
+                funcs = self._type_cache[key] = self._row_functions(row, tech, upgrades)
+            out.update(funcs)
+        return frozenset(out)
+
+    def _row_functions(self, row: int, tech: frozenset[int] | None,
+                       upgrades: frozenset[int] | None) -> frozenset[int]:
+        out: set[int] = set()
+        for ability_id, requires_point, reqs in self.data.abilities[row]:
+            if tech is not None and any(
+                    (kind == "building" and value not in tech)
+                    or (kind == "upgrade" and value not in upgrades)
+                    for kind, value in reqs):
+                continue
+            funcs = self.data.ability_functions.get(int(ability_id))
+            if funcs:
+                out.update(funcs["point" if requires_point else "quick"])
+        return frozenset(out)
 
     def mask(self, selected_rows: np.ndarray, n_selected: int, tech: frozenset[int],
              upgrades: frozenset[int], idle_workers: int, army_count: int,
