@@ -5,18 +5,18 @@ Default mode, one replay (a ~19-minute 1v1 by default), all in one run:
   2. featurize both players at step 8 (``EventsObservationSource.replay_samples``
      on the decoded archive: input streams, unit tracking, fog, layers,
      masks, sample assembly),
+both with the garbage collector paused as the pipeline's replay worker runs
+them (``replay_worker.gc_paused``; the default replay once more with it on),
 and prints both times and their ratio (target: featurize <= 3x decode), the
 same for shorter replays (how cost grows with game length), the mean mask
 size, the rate of targets the source's mask missed, and the position
 estimate errors (hold last known vs. command-directed movement).
 
-Last figures (CPU time, 2-core machine shared with other jobs, compiled
-game-event decoder; see docs/engine_free_source.md "Performance"), fourth
-round (two-phase layers: the walk records, the geometry of all windows is
-computed in bulk; equal disc jobs painted once): patch_5_0_16b 3.4-4.4x
-(~200 us/sample; 5.6-7.7x before the round), python-sc2 PvP 2.3-3.7x
-(~90 us/sample), patch_4_6_0_pvt 1.8-2.4x (~160 us/sample): the 3x target
-is still not met on 5.0 replays.
+Last figures (CPU time, best of 5, end of session 3, machine shared with a
+training job; docs/engine_free_source.md "Performance"): patch_5_0_16b
+2.62-2.90x with the collector paused (as the pipeline's worker runs), 2.50-2.60x
+with it on (3.53-3.64x for the session-start tree in the same window); the
+python-sc2 PvP 2.26-2.39x; patch_4_6_0_pvt 2.09-2.18x.
 
 ``--corpus`` runs every two-player replay with tracker events in the shared
 MANIFEST.csv and reports failures, sample counts against ceil(loops / 8),
