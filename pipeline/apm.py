@@ -22,6 +22,9 @@ from __future__ import annotations
 import collections
 from typing import Any, Iterable
 
+from pipeline.lobby import event_player_ids
+from pipeline.replay_archive import ReplayArchive
+
 #: Game event types counted as actions.
 ACTION_EVENTS = frozenset({
     "NNet.Game.SCmdEvent", "NNet.Game.SSelectionDeltaEvent",
@@ -42,3 +45,13 @@ def apm_by_event_id(game_events: Iterable[dict[str, Any]], game_loops: int) -> d
     if minutes <= 0:
         return {}
     return {user: n / minutes for user, n in counts.items()}
+
+
+def apm_by_player(archive: ReplayArchive) -> dict[int, float]:
+    """Actions per game minute by player id (1-based, as in the details),
+    for the players whose game-event id the lobby gives (0.0 for one who
+    issued no action).  Decodes the game events: raises ``ReplayError`` if
+    they do not decode."""
+    by_event_id = apm_by_event_id(archive.game_events, archive.game_loops)
+    return {player: by_event_id.get(event_id, 0.0)
+            for player, event_id in event_player_ids(archive).items() if event_id is not None}

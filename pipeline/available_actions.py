@@ -90,18 +90,12 @@ class ActionAvailability:
                 out.update(funcs["point" if requires_point else "quick"])
         return frozenset(out)
 
-    def mask(self, selected_rows: np.ndarray, n_selected: int, tech: frozenset[int],
-             upgrades: frozenset[int], idle_workers: int, army_count: int,
-             warp_gates: int, larva: int) -> np.ndarray:
-        """uint8[NUM_FUNCTIONS] mask (shared read-only array: do not modify)."""
-        return self.mask_of_rows(type_rows(selected_rows), n_selected, tech, upgrades,
-                                 idle_workers, army_count, warp_gates, larva)
-
     def mask_of_rows(self, rows: tuple[int, ...], n_selected: int, tech: frozenset[int] | None,
                      upgrades: frozenset[int] | None, idle_workers: int, army_count: int,
                      warp_gates: int, larva: int) -> np.ndarray:
-        """:meth:`mask` with the selected own units' rows already as
-        :func:`type_rows` (callers that cache them per selection).
+        """uint8[NUM_FUNCTIONS] mask (shared read-only array: do not modify)
+        for the selected own units' type rows (:func:`type_rows`), how many
+        units are selected, the player's tech, upgrades and counters.
         ``tech=None``: the player's structures and upgrades are unknown,
         so abilities are offered whatever they require."""
         flags = (n_selected > 1, idle_workers > 0, army_count > 0, warp_gates > 0, larva > 0)

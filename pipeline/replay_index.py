@@ -61,7 +61,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from pipeline.observation_source import PlayerContext
 from pipeline import apm
-from pipeline.lobby import event_player_ids, join_slots, read_init_data
+from pipeline.lobby import join_slots, read_init_data
 from pipeline.replay_archive import ERROR_CATEGORIES, ReplayArchive, ReplayError, as_text
 
 #: Game loops per second at the "faster" game speed (all ladder games).
@@ -314,14 +314,12 @@ def _fill_apm_from_events(archive: ReplayArchive, players: list[dict]) -> None:
     if not missing:
         return
     try:
-        by_event_id = apm.apm_by_event_id(archive.game_events, archive.game_loops)
+        by_player = apm.apm_by_player(archive)
     except ReplayError:
         return
-    event_ids = event_player_ids(archive)
     for p in missing:
-        event_id = event_ids.get(p["player_id"])
-        if event_id is not None:
-            p["apm"] = int(round(by_event_id.get(event_id, 0.0)))
+        if p["player_id"] in by_player:
+            p["apm"] = int(round(by_player[p["player_id"]]))
             p["apm_source"] = "events"
 
 

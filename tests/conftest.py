@@ -114,3 +114,14 @@ def shared_dir() -> Path:
 
 def pytest_configure(config):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory):
+    """The trainer tests' tiny synthetic shards (``trainer_synthetic``,
+    16x16): (data dir, samples by split).  Shared: tests read it, never
+    write into it."""
+    from schemas.sample import SampleSchema
+    from trainer_synthetic import write_synthetic
+    out = tmp_path_factory.mktemp("synthetic_data")
+    return out, write_synthetic(out, SampleSchema(16, 16))

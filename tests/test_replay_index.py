@@ -248,7 +248,6 @@ def test_apm_from_events_tracks_blizzards(corpus):
     import numpy as np
 
     from pipeline import apm
-    from pipeline.lobby import event_player_ids
 
     ours, theirs = [], []
     for rel, result in corpus.items():
@@ -260,12 +259,11 @@ def test_apm_from_events_tracks_blizzards(corpus):
             continue
         archive = ReplayArchive((REPLAYS / rel).read_bytes(), path=rel)
         try:
-            by_event_id = apm.apm_by_event_id(archive.game_events, archive.game_loops)
+            by_player = apm.apm_by_player(archive)
         except ReplayError:
             continue
-        event_ids = event_player_ids(archive)
         for p in known:
-            ours.append(by_event_id.get(event_ids[p["player_id"]], 0.0))
+            ours.append(by_player[p["player_id"]])
             theirs.append(p["apm"])
     ratio = np.array(ours) / np.array(theirs)
     assert len(ratio) >= 60

@@ -16,8 +16,6 @@ import tensorflow as tf
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from schemas import layers  # noqa: E402
-from schemas.sample import SampleSchema  # noqa: E402
-from trainer_synthetic import write_synthetic  # noqa: E402
 from trainers import evaluate as evaluate_lib  # noqa: E402
 from trainers import train as train_lib  # noqa: E402
 from trainers.action_space import function_arguments  # noqa: E402
@@ -30,10 +28,8 @@ RES = 16
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("trainer_data")
-    samples = write_synthetic(out, SampleSchema(RES, RES))
-    return out, samples
+def data(synthetic_data):  # conftest: shared synthetic shards, RES x RES
+    return synthetic_data
 
 
 @pytest.fixture(scope="module")

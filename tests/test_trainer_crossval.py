@@ -16,8 +16,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from schemas.sample import SampleSchema  # noqa: E402
-from trainer_synthetic import write_synthetic  # noqa: E402
 from trainers import crossval as cv  # noqa: E402
 from trainers.train import TrainConfig  # noqa: E402
 
@@ -27,10 +25,8 @@ SAMPLES_PER_REPLAY = 2 * 12  # two players, 12 loops each
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("crossval_data")
-    samples = write_synthetic(out, SampleSchema(RES, RES))
-    return out, samples
+def data(synthetic_data):  # conftest: shared synthetic shards, RES x RES
+    return synthetic_data
 
 
 @pytest.fixture(scope="module")
