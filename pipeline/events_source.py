@@ -134,7 +134,7 @@ class EventsObservationSource:
         filled = FILLED_WITH_TRACKER if has_tracker_events else FILLED_WITHOUT_TRACKER
         out = [n for n in self._spatial_names() if n not in filled]
         if not has_tracker_events:
-            out.append("player")
+            out += ["player", "score"]
         return tuple(out)
 
     def replay_samples(self, archive: ReplayArchive,
@@ -370,6 +370,7 @@ class EventsObservationSource:
         self._refresh_own(view, tracker)
         obs["player"] = self.player_features.vector(view.ctx.player_id, view.cache,
                                                     view.own_version, tracker)
+        obs["score"] = self.player_features.score(view.ctx.player_id, view.cache, tracker)
         look = snapshots.take(tracker)
         if not view.looks or view.looks[-1] != look:
             view.looks.append(look)

@@ -9,6 +9,12 @@ abilities, which the action mask reads; both are computed here, once per
 change of the player's own units, and cached in the caller's per-player
 cache dict.  ``idle_worker_count`` is not derivable from tracker events and
 stays 0 (listed in docs/engine_free_source.md).
+
+The score vector (``schemas.layers.SCORE_FEATURES``) is the same player-stats
+event read as pysc2's score: the event's ``m_scoreValue{Minerals,Vespene}
+{UsedCurrent,Killed,Lost}{Army,Economy,Technology}`` and collection rates are
+the entries of the API's ``ScoreDetails`` that pysc2 reports as
+``score_by_category`` and ``score_cumulative`` (:data:`SCORE_STATS_KEYS`).
 """
 from __future__ import annotations
 
@@ -19,9 +25,26 @@ import numpy as np
 from pipeline.available_actions import ActionAvailability
 from pipeline.feature_layers import read_only
 from pipeline.unit_tracker import UnitData, UnitTracker
+from schemas import layers
 
 #: Tracker food values are in 1/4096 units.
 FOOD_SCALE = 4096
+
+_STATS_RESOURCE = {"minerals": "Minerals", "vespene": "Vespene"}
+_STATS_ROW = {"used": "UsedCurrent", "killed": "Killed", "lost": "Lost"}
+
+
+def _stats_key(score_feature: str) -> str:
+    """The player-stats event key of one ``SCORE_FEATURES`` entry."""
+    if score_feature in layers.SCORE_CUMULATIVE:      # collection_rate_<resource>
+        return f"m_scoreValue{_STATS_RESOURCE[score_feature.rsplit('_', 1)[1]]}CollectionRate"
+    row, resource, category = score_feature.split("_")  # e.g. killed_minerals_army
+    return (f"m_scoreValue{_STATS_RESOURCE[resource]}{_STATS_ROW[row]}"
+            f"{category.capitalize()}")
+
+
+#: ``SCORE_FEATURES`` in order -> the player-stats event key that holds it.
+SCORE_STATS_KEYS: tuple[str, ...] = tuple(_stats_key(n) for n in layers.SCORE_FEATURES)
 
 
 class PlayerFeatures:
@@ -86,6 +109,18 @@ class PlayerFeatures:
         ], np.int32))
         cache["player"] = (key, player)
         return player
+
+    @staticmethod
+    def score(player_id: int, cache: dict[str, Any], tracker: UnitTracker) -> np.ndarray:
+        """The score vector from the player's last stats event, read-only;
+        cached until the player stats change (0 before the first event)."""
+        hit = cache.get("score")
+        if hit is not None and hit[0] == tracker.stats_version:
+            return hit[1]
+        stats = tracker.stats.get(player_id, {})
+        score = read_only(np.array([stats.get(k, 0) for k in SCORE_STATS_KEYS], np.int32))
+        cache["score"] = (tracker.stats_version, score)
+        return score
 
     def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The unit data rows of army units (not structures nor workers,

@@ -108,6 +108,15 @@ def _layer_array(plane: np.ndarray, layer: layers.Layer) -> np.ndarray:
     return np.clip(plane, 0, layer.scale - 1).astype(layer.dtype)
 
 
+def score_vector(score_cumulative, score_by_category) -> np.ndarray:
+    """pysc2's ``score_cumulative`` and ``score_by_category`` (named arrays)
+    -> the sample's score vector (``layers.SCORE_FEATURES`` order)."""
+    out = [score_cumulative[name] for name in layers.SCORE_CUMULATIVE]
+    out += [score_by_category[row][category]
+            for row in layers.SCORE_ROWS for category in layers.SCORE_CATEGORIES]
+    return np.asarray(out, np.int32)
+
+
 class SC2ObservationSource:
     """The headless game as an :class:`~pipeline.observation_source.ObservationSource`.
 
@@ -362,6 +371,7 @@ class SC2ObservationSource:
                     absent.add(f"{prefix}_{layer.name}")
                 out[f"{prefix}_{layer.name}"] = _layer_array(stack[layer.name], layer)
         out["player"] = np.asarray(agent["player"], np.int32)
+        out["score"] = score_vector(agent["score_cumulative"], agent["score_by_category"])
         out["_available"] = agent["available_actions"]
         return out
 

@@ -94,6 +94,20 @@ PLAYER_FEATURES: tuple[str, ...] = (
     "larva_count",
 )
 
+# The score a player is told (pysc2's ``score_cumulative`` and
+# ``score_by_category`` observations), restricted to what a replay's
+# player-stats tracker events record too, so both sources fill every entry:
+# the two collection rates, then each ScoreByCategory row below for the army,
+# economy and technology categories.  Values are in minerals / vespene (rates
+# per game minute), as the game reports them; some can be negative (the game
+# refunds cancelled structures into "lost").
+SCORE_CUMULATIVE: tuple[str, ...] = ("collection_rate_minerals", "collection_rate_vespene")
+SCORE_ROWS: tuple[str, ...] = ("used_minerals", "used_vespene", "killed_minerals",
+                               "killed_vespene", "lost_minerals", "lost_vespene")
+SCORE_CATEGORIES: tuple[str, ...] = ("army", "economy", "technology")
+SCORE_FEATURES: tuple[str, ...] = SCORE_CUMULATIVE + tuple(
+    f"{row}_{category}" for row in SCORE_ROWS for category in SCORE_CATEGORIES)
+
 # len(pysc2.lib.actions.FUNCTIONS); function 0 is no_op.
 NUM_FUNCTIONS = 573
 NO_OP = 0

@@ -116,6 +116,9 @@ def _fields(screen: int, minimap: int) -> tuple[Field, ...]:
     f += [
         Field("player", "int32", (len(layers.PLAYER_FEATURES),), O,
               "Player vector: " + ", ".join(layers.PLAYER_FEATURES) + "."),
+        Field("score", "int32", (len(layers.SCORE_FEATURES),), O,
+              "Score vector (pysc2 score_cumulative / score_by_category entries): "
+              + ", ".join(layers.SCORE_FEATURES) + "."),
         Field("available_actions", "uint8", (layers.NUM_FUNCTIONS,), O,
               "1 where the pysc2 function was available at some loop of the window."),
         Field("source", "str", (), O, "Observation source: " + " or ".join(SOURCES) + "."),

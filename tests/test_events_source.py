@@ -12,7 +12,7 @@ from pipeline.events_source import EventsObservationSource
 from pipeline.observation_source import PlayerContext
 from pipeline.player_inputs import replay_map_size
 from pipeline.replay_archive import ReplayArchive
-from pipeline.unit_tracker import UnitTracker, unit_data
+from pipeline.unit_tracker import INITIAL_STATS_LOOPS, UnitTracker, unit_data
 from schemas import layers
 from schemas.sample import SampleSchema
 
@@ -117,6 +117,38 @@ def test_loop_zero_start_positions_and_economy(run, archive, schema):
         assert s0["minimap_camera"].sum() > 0
 
 
+def test_score_is_the_last_player_stats_event_as_sc2reader_reads_it(run):
+    """Every sample's score vector equals the player's latest stats event at
+    or before the window start, decoded independently by sc2reader (its
+    ``minerals_killed_army``-style names for the API's score entries)."""
+    sc2reader = pytest.importorskip("sc2reader")
+    _, samples = run
+    replay = sc2reader.load_replay(str(PVP), load_level=3)
+    def sc2reader_name(feature: str) -> str:
+        if feature in layers.SCORE_CUMULATIVE:
+            return f"{feature.rsplit('_', 1)[1]}_collection_rate"
+        row, resource, category = feature.split("_")
+        return f"{resource}_{'used_current' if row == 'used' else row}_{category}"
+    events = {1: [], 2: []}
+    for e in replay.tracker_events:
+        if e.name == "PlayerStatsEvent":
+            events[e.pid].append((e.frame, [getattr(e, sc2reader_name(n))
+                                            for n in layers.SCORE_FEATURES]))
+    late_killed = 0
+    for pid, rows in samples.items():
+        stats = events[pid]
+        assert len(stats) == {1: 35, 2: 34}[pid]   # loop 1, then every 160 loops
+        for s in rows:
+            # A report by INITIAL_STATS_LOOPS is the starting state (loop 0 too).
+            before = [v for loop, v in stats
+                      if loop <= max(s["game_loop"], INITIAL_STATS_LOOPS)]
+            assert s["score"].tolist() == before[-1]
+        last = dict(zip(layers.SCORE_FEATURES, rows[-1]["score"].tolist()))
+        assert max(s["score"][0] for s in rows) > 500      # minerals per minute
+        late_killed += last["killed_minerals_army"] + last["killed_minerals_economy"]
+    assert late_killed > 0
+
+
 def test_screen_shows_own_base_around_camera(run):
     _, samples = run
     for pid in (1, 2):
@@ -153,6 +185,7 @@ def test_replay_without_tracker_events_still_yields_samples(schema):
         assert all(s["has_tracker_events"] == 0 for s in rows)
         unavailable = rows[0]["unavailable_layers"].split(",")
         assert "minimap_unit_type" in unavailable and "player" in unavailable
+        assert "score" in unavailable and not any(s["score"].any() for s in rows)
         assert "minimap_camera" not in unavailable
         schema.validate(rows[-1])
         assert sum(s["minimap_camera"].any() for s in rows) > len(rows) // 2

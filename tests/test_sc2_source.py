@@ -26,6 +26,7 @@ from pipeline.replay_archive import ReplayArchive
 from pipeline.sampling import Action
 from pipeline.sc2_source import SC2ObservationSource
 from pipeline.sc2_versions import select_version, version_for_archive
+from schemas import layers
 from schemas.sample import SampleSchema
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -88,6 +89,9 @@ def _scenario(archive, game_actions, screen=SCREEN, minimap=MINIMAP, **extra) ->
     for pid, acts in game_actions.items():
         frames[str(pid)] = {
             "player_common": {"minerals": 50, "larva_count": 3},
+            "score": {"collection_rate_minerals": 400 + pid, "killed_minerals.army": 150,
+                      "lost_vespene.technology": -25, "used_minerals.economy": 1200,
+                      "killed_minerals.none": 7, "total_used_minerals.army": 9},
             "player_changes": [{"from": 64, "field": "minerals", "value": 75},
                                {"from": 100, "field": "army_count", "value": 2}],
             "abilities": [{"ability_id": 1342},                        # Train_Drone
@@ -277,6 +281,10 @@ def test_observations_and_labels(clean_run):
             assert int(s["minimap_player_relative"].sum()) == 2 * pid
             assert s["player"].tolist() == [pid, 75 if s["game_loop"] >= 64 else 50, 0, 0, 0,
                                             0, 0, 0, 2 if s["game_loop"] >= 100 else 0, 0, 3]
+            score = dict(zip(layers.SCORE_FEATURES, s["score"].tolist()))
+            assert {k: v for k, v in score.items() if v} == {
+                "collection_rate_minerals": 400 + pid, "killed_minerals_army": 150,
+                "lost_vespene_technology": -25, "used_minerals_economy": 1200}
             assert s["replay_id"] == hashlib.sha256(REPLAY.read_bytes()).hexdigest()
             assert s["map_name"] == "Odyssey LE"
     assert stats["automatic_camera_dropped"] == 2

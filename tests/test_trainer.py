@@ -68,6 +68,10 @@ def test_input_batches_match_the_written_samples(data, spec):
         np.testing.assert_array_equal(inputs["screen"][i, ..., unit_type], s["screen_unit_type"])
         np.testing.assert_array_equal(inputs["minimap"][i, ..., height], s["minimap_height_map"])
         np.testing.assert_allclose(inputs["player"][i], np.log1p(s["player"]), rtol=1e-6)
+        score = s["score"].astype(np.float64)
+        np.testing.assert_allclose(inputs["score"][i],
+                                   np.sign(score) * np.log1p(np.abs(score)), rtol=1e-6)
+        assert inputs["score"][i][layers.SCORE_FEATURES.index("lost_minerals_technology")] < 0
         np.testing.assert_array_equal(inputs["available_actions"][i], s["available_actions"])
         assert int(targets["function_id"][i]) == s["function_id"]
         assert float(targets["value"][i]) == s["value"]
@@ -132,7 +136,8 @@ def test_argument_loss_ignored_when_unused(spec):
     inputs = {"screen": tf.constant(rng.integers(0, 3, (batch, RES, RES, len(spec.screen_layers))),
                                     tf.uint16),
               "minimap": tf.zeros((batch, RES, RES, len(spec.minimap_layers)), tf.uint16),
-              "player": tf.zeros((batch, 11)), "available_actions": tf.constant(available)}
+              "player": tf.zeros((batch, 11)), "available_actions": tf.constant(available),
+              "score": tf.zeros((batch, len(layers.SCORE_FEATURES)))}
     outputs = model(inputs)
     unused = {f"arg_{a.name}": tf.fill([batch], -1) for a in layers.ARGUMENT_TYPES}
     targets = {"function_id": tf.zeros([batch], tf.int32), "value": tf.ones([batch]), **unused}

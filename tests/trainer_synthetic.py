@@ -39,6 +39,11 @@ def synthetic_sample(schema: SampleSchema, rng: np.random.Generator, replay: str
     s["screen_unit_hit_points"][:] = rng.integers(0, 200, (res, res))
     s["minimap_height_map"][:] = rng.integers(0, 255, s["minimap_height_map"].shape)
     s["player"][:] = [player, 400 if won else 50, 100, 20, 30, 5, 15, 0, 5, 0, 0]
+    # Score: a winner has killed more than it lost (one entry negative, as
+    # the game's refunds make some "lost" entries).
+    s["score"][:] = rng.integers(0, 3000, len(layers.SCORE_FEATURES))
+    s["score"][layers.SCORE_FEATURES.index("killed_minerals_army")] = 2000 if won else 300
+    s["score"][layers.SCORE_FEATURES.index("lost_minerals_technology")] = -125
     function = int(rng.choice(TARGET_FUNCTIONS))
     available = s["available_actions"]
     available[rng.integers(0, layers.NUM_FUNCTIONS, 20)] = 1

@@ -50,9 +50,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from schemas.sample import SPLITS, SampleSchema
-from trainers import linear_baseline, metrics
-from trainers.evaluate import (LOOPS_PER_MINUTE, choose_checkpoint, player_logistic,
-                               predict)
+from trainers import metrics
+from trainers.evaluate import (LOOPS_PER_MINUTE, choose_checkpoint, logistic_inputs,
+                               player_logistic, predict)
 from trainers.input import InputError, Selection, infer_resolutions, read_columns
 from trainers.train import (TrainConfig, Trainer, load_config, parse_args as train_args,
                             train, write_json_atomic)
@@ -63,7 +63,7 @@ TRAIN_RESULT = "train_result.json"
 PREDICTIONS = "heldout.npz"
 _SALT = b"sc2-replay-fold:"
 # Columns read once for fold sizes and the baselines.
-COLUMNS = ("replay_id", "player_id", "game_loop", "value", "player")
+COLUMNS = ("replay_id", "player_id", "game_loop", "value", "player", "score")
 # Held-out prediction columns kept per fold (heldout.npz).
 KEPT = ("replay_id", "player_id", "game_loop", "value", "value_prob", "function_id",
         "function_pred", "logistic_prob", "majority")
@@ -198,9 +198,8 @@ def run_fold(corpus: Corpus, k: int, base: TrainConfig, out: Path, *, batch_size
 
     train_rows, inner_rows = corpus.rows(roles["train"]), corpus.rows([roles["inner_validation"]])
     majority = metrics.majority_label(train_rows["value"])
-    logistic = player_logistic(train_rows, inner_rows)
-    p["logistic_prob"] = logistic["model"].prob(
-        linear_baseline.player_features(p["player_log1p"], p["game_loop"]))
+    logistic = player_logistic(train_rows, inner_rows, saved.spec.score)
+    p["logistic_prob"] = logistic["model"].prob(logistic_inputs(p))
     p["majority"] = np.full(p["value"].shape, majority, np.int64)
     p["replay_id"] = p["replay_id"].astype(str)
     _save_npz(fold_dir / PREDICTIONS, {name: p[name] for name in KEPT})

@@ -31,7 +31,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -39,7 +39,8 @@ import tensorflow as tf
 from schemas import layers
 from trainers import linear_baseline, metrics
 from trainers.action_space import function_names
-from trainers.input import InputError, Selection, make_dataset, read_columns
+from trainers.input import (FeatureSpec, InputError, Selection, make_dataset, read_columns,
+                            signed_log1p)
 from trainers.train import (Trainer, load_best, load_config, teacher_inputs,
                             write_json_atomic)
 
@@ -79,6 +80,8 @@ def predict(trainer: Trainer, data: str, split: str | Selection, batch_size: int
         batch = {k: v.numpy() for k, v in step(inputs, targets).items()}
         batch["available_actions"] = inputs["available_actions"].numpy().astype(np.uint8)
         batch["player_log1p"] = inputs["player"].numpy()
+        if "score" in inputs:
+            batch["score_log"] = inputs["score"].numpy()
         batch.update({k: v.numpy() for k, v in targets.items()})
         batch.update({k: v.numpy() for k, v in meta.items()})
         for k, v in batch.items():
@@ -119,7 +122,8 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
     log(f"evaluating {chosen['selected']} checkpoint {chosen['path']} (step {step})")
     p = predict(trainer, data, split, batch_size, log)
     train = read_columns(data, "train", ["value", "function_id", "race", "opponent_race",
-                                         "player", "game_loop"], config.spec.schema)
+                                         *nonspatial_columns(config.spec)],
+                         config.spec.schema)
     boot = {"resamples": resamples, "seed": seed}
     groups = p["replay_id"]
 
@@ -138,9 +142,8 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
     function_ok = p["function_pred"] == p["function_id"]
     counts = metrics.function_counts(train["function_id"])
     mfa_ok = metrics.most_frequent_available(counts, p["available_actions"]) == p["function_id"]
-    logistic = fit_player_logistic(data, config.spec.schema, train)
-    logistic_prob = logistic["model"].prob(
-        linear_baseline.player_features(p["player_log1p"], p["game_loop"]))
+    logistic = fit_player_logistic(data, config.spec, train)
+    logistic_prob = logistic["model"].prob(logistic_inputs(p))
     logistic_ok = (logistic_prob > 0.5).astype(np.int64) == label
     prob = np.clip(p["value_prob"], 1e-7, 1 - 1e-7)
     log_loss = -(label * np.log(prob) + (1 - label) * np.log(1 - prob))
@@ -204,8 +207,9 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
             "most_frequent_available_function": {
                 "function_accuracy": ci(mfa_ok).to_json()},
             "player_features_logistic_regression": {
-                "features": list(linear_baseline.FEATURE_NAMES),
-                "transform": "log(x + 1) for player features, game_loop / 13440",
+                "features": list(linear_baseline.feature_names(config.spec.score)),
+                "transform": "log(x + 1) for player features, sign(x) log(|x| + 1) "
+                             "for score features, game_loop / 13440",
                 "l2": logistic["model"].l2, "selected_on": logistic["selected_on"],
                 "l2_candidates": logistic["table"],
                 "value_accuracy": ci(logistic_ok).to_json()},
@@ -253,28 +257,46 @@ def choose_checkpoint(trainer: Trainer, run: str | os.PathLike, which: str) -> d
     return out
 
 
-def fit_player_logistic(data: str, schema, train: dict) -> dict:
+def nonspatial_columns(spec: FeatureSpec) -> list[str]:
+    """The sample fields the player-features logistic regression reads."""
+    return ["player", "game_loop"] + (["score"] if spec.score else [])
+
+
+def logistic_inputs(p: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The logistic regression's features of predicted samples (the model's
+    transformed inputs, as :func:`predict` keeps them)."""
+    return linear_baseline.player_features(p["player_log1p"], p["game_loop"],
+                                           p.get("score_log"))
+
+
+def fit_player_logistic(data: str, spec: FeatureSpec, train: dict) -> dict:
     """The player-features logistic regression: fitted on train, L2 chosen
     on the validation split (a fixed L2 of 0.01 when there is none)."""
     try:
-        val = read_columns(data, "validation", ["player", "game_loop", "value"], schema)
+        val = read_columns(data, "validation", nonspatial_columns(spec) + ["value"],
+                           spec.schema)
     except InputError:
         val = None
-    return player_logistic(train, val)
+    return player_logistic(train, val, spec.score)
 
 
-def player_logistic(train: dict, val: dict | None) -> dict:
+def _columns_features(rows: Mapping[str, np.ndarray], with_score: bool) -> np.ndarray:
+    return linear_baseline.player_features(
+        linear_baseline.log_player(rows["player"]), rows["game_loop"],
+        signed_log1p(np.asarray(rows["score"], np.float64)) if with_score else None)
+
+
+def player_logistic(train: dict, val: dict | None, with_score: bool) -> dict:
     """The player-features logistic regression from columns (``player`` raw,
-    ``game_loop``, ``value``): fitted on ``train``, L2 chosen on ``val``'s log
-    loss (a fixed L2 of 0.01 when ``val`` is None or empty)."""
-    train_x = linear_baseline.player_features(linear_baseline.log_player(train["player"]),
-                                              train["game_loop"])
+    ``game_loop``, ``value``, and with ``with_score`` ``score`` raw): fitted
+    on ``train``, L2 chosen on ``val``'s log loss (a fixed L2 of 0.01 when
+    ``val`` is None or empty)."""
+    train_x = _columns_features(train, with_score)
     if val is None or val["value"].size == 0:
         return {"model": linear_baseline.fit_logistic(train_x, train["value"], 1e-2),
                 "table": [], "selected_on": "fixed (no validation split)"}
-    val_x = linear_baseline.player_features(linear_baseline.log_player(val["player"]),
-                                            val["game_loop"])
-    model, table = linear_baseline.select_logistic(train_x, train["value"], val_x,
+    model, table = linear_baseline.select_logistic(train_x, train["value"],
+                                                   _columns_features(val, with_score),
                                                    val["value"])
     return {"model": model, "table": table, "selected_on": "validation log loss"}
 

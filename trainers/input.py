@@ -56,18 +56,22 @@ class FeatureSpec:
     # Game time (the sample's game loop, pysc2's ``game_loop`` observation) as
     # a non-spatial input ``game_time`` = game_loop / GAME_TIME_SCALE.
     game_time: bool = False
+    # The score vector (``layers.SCORE_FEATURES``, pysc2's score observation)
+    # as a non-spatial input ``score``.
+    score: bool = True
 
     @classmethod
     def create(cls, screen_resolution: int = 64, minimap_resolution: int = 64,
                drop: Iterable[str] = (), game_time: bool = False) -> "FeatureSpec":
-        """All layers except ``drop`` (sample field names, e.g. ``screen_creep``)."""
+        """All layers and the score except ``drop`` (sample field names, e.g.
+        ``screen_creep``, ``score``)."""
         drop = set(drop)
         return cls(screen_resolution, minimap_resolution,
                    tuple(l.name for l in layers.SCREEN_LAYERS
                          if f"screen_{l.name}" not in drop),
                    tuple(l.name for l in layers.MINIMAP_LAYERS
                          if f"minimap_{l.name}" not in drop),
-                   bool(game_time))
+                   bool(game_time), "score" not in drop)
 
     @property
     def schema(self) -> SampleSchema:
@@ -97,7 +101,8 @@ class FeatureSpec:
     def from_json(cls, d: Mapping[str, Any]) -> "FeatureSpec":
         return cls(int(d["screen_resolution"]), int(d["minimap_resolution"]),
                    tuple(d["screen_layers"]), tuple(d["minimap_layers"]),
-                   bool(d.get("game_time", False)))  # runs before the option: off
+                   bool(d.get("game_time", False)),  # runs before the option: off
+                   bool(d.get("score", False)))       # runs before the score: off
 
 
 # ----------------------------------------------------------------- data files
@@ -227,6 +232,8 @@ def read_fields(spec: FeatureSpec) -> list[str]:
     names = [f"screen_{n}" for n in spec.screen_layers]
     names += [f"minimap_{n}" for n in spec.minimap_layers]
     names += ["player", "available_actions", "function_id", "value"]
+    if spec.score:
+        names.append("score")
     names += [f"arg_{a.name}" for a in layers.ARGUMENT_TYPES]
     return names + list(META_FIELDS)
 
@@ -237,7 +244,8 @@ def to_model_batch(decoded: Mapping[str, tf.Tensor], spec: FeatureSpec
 
     inputs: ``screen`` uint16 [B,S,S,Ls], ``minimap`` uint16 [B,M,M,Lm],
     ``player`` float32 [B,11] (log(x+1)), ``available_actions`` float32 [B,573],
-    and with ``spec.game_time`` also ``game_time`` float32 [B,1].
+    and with ``spec.game_time`` also ``game_time`` float32 [B,1], with
+    ``spec.score`` also ``score`` float32 [B,20] (:func:`signed_log1p`).
     targets: ``function_id`` int32 [B], ``value`` float32 [B], and
     ``arg_<name>`` int32 [B] (flat pixel index for spatial args; -1 unused).
     """
@@ -255,6 +263,8 @@ def to_model_batch(decoded: Mapping[str, tf.Tensor], spec: FeatureSpec
     }
     if spec.game_time:
         inputs["game_time"] = game_time_input(decoded["game_loop"])
+    if spec.score:
+        inputs["score"] = signed_log1p(tf.cast(decoded["score"], tf.float32))
     targets = {"function_id": tf.cast(decoded["function_id"], tf.int32),
                "value": tf.cast(decoded["value"], tf.float32)}
     for arg in layers.ARGUMENT_TYPES:
@@ -270,6 +280,15 @@ def to_model_batch(decoded: Mapping[str, tf.Tensor], spec: FeatureSpec
                                                           arg.sizes[0] - 1)
     meta = {name: decoded[name] for name in META_FIELDS}
     return inputs, targets, meta
+
+
+def signed_log1p(x):
+    """``sign(x) * log(|x| + 1)``: the log transform of a count that can go
+    negative (score entries do: cancelled structures are refunded into
+    "lost"); works on tensors and numpy arrays."""
+    if isinstance(x, np.ndarray):
+        return np.sign(x) * np.log1p(np.abs(x))
+    return tf.sign(x) * tf.math.log1p(tf.abs(x))
 
 
 def game_time_input(game_loop) -> tf.Tensor:

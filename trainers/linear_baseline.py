@@ -2,14 +2,17 @@
 
 "Player features logistic regression": a logistic regression of the game
 outcome on the player vector (``log(x + 1)``, as the networks see it; without
-its ``player_id`` slot) and the game time (``game_loop / GAME_TIME_SCALE``), fitted on the train split, with
-its L2 strength chosen on the validation split's log loss.  It says how much
-of the outcome is predictable from what a player's own economy and supply
-show at a given time, with no spatial input and almost no capacity to
-memorize replays, so a network's value head can be judged against it.
+its ``player_id`` slot), the score vector when the model reads it
+(``sign(x) log(|x| + 1)``) and the game time (``game_loop /
+GAME_TIME_SCALE``), fitted on the train split, with its L2 strength chosen on
+the validation split's log loss.  It says how much of the outcome is
+predictable from what a player's own economy, supply and score show at a
+given time, with no spatial input and almost no capacity to memorize
+replays, so a network's value head can be judged against it.
 
 Fitting is Newton's method (iteratively reweighted least squares) on
-standardized features: 11 features, so each step is a 12x12 solve.
+standardized features: 11 (31 with the score) features, so each step is a
+small dense solve.
 """
 from __future__ import annotations
 
@@ -26,8 +29,12 @@ from trainers.input import GAME_TIME_SCALE
 # slot's win rate is noise the regression would otherwise fit).
 STATE_COLUMNS: tuple[int, ...] = tuple(
     i for i, name in enumerate(layers.PLAYER_FEATURES) if name != "player_id")
-FEATURE_NAMES: tuple[str, ...] = tuple(
-    layers.PLAYER_FEATURES[i] for i in STATE_COLUMNS) + ("game_time",)
+
+
+def feature_names(with_score: bool) -> tuple[str, ...]:
+    """The names of :func:`player_features`' columns."""
+    score = tuple(f"score_{n}" for n in layers.SCORE_FEATURES) if with_score else ()
+    return tuple(layers.PLAYER_FEATURES[i] for i in STATE_COLUMNS) + score + ("game_time",)
 
 DEFAULT_L2: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
@@ -37,12 +44,16 @@ def log_player(player: np.ndarray) -> np.ndarray:
     return np.log1p(np.maximum(np.asarray(player, np.float64), 0.0))
 
 
-def player_features(logged_player: np.ndarray, game_loop: np.ndarray) -> np.ndarray:
-    """[N, 11] log-transformed player vectors and [N] game loops -> [N, 11]
-    features (:data:`FEATURE_NAMES`)."""
+def player_features(logged_player: np.ndarray, game_loop: np.ndarray,
+                    logged_score: np.ndarray | None = None) -> np.ndarray:
+    """[N, 11] log-transformed player vectors, [N] game loops and, optionally,
+    [N, 20] transformed score vectors (the networks' inputs) -> [N, F]
+    features (:func:`feature_names`)."""
     time = np.asarray(game_loop, np.float64)[:, None] / GAME_TIME_SCALE
-    state = np.asarray(logged_player, np.float64)[:, list(STATE_COLUMNS)]
-    return np.concatenate([state, time], axis=1)
+    parts = [np.asarray(logged_player, np.float64)[:, list(STATE_COLUMNS)]]
+    if logged_score is not None:
+        parts.append(np.asarray(logged_score, np.float64))
+    return np.concatenate(parts + [time], axis=1)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -102,6 +102,8 @@ class _Base(keras.Model):
         parts = [inputs["player"], inputs["available_actions"]]
         if self.spec.game_time:
             parts.append(inputs["game_time"])
+        if self.spec.score:
+            parts.append(inputs["score"])
         return tf.concat(parts, axis=-1)
 
     def common_heads(self, fc: tf.Tensor, inputs, spatial: tf.Tensor | None = None,
@@ -287,6 +289,8 @@ def dummy_inputs(spec: FeatureSpec, batch_size: int = 1) -> dict:
     available = np.zeros((batch_size, layers.NUM_FUNCTIONS), np.float32)
     available[:, layers.NO_OP] = 1.0
     extra = ({"game_time": tf.zeros([batch_size, 1], tf.float32)} if spec.game_time else {})
+    if spec.score:
+        extra["score"] = tf.zeros([batch_size, len(layers.SCORE_FEATURES)], tf.float32)
     return {**extra,
         "screen": tf.zeros([batch_size, spec.screen_resolution, spec.screen_resolution,
                             len(spec.screen_layers)], tf.uint16),

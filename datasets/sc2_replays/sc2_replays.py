@@ -87,8 +87,12 @@ def supervised_keys(schema: SampleSchema):
 class Sc2Replays(tfds.core.GeneratorBasedBuilder):
     """SC2LE-style replay samples, from the pipeline's TFRecord shards."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
+        "1.1.0": "Adds 'score': the 20 score entries (pysc2 score_cumulative "
+                 "collection rates and score_by_category used / killed / lost "
+                 "minerals and vespene by army, economy and technology) that "
+                 "both sources fill.",
         "1.0.0": "Initial release: engine-free and headless-game sources, 64x64 and "
                  "32x32 feature layers, sampling every 8 game loops.",
     }

@@ -222,6 +222,13 @@ class Game:
         obs.player_common.player_id = self.player
         for key, value in common.items():
             setattr(obs.player_common, key, int(value))
+        # Score details by dotted path, e.g. "killed_minerals.army": 150.
+        for path, value in frame.get("score", {}).items():
+            *parents, leaf = path.split(".")
+            message = obs.score.score_details
+            for name in parents:
+                message = getattr(message, name)
+            setattr(message, leaf, float(value))
         for ab in frame.get("abilities", []):
             if self._active(ab):
                 obs.abilities.add(ability_id=ab["ability_id"],
