@@ -95,6 +95,23 @@ def test_manifest_unavailable_layers_are_dropped(tmp_path, data):
     assert inputs["minimap"].shape[-1] == len(layers.MINIMAP_LAYERS) - 1
 
 
+def test_no_score_leaves_the_score_out_and_keeps_the_manifest_drops(tmp_path, data):
+    data_dir, _ = data
+    args = ["--data", str(data_dir), "--model", "fully_conv", "--out", str(tmp_path)]
+    with_score = train_lib.parse_args(args).resolve().spec
+    without = train_lib.parse_args(args + ["--no_score"]).resolve().spec
+    assert with_score.score and not without.score
+    assert (with_score.screen_layers, with_score.minimap_layers) == (
+        without.screen_layers, without.minimap_layers)
+    inputs, _, _ = first_batch(data_dir, without, batch_size=2)
+    assert "score" not in inputs
+    model = build_model("fully_conv", without)
+    assert model.get_layer("non_spatial").kernel.shape[0] == (
+        len(layers.PLAYER_FEATURES) + layers.NUM_FUNCTIONS)
+    assert build_model("fully_conv", with_score).get_layer("non_spatial").kernel.shape[0] == (
+        len(layers.PLAYER_FEATURES) + len(layers.SCORE_FEATURES) + layers.NUM_FUNCTIONS)
+
+
 def test_missing_data_is_a_clear_error(tmp_path, spec, capsys):
     with pytest.raises(InputError, match="no TFRecord shards"):
         make_dataset(tmp_path, "train", spec)

@@ -72,6 +72,7 @@ class TrainConfig:
     early_stop_patience: int = 0  # validations without improvement; 0 = never stop
     dropout: float = 0.0
     game_time: bool = False
+    score: bool = True            # the score vector as a non-spatial input
     value_input: str = "fc"       # trainers.models.VALUE_INPUTS
     source: str = "tfrecord"
     tfds_data_dir: str | None = None
@@ -93,8 +94,9 @@ class TrainConfig:
                     else tuple(self.drop_layers))
             self.drop_layers = tuple(drop)
             screen, minimap = infer_resolutions(self.train_selection.files(self.data))
-            self.feature_spec = FeatureSpec.create(screen, minimap, drop,
-                                                   game_time=self.game_time).to_json()
+            self.feature_spec = FeatureSpec.create(
+                screen, minimap, drop + (() if self.score else ("score",)),
+                game_time=self.game_time).to_json()
         if self.select_metric not in SELECT_METRICS:
             raise ValueError(f"unknown select_metric {self.select_metric!r}; expected one "
                              f"of {SELECT_METRICS}")
@@ -261,7 +263,8 @@ def train(config: TrainConfig, log=print) -> dict:
         f"steps {start} -> {config.steps}, batch {config.batch_size}, "
         f"{len(config.spec.screen_layers)} screen + {len(config.spec.minimap_layers)} "
         f"minimap layers, {config.spec.screen_resolution}px"
-        f"{', game time input' if config.spec.game_time else ''}")
+        f"{', game time input' if config.spec.game_time else ''}"
+        f"{', score input' if config.spec.score else ''}")
     losses: dict = {}
     first_losses: dict | None = None
     interval_start, interval_steps, rate = time.perf_counter(), 0, 0.0
@@ -413,6 +416,8 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     p.add_argument("--value_input", choices=VALUE_INPUTS, default=d.value_input,
                    help="value head input: the 256-unit layer (paper) or the spatial "
                         "state averaged over the image (FullyConv family)")
+    p.add_argument("--no_score", dest="score", action="store_false",
+                   help="leave the score vector out of the non-spatial input")
     p.add_argument("--game_time", action="store_true",
                    help="give the model the game time (game loop) as a non-spatial input")
     p.add_argument("--source", choices=("tfrecord", "tfds"), default=d.source)
