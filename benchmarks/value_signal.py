@@ -1,7 +1,8 @@
 """How much of a game's outcome the player's own score tells, from raw replays.
 
-A check that needs no pipeline run and no network: for every decisive 1v1
-replay with tracker events, each player-stats event gives one row (the
+A check that needs no pipeline run and no network: for every replay the
+pipeline would sample with ``--require_tracker_events`` (its default filters:
+decisive 1v1 games), each player-stats event gives one row (the
 player's 20 score entries, ``schemas.layers.SCORE_FEATURES``, read through
 the engine-free source's own mapping ``pipeline.player_features.
 SCORE_STATS_KEYS``) labelled with that player's result.  Replays are dealt
@@ -29,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.filters import FilterConfig, filter_reason  # noqa: E402
 from pipeline.player_features import SCORE_STATS_KEYS  # noqa: E402
 from pipeline.replay_archive import ReplayArchive, ReplayError  # noqa: E402
 from pipeline.replay_index import scan_bytes  # noqa: E402
@@ -42,20 +44,19 @@ _STATS_EVENT = "NNet.Replay.Tracker.SPlayerStatsEvent"
 
 
 def score_rows(paths: list[str]) -> dict[str, np.ndarray]:
-    """One row per player-stats event of every decisive 1v1 replay with
-    tracker events (first copy of a replay only)."""
+    """One row per player-stats event of every replay the pipeline's filters
+    keep with tracker events required (first copy of a replay only)."""
+    config = FilterConfig(require_tracker_events=True)
     rows: dict[str, list] = {"replay_id": [], "score": [], "value": [], "fraction": []}
     seen: set[str] = set()
     for path in paths:
         data = read_bytes(path)
         scan = scan_bytes(data, path)
         replay = scan.replay
-        if (replay is None or replay["status"] != "ok" or replay["game_type"] != "1v1"
-                or not replay["has_tracker_events"] or replay["replay_id"] in seen):
+        if (replay is None or replay["status"] != "ok" or replay["replay_id"] in seen
+                or filter_reason(replay, scan.players, config) is not None):
             continue
         result = {p["player_id"]: p["result"] for p in scan.players}
-        if sorted(result.values()) != ["loss", "win"]:
-            continue
         try:
             events = ReplayArchive(data, path=path).tracker_events
         except ReplayError as exc:

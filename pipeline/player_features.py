@@ -30,21 +30,15 @@ from schemas import layers
 #: Tracker food values are in 1/4096 units.
 FOOD_SCALE = 4096
 
-_STATS_RESOURCE = {"minerals": "Minerals", "vespene": "Vespene"}
-_STATS_ROW = {"used": "UsedCurrent", "killed": "Killed", "lost": "Lost"}
-
-
-def _stats_key(score_feature: str) -> str:
-    """The player-stats event key of one ``SCORE_FEATURES`` entry."""
-    if score_feature in layers.SCORE_CUMULATIVE:      # collection_rate_<resource>
-        return f"m_scoreValue{_STATS_RESOURCE[score_feature.rsplit('_', 1)[1]]}CollectionRate"
-    row, resource, category = score_feature.split("_")  # e.g. killed_minerals_army
-    return (f"m_scoreValue{_STATS_RESOURCE[resource]}{_STATS_ROW[row]}"
-            f"{category.capitalize()}")
-
-
+#: The player-stats event's names for the score's rows (the pysc2 rows are
+#: ``<kind>_<resource>``; the event's "UsedCurrent" is the API's "used").
+_STATS_KIND = {"used": "UsedCurrent", "killed": "Killed", "lost": "Lost"}
 #: ``SCORE_FEATURES`` in order -> the player-stats event key that holds it.
-SCORE_STATS_KEYS: tuple[str, ...] = tuple(_stats_key(n) for n in layers.SCORE_FEATURES)
+SCORE_STATS_KEYS: tuple[str, ...] = tuple(
+    f"m_scoreValue{name.rsplit('_', 1)[1].capitalize()}CollectionRate"
+    for name in layers.SCORE_CUMULATIVE) + tuple(
+    f"m_scoreValue{row.split('_')[1].capitalize()}{_STATS_KIND[row.split('_')[0]]}"
+    f"{category.capitalize()}" for row, category in layers.SCORE_BY_CATEGORY)
 
 
 class PlayerFeatures:

@@ -112,8 +112,7 @@ def score_vector(score_cumulative, score_by_category) -> np.ndarray:
     """pysc2's ``score_cumulative`` and ``score_by_category`` (named arrays)
     -> the sample's score vector (``layers.SCORE_FEATURES`` order)."""
     out = [score_cumulative[name] for name in layers.SCORE_CUMULATIVE]
-    out += [score_by_category[row][category]
-            for row in layers.SCORE_ROWS for category in layers.SCORE_CATEGORIES]
+    out += [score_by_category[row][category] for row, category in layers.SCORE_BY_CATEGORY]
     return np.asarray(out, np.int32)
 
 

@@ -105,8 +105,11 @@ SCORE_CUMULATIVE: tuple[str, ...] = ("collection_rate_minerals", "collection_rat
 SCORE_ROWS: tuple[str, ...] = ("used_minerals", "used_vespene", "killed_minerals",
                                "killed_vespene", "lost_minerals", "lost_vespene")
 SCORE_CATEGORIES: tuple[str, ...] = ("army", "economy", "technology")
+#: The (ScoreByCategory row, category) of each entry after the collection rates.
+SCORE_BY_CATEGORY: tuple[tuple[str, str], ...] = tuple(
+    (row, category) for row in SCORE_ROWS for category in SCORE_CATEGORIES)
 SCORE_FEATURES: tuple[str, ...] = SCORE_CUMULATIVE + tuple(
-    f"{row}_{category}" for row in SCORE_ROWS for category in SCORE_CATEGORIES)
+    f"{row}_{category}" for row, category in SCORE_BY_CATEGORY)
 
 # len(pysc2.lib.actions.FUNCTIONS); function 0 is no_op.
 NUM_FUNCTIONS = 573

@@ -36,6 +36,7 @@ def feature_names(with_score: bool) -> tuple[str, ...]:
     score = tuple(f"score_{n}" for n in layers.SCORE_FEATURES) if with_score else ()
     return tuple(layers.PLAYER_FEATURES[i] for i in STATE_COLUMNS) + score + ("game_time",)
 
+
 DEFAULT_L2: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
