@@ -53,7 +53,7 @@ COPY datasets ./datasets
 COPY trainers ./trainers
 RUN pip install --no-cache-dir . \
     && pip install --no-cache-dir --no-deps -r requirements-pysc2.txt \
-    && python -c "import pipeline.beam_transforms, pipeline.events_source"
+    && python -c "import pipeline.job.transforms, pipeline.sources.events.source"
 
 # The Beam SDK harness stays the entry point.
 ENTRYPOINT ["/opt/apache/beam/boot"]

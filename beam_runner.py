@@ -19,16 +19,20 @@ import os
 import sys
 import time
 
-from pipeline import beam_transforms, manifest as manifest_lib, splits as splits_lib
-from pipeline import writers
-from pipeline.replay_worker import engine_spec
+from pipeline.job import transforms
+
+from pipeline.output import manifest as manifest_lib
+
+from pipeline.index import splits as splits_lib
+from pipeline.output import writers
+from pipeline.job.worker import engine_spec
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 LOCAL_DEFAULTS = ["--direct_num_workers=0", "--direct_running_mode=multi_processing"]
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    from pipeline.filters import add_filter_arguments
+    from pipeline.index.filters import add_filter_arguments
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replays", nargs="+", required=True,
@@ -58,8 +62,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(argv)
 
 
-def make_config(args: argparse.Namespace) -> beam_transforms.RunConfig:
-    from pipeline.filters import config_from_args
+def make_config(args: argparse.Namespace) -> transforms.RunConfig:
+    from pipeline.index.filters import config_from_args
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     unknown = set(formats) - set(writers.FORMATS)
     if unknown or not formats:
@@ -74,7 +78,7 @@ def make_config(args: argparse.Namespace) -> beam_transforms.RunConfig:
     except splits_lib.SplitConfigError as exc:
         raise SystemExit(f"--splits: {exc}") from exc
     output = args.output if "://" in args.output else os.path.abspath(args.output)
-    return beam_transforms.RunConfig(
+    return transforms.RunConfig(
         output_dir=output,
         spec=engine_spec(args.engine, step_mul=args.step_mul, fog=not args.no_fog),
         source_name=args.engine, resolution=args.resolution, step_mul=args.step_mul,
@@ -116,7 +120,7 @@ def create_pipeline(argv: list[str] | None = None):
     Nothing runs until ``pipeline.run()``.
     """
     import apache_beam as beam
-    from pipeline.replay_io import InputError, expand_inputs
+    from pipeline.replay.storage import InputError, expand_inputs
     args, beam_args = parse_args(argv)
     config = make_config(args)
     patterns = _resolve_local(args.replays)
@@ -126,7 +130,7 @@ def create_pipeline(argv: list[str] | None = None):
         raise SystemExit(f"--replays: {exc}") from exc
     logging.getLogger("sc2.progress").info("%d input files", n_inputs)
     p = beam.Pipeline(options=pipeline_options(beam_args))
-    beam_transforms.build_pipeline(p, patterns, config, time.time())
+    transforms.build_pipeline(p, patterns, config, time.time())
     return p, config
 
 
@@ -150,7 +154,7 @@ def beam_counters(result) -> dict[str, int]:
     from apache_beam.metrics.metric import MetricsFilter
     try:
         counters = result.metrics().query(
-            MetricsFilter().with_namespace(beam_transforms.NAMESPACE))["counters"]
+            MetricsFilter().with_namespace(transforms.NAMESPACE))["counters"]
     except (NotImplementedError, AttributeError, KeyError):
         return {}
     out: dict[str, int] = {}

@@ -4,7 +4,7 @@
 
 Timing: every two-player replay with tracker events of 15 - 25 minutes
 (20-minute game = 26,880 loops), both players, CPU time on one core, best of
-5: game-event decoding (pipeline/game_event_decoder.py), tracker-event
+5: game-event decoding (pipeline/replay/game_event_decoder.py), tracker-event
 decoding and conversion to pysc2 actions timed separately, the total and the
 total scaled to 20 minutes (target <= 1 s), plus a short game so cost growth
 with length shows; game events also decoded by s2protocol itself (with our
@@ -24,8 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import player_inputs, s2protocol_speedup  # noqa: E402
-from pipeline.replay_archive import ReplayArchive, ReplayError, protocol_module  # noqa: E402
+from pipeline.actions import player_inputs  # noqa: E402
+
+from pipeline.replay import s2protocol_speedup
+from pipeline.replay.archive import ReplayArchive, ReplayError, protocol_module  # noqa: E402
 
 TARGET_LOOPS = 26880
 
@@ -42,7 +44,7 @@ def _two_players(archive: ReplayArchive) -> bool:
 
 def time_one(data: bytes, path: str, decoder: str = "compiled") -> dict:
     """One decode + conversion, CPU time.  ``decoder``: "compiled" (the
-    project's, pipeline/game_event_decoder.py), "s2protocol" (s2protocol's
+    project's, pipeline/replay/game_event_decoder.py), "s2protocol" (s2protocol's
     decoder with our faster read_bits) or "s2protocol_plain" (unpatched)."""
     archive = ReplayArchive(data, path=path)
     if decoder != "compiled":  # the protocol the archive chooses for game events

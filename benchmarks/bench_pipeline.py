@@ -25,9 +25,10 @@ sys.path.insert(0, str(REPO))
 
 
 def pick_replays(n: int, max_loops: int) -> list[str]:
-    from pipeline import replay_index, replay_io
-    from pipeline.filters import FilterConfig
-    from pipeline.replay_archive import ReplayArchive, ReplayError
+    from pipeline.index import scan
+    from pipeline.replay import storage
+    from pipeline.index.filters import FilterConfig
+    from pipeline.replay.archive import ReplayArchive, ReplayError
     rows = list(csv.DictReader(open(SHARED / "MANIFEST.csv")))
     rows.sort(key=lambda r: int(r["game_loops"] or 0))
     picked = []
@@ -36,8 +37,8 @@ def pick_replays(n: int, max_loops: int) -> list[str]:
             continue
         path = str(SHARED / r["file"])
         try:
-            archive = ReplayArchive(replay_io.read_bytes(path), path=path)
-            row, _ = replay_index.scan_replay(archive, FilterConfig(min_mmr=0))
+            archive = ReplayArchive(storage.read_bytes(path), path=path)
+            row, _ = scan.scan_replay(archive, FilterConfig(min_mmr=0))
             archive.tracker_events  # noqa: B018  (skip replays whose events do not decode)
         except ReplayError:
             continue

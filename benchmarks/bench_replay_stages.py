@@ -4,7 +4,7 @@
 
 In one process (Beam and pyarrow imported, as in the worker's child), with
 the garbage collector paused as the worker runs a replay
-(``replay_worker.gc_paused``): decode the game and tracker events, featurize
+(``pipeline.job.worker.gc_paused``): decode the game and tracker events, featurize
 both players (engine-free source), encode and write the TFRecord batch, and
 the Parquet batch.  Best of N CPU times per stage, in one run (the shares
 compare; absolute figures depend on the machine's load), per sample and as
@@ -22,10 +22,10 @@ from typing import Sequence
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from bench_featurize import DEFAULT, players_of  # noqa: E402
-from pipeline import writers  # noqa: E402
-from pipeline.events_source import EventsObservationSource  # noqa: E402
-from pipeline.replay_archive import ReplayArchive  # noqa: E402
-from pipeline.replay_worker import gc_paused  # noqa: E402
+from pipeline.output import writers  # noqa: E402
+from pipeline.sources.events.source import EventsObservationSource  # noqa: E402
+from pipeline.replay.archive import ReplayArchive  # noqa: E402
+from pipeline.job.worker import gc_paused  # noqa: E402
 from schemas.sample import SampleSchema  # noqa: E402
 
 STAGES = ("decode", "featurize", "tfrecord", "parquet")

@@ -21,7 +21,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from pipeline.manifest import read_manifest  # noqa: E402
+from pipeline.output.manifest import read_manifest  # noqa: E402
 from schemas.sample import SampleSchema  # noqa: E402
 
 

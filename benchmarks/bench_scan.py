@@ -17,7 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import filters, replay_index, replay_io  # noqa: E402
+from pipeline.index import filters  # noqa: E402
+
+from pipeline.index import scan
+
+from pipeline.replay import storage
 
 
 def main(argv=None) -> int:
@@ -27,21 +31,21 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", default="1,2,4",
                         help="multiples of the file list to scan (default: %(default)s)")
     args = parser.parse_args(argv)
-    paths = replay_io.expand_inputs([args.replays])
-    blobs = [(p, replay_io.read_bytes(p)) for p in paths]
+    paths = storage.expand_inputs([args.replays])
+    blobs = [(p, storage.read_bytes(p)) for p in paths]
     total_mb = sum(len(b) for _, b in blobs) / 1e6
     config = filters.FilterConfig()
     print(f"{len(blobs)} files, {total_mb:.1f} MB, one process (one core)")
     # Warm up imports and protocol module loading (a one-off per process).
     for p, b in blobs:
-        replay_index.scan_bytes(b, p, config)
+        scan.scan_bytes(b, p, config)
     base = None
     for k in (int(x) for x in args.repeats.split(",")):
         work = blobs * k
         start = time.perf_counter()
         errors = 0
         for p, b in work:
-            errors += replay_index.scan_bytes(b, p, config).error is not None
+            errors += scan.scan_bytes(b, p, config).error is not None
         elapsed = time.perf_counter() - start
         per = elapsed / len(work) * 1e3
         base = base or per

@@ -4,7 +4,7 @@ A check that needs no pipeline run and no network: for every replay the
 pipeline would sample with ``--require_tracker_events`` (its default filters:
 decisive 1v1 games), each player-stats event gives one row (the
 player's 20 score entries, ``schemas.layers.SCORE_FEATURES``, read through
-the engine-free source's own mapping ``pipeline.player_features.
+the engine-free source's own mapping ``pipeline.sources.events.player_features.
 SCORE_STATS_KEYS``) labelled with that player's result.  Replays are dealt
 into folds as ``trainers.crossval`` deals them; for each held-out fold a
 logistic regression on ``sign(x) log(|x|+1)`` of the score (the trainer's
@@ -30,11 +30,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.filters import FilterConfig, filter_reason  # noqa: E402
-from pipeline.player_features import SCORE_STATS_KEYS  # noqa: E402
-from pipeline.replay_archive import ReplayArchive, ReplayError  # noqa: E402
-from pipeline.replay_index import scan_bytes  # noqa: E402
-from pipeline.replay_io import expand_inputs, read_bytes  # noqa: E402
+from pipeline.index.filters import FilterConfig, filter_reason  # noqa: E402
+from pipeline.sources.events.player_features import SCORE_STATS_KEYS  # noqa: E402
+from pipeline.replay.archive import ReplayArchive, ReplayError  # noqa: E402
+from pipeline.index.scan import scan_bytes  # noqa: E402
+from pipeline.replay.storage import expand_inputs, read_bytes  # noqa: E402
 from schemas import layers  # noqa: E402
 from trainers import linear_baseline, metrics  # noqa: E402
 from trainers.crossval import assign_folds, fold_roles  # noqa: E402

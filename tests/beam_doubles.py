@@ -8,8 +8,8 @@ sources.  ``FailingSource`` fails on the N-th call to test all-or-nothing.
 """
 from __future__ import annotations
 
-from pipeline.sampling import sample_windows, window_starts
-from pipeline.samples import build_samples
+from pipeline.sampling.rule import sample_windows, window_starts
+from pipeline.sampling.assembly import build_samples
 
 
 class ZeroObservationSource:
@@ -44,6 +44,6 @@ class HalfwayFailingSource(ZeroObservationSource):
     """Builds the first player's samples, then fails: nothing may be written."""
 
     def replay_samples(self, archive, players):
-        from pipeline.observation_source import SourceError
+        from pipeline.sources.interface import SourceError
         super().replay_samples(archive, players[:1])
         raise SourceError("test_failure", "failed after the first player")

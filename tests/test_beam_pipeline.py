@@ -9,9 +9,9 @@ import pytest
 
 from conftest import (FILTERED_REPLAY, PIPELINE_REPLAYS, REPLAYS, TOO_LONG_REPLAY,
                       expected_samples, pipeline_argv, require_shared)
-from pipeline import splits as splits_lib
-from pipeline import writers
-from pipeline.replay_archive import replay_id
+from pipeline.index import splits as splits_lib
+from pipeline.output import writers
+from pipeline.replay.archive import replay_id
 from schemas.sample import SampleSchema, sample_key
 
 SCHEMA = SampleSchema()
@@ -169,7 +169,7 @@ def test_match_replays_distinct_paths(tmp_path):
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
-    from pipeline.beam_transforms import MatchReplays
+    from pipeline.job.transforms import MatchReplays
     (tmp_path / "a").mkdir()
     for name in ("a/x.SC2Replay", "a/y.sc2replay", "a/notes.txt"):
         (tmp_path / name).write_bytes(b"MPQ")
@@ -183,7 +183,7 @@ def test_dedup_keeps_first_path_and_reports_duplicates():
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
-    from pipeline.beam_transforms import DedupReplays
+    from pipeline.job.transforms import DedupReplays
     with TestPipeline() as p:
         out = (p | beam.Create([_record("r1", "/b"), _record("r1", "/a"),
                                 _record("r2", "/c"), _record("r1", "/c")])
@@ -197,21 +197,22 @@ def test_dedup_keeps_first_path_and_reports_duplicates():
 
 
 def _sample_config(tmp_path, factory, timeout):
-    from pipeline.beam_transforms import RunConfig
-    from pipeline.filters import FilterConfig
-    from pipeline.replay_worker import SourceSpec
+    from pipeline.job.transforms import RunConfig
+    from pipeline.index.filters import FilterConfig
+    from pipeline.job.worker import SourceSpec
     return RunConfig(output_dir=str(tmp_path), spec=SourceSpec(factory),
                      source_name="events", filter_config=FilterConfig(min_mmr=0),
                      decode_timeout_s=timeout)
 
 
 def _kept_record(name):
-    from pipeline import replay_index, replay_io
-    from pipeline.filters import FilterConfig
-    from pipeline.replay_archive import ReplayArchive
+    from pipeline.index import scan
+    from pipeline.replay import storage
+    from pipeline.index.filters import FilterConfig
+    from pipeline.replay.archive import ReplayArchive
     path = str(REPLAYS / PIPELINE_REPLAYS[name][0])
-    archive = ReplayArchive(replay_io.read_bytes(path), path=path)
-    row, players = replay_index.scan_replay(archive, FilterConfig(min_mmr=0))
+    archive = ReplayArchive(storage.read_bytes(path), path=path)
+    row, players = scan.scan_replay(archive, FilterConfig(min_mmr=0))
     return {"replay": dict(row, path=path), "players": players, "split": "train"}
 
 
@@ -223,7 +224,7 @@ def test_failed_replay_writes_nothing(tmp_path, factory, timeout, category):
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
-    from pipeline.beam_transforms import SampleReplays
+    from pipeline.job.transforms import SampleReplays
     require_shared()
     config = _sample_config(tmp_path, factory, timeout)
     record = _kept_record("dream_spirit")
@@ -239,7 +240,7 @@ def test_sample_replays_writes_one_sorted_batch(tmp_path):
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
-    from pipeline.beam_transforms import SampleReplays
+    from pipeline.job.transforms import SampleReplays
     require_shared()
     config = _sample_config(tmp_path, "beam_doubles:ZeroObservationSource", 0)
     record = _kept_record("dream_spirit")
@@ -260,7 +261,7 @@ def test_sample_replays_writes_one_sorted_batch(tmp_path):
 
 def test_gc_paused_restores_the_collector_even_when_a_replay_fails():
     import gc
-    from pipeline.replay_worker import gc_paused
+    from pipeline.job.worker import gc_paused
     assert gc.isenabled()
     with pytest.raises(ValueError):
         with gc_paused():

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from pipeline.coords import ViewGeometry
-from pipeline.events_source import EventsObservationSource
-from pipeline.observation_source import PlayerContext
-from pipeline.player_inputs import replay_map_size
-from pipeline.replay_archive import ReplayArchive
-from pipeline.unit_tracker import INITIAL_STATS_LOOPS, UnitTracker, unit_data
+from pipeline.sources.events.source import EventsObservationSource
+from pipeline.index.player_context import PlayerContext
+from pipeline.actions.player_inputs import replay_map_size
+from pipeline.replay.archive import ReplayArchive
+from pipeline.sources.events.unit_tracker import INITIAL_STATS_LOOPS, UnitTracker, unit_data
 from schemas import layers
 from schemas.sample import SampleSchema
 
@@ -208,7 +208,7 @@ def test_replay_without_tracker_events_still_yields_samples(schema):
 
 
 def test_discs_cover_exact_pixels_and_later_units_win():
-    from pipeline.rasterize import Discs
+    from pipeline.sources.events.rasterize import Discs
     res = (64, 64)
     assert Discs(np.array([[10, 10]]), np.array([0.4]), res).covered().sum() == 1
     assert Discs(np.array([[10, 10]]), np.array([1.0]), res).covered().sum() == 5
@@ -224,7 +224,7 @@ def test_discs_cover_exact_pixels_and_later_units_win():
 
 
 def test_fog_sees_within_sight_only():
-    from pipeline import fog
+    from pipeline.sources.events import fog
     keys = fog.sight_keys(np.array([[50.0, 50.0]]), np.array([8.0]))
     grid = fog.sight_grid((100, 100), keys)
     seen = fog.cells_seen(grid, np.array([[50.0, 56.0], [50.0, 70.0], [-5.0, 3.0]]))
@@ -237,7 +237,7 @@ def test_bulk_visibility_equals_the_per_look_rule(block, monkeypatch):
     look by look with the reference sight grid (rasterize.Discs): friendly
     and neutral units seen, enemies under the friendly units' sight grid,
     enemy structures seen once stay seen; viewers come, go and move."""
-    from pipeline import fog
+    from pipeline.sources.events import fog
     if block:  # coverage counted in many blocks of looks
         monkeypatch.setattr(fog, "COVERAGE_BLOCK", block)
     rng = np.random.default_rng(7)
@@ -279,7 +279,7 @@ def test_bulk_visibility_equals_the_per_look_rule(block, monkeypatch):
 
 
 def test_disc_subset_covers_like_drawing_the_subset_alone():
-    from pipeline.rasterize import Discs
+    from pipeline.sources.events.rasterize import Discs
     rng = np.random.default_rng(3)
     for _ in range(50):
         n = int(rng.integers(1, 40))
@@ -310,9 +310,9 @@ def test_tracker_unit_counts_equal_a_recount_of_alive_units(archive):
 
 @pytest.mark.parametrize("hash_collides", [False, True])
 def test_batched_discs_equal_drawing_each_job_alone(monkeypatch, hash_collides):
-    from pipeline import disc_batch
-    from pipeline.disc_batch import DiscBatch
-    from pipeline.rasterize import Discs
+    from pipeline.sources.events import disc_batch
+    from pipeline.sources.events.disc_batch import DiscBatch
+    from pipeline.sources.events.rasterize import Discs
     if hash_collides:  # every job hashes alike: only the comparison tells them apart
         monkeypatch.setattr(disc_batch, "_MIX", [np.uint64(0)] * 8)
     rng = np.random.default_rng(11)
@@ -367,10 +367,10 @@ def test_visible_sets_share_equal_looks_and_keep_each_looks_units(archive):
     """Snapshots.visible_sets: each look's set (through its set id) holds
     exactly the units fog.visible_over_time sees at that look, in draw
     order; looks that see the same units as the look before share a set."""
-    from pipeline import fog
-    from pipeline.feature_layers import LayerPainter
-    from pipeline.unit_tracker import SNAPSHOT_FIELDS
-    from pipeline.visible_units import Snapshots
+    from pipeline.sources.events import fog
+    from pipeline.sources.events.feature_layers import LayerPainter
+    from pipeline.sources.events.unit_tracker import SNAPSHOT_FIELDS
+    from pipeline.sources.events.visible_units import Snapshots
     data = unit_data()
     schema = SampleSchema()
     painter = LayerPainter(schema, data, {})

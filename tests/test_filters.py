@@ -7,8 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import filters, replay_index, replay_io
-from pipeline.filters import FilterConfig, filter_reason
+from pipeline.index import filters
+
+from pipeline.index import scan
+
+from pipeline.replay import storage
+from pipeline.index.filters import FilterConfig, filter_reason
 
 REPLAYS = Path(__file__).resolve().parents[1].parent / "shared" / "replays"
 
@@ -92,8 +96,8 @@ def test_flags_round_trip():
 @pytest.mark.skipif(not REPLAYS.is_dir(), reason="../shared/replays not present")
 def test_statuses_on_the_corpus():
     """Default recipe, then a stricter one, on the real files: every row keeps a status."""
-    paths = replay_io.expand_inputs([str(REPLAYS)])
-    results = [replay_index.scan_path(p) for p in paths]
+    paths = storage.expand_inputs([str(REPLAYS)])
+    results = [scan.scan_path(p) for p in paths]
     rows = [r for r in results if r.replay]
     assert collections.Counter(r.replay["status"] for r in rows) == {
         "ok": 266, "not_1v1": 103, "too_short": 1}

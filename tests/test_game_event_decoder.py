@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from s2protocol.decoders import CorruptedError, TruncatedError
 
-from pipeline import game_event_decoder
-from pipeline.replay_archive import ReplayArchive, protocol_module
+from pipeline.replay import game_event_decoder
+from pipeline.replay.archive import ReplayArchive, protocol_module
 
 REPLAYS = Path(__file__).resolve().parents[1].parent / "shared" / "replays"
 pytestmark = pytest.mark.skipif(not REPLAYS.exists(), reason="shared replays absent")
@@ -150,14 +150,13 @@ def test_protocol_modules_load_safely_from_many_threads():
     import sys
     from concurrent.futures import ThreadPoolExecutor
 
-    from pipeline import replay_archive
-
-    builds = list(replay_archive._bundled_builds()[-12:])
+    from pipeline.replay import archive
+    builds = list(archive._bundled_builds()[-12:])
     for build in builds:  # forget them, so the threads really load them
-        replay_archive._PROTOCOLS.pop(build, None)
+        archive._PROTOCOLS.pop(build, None)
         sys.modules.pop(f"protocol{build}", None)
     with ThreadPoolExecutor(8) as pool:
-        modules = list(pool.map(replay_archive.protocol_module, builds * 8))
+        modules = list(pool.map(archive.protocol_module, builds * 8))
     for build, module in zip(builds * 8, modules):
-        assert module is replay_archive.protocol_module(build)
+        assert module is archive.protocol_module(build)
         assert callable(module.decode_replay_details) and module.typeinfos

@@ -5,10 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import ability_table, player_inputs
+from pipeline.actions import ability_table
+
+from pipeline.actions import player_inputs
 from pipeline.coords import ViewGeometry
 from pipeline.pysc2_compat import apply
-from pipeline.replay_archive import ReplayArchive
+from pipeline.replay.archive import ReplayArchive
 
 apply()
 from pysc2.lib import actions  # noqa: E402
@@ -130,8 +132,7 @@ def test_fast_read_bits_matches_s2protocol():
 
     from s2protocol import decoders
 
-    from pipeline import s2protocol_speedup
-
+    from pipeline.replay import s2protocol_speedup
     rng = random.Random(7)
     data = bytes(rng.randrange(256) for _ in range(4000))
     fast = decoders.BitPackedBuffer(data)
@@ -157,8 +158,7 @@ def test_fast_read_bits_matches_s2protocol():
     "sc2reader/3.16/AbyssalReef.SC2Replay",
 ])
 def test_fast_decoding_equals_s2protocol_on_replays(name):
-    from pipeline import s2protocol_speedup
-
+    from pipeline.replay import s2protocol_speedup
     data = (SHARED / "replays" / name).read_bytes()
     decoded = []
     try:

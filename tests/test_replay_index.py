@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import filters, replay_index, replay_io, scan_cli
-from pipeline.replay_archive import ERROR_CATEGORIES, ReplayArchive, ReplayError
+from pipeline.index import filters
+
+from pipeline.index import scan
+
+from pipeline.replay import storage
+
+from pipeline.index import scan_cli
+from pipeline.replay.archive import ERROR_CATEGORIES, ReplayArchive, ReplayError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REPLAYS = SHARED / "replays"
@@ -27,8 +33,8 @@ def _rel(path: str) -> str:
 @pytest.fixture(scope="module")
 def corpus():
     """{relative path: ScanResult} of every replay in the corpus (default filters)."""
-    paths = replay_io.expand_inputs([str(REPLAYS)])
-    return {_rel(p): replay_index.scan_path(p) for p in paths}
+    paths = storage.expand_inputs([str(REPLAYS)])
+    return {_rel(p): scan.scan_path(p) for p in paths}
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +53,8 @@ def test_every_file_is_a_row_or_an_error(corpus):
     assert all(e["category"] == "encrypted" and e["stage"] == "scan" and e["replay_id"]
                for e in errors.values())
     for row in rows.values():
-        assert set(row) == {c for c, _, _ in replay_index.REPLAY_COLUMNS}
-        assert row["game_type"] in replay_index.GAME_TYPES
+        assert set(row) == {c for c, _, _ in scan.REPLAY_COLUMNS}
+        assert row["game_type"] in scan.GAME_TYPES
         assert row["status"] == "ok" or row["status"] in filters.REASONS
 
 
@@ -59,7 +65,7 @@ def test_outcomes_agree_with_gamemetadata_and_details(corpus):
             continue
         archive = ReplayArchive((REPLAYS / rel).read_bytes(), path=rel)
         by_id = {p["player_id"]: p["result"] for p in result.players}
-        details = {i + 1: replay_index.RESULTS[e["m_result"]]
+        details = {i + 1: scan.RESULTS[e["m_result"]]
                    for i, e in enumerate(archive.details["m_playerList"]) if i + 1 in by_id}
         if archive.metadata:
             meta = {p["PlayerID"]: p["Result"].lower() for p in archive.metadata["Players"]}
@@ -128,7 +134,7 @@ def test_game_types(corpus):
 
 def test_player_contexts(corpus):
     r = corpus[ASTREA]
-    contexts = replay_index.player_contexts(r.replay, r.players)
+    contexts = scan.player_contexts(r.replay, r.players)
     assert [(c.player_id, c.outcome) for c in contexts] == [(1, "loss"), (2, "win")]
     assert contexts[0].context == {
         "map_name": "[ESL] Curious Minds", "map_width": 152, "map_height": 152,
@@ -138,10 +144,10 @@ def test_player_contexts(corpus):
     from schemas.sample import Group, SampleSchema
     assert set(contexts[0].context) == set(SampleSchema().names(Group.CONTEXT))
     vs_ai = corpus["sc2reader/3.1.0/1.SC2Replay"]
-    assert [c.player_id for c in replay_index.player_contexts(vs_ai.replay, vs_ai.players)] == [1]
+    assert [c.player_id for c in scan.player_contexts(vs_ai.replay, vs_ai.players)] == [1]
     team = corpus["sc2reader/1.1.0.16561/2v2_Discord IV_18612.SC2Replay"]
     with pytest.raises(ValueError):
-        replay_index.player_contexts(team.replay, team.players)
+        scan.player_contexts(team.replay, team.players)
 
 
 def _non_replay_mpq(replay: bytes) -> bytes:
@@ -164,7 +170,7 @@ def test_bad_inputs_become_error_records(astrea_bytes):
         "mpq_not_replay": (_non_replay_mpq(astrea_bytes), {"unreadable_header"}),
     }
     for name, (data, allowed) in cases.items():
-        result = replay_index.scan_bytes(data, name)
+        result = scan.scan_bytes(data, name)
         assert result.replay is None and result.players == [], name
         assert result.error["category"] in allowed, (name, result.error)
         assert result.error["path"] == name and result.error["message"]
@@ -174,11 +180,11 @@ def test_read_limits_and_missing_files(tmp_path, astrea_bytes):
     f = tmp_path / "a.SC2Replay"
     f.write_bytes(astrea_bytes)
     with pytest.raises(ReplayError) as exc:
-        replay_io.read_bytes(str(f), max_bytes=1000)
+        storage.read_bytes(str(f), max_bytes=1000)
     assert exc.value.category == "too_large"
-    assert replay_io.read_bytes(str(f), max_bytes=len(astrea_bytes)) == astrea_bytes
-    assert replay_index.scan_path(str(f), max_bytes=1000).error["category"] == "too_large"
-    missing = replay_index.scan_path(str(tmp_path / "gone.SC2Replay"))
+    assert storage.read_bytes(str(f), max_bytes=len(astrea_bytes)) == astrea_bytes
+    assert scan.scan_path(str(f), max_bytes=1000).error["category"] == "too_large"
+    missing = scan.scan_path(str(tmp_path / "gone.SC2Replay"))
     assert missing.error["category"] == "io_error" and missing.error["stage"] == "read"
 
 
@@ -190,30 +196,30 @@ def test_expand_inputs(tmp_path, astrea_bytes):
     d = str(tmp_path / "d")
     expected = sorted(str(tmp_path / n) for n in
                       ("d/a.SC2Replay", "d/deep/b.sc2replay", "d/deep/c.SC2REPLAY"))
-    assert replay_io.expand_inputs([d]) == expected
-    assert replay_io.expand_inputs([d, d + "/**/*.sc2replay", d + "/a.SC2Replay"]) == expected
-    assert replay_io.expand_inputs([d + "/*.SC2Replay"]) == [expected[0]]
-    assert replay_io.expand_inputs(["file://" + d + "/a.SC2Replay"]) == [expected[0]]
-    with pytest.raises(replay_io.InputError, match="nope"):
-        replay_io.expand_inputs([d, str(tmp_path / "nope")])
+    assert storage.expand_inputs([d]) == expected
+    assert storage.expand_inputs([d, d + "/**/*.sc2replay", d + "/a.SC2Replay"]) == expected
+    assert storage.expand_inputs([d + "/*.SC2Replay"]) == [expected[0]]
+    assert storage.expand_inputs(["file://" + d + "/a.SC2Replay"]) == [expected[0]]
+    with pytest.raises(storage.InputError, match="nope"):
+        storage.expand_inputs([d, str(tmp_path / "nope")])
 
 
 def test_write_index_roundtrip(tmp_path, corpus):
     rows = [r.replay for r in corpus.values() if r.replay]
     players = [p for r in corpus.values() for p in r.players]
     errors = [r.error for r in corpus.values() if r.error]
-    written = replay_index.write_index(rows, players, str(tmp_path / "index"))
-    replay_index.write_errors(errors, str(tmp_path / "errors"))
+    written = scan.write_index(rows, players, str(tmp_path / "index"))
+    scan.write_errors(errors, str(tmp_path / "errors"))
     assert sorted(os.listdir(tmp_path / "index")) == ["players.parquet", "replays.parquet"]
-    back = replay_index.read_table(written[0])
+    back = scan.read_table(written[0])
     assert len(back) == len(rows) and {r["replay_id"] for r in back} == {r["replay_id"] for r in rows}
     assert sorted(map(tuple, (sorted(r.items()) for r in back))) == \
         sorted(map(tuple, (sorted(r.items()) for r in rows)))
-    assert len(replay_index.read_table(written[1])) == len(players)
-    assert replay_index.read_table(str(tmp_path / "errors" / "errors.parquet")) == \
+    assert len(scan.read_table(written[1])) == len(players)
+    assert scan.read_table(str(tmp_path / "errors" / "errors.parquet")) == \
         sorted(errors, key=lambda e: (e["path"], e["stage"]))
     with pytest.raises(ValueError):
-        replay_index.error_row("p", "", "scan", "no_such_category", "m")
+        scan.error_row("p", "", "scan", "no_such_category", "m")
     assert set(ERROR_CATEGORIES) >= {"io_error", "encrypted", "corrupt"}
 
 
@@ -230,25 +236,24 @@ def test_scan_command(tmp_path, capsys, astrea_bytes):
     captured = capsys.readouterr()
     assert "scanned 7/7 files" in captured.err
     assert "errors: 1" in captured.out and "not_mpq" in captured.out
-    replays = replay_index.read_table(str(out / "index" / "replays.parquet"))
+    replays = scan.read_table(str(out / "index" / "replays.parquet"))
     assert sorted(r["status"] for r in replays) == ["duplicate"] + ["ok"] * 5
-    assert len(replay_index.read_table(str(out / "index" / "players.parquet"))) == 10
-    errors = replay_index.read_table(str(out / "errors" / "errors.parquet"))
+    assert len(scan.read_table(str(out / "index" / "players.parquet"))) == 10
+    errors = scan.read_table(str(out / "errors" / "errors.parquet"))
     assert [(Path(e["path"]).name, e["category"]) for e in errors] == [("junk.SC2Replay", "not_mpq")]
     # Filter flags reach the scan: only PvP kept.
     assert scan_cli.main(["--replays", str(src), "--output", str(out), "--workers", "2",
                           "--matchups", "PvP"]) == 0
     statuses = sorted(r["status"] for r in
-                      replay_index.read_table(str(out / "index" / "replays.parquet")))
+                      scan.read_table(str(out / "index" / "replays.parquet")))
     assert statuses == ["duplicate"] + ["matchup_filtered"] * 4 + ["ok"]
 
 
 def test_apm_from_events_tracks_blizzards(corpus):
-    """pipeline.apm against gamemetadata's APM on every player that has it."""
+    """pipeline.index.apm against gamemetadata's APM on every player that has it."""
     import numpy as np
 
-    from pipeline import apm
-
+    from pipeline.index import apm
     ours, theirs = [], []
     for rel, result in corpus.items():
         if not result.replay or not result.replay["has_metadata"]:
@@ -275,10 +280,10 @@ def test_scan_fills_apm_from_events_only_when_asked():
     import sc2reader
 
     rel = "sc2reader/1.1.0.16561/1v1_Lost Temple_1893.SC2Replay"  # no gamemetadata
-    plain = replay_index.scan_path(str(REPLAYS / rel))
+    plain = scan.scan_path(str(REPLAYS / rel))
     assert [(p["apm"], p["apm_source"]) for p in plain.players] == [(-1, "none")] * 2
     config = filters.FilterConfig(apm_from_events=True)
-    filled = replay_index.scan_path(str(REPLAYS / rel), config)
+    filled = scan.scan_path(str(REPLAYS / rel), config)
     # WoL game events name players by entity number, not user id: count
     # each player's actions with sc2reader's attribution.
     replay = sc2reader.load_replay(str(REPLAYS / rel), load_level=4)

@@ -23,9 +23,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from pipeline import replay_index, replay_io  # noqa: E402
-from pipeline.events_source import EventsObservationSource  # noqa: E402
-from pipeline.replay_archive import ReplayArchive  # noqa: E402
+from pipeline.index import scan  # noqa: E402
+
+from pipeline.replay import storage
+from pipeline.sources.events.source import EventsObservationSource  # noqa: E402
+from pipeline.replay.archive import ReplayArchive  # noqa: E402
 from schemas.sample import SampleSchema  # noqa: E402
 
 REPLAYS = REPO.parent / "shared" / "replays"
@@ -62,10 +64,10 @@ def sample_digest(samples: list[dict], schema: SampleSchema) -> str:
 def replay_digest(path: Path) -> dict:
     """The reference replay's samples through scan contexts and the events source."""
     schema = SampleSchema()
-    data = replay_io.read_bytes(str(path))
-    scanned = replay_index.scan_bytes(data, str(path))
+    data = storage.read_bytes(str(path))
+    scanned = scan.scan_bytes(data, str(path))
     assert scanned.error is None, scanned.error
-    players = replay_index.player_contexts(scanned.replay, scanned.players)
+    players = scan.player_contexts(scanned.replay, scanned.players)
     archive = ReplayArchive(data, path=str(path))
     by_player = EventsObservationSource(schema).replay_samples(archive, players)
     samples = [s for pid in sorted(by_player) for s in by_player[pid]]

@@ -1,9 +1,10 @@
-"""The SC2LE sampling rule on hand-built streams (pipeline/sampling.py)."""
+"""The SC2LE sampling rule on hand-built streams (pipeline/sampling/rule.py)."""
 import numpy as np
 import pytest
 
-from pipeline import sampling
-from pipeline.sampling import Action, SamplingStats, sample_windows
+from pipeline.sampling import rule
+from pipeline.actions.action import Action
+from pipeline.sampling.rule import SamplingStats, sample_windows
 from schemas import layers
 from schemas.sample import value_label
 
@@ -112,7 +113,7 @@ def test_observed_loops_are_window_starts_plus_action_loops():
     actions = [Action(0, MOVE_CAMERA, {}, automatic=True), Action(3, MOVE_CAMERA, {}),
                Action(3, SELECT_POINT, {}), Action(12, MOVE_CAMERA, {}),
                Action(30, MOVE_CAMERA, {})]
-    assert sampling.observed_loops(20, actions) == [0, 3, 8, 12, 16]
+    assert rule.observed_loops(20, actions) == [0, 3, 8, 12, 16]
 
 
 def test_errors_are_specific():

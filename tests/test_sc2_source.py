@@ -19,13 +19,14 @@ import pytest
 from google.protobuf import json_format
 
 from fake_sc2 import harness
-from pipeline.game_process import GameProcess
-from pipeline.observation_source import PlayerContext, SourceError
+from pipeline.sources.sc2.game_process import GameProcess
+from pipeline.index.player_context import PlayerContext
+from pipeline.sources.interface import SourceError
 from pipeline.pysc2_compat import pysc2_modules
-from pipeline.replay_archive import ReplayArchive
-from pipeline.sampling import Action
-from pipeline.sc2_source import SC2ObservationSource
-from pipeline.sc2_versions import select_version, version_for_archive
+from pipeline.replay.archive import ReplayArchive
+from pipeline.actions.action import Action
+from pipeline.sources.sc2.source import SC2ObservationSource
+from pipeline.sources.sc2.versions import select_version, version_for_archive
 from schemas import layers
 from schemas.sample import SampleSchema
 
@@ -46,7 +47,7 @@ GENERAL = {ATTACK_ATTACK_SCREEN: ATTACK_SCREEN}
 
 
 def _file_streams(archive, screen=SCREEN, minimap=MINIMAP):
-    from pipeline.player_inputs import player_streams
+    from pipeline.actions.player_inputs import player_streams
     return player_streams(archive, map_size=MAP_SIZE, screen_resolution=screen,
                           minimap_resolution=minimap)
 
@@ -378,8 +379,8 @@ def test_the_game_dies_with_the_worker_that_started_it(tmp_path):
     harness.install(tmp_path, [59587])
     repo = Path(__file__).resolve().parents[1]
     code = (f"import sys, time; sys.path[:0] = [{str(repo)!r}]\n"
-            "from pipeline.game_process import GameProcess\n"
-            "from pipeline.sc2_versions import select_version\n"
+            "from pipeline.sources.sc2.game_process import GameProcess\n"
+            "from pipeline.sources.sc2.versions import select_version\n"
             f"g = GameProcess({str(tmp_path)!r}, timeout_s=10)\n"
             "g.ensure_running(select_version('4.0.0.59587', 59587))\n"
             "print(g.pid, flush=True)\n"

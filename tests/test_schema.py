@@ -3,8 +3,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.sampling import Action, sample_windows
-from pipeline.samples import build_samples
+from pipeline.actions.action import Action
+
+from pipeline.sampling.rule import sample_windows
+from pipeline.sampling.assembly import build_samples
 from schemas import layers
 from schemas.sample import Group, SampleSchema, SchemaError, sample_key
 

@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import splits as splits_lib
-from pipeline import writers
+from pipeline.index import splits as splits_lib
+from pipeline.output import writers
 from schemas.sample import SampleSchema
 
 SCHEMA = SampleSchema(8, 8)      # small layers: exactness does not depend on 64x64
@@ -145,7 +145,7 @@ def test_splits_by_replay_id():
 
 
 def test_manifest_label_statistics():
-    from pipeline.manifest import label_statistics
+    from pipeline.output.manifest import label_statistics
     stats = label_statistics([
         {"num_samples": 10, "noop": 4, "mask_sum": 50, "target_unavailable": 1,
          "functions": {"0": 4, "1": 6}},

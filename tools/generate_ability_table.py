@@ -1,4 +1,4 @@
-"""Generates pipeline/data/abilities.json.gz: replay ability links -> pysc2 functions
+"""Generates pipeline/actions/data/abilities.json.gz: replay ability links -> pysc2 functions
 (and unit links -> unit type names).
 
 A replay's command events name an ability by a build-specific *link* (an index
@@ -21,10 +21,10 @@ which is all a replay without tracker events says about them.
 Usage::
 
     python tools/generate_ability_table.py --stableid ../shared/data/stableid.json \
-        --out pipeline/data/abilities.json.gz
+        --out pipeline/actions/data/abilities.json.gz
 
 Only this script reads sc2reader, stableid.json and pysc2's tables; at run
-time ``pipeline/ability_table.py`` reads the generated JSON only.
+time ``pipeline/actions/ability_table.py`` reads the generated JSON only.
 """
 from __future__ import annotations
 
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stableid", required=True, help="path to stableid.json")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1]
-                                             / "pipeline/data/abilities.json.gz"))
+                                             / "pipeline/actions/data/abilities.json.gz"))
     args = parser.parse_args(argv)
     table = build_table(args.stableid)
     data = gzip.compress(json.dumps(table, sort_keys=True).encode(), mtime=0)

@@ -1,4 +1,4 @@
-"""Generates ``pipeline/data/sc2_versions.json``: game builds the headless source can pick.
+"""Generates ``pipeline/sources/sc2/data/sc2_versions.json``: game builds the headless source can pick.
 
 Two public lists name the game versions: pysc2's ``run_configs.lib.VERSIONS``
 (game version -> base build and data version, up to 5.0.9) and Blizzard's
@@ -11,7 +11,7 @@ merges them once into a committed table.
 Usage::
 
     python tools/generate_sc2_versions.py --blizzard ../shared/data/versions.json \
-        --output pipeline/data/sc2_versions.json
+        --output pipeline/sources/sc2/data/sc2_versions.json
 """
 from __future__ import annotations
 

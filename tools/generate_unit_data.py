@@ -1,4 +1,4 @@
-"""Generates ``pipeline/data/unit_data.json``: the static unit facts the
+"""Generates ``pipeline/sources/events/data/unit_data.json``: the static unit facts the
 engine-free observation source needs at run time.
 
 Why a generated table: tracker events name unit types (``m_unitTypeName``),
@@ -21,7 +21,7 @@ Inputs (public facts):
 
 Usage:
   python tools/generate_unit_data.py --shared ../shared/data \
-      --out pipeline/data/unit_data.json
+      --out pipeline/sources/events/data/unit_data.json
 """
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", default="../shared/data",
                         help="folder with stableid.json and sc2-techtree-data.json")
-    parser.add_argument("--out", default="pipeline/data/unit_data.json")
+    parser.add_argument("--out", default="pipeline/sources/events/data/unit_data.json")
     args = parser.parse_args(argv)
     with open(os.path.join(args.shared, "stableid.json")) as f:
         stableid = json.load(f)

@@ -153,7 +153,7 @@ class Sc2Replays(tfds.core.GeneratorBasedBuilder):
         return generators
 
     def _generate_examples(self, files: list[str]):
-        from pipeline.writers import read_tfrecord_file
+        from pipeline.output.writers import read_tfrecord_file
         schema = self.builder_config.schema
         for path in files:
             for record in read_tfrecord_file(path):

@@ -1,0 +1,160 @@
+"""``python -m pipeline.index.scan_cli``: what does a pile of replays hold?
+
+Scans every replay named by ``--replays`` (files, directories, globs, any
+Beam filesystem) reading only metadata, in parallel over local cores, and
+writes:
+
+* ``OUTPUT/index/replays.parquet`` and ``OUTPUT/index/players.parquet``
+  (every readable replay, with the filter verdict in ``status``);
+* ``OUTPUT/errors/errors.parquet`` (every file that could not be used, with
+  a reason category);
+
+then prints a summary: counts by version, game type, status and error
+category, and MMR / APM / length percentiles of the kept replays.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import multiprocessing
+import os
+import sys
+import time
+from typing import Any, Iterable, Sequence, TextIO
+
+from pipeline.index import filters
+
+from pipeline.index import scan
+
+from pipeline.replay import storage
+def _scan_one(job: tuple[str, filters.FilterConfig, int | None]) -> scan.ScanResult:
+    path, config, max_bytes = job
+    return scan.scan_path(path, config, max_bytes)
+
+
+def scan_corpus(paths: Sequence[str], config: filters.FilterConfig, *,
+                max_bytes: int | None = None, workers: int = 1,
+                progress: TextIO | None = None, every: int = 50,
+                ) -> tuple[list[dict], list[dict], list[dict]]:
+    """(replay rows, player rows, error rows) of ``paths``, in input order.
+
+    Every file ends as a replay row or an error row.  A file whose bytes equal
+    an earlier one's (same replay id) gets a replay row with status
+    "duplicate" and no player rows, so it is never processed twice.
+    """
+    jobs = [(p, config, max_bytes) for p in paths]
+    replays: list[dict] = []
+    players: list[dict] = []
+    errors: list[dict] = []
+    seen: set[str] = set()
+    start = time.perf_counter()
+
+    def consume(results: Iterable[scan.ScanResult]) -> None:
+        for i, result in enumerate(results, 1):
+            if result.error is not None:
+                errors.append(result.error)
+            elif result.replay["replay_id"] in seen:
+                replays.append(dict(result.replay, status=scan.DUPLICATE_STATUS))
+            else:
+                seen.add(result.replay["replay_id"])
+                replays.append(result.replay)
+                players.extend(result.players)
+            if progress and (i % every == 0 or i == len(jobs)):
+                rate = i / max(time.perf_counter() - start, 1e-9)
+                print(f"scanned {i}/{len(jobs)} files ({rate:.0f}/s), "
+                      f"{len(errors)} errors", file=progress, flush=True)
+
+    if workers <= 1:
+        consume(map(_scan_one, jobs))
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            consume(pool.imap(_scan_one, jobs, chunksize=8))
+    return replays, players, errors
+
+
+def _percentiles(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    values = sorted(values)
+
+    def q(f: float) -> float:
+        return values[min(len(values) - 1, int(round(f * (len(values) - 1))))]
+
+    return (f"n={len(values)} min={values[0]:.0f} p10={q(.1):.0f} p50={q(.5):.0f} "
+            f"p90={q(.9):.0f} max={values[-1]:.0f}")
+
+
+def summary(replays: Sequence[dict], players: Sequence[dict],
+            errors: Sequence[dict]) -> str:
+    """The human-readable report the command prints."""
+    lines = [f"files: {len(replays) + len(errors)}  replays indexed: {len(replays)}  "
+             f"errors: {len(errors)}"]
+
+    def counts(title: str, values: Iterable[Any]) -> None:
+        c = collections.Counter(values)
+        lines.append(f"{title}:")
+        for key, n in sorted(c.items(), key=lambda kv: (-kv[1], str(kv[0]))):
+            lines.append(f"  {key!s:<28} {n}")
+
+    counts("by status (ok or filter reason)", (r["status"] for r in replays))
+    counts("by game type", (r["game_type"] for r in replays))
+    counts("by version (major.minor)",
+           (".".join(r["version"].split(".")[:2]) for r in replays))
+    inexact = sorted({r["base_build"] for r in replays if not r["protocol_exact"]})
+    lines.append(f"builds without an exact s2protocol decoder ({len(inexact)}): "
+                 + (", ".join(map(str, inexact)) or "none"))
+    counts("errors by category", (e["category"] for e in errors))
+    kept_rows = [r for r in replays if r["status"] == "ok"]
+    kept = {r["replay_id"] for r in kept_rows}
+    kept_players = [p for p in players if p["replay_id"] in kept and p["control"] == "human"]
+    lines.append(f"kept replays ({len(kept_rows)}):")
+    lines.append("  game loops: " + _percentiles([r["game_loops"] for r in kept_rows]))
+    lines.append("  MMR (known): " + _percentiles([p["mmr"] for p in kept_players
+                                                  if p["mmr"] >= 0]))
+    lines.append("  APM (known): " + _percentiles([p["apm"] for p in kept_players
+                                                  if p["apm"] >= 0]))
+    lines.append("  with tracker events: "
+                 f"{sum(1 for r in kept_rows if r['has_tracker_events'])}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.index.scan_cli",
+        description="Index a replay corpus (metadata only) and report what it holds.")
+    parser.add_argument("--replays", nargs="+", required=True,
+                        help="replay files, directories (recursive) or globs; "
+                             "gs:// and other Beam filesystems work too")
+    parser.add_argument("--output", required=True,
+                        help="output directory (index/ and errors/ are written inside)")
+    parser.add_argument("--max_bytes", type=int, default=64 * 1024 * 1024,
+                        help="skip files larger than this (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="parallel processes (default: all cores, %(default)s)")
+    parser.add_argument("--progress_every", type=int, default=100,
+                        help="print a progress line every N files (default: %(default)s)")
+    filters.add_filter_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        config = filters.config_from_args(args)
+        paths = storage.expand_inputs(args.replays)
+    except ValueError as exc:  # InputError, bad matchup / race
+        parser.error(str(exc))
+    print(f"scanning {len(paths)} files with {args.workers} worker(s)", file=sys.stderr)
+    start = time.perf_counter()
+    replays, players, errors = scan_corpus(
+        paths, config, max_bytes=args.max_bytes, workers=args.workers,
+        progress=sys.stderr, every=max(1, args.progress_every))
+    elapsed = time.perf_counter() - start
+    out = args.output.rstrip("/")
+    written = scan.write_index(replays, players, out + "/index")
+    written.append(scan.write_errors(errors, out + "/errors"))
+    print(summary(replays, players, errors))
+    print(f"scan time: {elapsed:.1f} s ({len(paths) / max(elapsed, 1e-9):.0f} files/s)")
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,357 @@
+"""The pipeline's steps as composite Beam ``PTransform``s.
+
+``replays -> MatchReplays -> ScanReplays -> DedupReplays -> FilterReplays ->
+SampleReplays -> WriteShards -> WriteOutputs``: each is a composite with a
+unique label, so the job graph (local or Dataflow) reads like the product.
+
+Guarantees built here:
+
+* every input path ends in exactly one place: an index row (sampled, filtered
+  with a reason, or a duplicate of another path) and/or an error record;
+* a replay id is sampled once, whatever the number of paths holding it
+  (deduplication by content hash before sampling);
+* a replay contributes all of its samples or none (the sampling step writes
+  one batch file per replay only after the whole replay succeeded; see
+  :mod:`pipeline.job.worker` and :mod:`pipeline.output.writers`);
+* the split is a function of the replay id (:mod:`pipeline.index.splits`);
+* only specific exceptions are turned into error records; a bug surfaces as
+  an ``internal`` error record with its traceback.
+
+Beam ``Metrics`` counters (namespace ``sc2``): ``replays_<status>``,
+``errors_<stage>_<category>``, ``filtered_<reason>``, ``samples_<split>``,
+``shards_<split>``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import time
+from typing import Any, Iterable
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from pipeline.output import manifest as manifest_lib
+from pipeline.index import splits as splits_lib
+from pipeline.output import writers
+from pipeline.replay.archive import ReplayArchive, ReplayError
+from pipeline.replay.archive import replay_id as content_id
+from pipeline.job.worker import SourceSpec, TimedWorker
+from schemas.sample import SampleSchema
+
+NAMESPACE = "sc2"
+progress_log = logging.getLogger("sc2.progress")
+
+
+def _progress_to_stderr() -> None:
+    """Progress lines go straight to the worker's stderr (the local terminal on
+    the DirectRunner, the worker log on Dataflow), not through Beam's log
+    forwarding, which drops INFO records."""
+    if not progress_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s progress %(message)s"))
+        progress_log.addHandler(handler)
+        progress_log.setLevel(logging.INFO)
+        progress_log.propagate = False
+
+
+def _count(name: str, n: int = 1) -> None:
+    Metrics.counter(NAMESPACE, name).inc(n)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything the steps need; plain data, pickled to the workers."""
+    output_dir: str
+    spec: SourceSpec
+    source_name: str
+    resolution: int = 64
+    step_mul: int = 8
+    fog: bool = True
+    formats: tuple[str, ...] = writers.FORMATS
+    fractions: tuple[tuple[str, float], ...] = tuple(splits_lib.DEFAULT_FRACTIONS.items())
+    filter_config: Any = None          # pipeline.index.filters.FilterConfig
+    max_bytes: int | None = 64 * 2 ** 20
+    max_game_loops: int | None = 22 * 60 * 120      # two hours at 'faster'
+    decode_timeout_s: float = 600.0
+    max_samples_per_shard: int = 2000
+    scan_only: bool = False
+
+    @property
+    def schema(self) -> SampleSchema:
+        return SampleSchema(self.resolution, self.resolution)
+
+
+def _error(path: str, replay_id: str, stage: str, category: str, message: str) -> dict:
+    from pipeline.index.scan import error_row
+    _count(f"errors_{stage}_{category}")
+    _count("replays_error")
+    return error_row(path, replay_id, stage, category, message)
+
+
+# --------------------------------------------------------------- matching
+class MatchReplays(beam.PTransform):
+    """Patterns (files, directories, globs, gs://...) to distinct replay paths."""
+
+    def __init__(self, patterns: Iterable[str]):
+        super().__init__()
+        self.patterns = sorted(set(patterns))
+
+    def expand(self, pbegin):
+        from pipeline.replay.storage import expand_inputs
+        return (pbegin
+                | "Patterns" >> beam.Create(self.patterns)
+                | "Expand" >> beam.FlatMap(lambda p: expand_inputs([p]))
+                | "DistinctPaths" >> beam.Distinct())
+
+
+# --------------------------------------------------------------- scanning
+class _ScanFn(beam.DoFn):
+    def __init__(self, config: RunConfig):
+        self.max_bytes = config.max_bytes
+        self.max_game_loops = config.max_game_loops
+        self.filter_config = config.filter_config
+
+    def process(self, path: str):
+        from pipeline.index import scan
+        from pipeline.replay import storage
+        _count("inputs")
+        replay_id = ""
+        try:
+            data = storage.read_bytes(path, self.max_bytes)
+            replay_id = content_id(data) if data else ""
+            archive = ReplayArchive(data, path=path, max_bytes=self.max_bytes)
+            if self.max_game_loops and archive.game_loops > self.max_game_loops:
+                raise ReplayError("too_long", f"{archive.game_loops} game loops > limit "
+                                              f"{self.max_game_loops}")
+            replay_row, player_rows = scan.scan_replay(archive, self.filter_config)
+        except ReplayError as exc:
+            yield beam.pvalue.TaggedOutput(
+                "errors", _error(path, replay_id, "scan", exc.category, exc.message))
+            return
+        except OSError as exc:
+            yield beam.pvalue.TaggedOutput(
+                "errors", _error(path, replay_id, "read", "io_error", repr(exc)))
+            return
+        replay_row = dict(replay_row, path=path)
+        yield replay_row["replay_id"], {"replay": replay_row, "players": list(player_rows)}
+
+
+class ScanReplays(beam.PTransform):
+    """Paths to ``(replay_id, scan record)``, plus an ``errors`` output."""
+
+    def __init__(self, config: RunConfig):
+        super().__init__()
+        self.config = config
+
+    def expand(self, paths):
+        return (paths
+                | "Reshuffle" >> beam.Reshuffle()
+                | "ReadAndScan" >> beam.ParDo(
+_ScanFn(self.config)).with_outputs("errors", main="scanned"))
+
+
+# ------------------------------------------------------------ dedup + filter
+def _dedup(item):
+    replay_id, records = item
+    records = sorted(records, key=lambda r: r["replay"]["path"])
+    canonical = records[0]
+    for dup in records[1:]:
+        _count("replays_duplicate")
+        row = dict(canonical["replay"], path=dup["replay"]["path"], status="duplicate")
+        yield beam.pvalue.TaggedOutput("duplicates", {
+            "replay": row, "canonical_path": canonical["replay"]["path"]})
+    yield canonical
+
+
+class DedupReplays(beam.PTransform):
+    """One record per replay id (the lexicographically first path); the other
+    paths come out as ``duplicates`` index rows."""
+
+    def expand(self, scanned):
+        return (scanned
+                | "GroupById" >> beam.GroupByKey()
+                | "KeepFirstPath" >> beam.FlatMap(_dedup).with_outputs(
+                    "duplicates", main="unique"))
+
+
+class _FilterFn(beam.DoFn):
+    def __init__(self, config: RunConfig):
+        self.config = config
+
+    def process(self, record):
+        from pipeline.index.filters import filter_reason
+        reason = filter_reason(record["replay"], record["players"], self.config.filter_config)
+        split = splits_lib.assign_split(record["replay"]["replay_id"],
+                                        dict(self.config.fractions))
+        row = dict(record["replay"], status=reason or "ok")
+        out = {"replay": row, "players": record["players"], "split": split}
+        if reason:
+            _count(f"filtered_{reason}")
+            _count("replays_filtered")
+            yield beam.pvalue.TaggedOutput("filtered", out)
+        else:
+            _count("replays_kept")
+            yield out
+
+
+class FilterReplays(beam.PTransform):
+    """Applies the filters and assigns the split; main output = kept replays,
+    ``filtered`` = rejected ones (their index rows carry the reason)."""
+
+    def __init__(self, config: RunConfig):
+        super().__init__()
+        self.config = config
+
+    def expand(self, unique):
+        return unique | "ApplyFilters" >> beam.ParDo(_FilterFn(self.config)).with_outputs(
+            "filtered", main="kept")
+
+
+# --------------------------------------------------------------- sampling
+class _SampleFn(beam.DoFn):
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self._worker = None
+        self._done = 0
+        self._samples = 0
+        self._started = 0.0
+
+    def setup(self):
+        _progress_to_stderr()
+        self._worker = TimedWorker(self.config.decode_timeout_s)
+        self._started = time.time()
+
+    def teardown(self):
+        if self._worker is not None:
+            self._worker.close()
+
+    def process(self, record):
+        cfg = self.config
+        row = record["replay"]
+        job = {"path": row["path"], "max_bytes": cfg.max_bytes, "replay_row": row,
+               "player_rows": record["players"], "split": record["split"],
+               "output_dir": cfg.output_dir, "spec": cfg.spec,
+               "resolution": cfg.resolution, "formats": cfg.formats}
+        t0 = time.time()
+        status, payload = self._worker.run(job)
+        self._done += 1
+        if status == "error":
+            category, message = payload
+            yield beam.pvalue.TaggedOutput(
+                "errors", _error(row["path"], row["replay_id"], "sample", category, message))
+            progress_log.info("[pid %d] replay %d failed (%s): %s", os.getpid(), self._done,
+                              category, row["path"])
+            return
+        _count("replays_sampled")
+        _count(f"samples_{payload['split']}", payload["num_samples"])
+        self._samples += payload["num_samples"]
+        elapsed = max(time.time() - self._started, 1e-9)
+        progress_log.info("[pid %d] %d replays, %d samples (%.1f samples/s); last: %s "
+                          "%d samples in %.1f s", os.getpid(), self._done, self._samples,
+                          self._samples / elapsed, os.path.basename(row["path"]),
+                          payload["num_samples"], time.time() - t0)
+        yield payload
+
+
+class SampleReplays(beam.PTransform):
+    """Kept replays to per-replay results (batch files written), plus ``errors``."""
+
+    def __init__(self, config: RunConfig):
+        super().__init__()
+        self.config = config
+
+    def expand(self, kept):
+        return (kept
+                | "Reshuffle" >> beam.Reshuffle()
+                | "DecodeAndSample" >> beam.ParDo(_SampleFn(self.config)).with_outputs(
+                    "errors", main="results"))
+
+
+# ---------------------------------------------------------------- writing
+class _WriteShardFn(beam.DoFn):
+    def __init__(self, config: RunConfig):
+        self.config = config
+
+    def process(self, task: writers.ShardTask):
+        info = writers.write_shard(task, self.config.schema, self.config.output_dir,
+                                   self.config.formats)
+        _count(f"shards_{task.split}")
+        yield info
+
+
+class WriteShards(beam.PTransform):
+    """Per-replay results to verified shards (one info dict per shard)."""
+
+    def __init__(self, config: RunConfig):
+        super().__init__()
+        self.config = config
+
+    def expand(self, results):
+        max_per_shard = self.config.max_samples_per_shard
+        return (results
+                | "CollectBatches" >> beam.combiners.ToList()
+                | "PlanShards" >> beam.FlatMap(
+                    lambda batches: writers.plan_shards(batches, max_per_shard))
+                | "Reshuffle" >> beam.Reshuffle()
+                | "WriteShard" >> beam.ParDo(_WriteShardFn(self.config)))
+
+
+def _write_outputs(_, config: RunConfig, index_records, errors, duplicates, results,
+                   shards, started: float):
+    from pipeline.index import scan
+    replay_rows = [r["replay"] for r in index_records] + [d["replay"] for d in duplicates]
+    player_rows = [p for r in index_records for p in r["players"]]
+    scan.write_index(replay_rows, player_rows,
+                             FileSystems.join(config.output_dir, "index"))
+    manifest_lib.write_errors(config.output_dir, errors)
+    manifest = manifest_lib.build_manifest(
+        config, index_records=index_records, errors=errors, duplicates=duplicates,
+        results=results, shards=shards, started=started)
+    manifest_lib.write_manifest(config.output_dir, manifest)
+    yield manifest["counts"]
+
+
+class WriteOutputs(beam.PTransform):
+    """Index, error records and manifest (one final step)."""
+
+    def __init__(self, config: RunConfig, started: float):
+        super().__init__()
+        self.config = config
+        self.started = started
+
+    def expand(self, inputs):
+        index_records, errors, duplicates, results, shards = inputs
+        side = beam.pvalue.AsList
+        return (index_records.pipeline
+                | "Once" >> beam.Create([None])
+                | "WriteIndexErrorsManifest" >> beam.FlatMap(
+                    _write_outputs, self.config, side(index_records), side(errors),
+                    side(duplicates), side(results), side(shards), self.started))
+
+
+def build_pipeline(p: beam.Pipeline, patterns: Iterable[str], config: RunConfig,
+                   started: float | None = None):
+    """Adds the whole job to ``p``; returns the final step's output."""
+    started = time.time() if started is None else started
+    paths = p | "MatchReplays" >> MatchReplays(patterns)
+    scanned = paths | "ScanReplays" >> ScanReplays(config)
+    deduped = scanned.scanned | "DedupReplays" >> DedupReplays()
+    filtered = deduped.unique | "FilterReplays" >> FilterReplays(config)
+    index_records = ((filtered.kept, filtered.filtered)
+                     | "AllIndexRecords" >> beam.Flatten())
+    if config.scan_only:
+        empty = p | "NoSamples" >> beam.Create([])
+        no_shards = p | "NoShards" >> beam.Create([])
+        errors = scanned.errors
+        results, shards = empty, no_shards
+    else:
+        sampled = filtered.kept | "SampleReplays" >> SampleReplays(config)
+        errors = ((scanned.errors, sampled.errors) | "AllErrors" >> beam.Flatten())
+        results = sampled.results
+        shards = results | "WriteShards" >> WriteShards(config)
+    return ((index_records, errors, deduped.duplicates, results, shards)
+            | "WriteOutputs" >> WriteOutputs(config, started))

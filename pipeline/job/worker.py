@@ -1,0 +1,237 @@
+"""Decodes and samples one replay in a child process, under a time limit.
+
+Untrusted replays can make a decoder spin or blow up; a Beam worker thread
+cannot be interrupted (``signal.alarm`` works only in a process's main thread,
+and Beam runs DoFns in worker threads).  So the expensive step -- full decode,
+observation source, batch file -- runs in a persistent child process
+(``multiprocessing`` "spawn" context, one per DoFn instance) that the DoFn
+talks to over a pipe.  If a replay exceeds the limit the child is killed and
+restarted, and the replay becomes a ``timeout`` error record; a child that
+dies (out of memory, a crash in native code) makes a ``crashed`` record.
+
+The child writes the replay's batch file itself and returns only a small
+result dict, so samples never cross the pipe.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import gc
+import importlib
+import multiprocessing
+import traceback
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from pipeline.sources.interface import SourceError
+from pipeline.replay.archive import ReplayArchive, ReplayError
+from schemas import layers
+from schemas.sample import SampleSchema
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceSpec:
+    """How to build an observation source in a worker: ``module:attribute``
+    called as ``factory(schema, **kwargs)``."""
+    factory: str
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+    def build(self, schema: SampleSchema):
+        module, _, attribute = self.factory.partition(":")
+        factory = getattr(importlib.import_module(module), attribute)
+        return factory(schema, **dict(self.kwargs))
+
+
+def engine_spec(engine: str, *, step_mul: int, fog: bool,
+                camera_width: float = 24.0) -> SourceSpec:
+    """The :class:`SourceSpec` for ``--engine events|sc2``."""
+    if engine == "events":
+        return SourceSpec("pipeline.sources.events.source:EventsObservationSource",
+                          (("step_mul", step_mul), ("camera_width", camera_width),
+                           ("fog", fog)))
+    if engine == "sc2":
+        return SourceSpec("pipeline.sources.sc2.source:SC2ObservationSource",
+                          (("step_mul", step_mul),))
+    raise ValueError(f"unknown engine {engine!r}; expected 'events' or 'sc2'")
+
+
+class JobFailed(Exception):
+    """A replay failed in the sampling step; ``category`` names why."""
+
+    def __init__(self, category: str, message: str):
+        super().__init__(f"{category}: {message}")
+        self.category = category
+        self.message = message
+
+
+_SOURCES: dict[tuple, Any] = {}
+
+
+def _source(spec: SourceSpec, schema: SampleSchema):
+    key = (spec, schema.screen_resolution, schema.minimap_resolution)
+    if key not in _SOURCES:
+        _SOURCES[key] = spec.build(schema)
+    return _SOURCES[key]
+
+
+def sample_replay(job: Mapping[str, Any]) -> dict[str, Any]:
+    """Decodes, samples and writes one replay; returns its result record.
+
+    ``job``: path, max_bytes, replay_row, player_rows, split, output_dir,
+    spec (:class:`SourceSpec`), resolution.  Raises :class:`JobFailed`.
+    """
+    from pipeline.index import scan
+    from pipeline.replay import storage
+    from pipeline.output import writers
+    schema = SampleSchema(job["resolution"], job["resolution"])
+    try:
+        data = storage.read_bytes(job["path"], job["max_bytes"])
+        archive = ReplayArchive(data, path=job["path"], max_bytes=job["max_bytes"])
+        if archive.replay_id != job["replay_row"]["replay_id"]:
+            raise JobFailed("io_error", f"{job['path']} changed since it was scanned")
+        players = scan.player_contexts(job["replay_row"], job["player_rows"])
+        source = _source(job["spec"], schema)
+        by_player = source.replay_samples(archive, players)
+    except ReplayError as exc:
+        raise JobFailed(exc.category, exc.message) from exc
+    except SourceError as exc:
+        raise JobFailed("source", f"{exc.category}: {exc.message}") from exc
+    except OSError as exc:
+        raise JobFailed("io_error", repr(exc)) from exc
+    wanted = sorted(p.player_id for p in players)
+    if sorted(by_player) != wanted:
+        raise JobFailed("internal", f"source returned players {sorted(by_player)}, "
+                        f"asked for {wanted}")
+    samples = []
+    functions: collections.Counter = collections.Counter()
+    mask_sum = noop = unavailable = 0
+    for pid in wanted:
+        for sample in by_player[pid]:
+            sample["split"] = job["split"]
+            samples.append(sample)
+            functions[int(sample["function_id"])] += 1
+            mask_sum += int(np.count_nonzero(sample["available_actions"]))
+            noop += int(sample["function_id"]) == layers.NO_OP
+            unavailable += int(sample["target_was_unavailable"])
+    for sample in samples[:1] + samples[-1:]:
+        schema.validate(sample)
+        if sample["replay_id"] != archive.replay_id:
+            raise JobFailed("internal", "sample replay_id differs from the archive's")
+    keys = {(s["player_id"], s["game_loop"]) for s in samples}
+    if len(keys) != len(samples):
+        raise JobFailed("internal", "the source returned a (player, loop) twice")
+    path = writers.batch_path(job["output_dir"], archive.replay_id)
+    n = (writers.write_batch(path, schema, samples, job.get("formats", writers.FORMATS))
+         if samples else 0)
+    return {
+        "replay_id": archive.replay_id, "path": job["path"], "split": job["split"],
+        "batch_path": path, "num_samples": n,
+        "players": {str(pid): len(by_player[pid]) for pid in wanted},
+        "noop": noop, "mask_sum": mask_sum, "target_unavailable": unavailable,
+        "functions": {str(k): v for k, v in sorted(functions.items())},
+    }
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for one replay's work.
+
+    Decoding and featurizing a replay create hundreds of thousands of
+    container objects (events, observations, samples) that live until its
+    batch is written; meanwhile every full collection walks all of them and
+    everything else alive in the process (Beam's and pyarrow's modules), to
+    find almost nothing: reference counting frees the replay's objects.  The
+    few cycles left wait for the first collection after the replay.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def run_job(job: Mapping[str, Any]) -> tuple[str, Any]:
+    """``("ok", result)`` or ``("error", (category, message))``; never raises
+    for a replay's failure.  Bugs become category ``internal`` with the
+    traceback, so they are reported in the errors table, never hidden."""
+    try:
+        with gc_paused():
+            return "ok", sample_replay(job)
+    except JobFailed as exc:
+        return "error", (exc.category, exc.message)
+    except Exception:  # noqa: BLE001 -- a bug: reported as 'internal' with traceback
+        return "error", ("internal", traceback.format_exc(limit=8))
+
+
+def _child_loop(conn) -> None:
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        conn.send(run_job(job))
+
+
+class TimedWorker:
+    """Runs :func:`run_job` in a persistent child process with a time limit."""
+
+    def __init__(self, timeout_s: float):
+        self.timeout_s = timeout_s
+        self._proc = None
+        self._conn = None
+        self.restarts = 0
+
+    def _start(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_child_loop, args=(child,), daemon=True,
+                                 name="replay-sampler")
+        self._proc.start()
+        child.close()
+        self._conn = parent
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.join(10)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+        self.restarts += 1
+
+    def run(self, job: Mapping[str, Any]) -> tuple[str, Any]:
+        if self.timeout_s <= 0:
+            return run_job(job)
+        if self._proc is None or not self._proc.is_alive():
+            self._start()
+        self._conn.send(dict(job))
+        # The first job of a fresh child also pays its imports; the limit
+        # counts from the send, so keep it well above import time.
+        if not self._conn.poll(self.timeout_s):
+            self._kill()
+            return "error", ("timeout", f"decoding and sampling took over "
+                                        f"{self.timeout_s:g} s; child process killed")
+        try:
+            return self._conn.recv()
+        except (EOFError, OSError) as exc:
+            code = self._proc.exitcode if self._proc is not None else None
+            self._kill()
+            return "error", ("crashed", f"sampling process died (exit code {code}): "
+                                        f"{exc!r}")
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            try:
+                self._conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+            self._proc.join(5)
+            if self._proc.is_alive():
+                self._proc.kill()
+        self._proc = self._conn = None

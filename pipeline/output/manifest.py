@@ -1,0 +1,237 @@
+"""The dataset's manifest: what was run, on what, and what came out.
+
+``DIR/manifest.json`` records the configuration, package versions, the sample
+schema, the observation source (and the layers it cannot fill), fog, step_mul,
+resolution, filters and splits; counts of inputs, replays by status, errors by
+stage and category, filtered replays by reason, samples and shards per split
+and format; label statistics (no-op fraction, most frequent target functions
+with their pysc2 names, mean mask size, rate of targets the source reported
+unavailable); and, added by the launcher once the job has finished, wall time
+and throughput.  The TFDS builder reads its provenance from here.
+
+``DIR/errors/errors.parquet`` holds one record per failed replay (the layout
+of :func:`pipeline.index.scan.error_row`).
+"""
+from __future__ import annotations
+
+import collections
+import functools
+import importlib.metadata
+import json
+import time
+from typing import Any, Iterable, Mapping
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.output import writers
+MANIFEST_NAME = "manifest.json"
+TOP_FUNCTIONS = 20
+PACKAGES = ("sc2-replay-pipeline", "apache-beam", "tensorflow-cpu", "tensorflow-datasets",
+            "pyarrow", "numpy", "protobuf", "s2protocol", "mpyq", "pysc2")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _function_names() -> dict[int, str]:
+    from pipeline.pysc2_compat import pysc2_modules
+    return {int(f.id): f.name for f in pysc2_modules().actions.FUNCTIONS}
+
+
+def function_name(function_id: int) -> str:
+    return _function_names().get(int(function_id), f"unknown_{function_id}")
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        import dataclasses
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def label_statistics(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """No-op fraction, top target functions, mean mask size over sampled replays."""
+    functions: collections.Counter = collections.Counter()
+    n = noop = mask = unavailable = 0
+    for r in results:
+        n += r["num_samples"]
+        noop += r["noop"]
+        mask += r["mask_sum"]
+        unavailable += r["target_unavailable"]
+        functions.update({int(k): v for k, v in r["functions"].items()})
+    top = sorted(functions.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_FUNCTIONS]
+    return {
+        "samples": n,
+        "noop_fraction": noop / n if n else 0.0,
+        "mean_mask_size": mask / n if n else 0.0,
+        "target_unavailable_fraction": unavailable / n if n else 0.0,
+        "distinct_target_functions": len(functions),
+        "top_target_functions": [
+            {"function_id": fid, "name": function_name(fid), "count": c,
+             "fraction": c / n} for fid, c in top],
+    }
+
+
+def build_manifest(config, *, index_records, errors, duplicates, results, shards,
+                   started: float) -> dict[str, Any]:
+    """The manifest dict (without the launcher's timing)."""
+    schema = config.schema
+    spec_kwargs = dict(config.spec.kwargs)
+    source_unavailable = _source_unavailable(config)
+    status = collections.Counter()
+    filter_reasons = collections.Counter()
+    for rec in index_records:
+        reason = rec["replay"]["status"]
+        if reason != "ok":
+            filter_reasons[reason] += 1
+            status["filtered"] += 1
+    sampled_ids = {r["replay_id"] for r in results}
+    status["sampled"] = len(sampled_ids)
+    status["error"] = len(errors)
+    status["duplicate"] = len(duplicates)
+    error_reasons = collections.Counter(f"{e['stage']}:{e['category']}" for e in errors)
+    samples_by_split: dict[str, dict[str, int]] = {}
+    shard_files: dict[str, dict[str, list[dict]]] = {}
+    for info in sorted(shards, key=lambda s: (s["split"], s["index"])):
+        per = samples_by_split.setdefault(info["split"], {f: 0 for f in config.formats})
+        for fmt, path in info["files"].items():
+            per[fmt] += info["num_samples"]
+            shard_files.setdefault(fmt, {}).setdefault(info["split"], []).append(
+                {"path": path, "num_samples": info["num_samples"]})
+    counted = collections.Counter()
+    replays_by_split = collections.Counter()
+    for r in results:
+        counted[r["split"]] += r["num_samples"]
+        replays_by_split[r["split"]] += 1
+    inputs = (sum(1 for _ in index_records) + len(duplicates)
+              + len([e for e in errors if e["stage"] in ("scan", "read")]))
+    return {
+        "format_version": 1,
+        "created_unix": started,
+        "output_dir": config.output_dir,
+        "config": _jsonable({k: v for k, v in vars(config).items()
+                             if k not in ("filter_config", "spec")}),
+        "packages": package_versions(),
+        "schema": {"repr": repr(schema), "num_fields": len(schema.fields),
+                   "fields": [f.name for f in schema.fields]},
+        "source": {"name": config.source_name, "factory": config.spec.factory,
+                   "options": _jsonable(spec_kwargs),
+                   "unavailable_layers": source_unavailable,
+                   "fog": config.fog, "step_mul": config.step_mul,
+                   "resolution": config.resolution},
+        "filters": _jsonable(config.filter_config),
+        "splits": dict(config.fractions),
+        "counts": {
+            "input_files": inputs,
+            "replays_by_status": dict(sorted(status.items())),
+            "filter_reasons": dict(sorted(filter_reasons.items())),
+            "error_reasons": dict(sorted(error_reasons.items())),
+            "replays_by_split": dict(sorted(replays_by_split.items())),
+            "samples_counted_by_split": dict(sorted(counted.items())),
+            "samples_by_split_and_format": samples_by_split,
+            "shards_by_split": {s: len(v) for s, v in
+                                next(iter(shard_files.values()), {}).items()},
+            "samples_total": sum(counted.values()),
+        },
+        "labels": label_statistics(results),
+        "duplicates": sorted(({"path": d["replay"]["path"],
+                               "replay_id": d["replay"]["replay_id"],
+                               "canonical_path": d["canonical_path"]}
+                              for d in duplicates), key=lambda d: d["path"]),
+        "shards": shard_files,
+        "timing": {},
+    }
+
+
+def _source_unavailable(config) -> list[str]:
+    try:
+        source = config.spec.build(config.schema)
+    except (ImportError, AttributeError) as exc:
+        return [f"<source not importable: {exc}>"]
+    return sorted(source.unavailable_layers())
+
+
+def manifest_path(output_dir: str) -> str:
+    return FileSystems.join(output_dir, MANIFEST_NAME)
+
+
+def write_manifest(output_dir: str, manifest: Mapping[str, Any]) -> None:
+    data = json.dumps(manifest, indent=1, sort_keys=False).encode("utf-8")
+    writers.write_bytes_atomic(manifest_path(output_dir), data)
+
+
+def read_manifest(output_dir: str) -> dict[str, Any]:
+    with FileSystems.open(manifest_path(output_dir)) as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+def errors_dir(output_dir: str) -> str:
+    return FileSystems.join(output_dir, "errors")
+
+
+def write_errors(output_dir: str, errors: Iterable[Mapping[str, Any]]) -> None:
+    """All error records in ``DIR/errors/errors.parquet`` (the index's layout)."""
+    from pipeline.index.scan import write_errors as write_error_table
+    write_error_table(list(errors), errors_dir(output_dir))
+
+
+def add_timing(manifest: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    counts = manifest["counts"]
+    replays = counts["replays_by_status"].get("sampled", 0)
+    manifest["timing"] = {
+        "wall_s": round(wall_s, 3),
+        "replays_per_s": replays / wall_s if wall_s > 0 else 0.0,
+        "input_files_per_s": counts["input_files"] / wall_s if wall_s > 0 else 0.0,
+        "samples_per_s": counts["samples_total"] / wall_s if wall_s > 0 else 0.0,
+        "finished_unix": time.time(),
+    }
+    return manifest
+
+
+def summary(manifest: Mapping[str, Any]) -> str:
+    """A human-readable end-of-run summary."""
+    c = manifest["counts"]
+    t = manifest.get("timing", {})
+    lab = manifest["labels"]
+    lines = [
+        f"output: {manifest['output_dir']}",
+        f"source: {manifest['source']['name']} (fog={manifest['source']['fog']}, "
+        f"step_mul={manifest['source']['step_mul']}, "
+        f"resolution={manifest['source']['resolution']})",
+        f"input files: {c['input_files']}; replays by status: {c['replays_by_status']}",
+    ]
+    if c["filter_reasons"]:
+        lines.append(f"filtered: {c['filter_reasons']}")
+    if c["error_reasons"]:
+        lines.append(f"errors: {c['error_reasons']}")
+    for split, per in sorted(c["samples_by_split_and_format"].items()):
+        lines.append(f"  {split}: {c['replays_by_split'].get(split, 0)} replays, "
+                     f"{c['samples_counted_by_split'].get(split, 0)} samples, "
+                     f"{c['shards_by_split'].get(split, 0)} shards; per format {per}")
+    lines.append(f"samples: {c['samples_total']}; no-op fraction {lab['noop_fraction']:.3f}; "
+                 f"mean mask size {lab['mean_mask_size']:.1f}")
+    top = ", ".join(f"{f['name']} {f['fraction']:.3f}"
+                    for f in lab["top_target_functions"][:5])
+    if top:
+        lines.append(f"top targets: {top}")
+    metrics = manifest.get("metrics")
+    if metrics:
+        lines.append("beam counters: " + ", ".join(f"{k}={v}" for k, v in metrics.items()))
+    if t:
+        lines.append(f"wall {t['wall_s']:.1f} s: {t['replays_per_s']:.2f} replays/s, "
+                     f"{t['samples_per_s']:.1f} samples/s")
+    return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""Finds replay files and reads their bytes, locally or on any Beam filesystem.
+
+Users point the pipeline at directories, globs or single files, on local disk
+or on any filesystem Apache Beam supports (``gs://``, ``s3://``...).  This
+module turns such patterns into one sorted, de-duplicated list of replay
+paths and reads one replay's bytes with a size limit checked *before* the
+file is read (a stray 4 GB file must not be pulled into memory).
+
+Local paths use ``os``/``glob`` directly (fast for big local corpora); any
+path with a URL scheme goes through ``apache_beam.io.filesystems.FileSystems``
+(``match`` + ``open``).  A directory means every ``*.SC2Replay`` below it,
+recursively, with the suffix matched case-insensitively.
+
+The replay id is the content hash, computed by
+:class:`pipeline.replay.archive.ReplayArchive` (``replay_id``), never the
+path: the same game under two names is one replay.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+from typing import Iterable
+
+from pipeline.replay.archive import ReplayError
+
+#: Suffix of replay files (compared case-insensitively).
+REPLAY_SUFFIX = ".sc2replay"
+
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+class InputError(ValueError):
+    """A command-line input pattern that names no replay at all."""
+
+
+def is_remote(path: str) -> bool:
+    """True for paths with a URL scheme (``gs://...``); ``file://`` counts as local."""
+    return bool(_SCHEME.match(path)) and not path.startswith("file://")
+
+
+def _local(path: str) -> str:
+    return path[len("file://"):] if path.startswith("file://") else path
+
+
+def is_replay_name(path: str) -> bool:
+    """True if ``path`` ends in ``.SC2Replay`` (any case)."""
+    return path.lower().endswith(REPLAY_SUFFIX)
+
+
+def _walk(directory: str) -> Iterable[str]:
+    for root, dirs, files in os.walk(directory):
+        dirs.sort()
+        for name in files:
+            if is_replay_name(name):
+                yield os.path.join(root, name)
+
+
+def _expand_local(pattern: str) -> list[str]:
+    pattern = os.path.expanduser(_local(pattern))
+    if os.path.isdir(pattern):
+        return list(_walk(pattern))
+    if os.path.isfile(pattern):
+        return [pattern]  # an explicitly named file counts whatever its suffix
+    if not _GLOB_CHARS.search(pattern):
+        return []
+    out: list[str] = []
+    for match in glob.glob(pattern, recursive=True):
+        if os.path.isdir(match):
+            out.extend(_walk(match))
+        elif os.path.isfile(match) and is_replay_name(match):
+            out.append(match)
+    return out
+
+
+def _expand_remote(pattern: str) -> list[str]:
+    from apache_beam.io.filesystems import FileSystems
+
+    if _GLOB_CHARS.search(pattern):
+        globs = [pattern]
+    else:
+        # A single object, or a "directory" prefix: try both.
+        globs = [pattern, pattern.rstrip("/") + "/**"]
+    out: list[str] = []
+    for result in FileSystems.match(globs):
+        for meta in result.metadata_list:
+            if is_replay_name(meta.path) or meta.path == pattern:
+                out.append(meta.path)
+    return out
+
+
+def expand_inputs(patterns: Iterable[str]) -> list[str]:
+    """Sorted, de-duplicated replay paths named by files, directories and globs.
+
+    Raises :class:`InputError` naming every pattern that matched nothing
+    (usually a typo), so a run never silently processes less than asked.
+    """
+    found: set[str] = set()
+    empty: list[str] = []
+    for pattern in patterns:
+        if not pattern:
+            continue
+        paths = _expand_remote(pattern) if is_remote(pattern) else _expand_local(pattern)
+        if not paths:
+            empty.append(pattern)
+        found.update(p if is_remote(p) else os.path.normpath(p) for p in paths)
+    if empty:
+        raise InputError("no replay files match: " + ", ".join(repr(p) for p in empty))
+    return sorted(found)
+
+
+def file_size(path: str) -> int:
+    """Size in bytes, from the filesystem's metadata (the file is not read)."""
+    if not is_remote(path):
+        return os.stat(_local(path)).st_size
+    from apache_beam.io.filesystems import FileSystems
+
+    results = FileSystems.match([path])
+    metas = results[0].metadata_list if results else []
+    if not metas:
+        raise FileNotFoundError(path)
+    return int(metas[0].size_in_bytes)
+
+
+def read_bytes(path: str, max_bytes: int | None = None) -> bytes:
+    """The whole file; ``ReplayError("too_large")`` before reading if over ``max_bytes``.
+
+    I/O failures (missing file, permissions, network) raise ``OSError``.
+    """
+    if max_bytes is not None:
+        size = file_size(path)
+        if size > max_bytes:
+            raise ReplayError("too_large", f"{size} bytes > limit {max_bytes}")
+    if not is_remote(path):
+        with open(_local(path), "rb") as f:
+            return f.read() if max_bytes is None else f.read(max_bytes + 1)
+    from apache_beam.io.filesystems import CompressionTypes, FileSystems
+
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return f.read()
