@@ -145,6 +145,12 @@ def run(argv: list[str] | None = None) -> dict:
     manifest_lib.add_timing(manifest, wall)
     manifest["metrics"] = beam_counters(result)
     manifest_lib.write_manifest(config.output_dir, manifest)
+    if "tfrecord" in config.formats and not config.scan_only:
+        # TFDS metadata over the TFRecord shards, in DIR/tfds (no second copy);
+        # imported here: it loads TensorFlow, which the launcher needs nowhere else.
+        from datasets.sc2_replays import build as tfds_build
+        manifest["tfds"] = tfds_build.prepare_in_output(config.output_dir)
+        manifest_lib.write_manifest(config.output_dir, manifest)
     _cleanup(config.output_dir)
     return manifest
 

@@ -48,7 +48,7 @@ class ExampleEncoder:
     """Encodes samples of a fixed field list as serialized Examples.
 
     ``fields``: (name, kind, dtype) with kind ``"string"`` (str, UTF-8),
-    ``"array"`` (numpy array of a fixed ``size``, raw little-endian bytes of
+    ``"bytes"`` (a ``bytes`` value, stored as it is), ``"array"`` (numpy array of a fixed ``size``, raw little-endian bytes of
     ``dtype``) or ``"int"`` (an integer scalar); ``size`` is the array's
     element count (0 for the other kinds).  Map entries are written in
     field-name order.
@@ -67,7 +67,7 @@ class ExampleEncoder:
                 prefix = (b"\x0a" + varint(entry_len) + key + b"\x12" + varint(feature_len)
                           + b"\x0a" + varint(_nested_len(n)) + b"\x0a" + varint(n))
                 self._plan.append((name, kind, (prefix, little, n)))
-            elif kind in ("string", "int"):
+            elif kind in ("string", "bytes", "int"):
                 self._plan.append((name, kind, key))
             else:
                 raise ValueError(f"unknown field kind {kind!r}")
@@ -87,6 +87,8 @@ class ExampleEncoder:
                 continue
             if kind == "string":  # Feature.bytes_list.value
                 feature = _delimited(1, _delimited(1, value.encode("utf-8")))
+            elif kind == "bytes":
+                feature = _delimited(1, _delimited(1, value))
             else:  # Feature.int64_list.value, packed
                 feature = _delimited(3, _delimited(1, varint(int(value))))
             entry = plan + b"\x12" + varint(len(feature)) + feature  # key, value

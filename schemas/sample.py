@@ -13,25 +13,34 @@ Everything that stores or reads samples derives its layout from
 In memory a sample is a ``dict`` from field name to a Python scalar (ints,
 strings) or a numpy array of the field's dtype and shape.
 
-Encodings:
-* Parquet: scalars as their Arrow type; arrays as ``fixed_size_list`` of the
-  element type, flattened in C order (the shape is in the field's metadata).
+Encodings.  The large arrays -- every feature layer and the action mask,
+``Field.compact`` -- are stored in every format as the same compact byte
+string (``schemas.layer_codec``: empty when all zeros, else run-length coded
+or raw, whichever is smaller), encoded once per sample:
+* Parquet: scalars as their Arrow type; compact arrays as ``binary``; the
+  small vectors (player, score, spatial arguments) as ``fixed_size_list``;
+  shape, dtype and encoding in each field's metadata.
 * TFRecord (``tf.train.Example``): integer scalars as ``int64_list``, strings
-  as ``bytes_list``; arrays as one ``bytes_list`` entry of raw little-endian
-  bytes (``tf.io.decode_raw`` + reshape reads them).
-* TFDS: scalars as ``Scalar``/``Text``, arrays as ``Tensor`` with ZLIB
-  encoding.
+  and compact arrays as one ``bytes_list`` entry, small vectors as their raw
+  little-endian bytes.
+* TFDS: scalars as ``Scalar``/``Text``, compact arrays as
+  ``schemas.tfds_features.CompactTensor``, small vectors as ``Tensor``; the
+  TFDS dataset reads the pipeline's TFRecord shards in place.
+Readers get the dense arrays back: :meth:`SampleSchema.from_arrow`,
+:meth:`SampleSchema.from_example`, :meth:`SampleSchema.tf_decode`, the TFDS
+features, and :func:`read_parquet_samples` for pandas/pyarrow users.
 """
 from __future__ import annotations
 
 import dataclasses
 import enum
 import functools
+import re
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from schemas import layers
+from schemas import layer_codec, layers
 from schemas.example_wire import ExampleEncoder
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -60,6 +69,8 @@ class Field:
     group: Group
     doc: str
     default: Any = None
+    #: stored as a ``schemas.layer_codec`` byte string (the large arrays)
+    compact: bool = False
 
     @property
     def is_array(self) -> bool:
@@ -108,11 +119,11 @@ def _fields(screen: int, minimap: int) -> tuple[Field, ...]:
     for layer in layers.MINIMAP_LAYERS:
         f.append(Field(f"minimap_{layer.name}", layer.dtype.name, (minimap, minimap), O,
                        f"Minimap feature layer '{layer.name}' ({layer.type.value}, "
-                       f"values in [0, {layer.scale})), indexed [y, x]."))
+                       f"values in [0, {layer.scale})), indexed [y, x].", compact=True))
     for layer in layers.SCREEN_LAYERS:
         f.append(Field(f"screen_{layer.name}", layer.dtype.name, (screen, screen), O,
                        f"Screen feature layer '{layer.name}' ({layer.type.value}, "
-                       f"values in [0, {layer.scale})), indexed [y, x]."))
+                       f"values in [0, {layer.scale})), indexed [y, x].", compact=True))
     f += [
         Field("player", "int32", (len(layers.PLAYER_FEATURES),), O,
               "Player vector: " + ", ".join(layers.PLAYER_FEATURES) + "."),
@@ -120,7 +131,8 @@ def _fields(screen: int, minimap: int) -> tuple[Field, ...]:
               "Score vector (pysc2 score_cumulative / score_by_category entries): "
               + ", ".join(layers.SCORE_FEATURES) + "."),
         Field("available_actions", "uint8", (layers.NUM_FUNCTIONS,), O,
-              "1 where the pysc2 function was available at some loop of the window."),
+              "1 where the pysc2 function was available at some loop of the window.",
+              compact=True),
         Field("source", "str", (), O, "Observation source: " + " or ".join(SOURCES) + "."),
         Field("unavailable_layers", "str", (), O,
               "Comma-separated layers the source could not fill (stored as zeros), "
@@ -214,6 +226,25 @@ class SampleSchema:
             elif not isinstance(value, (int, np.integer)):
                 raise SchemaError(f"{field.name}: expected int, got {type(value)}")
 
+    # ---------------------------------------------------------------- encoding
+    def encode_columns(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, list]:
+        """Each field's values over ``samples``, compact arrays as their byte
+        strings (``layer_codec.encode_rows``, one vectorized pass per field):
+        the one encoding step both Parquet and TFRecord are written from."""
+        columns: dict[str, list] = {}
+        for field in self.fields:
+            values = [s[field.name] for s in samples]
+            if field.compact:
+                stacked = (np.stack(values) if values
+                           else np.zeros((0,) + field.shape, field.np_dtype))
+                if stacked.dtype != field.np_dtype or stacked.shape[1:] != field.shape:
+                    raise SchemaError(f"{field.name}: {stacked.shape[1:]} {stacked.dtype}, "
+                                      f"expected {field.shape} {field.np_dtype}")
+                columns[field.name] = layer_codec.encode_rows(stacked)
+            else:
+                columns[field.name] = values
+        return columns
+
     # ---------------------------------------------------------------- Parquet
     @functools.cached_property
     def arrow_schema(self):
@@ -223,6 +254,11 @@ class SampleSchema:
             meta = {b"doc": field.doc.encode(), b"group": field.group.value.encode()}
             if field.is_string:
                 typ = pa.string()
+            elif field.compact:
+                typ = pa.binary()
+                meta[b"shape"] = ",".join(map(str, field.shape)).encode()
+                meta[b"dtype"] = field.dtype.encode()
+                meta[b"encoding"] = b"schemas.layer_codec"
             elif field.is_array:
                 typ = pa.list_(pa.from_numpy_dtype(field.np_dtype), field.size)
                 meta[b"shape"] = ",".join(map(str, field.shape)).encode()
@@ -232,13 +268,17 @@ class SampleSchema:
         return pa.schema(cols, metadata={
             b"sc2_sample_schema": repr(self).encode()})
 
-    def to_arrow(self, samples: Sequence[Mapping[str, Any]]):
-        """Samples (dicts) to a pyarrow Table with :attr:`arrow_schema`."""
+    def to_arrow(self, samples: Sequence[Mapping[str, Any]] | None = None, *,
+                 columns: Mapping[str, list] | None = None):
+        """Samples (dicts), or their :meth:`encode_columns`, to a pyarrow Table
+        with :attr:`arrow_schema`."""
         import pyarrow as pa
+        if columns is None:
+            columns = self.encode_columns(samples or [])
         arrays = []
         for field, arrow_field in zip(self.fields, self.arrow_schema):
-            values = [s[field.name] for s in samples]
-            if field.is_array:
+            values = columns[field.name]
+            if field.is_array and not field.compact:
                 flat = (np.stack(values).reshape(-1) if values
                         else np.zeros(0, field.np_dtype))
                 arrays.append(pa.FixedSizeListArray.from_arrays(
@@ -248,41 +288,73 @@ class SampleSchema:
         return pa.Table.from_arrays(arrays, schema=self.arrow_schema)
 
     def from_arrow(self, table) -> list[dict[str, Any]]:
-        """A pyarrow Table (or RecordBatch) back to sample dicts."""
+        """A pyarrow Table (or RecordBatch) back to sample dicts, dense arrays."""
+        n = table.num_rows
+        columns = self.arrow_columns(table)
+        return [{name: col[i] for name, col in columns.items()} for i in range(n)]
+
+    def arrow_columns(self, table, names: Iterable[str] | None = None) -> dict[str, Any]:
+        """Columns of a pyarrow Table as numpy: arrays stacked dense
+        ``(rows, *shape)``, scalars as arrays, strings as lists."""
         n = table.num_rows
         columns: dict[str, Any] = {}
-        for field in self.fields:
+        for name in (names if names is not None else self.names()):
+            field = self.by_name[name]
             col = table.column(field.name)
             if hasattr(col, "combine_chunks"):
                 col = col.combine_chunks()
-            if field.is_array:
+            if field.compact:
+                columns[name] = layer_codec.decode_rows(col.to_pylist(), field.np_dtype,
+                                                        field.shape)
+            elif field.is_array:
                 flat = col.flatten().to_numpy(zero_copy_only=False)
-                columns[field.name] = flat.astype(field.np_dtype).reshape((n,) + field.shape)
+                columns[name] = flat.astype(field.np_dtype).reshape((n,) + field.shape)
             else:
-                columns[field.name] = col.to_pylist()
-        return [{name: col[i] for name, col in columns.items()} for i in range(n)]
+                columns[name] = col.to_pylist()
+        return columns
 
     # ------------------------------------------------------------- TFRecord
-    def to_example(self, sample: Mapping[str, Any]) -> bytes:
-        """One sample as a serialized ``tf.train.Example``: strings as UTF-8
-        bytes, arrays as their raw little-endian bytes, integer scalars as
-        int64 (``schemas.example_wire``: the bytes protobuf would write)."""
+    @property
+    def _encoder(self) -> ExampleEncoder:
         if self._example_encoder is None:
             self._example_encoder = ExampleEncoder([
-                (f.name, "string" if f.is_string else "array" if f.is_array else "int",
-                 f.np_dtype if f.is_array else None, f.size if f.is_array else 0)
+                (f.name,
+                 "bytes" if f.compact else "string" if f.is_string
+                 else "array" if f.is_array else "int",
+                 f.np_dtype if f.is_array and not f.compact else None,
+                 f.size if f.is_array and not f.compact else 0)
                 for f in self.fields])
-        return self._example_encoder.encode(sample)
+        return self._example_encoder
+
+    def to_examples(self, samples: Sequence[Mapping[str, Any]] | None = None, *,
+                    columns: Mapping[str, list] | None = None) -> list[bytes]:
+        """Samples (or their :meth:`encode_columns`) as serialized
+        ``tf.train.Example`` s: strings as UTF-8 bytes, compact arrays as their
+        byte strings, small arrays as raw little-endian bytes, integer scalars
+        as int64 (``schemas.example_wire``: the bytes protobuf would write)."""
+        if columns is None:
+            columns = self.encode_columns(samples or [])
+        encoder = self._encoder
+        names = self.names()
+        n = len(columns[names[0]]) if names else 0
+        return [encoder.encode({name: columns[name][i] for name in names}) for i in range(n)]
+
+    def to_example(self, sample: Mapping[str, Any]) -> bytes:
+        """One sample as a serialized ``tf.train.Example`` (see :meth:`to_examples`)."""
+        return self.to_examples([sample])[0]
 
     def from_example(self, serialized: bytes) -> dict[str, Any]:
-        """A serialized ``tf.train.Example`` back to a sample dict (numpy)."""
+        """A serialized ``tf.train.Example`` back to a sample dict (dense numpy)."""
         from tensorflow.core.example import example_pb2
         example = example_pb2.Example.FromString(serialized)
         feats = example.features.feature
         out: dict[str, Any] = {}
         for field in self.fields:
             feat = feats[field.name]
-            if field.is_string:
+            if field.compact:
+                out[field.name] = layer_codec.decode(feat.bytes_list.value[0],
+                                                     field.np_dtype, field.shape)
+            elif field.is_string:
                 out[field.name] = feat.bytes_list.value[0].decode("utf-8")
             elif field.is_array:
                 out[field.name] = np.frombuffer(
@@ -307,16 +379,19 @@ class SampleSchema:
         return spec
 
     def tf_decode(self, parsed: Mapping[str, Any]) -> dict:
-        """Turns parsed (possibly batched) features into typed tensors.
+        """Turns parsed (possibly batched) features into typed dense tensors.
 
-        Arrays are decoded from raw bytes and reshaped (a leading batch
-        dimension is kept); integer scalars are cast to the field dtype.
+        Compact arrays are decoded by ``layer_codec`` (``tf.numpy_function``),
+        small arrays from raw bytes; both are reshaped with any leading batch
+        dimension kept; integer scalars are cast to the field dtype.
         """
         import tensorflow as tf
         out = {}
         for name, tensor in parsed.items():
             field = self.by_name[name]
-            if field.is_array:
+            if field.compact:
+                out[name] = tf_decode_compact(tensor, field)
+            elif field.is_array:
                 decoded = tf.io.decode_raw(tensor, tf.dtypes.as_dtype(field.np_dtype),
                                            little_endian=True)
                 batch = tf.shape(tensor)
@@ -332,18 +407,73 @@ class SampleSchema:
     def tfds_features(self):
         """The TensorFlow Datasets ``FeaturesDict`` for a sample."""
         import tensorflow_datasets as tfds
+        from schemas.tfds_features import CompactTensor
         feats = {}
         for field in self.fields:
             doc = tfds.features.Documentation(desc=field.doc)
             if field.is_string:
                 feats[field.name] = tfds.features.Text(doc=doc)
+            elif field.compact:
+                feats[field.name] = CompactTensor(shape=field.shape, dtype=field.np_dtype,
+                                                  doc=doc)
             elif field.is_array:
                 feats[field.name] = tfds.features.Tensor(
                     shape=field.shape, dtype=field.np_dtype,
-                    encoding=tfds.features.Encoding.ZLIB, doc=doc)
+                    encoding=tfds.features.Encoding.BYTES, doc=doc)
             else:
                 feats[field.name] = tfds.features.Scalar(dtype=field.np_dtype, doc=doc)
         return tfds.features.FeaturesDict(feats)
+
+
+def tf_decode_compact(tensor, field: Field):
+    """Dense tensor of a compact field from its (batched or scalar) byte strings."""
+    import tensorflow as tf
+    dtype, shape = field.np_dtype, field.shape
+
+    def decode(values: np.ndarray) -> np.ndarray:
+        return layer_codec.decode_rows(values.reshape(-1), dtype, shape)
+
+    flat = tf.reshape(tensor, [-1])
+    dense = tf.numpy_function(decode, [flat], tf.dtypes.as_dtype(dtype), stateful=False)
+    return tf.reshape(dense, tf.concat([tf.shape(tensor), tf.constant(shape, tf.int32)], 0))
+
+
+def read_parquet_samples(path: str, columns: Iterable[str] | None = None,
+                         screen_resolution: int | None = None):
+    """A Parquet shard of the pipeline as dense numpy columns, for
+    numpy/pandas/pyarrow users: ``{name: array (rows, *shape) | list}``.
+
+    The resolution is read from the file's schema metadata unless given.
+    ``pandas.DataFrame({k: list(v) for k, v in cols.items()})`` makes a frame
+    of it.
+    """
+    import pyarrow.parquet as pq
+    table = pq.read_table(path, columns=list(columns) if columns is not None else None)
+    if screen_resolution is None:
+        try:
+            screen_resolution, minimap_resolution = _resolutions_of(table.schema)
+        except SchemaError as exc:
+            raise SchemaError(f"{path}: not a sample Parquet file ({exc})") from exc
+    else:
+        minimap_resolution = screen_resolution
+    schema = SampleSchema(screen_resolution, minimap_resolution)
+    return schema.arrow_columns(table, table.column_names)
+
+
+def _resolutions_of(arrow_schema) -> tuple[int, int]:
+    text = (arrow_schema.metadata or {}).get(b"sc2_sample_schema", b"").decode()
+    schema = schema_from_repr(text)
+    return schema.screen_resolution, schema.minimap_resolution
+
+
+def schema_from_repr(text: str) -> SampleSchema:
+    """The schema a ``repr(SampleSchema(...))`` names (manifests and Parquet
+    metadata record it); :class:`SchemaError` for anything else."""
+    match = re.fullmatch(r"SampleSchema\(screen_resolution=(\d+), minimap_resolution=(\d+)\)",
+                         text.strip())
+    if not match:
+        raise SchemaError(f"not a sample schema: {text!r}")
+    return SampleSchema(int(match.group(1)), int(match.group(2)))
 
 
 def sample_key(replay_id: str, player_id: int, game_loop: int) -> str:

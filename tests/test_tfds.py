@@ -57,10 +57,28 @@ def test_tfds_load_every_split_matches_parquet(pipeline_run, tfds_dir, monkeypat
                     assert int(value) == row[field.name], (key, field.name)
 
 
-def test_builder_from_directory_and_metadata(pipeline_run, tfds_dir):
+def test_the_run_prepares_tfds_over_its_own_shards_without_a_copy(pipeline_run):
+    """beam_runner.py leaves DIR/tfds: TFDS metadata only, reading DIR's shards."""
     import tensorflow_datasets as tfds
-    builder = tfds.builder_from_directory(
-        str(tfds_dir / "sc2_replays" / "events_64" / "1.1.0"))
+    import datasets.sc2_replays  # noqa: F401
+    output = pipeline_run.output
+    assert pipeline_run.manifest["tfds"]["data_dir"] == "tfds"
+    tfds_bytes = sum(p.stat().st_size for p in (output / "tfds").rglob("*") if p.is_file())
+    shard_bytes = sum(p.stat().st_size for p in (output / "tfrecord").rglob("*.tfrecord.gz"))
+    # Metadata only (features.json with every field's doc, dataset_info.json):
+    # a fixed ~45 KB, whatever the number of samples (5% of ~0.9 MB of shards).
+    assert tfds_bytes < 60_000 and shard_bytes > 500_000, (tfds_bytes, shard_bytes)
+    assert not list((output / "tfds").rglob("*.tfrecord*"))
+    counts = pipeline_run.manifest["counts"]["samples_counted_by_split"]
+    ds = tfds.load("sc2_replays", data_dir=str(output / "tfds"), split="train+test",
+                   download=False, try_gcs=False)
+    assert sum(1 for _ in ds) == counts["train"] + counts["test"]
+
+
+def test_builder_and_metadata(pipeline_run, tfds_dir):
+    import tensorflow_datasets as tfds
+    import datasets.sc2_replays  # noqa: F401
+    builder = tfds.builder("sc2_replays/events_64", data_dir=str(tfds_dir))
     info = builder.info
     counts = pipeline_run.manifest["counts"]["samples_counted_by_split"]
     assert {s: info.splits[s].num_examples for s in SPLITS} == counts

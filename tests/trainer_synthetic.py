@@ -91,5 +91,6 @@ def write_synthetic(out: Path, schema: SampleSchema, replays: dict[str, int] | N
                     w.write(schema.to_example(s))
     (out / "manifest.json").write_text(json.dumps(
         {"observation_source": {"name": "events", "unavailable_layers": []},
+         "schema": {"repr": repr(schema)},
          "counts": {k: len(v) for k, v in by_split.items()}}))
     return by_split

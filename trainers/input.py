@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import glob
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -29,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from schemas import layers
-from schemas.sample import SampleSchema
+from schemas.sample import SampleSchema, schema_from_repr
 
 # Fields carried next to each batch for evaluation and baselines.
 META_FIELDS: tuple[str, ...] = ("replay_id", "player_id", "game_loop", "race",
@@ -211,19 +210,18 @@ def split_size(data_dir: str | os.PathLike, split: str) -> int:
 
 
 def infer_resolutions(files: list[str]) -> tuple[int, int]:
-    """(screen, minimap) resolution from the first record's layer sizes."""
-    for record in tf.data.TFRecordDataset(files[:1], compression_type="GZIP").take(1):
-        example = tf.train.Example.FromString(record.numpy())
-        out = []
-        for name in ("screen_height_map", "minimap_height_map"):
-            nbytes = len(example.features.feature[name].bytes_list.value[0])
-            itemsize = SampleSchema(1, 1).by_name[name].np_dtype.itemsize
-            side = math.isqrt(nbytes // itemsize)
-            if side * side * itemsize != nbytes:
-                raise InputError(f"{files[0]}: {name} has {nbytes} bytes, not a square layer")
-            out.append(side)
-        return out[0], out[1]
-    raise InputError(f"{files[0]} holds no records")
+    """(screen, minimap) resolution of the shards, from the manifest of the
+    pipeline output they belong to (``DIR/tfrecord/<split>/<shard>``)."""
+    if not files:
+        raise InputError("no shards to read")
+    path = Path(files[0]).resolve().parents[2] / "manifest.json"
+    if not path.exists():
+        raise InputError(f"{path}: no manifest next to the shards")
+    try:
+        schema = schema_from_repr(json.loads(path.read_text())["schema"]["repr"])
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"{path}: no sample schema ({exc})") from exc
+    return schema.screen_resolution, schema.minimap_resolution
 
 
 # -------------------------------------------------------------- conversion

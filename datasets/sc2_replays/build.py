@@ -1,10 +1,13 @@
-"""Prepares the ``sc2_replays`` TFDS dataset from a pipeline output, offline.
+"""Prepares the ``sc2_replays`` TFDS dataset over a pipeline output, offline.
 
     python -m datasets.sc2_replays.build --pipeline_output DIR --data_dir TFDS_DIR \\
         [--config events_64]
 
-The config defaults to the one matching the manifest (source, resolution).
-Nothing is downloaded: the builder reads DIR's TFRecord shards (manual dir).
+``beam_runner.py`` already does this into ``DIR/tfds`` at the end of a run;
+this command makes another data_dir point at the same shards.  The config
+defaults to the one matching the manifest (source, resolution).  Nothing is
+downloaded and no sample is copied: only TFDS metadata is written, and the
+dataset reads DIR's TFRecord shards where they lie.
 """
 from __future__ import annotations
 
@@ -26,6 +29,19 @@ def prepare(pipeline_output: str, data_dir: str, config: str | None = None):
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=pipeline_output, try_download_gcs=False))
     return builder
+
+
+def prepare_in_output(pipeline_output: str) -> dict[str, str]:
+    """Prepares the dataset in ``pipeline_output/tfds``; returns where it is,
+    relative to the output (for the manifest)."""
+    import tensorflow as tf
+    data_dir = os.path.join(pipeline_output, "tfds")
+    if tf.io.gfile.exists(data_dir):       # an earlier run's metadata: never reused
+        tf.io.gfile.rmtree(data_dir)
+    builder = prepare(pipeline_output, data_dir)
+    return {"data_dir": "tfds", "name": f"{builder.info.full_name}",
+            "load": f"tfds.load('sc2_replays/{builder.builder_config.name}', "
+                    f"data_dir='<output>/tfds')"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,14 +1,21 @@
 """TFDS dataset ``sc2_replays``: SC2LE-style supervised samples from replays.
 
-This builder does not run the pipeline: it reads the TFRecord shards that
-``beam_runner.py`` wrote (``DIR/tfrecord/<split>/*.tfrecord.gz``) and the
-manifest (``DIR/manifest.json``) for provenance, where ``DIR`` is the
-builder's *manual dir*.  Features come from ``SampleSchema.tfds_features()``;
-example keys are ``schemas.sample.sample_key`` (``{replay_id}_{player}_{loop}``).
+One copy of the data: this builder does not copy or re-encode samples.
+Preparing it reads the pipeline's manifest (``DIR/manifest.json``, the
+builder's *manual dir*), checks that the output matches the builder config,
+and writes only TFDS metadata (``dataset_info.json``, ``features.json``,
+split sizes, provenance).  Reading it streams the pipeline's own GZIP TFRecord
+shards (``DIR/tfrecord/<split>/*.tfrecord.gz``) where they lie and decodes
+them with the features of ``SampleSchema.tfds_features()`` -- the compact
+layers through ``schemas.tfds_features.CompactTensor``.  ``beam_runner.py``
+prepares it in ``DIR/tfds`` at the end of every run with TFRecord output; the
+metadata names the shards relative to itself, so ``DIR`` can be moved whole.
+The stable key of an example is ``schemas.sample.sample_key``
+(``{replay_id}_{player}_{loop}``), from its own fields.
 
-    python -m datasets.sc2_replays.build --pipeline_output DIR --data_dir TFDS_DIR
     import datasets.sc2_replays  # registers the builder
-    tfds.load("sc2_replays", data_dir=TFDS_DIR, split="train", try_gcs=False)
+    tfds.load("sc2_replays", data_dir="DIR/tfds", split="train", try_gcs=False)
+    python -m datasets.sc2_replays.build --pipeline_output DIR --data_dir TFDS_DIR
 """
 from __future__ import annotations
 
@@ -16,9 +23,10 @@ import json
 import os
 from typing import Any
 
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from schemas.sample import SPLITS, Group, SampleSchema, sample_key
+from schemas.sample import SPLITS, Group, SampleSchema
 
 _DESCRIPTION = """\
 Supervised learning data from StarCraft II replays, reproducing section 5 of
@@ -84,11 +92,15 @@ def supervised_keys(schema: SampleSchema):
     return observation, (target, "value")
 
 
-class Sc2Replays(tfds.core.GeneratorBasedBuilder):
-    """SC2LE-style replay samples, from the pipeline's TFRecord shards."""
+class Sc2Replays(tfds.core.DatasetBuilder):
+    """SC2LE-style replay samples, read from the pipeline's TFRecord shards."""
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
+        "1.2.0": "Reads the pipeline's shards in place (no second copy). Feature "
+                 "layers and the action mask are stored as compact byte strings "
+                 "(schemas.layer_codec: empty when all zeros, else run-length or "
+                 "raw) and decode to the same dense tensors as before.",
         "1.1.0": "Adds 'score': the 20 score entries (pysc2 score_cumulative "
                  "collection rates and score_by_category used / killed / lost "
                  "minerals and vespene by army, economy and technology) that "
@@ -105,7 +117,8 @@ class Sc2Replays(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         schema = self.builder_config.schema
-        return self.dataset_info_from_configs(
+        return tfds.core.DatasetInfo(
+            builder=self,
             description=_DESCRIPTION,
             features=schema.tfds_features(),
             supervised_keys=supervised_keys(schema),
@@ -116,7 +129,9 @@ class Sc2Replays(tfds.core.GeneratorBasedBuilder):
 
     def _read_manifest(self, pipeline_output: str) -> dict[str, Any]:
         path = os.path.join(pipeline_output, "manifest.json")
-        with tfds.core.Path(path).open("r") as f:
+        if not tf.io.gfile.exists(path):
+            raise MismatchError(f"{path}: no manifest (not a finished beam_runner.py output)")
+        with tf.io.gfile.GFile(path, "r") as f:
             manifest = json.load(f)
         cfg = self.builder_config
         if manifest["source"]["name"] != cfg.source or \
@@ -132,31 +147,75 @@ class Sc2Replays(tfds.core.GeneratorBasedBuilder):
                                 "(run it with --formats including tfrecord)")
         return manifest
 
-    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        pipeline_output = os.fspath(dl_manager.manual_dir)
+    def _download_and_prepare(self, dl_manager: tfds.download.DownloadManager,
+                              download_config: tfds.download.DownloadConfig) -> None:
+        del download_config
+        pipeline_output = os.path.abspath(os.fspath(dl_manager.manual_dir))
         manifest = self._read_manifest(pipeline_output)
+        shards = manifest["shards"]["tfrecord"]
         self.info.metadata.update({
             "provenance": {k: manifest[k] for k in ("source", "filters", "splits",
                                                     "packages", "schema")},
             "counts": manifest["counts"],
             "labels": manifest["labels"],
             "pipeline_output": pipeline_output,
+            # The shards relative to this dataset directory (a moved DIR still reads).
+            "pipeline_output_relative": os.path.relpath(pipeline_output,
+                                                        os.fspath(self.data_dir)),
+            "shards": {split: [os.path.relpath(s["path"], pipeline_output)
+                               if os.path.isabs(s["path"]) else s["path"]
+                               for s in shards.get(split, [])] for split in SPLITS},
         })
-        shards = manifest["shards"]["tfrecord"]
-        generators = {}
+        split_infos = []
         for split in SPLITS:
-            files = [os.path.join(pipeline_output, "tfrecord", split,
-                                  os.path.basename(s["path"]))
-                     for s in shards.get(split, [])]
-            if files:
-                generators[split] = self._generate_examples(files)
-        return generators
+            entries = shards.get(split, [])
+            if entries:
+                split_infos.append(tfds.core.SplitInfo(
+                    name=split, shard_lengths=[int(s["num_samples"]) for s in entries],
+                    num_bytes=sum(int(s.get("bytes", 0)) for s in entries)))
+        self.info.set_splits(tfds.core.SplitDict(split_infos))
 
-    def _generate_examples(self, files: list[str]):
-        from pipeline.output.writers import read_tfrecord_file
-        schema = self.builder_config.schema
-        for path in files:
-            for record in read_tfrecord_file(path):
-                sample = schema.from_example(record)
-                yield sample_key(sample["replay_id"], sample["player_id"],
-                                 sample["game_loop"]), sample
+    # ------------------------------------------------------------- reading
+    def pipeline_output(self) -> str:
+        """The pipeline output directory whose shards this dataset reads."""
+        meta = self.info.metadata
+        relative = os.path.normpath(os.path.join(os.fspath(self.data_dir),
+                                                 meta["pipeline_output_relative"]))
+        if tf.io.gfile.exists(os.path.join(relative, "manifest.json")):
+            return relative
+        return meta["pipeline_output"]
+
+    def split_files(self, split: str) -> list[str]:
+        """The TFRecord shards of ``split`` (a split name, or names joined by '+')."""
+        names = [n.strip() for n in str(split).split("+")]
+        unknown = [n for n in names if n not in self.info.splits]
+        if unknown:
+            raise ValueError(f"split {split!r}: {unknown} not in {sorted(self.info.splits)} "
+                             "(slices such as 'train[:10%]' are not supported; use "
+                             "Dataset.take/shard)")
+        root = self.pipeline_output()
+        return [os.path.join(root, rel) for n in names for rel in self.info.metadata["shards"][n]]
+
+    def _as_dataset(self, split: Any, decoders: Any = None,
+                    read_config: tfds.ReadConfig | None = None,
+                    shuffle_files: bool = False) -> tf.data.Dataset:
+        read_config = read_config or tfds.ReadConfig()
+        files = self.split_files(split)
+        ds = tf.data.Dataset.from_tensor_slices(files)
+        if shuffle_files:
+            ds = ds.shuffle(len(files), seed=read_config.shuffle_seed,
+                            reshuffle_each_iteration=read_config.shuffle_reshuffle_each_iteration
+                            is not False)
+        cycle = read_config.interleave_cycle_length
+        ds = ds.interleave(
+            lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP", buffer_size=1 << 20),
+            cycle_length=cycle if isinstance(cycle, int) else 16,   # TFDS' default: 'missing'
+            block_length=read_config.interleave_block_length,
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        features = self.info.features
+        parser = tfds.core.example_parser.ExampleParser(features.get_serialized_info())
+
+        def decode(serialized):
+            return features.decode_example(parser.parse_example(serialized), decoders=decoders)
+
+        return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
