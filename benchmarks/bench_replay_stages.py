@@ -5,8 +5,10 @@
 In one process (Beam and pyarrow imported, as in the worker's child), with
 the garbage collector paused as the worker runs a replay
 (``pipeline.job.worker.gc_paused``): decode the game and tracker events, featurize
-both players (engine-free source), encode and write the TFRecord batch, and
-the Parquet batch.  Best of N CPU times per stage, in one run (the shares
+both players (engine-free source), and write the replay's batch in both
+formats as the worker does (``writers.write_batch``: the layers encoded once,
+``schemas.layer_codec``, then TFRecord and Parquet); ``encode`` is the
+encoding step alone, part of ``write``.  Best of N CPU times per stage, in one run (the shares
 compare; absolute figures depend on the machine's load), per sample and as
 a share of the total.
 """
@@ -28,7 +30,7 @@ from pipeline.replay.archive import ReplayArchive  # noqa: E402
 from pipeline.job.worker import gc_paused  # noqa: E402
 from schemas.sample import SampleSchema  # noqa: E402
 
-STAGES = ("decode", "featurize", "tfrecord", "parquet")
+STAGES = ("decode", "featurize", "write", "encode")
 
 
 def measure(path: str, repeats: int) -> tuple[dict[str, float], int]:
@@ -53,10 +55,12 @@ def measure(path: str, repeats: int) -> tuple[dict[str, float], int]:
             for s in samples:
                 s["split"] = "train"
             n = len(samples)
-            for fmt in ("tfrecord", "parquet"):
-                t = time.process_time()
-                writers.write_batch(batch, schema, samples, (fmt,))
-                best[fmt] = min(best[fmt], time.process_time() - t)
+            t = time.process_time()
+            writers.write_batch(batch, schema, samples, writers.FORMATS)
+            best["write"] = min(best["write"], time.process_time() - t)
+            t = time.process_time()
+            schema.encode_columns(samples)
+            best["encode"] = min(best["encode"], time.process_time() - t)
     return best, n
 
 
@@ -66,12 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     best, n = measure(args.replay, args.repeats)
-    total = sum(best.values())
+    total = best["decode"] + best["featurize"] + best["write"]   # encode is inside write
+    source = best["decode"] + best["featurize"]
     print(f"{os.path.basename(args.replay)}: {n} samples, best of {args.repeats}, CPU")
     for stage in STAGES:
         print(f"  {stage:10s} {best[stage]:6.2f} s  {1e6 * best[stage] / n:6.0f} us/sample  "
               f"{best[stage] / total:6.1%}")
     print(f"  {'total':10s} {total:6.2f} s  {1e6 * total / n:6.0f} us/sample")
+    print(f"  source only (decode + featurize): {n / source:,.0f} samples/s; with the "
+          f"batch write: {n / total:,.0f} samples/s ({source / total:.0%})")
     return 0
 
 

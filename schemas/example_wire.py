@@ -71,11 +71,28 @@ class ExampleEncoder:
                 self._plan.append((name, kind, key))
             else:
                 raise ValueError(f"unknown field kind {kind!r}")
+        self._memo: dict[str, dict[Any, bytes]] = {name: {} for name, _, _ in self._plan}
+
+    def _remember(self, name: str, value: Any, entry: bytes) -> None:
+        memo = self._memo[name]
+        if len(memo) >= _MEMO_ENTRIES:
+            memo.clear()
+        memo[value] = entry
 
     def encode(self, sample: Mapping[str, Any]) -> bytes:
         parts = []
+        size = 0
+        memo = self._memo
         for name, kind, plan in self._plan:
             value = sample[name]
+            if kind != "array":
+                # Most scalar and empty-layer entries repeat within a replay
+                # (context, labels, unused arguments, zero layers): memoized.
+                known = memo[name].get(value)
+                if known is not None:
+                    parts.append(known)
+                    size += len(known)
+                    continue
             if kind == "array":
                 prefix, dtype, n = plan
                 # The array's own buffer: join copies it once, into the result.
@@ -84,17 +101,49 @@ class ExampleEncoder:
                     raise ValueError(f"{name}: {raw.nbytes} bytes, expected {n}")
                 parts.append(prefix)
                 parts.append(raw)
+                size += len(prefix) + n
                 continue
-            if kind == "string":  # Feature.bytes_list.value
-                feature = _delimited(1, _delimited(1, value.encode("utf-8")))
-            elif kind == "bytes":
-                feature = _delimited(1, _delimited(1, value))
-            else:  # Feature.int64_list.value, packed
-                feature = _delimited(3, _delimited(1, varint(int(value))))
-            entry = plan + b"\x12" + varint(len(feature)) + feature  # key, value
-            parts.append(b"\x0a" + varint(len(entry)) + entry)  # Features.feature
-        size = sum(len(p) if isinstance(p, bytes) else p.nbytes for p in parts)
-        return b"".join([b"\x0a" + varint(size)] + parts)  # Example.features
+            if kind == "int":  # Feature.int64_list.value, packed
+                payload = _varint(int(value))
+                packed = b"\x0a" + _varint(len(payload)) + payload
+                feature = b"\x1a" + _varint(len(packed)) + packed
+                entry = plan + b"\x12" + _varint(len(feature)) + feature  # key, value
+                head = b"\x0a" + _varint(len(entry)) + entry          # Features.feature
+                parts.append(head)
+                size += len(head)
+                self._remember(name, value, head)
+                continue
+            # Feature.bytes_list.value: the lengths are computed, the value is not copied
+            data = value.encode("utf-8") if kind == "string" else value
+            n = len(data)
+            inner = 1 + _vlen(n) + n                 # BytesList.value
+            feature = 1 + _vlen(inner) + inner       # Feature.bytes_list
+            entry = len(plan) + 1 + _vlen(feature) + feature
+            head = b"".join((b"\x0a", _varint(entry), plan, b"\x12", _varint(feature),
+                             b"\x0a", _varint(inner), b"\x0a", _varint(n)))
+            parts.append(head)
+            parts.append(data)
+            size += len(head) + n
+            if n <= _MEMO_MAX_BYTES:
+                self._remember(name, value, head + data)
+        return b"".join([b"\x0a" + _varint(size)] + parts)  # Example.features
+
+
+#: entries memoized per field, and the largest value memoized
+_MEMO_ENTRIES = 1024
+_MEMO_MAX_BYTES = 256
+
+#: varints of the lengths and small values a sample's fields hold
+_SMALL = [varint(i) for i in range(1 << 14)]
+
+
+def _varint(value: int) -> bytes:
+    return _SMALL[value] if 0 <= value < 16384 else varint(value)
+
+
+def _vlen(n: int) -> int:
+    """Bytes of the varint of a non-negative ``n``."""
+    return 1 if n < 0x80 else 2 if n < 0x4000 else len(varint(n))
 
 
 def _nested_len(n: int) -> int:

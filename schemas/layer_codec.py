@@ -42,6 +42,46 @@ class CodecError(ValueError):
     """Bytes that are not a compact encoding of the expected array."""
 
 
+#: rows coded per vectorized pass: a few MB, so the passes stay in cache
+_CHUNK_BYTES = 1 << 21
+
+
+def encode_arrays(arrays: Sequence[np.ndarray], dtype: np.dtype,
+                  shape: Sequence[int]) -> list[bytes]:
+    """One compact byte string per array; each must be of ``shape`` and
+    ``dtype`` (:class:`CodecError` otherwise).
+
+    Sources share read-only arrays between samples (the zero layers of what
+    they cannot see, a layer that did not change since the last window), so
+    each distinct array object is checked and encoded once.
+    """
+    first: dict[int, int] = {}
+    slots = [first.setdefault(id(a), len(first)) for a in arrays]
+    unique: list = [None] * len(first)
+    for a, slot in zip(arrays, slots):
+        unique[slot] = a
+    dtype, shape = np.dtype(dtype), tuple(shape)
+    for a in unique:
+        if not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != shape:
+            raise CodecError(f"expected an array {shape} {dtype}, got "
+                             f"{getattr(a, 'shape', type(a))} {getattr(a, 'dtype', '')}")
+    coded = encode_rows_list(unique)
+    if len(unique) == len(arrays):
+        return coded
+    return [coded[slot] for slot in slots]
+
+
+def encode_rows_list(arrays: Sequence[np.ndarray]) -> list[bytes]:
+    """:func:`encode_rows` over a list of equal arrays, stacked chunk by chunk."""
+    if not arrays:
+        return []
+    per = max(1, _CHUNK_BYTES // max(1, np.asarray(arrays[0]).nbytes))
+    out: list[bytes] = []
+    for i in range(0, len(arrays), per):
+        out += encode_rows(np.stack(arrays[i:i + per]))
+    return out
+
+
 def encode_rows(rows: np.ndarray) -> list[bytes]:
     """One compact byte string per row of ``rows`` (shape ``(n, ...)``)."""
     rows = np.asarray(rows)
@@ -53,9 +93,10 @@ def encode_rows(rows: np.ndarray) -> list[bytes]:
     if not nonzero.size:
         return out
     little = flat.dtype.newbyteorder("<")
-    sub = flat[nonzero]
-    starts = np.ones(sub.shape, bool)
-    starts[:, 1:] = sub[:, 1:] != sub[:, :-1]
+    sub = flat[nonzero] if nonzero.size < n else flat
+    starts = np.empty(sub.shape, bool)
+    starts[:, 0] = True
+    np.not_equal(sub[:, 1:], sub[:, :-1], out=starts[:, 1:])
     if size > MAX_RUN:
         starts[:, ::MAX_RUN] = True
     row, col = np.nonzero(starts)                 # row-major: runs in order

@@ -235,12 +235,11 @@ class SampleSchema:
         for field in self.fields:
             values = [s[field.name] for s in samples]
             if field.compact:
-                stacked = (np.stack(values) if values
-                           else np.zeros((0,) + field.shape, field.np_dtype))
-                if stacked.dtype != field.np_dtype or stacked.shape[1:] != field.shape:
-                    raise SchemaError(f"{field.name}: {stacked.shape[1:]} {stacked.dtype}, "
-                                      f"expected {field.shape} {field.np_dtype}")
-                columns[field.name] = layer_codec.encode_rows(stacked)
+                try:
+                    columns[field.name] = layer_codec.encode_arrays(values, field.np_dtype,
+                                                                    field.shape)
+                except layer_codec.CodecError as exc:
+                    raise SchemaError(f"{field.name}: {exc}") from exc
             else:
                 columns[field.name] = values
         return columns
