@@ -60,7 +60,7 @@ def test_tfds_load_every_split_matches_parquet(pipeline_run, tfds_dir, monkeypat
 def test_builder_from_directory_and_metadata(pipeline_run, tfds_dir):
     import tensorflow_datasets as tfds
     builder = tfds.builder_from_directory(
-        str(tfds_dir / "sc2_replays" / "events_64" / "1.1.0"))
+        str(tfds_dir / "sc2_replays" / "events_64" / "1.2.0"))
     info = builder.info
     counts = pipeline_run.manifest["counts"]["samples_counted_by_split"]
     assert {s: info.splits[s].num_examples for s in SPLITS} == counts

@@ -87,8 +87,14 @@ def supervised_keys(schema: SampleSchema):
 class Sc2Replays(tfds.core.GeneratorBasedBuilder):
     """SC2LE-style replay samples, from the pipeline's TFRecord shards."""
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
+        "1.2.0": "A window's target is always the player's first input: an input "
+                 "the source cannot express gives function_id -2 (target unknown, "
+                 "every argument -2 too) instead of the next input or no_op; an "
+                 "argument the source cannot derive (the screen point of a "
+                 "selection whose units' positions are unknown) is -2, distinct "
+                 "from -1 (unused).",
         "1.1.0": "Adds 'score': the 20 score entries (pysc2 score_cumulative "
                  "collection rates and score_by_category used / killed / lost "
                  "minerals and vespene by army, economy and technology) that "
