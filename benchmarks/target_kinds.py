@@ -123,11 +123,20 @@ class RawReplay:
             archive.read_file("replay.initData") or archive.read_file("replay.initData.backup"))
         slots = init["m_syncLobbyState"]["m_lobbyState"]["m_slots"]
         #: player id (1-based in details) -> the user id its game events carry.
+        #: Details entries join lobby slots by working-set slot id; without
+        #: one, they follow the playing slots in order.
         self.user_ids: dict[int, int] = {}
-        for i, player in enumerate(details["m_playerList"]):
-            slot_id = player.get("m_workingSetSlotId")
-            if slot_id is not None and slot_id < len(slots) and slots[slot_id].get("m_userId") is not None:
-                self.user_ids[i + 1] = slots[slot_id]["m_userId"]
+        players = details["m_playerList"]
+        by_wsid = {sl.get("m_workingSetSlotId"): sl for sl in slots
+                   if sl.get("m_control") in (2, 3) and sl.get("m_workingSetSlotId") is not None}
+        playing = [sl for sl in slots if sl.get("m_control") == 3
+                   or (sl.get("m_control") == 2 and not sl.get("m_observe"))]
+        for i, player in enumerate(players):
+            slot = by_wsid.get(player.get("m_workingSetSlotId"))
+            if slot is None and i < len(playing):
+                slot = playing[i]
+            if slot is not None and slot.get("m_control") == 2 and slot.get("m_userId") is not None:
+                self.user_ids[i + 1] = slot["m_userId"]
         if getattr(protocol, "replay_userid_typeid", None) is None:
             raise ValueError("s2protocol cannot decode this build's game events")
         self.events = list(protocol.decode_replay_game_events(archive.read_file("replay.game.events")))
