@@ -149,3 +149,13 @@ ARGUMENT_NAMES: tuple[str, ...] = tuple(a.name for a in ARGUMENT_TYPES)
 
 # Value stored for an argument the target function does not take.
 UNUSED = -1
+# Value stored for what the player did but the source cannot derive: an
+# argument of the target function whose value is not known (the screen point
+# of a ``select_point`` whose unit has no known position, in a replay without
+# tracker events), and the ``function_id`` of a window whose target is not
+# known (the player's first input in the window has no pysc2 function the
+# source can name; every argument is then UNKNOWN too).  Distinct from UNUSED
+# and from every valid value, so a consumer that ignores it fails loudly
+# (negative class ids) instead of learning a label the player did not give;
+# the trainer leaves it out of the policy losses and metrics.
+UNKNOWN = -2

@@ -140,16 +140,22 @@ def _fields(screen: int, minimap: int) -> tuple[Field, ...]:
         Field("has_tracker_events", "int8", (), O,
               "1 if the replay carries tracker events (unit layers are filled).", 0),
         Field("function_id", "int32", (), T,
-              "pysc2 function id of the first action in the window; 0 (no_op) if none."),
+              "pysc2 function id of the player's first input in the window; 0 (no_op) "
+              f"if none; {layers.UNKNOWN} when that input has no pysc2 function the "
+              "source can name (target unknown: left out of the policy losses and "
+              "metrics, every argument unknown too)."),
     ]
     for arg in layers.ARGUMENT_TYPES:
         if arg.spatial:
             f.append(Field(f"arg_{arg.name}", "int32", (2,), T,
-                           f"Argument '{arg.name}' as (x, y); (-1, -1) when unused.",
+                           f"Argument '{arg.name}' as (x, y); ({layers.UNUSED}, "
+                           f"{layers.UNUSED}) when unused, ({layers.UNKNOWN}, "
+                           f"{layers.UNKNOWN}) when used but unknown.",
                            layers.UNUSED))
         else:
             f.append(Field(f"arg_{arg.name}", "int32", (), T,
-                           f"Argument '{arg.name}' in [0, {arg.sizes[0]}); -1 when unused.",
+                           f"Argument '{arg.name}' in [0, {arg.sizes[0]}); {layers.UNUSED} "
+                           f"when unused, {layers.UNKNOWN} when used but unknown.",
                            layers.UNUSED))
     f += [
         Field("target_was_unavailable", "int8", (), T,
@@ -196,13 +202,14 @@ class SampleSchema:
         return {f.name: np.zeros(f.shape, f.np_dtype) for f in self.fields
                 if f.group == Group.OBSERVATION and f.is_array}
 
-    def unused_arguments(self) -> dict[str, Any]:
-        """Every argument field set to its 'unused' value."""
+    def unused_arguments(self, value: int = layers.UNUSED) -> dict[str, Any]:
+        """Every argument field set to ``value``: 'unused' by default,
+        ``layers.UNKNOWN`` for a window whose target is unknown."""
         out: dict[str, Any] = {}
         for arg in layers.ARGUMENT_TYPES:
             field = self.by_name[f"arg_{arg.name}"]
-            out[field.name] = (np.full(field.shape, layers.UNUSED, field.np_dtype)
-                               if field.is_array else layers.UNUSED)
+            out[field.name] = (np.full(field.shape, value, field.np_dtype)
+                               if field.is_array else value)
         return out
 
     def validate(self, sample: Mapping[str, Any]) -> None:

@@ -156,3 +156,28 @@ def test_manifest_label_statistics():
     assert [(t["name"], t["count"]) for t in stats["top_target_functions"]] == [
         ("no_op", 10), ("move_camera", 6), ("select_point", 4)]
     json.dumps(stats)
+
+
+def test_manifest_counts_unknown_targets_and_arguments_by_replay_kind():
+    from pipeline.output.manifest import label_statistics
+    stats = label_statistics([
+        {"num_samples": 100, "noop": 40, "mask_sum": 500, "target_unavailable": 0,
+         "functions": {"0": 40, "2": 50, "-2": 10}, "has_tracker_events": False,
+         "target_unknown": 10, "unknown_argument_windows": 30,
+         "unknown_arguments": {"arg_screen": 30, "arg_screen2": 5}},
+        {"num_samples": 300, "noop": 100, "mask_sum": 900, "target_unavailable": 3,
+         "functions": {"0": 100, "2": 197, "-2": 3}, "has_tracker_events": True,
+         "target_unknown": 3, "unknown_argument_windows": 1,
+         "unknown_arguments": {"arg_screen": 1}}])
+    unknown = stats["unknown"]
+    assert unknown["target_unknown_fraction"] == 13 / 400
+    assert unknown["unknown_argument_fraction"] == 31 / 400
+    assert unknown["unknown_arguments_by_type"] == {"arg_screen": 31, "arg_screen2": 5}
+    without = unknown["by_replay_kind"]["without_tracker_events"]
+    assert (without["samples"], without["target_unknown_fraction"],
+            without["unknown_argument_fraction"]) == (100, 0.1, 0.3)
+    assert unknown["by_replay_kind"]["with_tracker_events"]["target_unknown_fraction"] == 0.01
+    assert stats["distinct_target_functions"] == 2
+    assert ("target_unknown", 13) in [(t["name"], t["count"])
+                                      for t in stats["top_target_functions"]]
+    json.dumps(stats)

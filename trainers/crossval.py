@@ -237,12 +237,18 @@ def correctness(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             "function": np.asarray(p["function_pred"]) == np.asarray(p["function_id"])}
 
 
+def known_target(p: dict[str, np.ndarray]) -> np.ndarray:
+    """Samples whose target is known (``function_id`` is not
+    ``schemas.layers.UNKNOWN``): the only ones policy metrics count."""
+    return np.asarray(p["function_id"]) >= 0
+
+
 def fold_accuracies(p: dict[str, np.ndarray]) -> dict[str, float]:
     ok = correctness(p)
     return {"value_accuracy": float(ok["model"].mean()),
             "majority_accuracy": float(ok["majority"].mean()),
             "logistic_accuracy": float(ok["logistic"].mean()),
-            "function_accuracy": float(ok["function"].mean())}
+            "function_accuracy": float(ok["function"][known_target(p)].mean())}
 
 
 def pooled_report(predictions: list[dict[str, np.ndarray]], *, resamples: int, seed: int,
@@ -269,7 +275,9 @@ def pooled_report(predictions: list[dict[str, np.ndarray]], *, resamples: int, s
     return {
         "samples": int(groups.size), "replays": int(len(set(groups))),
         "value_accuracy": ci(ok["model"]),
-        "function_accuracy": ci(ok["function"]),
+        "function_accuracy": metrics.bootstrap_mean(
+            np.asarray(ok["function"], np.float64)[known_target(p)],
+            groups[known_target(p)], **boot).to_json(),
         "baselines": {"majority_outcome": ci(ok["majority"]),
                       "player_features_logistic_regression": ci(ok["logistic"])},
         "model_minus_baseline": {

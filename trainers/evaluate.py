@@ -95,7 +95,8 @@ def predict(trainer: Trainer, data: str, split: str | Selection, batch_size: int
 
 
 def action_correct(p: dict[str, np.ndarray]) -> np.ndarray:
-    """Function and every argument the target function takes, model's own choices."""
+    """Function and every argument the target function takes, model's own
+    choices (meaningful where the target is known: see ``policy_known``)."""
     ok = p["function_pred"] == p["function_id"]
     for arg in layers.ARGUMENT_TYPES:
         target = p[f"arg_{arg.name}"]
@@ -140,6 +141,8 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
     matchup_ok = metrics.matchup_predictions(rates, p["race"], p["opponent_race"],
                                              majority) == label
     function_ok = p["function_pred"] == p["function_id"]
+    # Windows whose target is unknown are left out of every policy metric.
+    known = p["function_id"] >= 0
     counts = metrics.function_counts(train["function_id"])
     mfa_ok = metrics.most_frequent_available(counts, p["available_actions"]) == p["function_id"]
     logistic = fit_player_logistic(data, config.spec, train)
@@ -151,8 +154,8 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
     report_metrics = {
         "value_accuracy": ci(value_ok),
         "value_log_loss": ci(log_loss),
-        "function_accuracy": ci(function_ok),
-        "action_accuracy": ci(action_correct(p)),
+        "function_accuracy": ci(function_ok, known),
+        "action_accuracy": ci(action_correct(p), known),
     }
     for arg in SPATIAL_ARGS:
         target, pred = p[f"arg_{arg.name}"], p[f"arg_{arg.name}_pred"]
@@ -182,9 +185,9 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
 
     names = function_names()
     per_function = []
-    model_by_f = metrics.by_class(function_ok, p["function_id"], groups,
+    model_by_f = metrics.by_class(function_ok[known], p["function_id"][known], groups[known],
                                   min_count=min_function_count, **boot)
-    base_by_f = metrics.by_class(mfa_ok, p["function_id"], groups,
+    base_by_f = metrics.by_class(mfa_ok[known], p["function_id"][known], groups[known],
                                  min_count=min_function_count, **boot)
     for f, interval in model_by_f.items():
         per_function.append({"function_id": f, "name": names[f], "count": interval.n,
@@ -195,6 +198,7 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
         "split": split, "run": str(run), "data": str(data), "model": config.model,
         "step": step, "checkpoint": chosen,
         "samples": int(label.size), "replays": int(len(set(groups))),
+        "target_unknown_samples": int((~known).sum()),
         "bootstrap": {"unit": "replay", "resamples": resamples, "confidence": 0.95,
                       "seed": seed},
         "metrics": {k: v.to_json() for k, v in report_metrics.items()},
@@ -205,7 +209,7 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
             "matchup_prior": {"train_win_rates": rates,
                               "value_accuracy": ci(matchup_ok).to_json()},
             "most_frequent_available_function": {
-                "function_accuracy": ci(mfa_ok).to_json()},
+                "function_accuracy": ci(mfa_ok, known).to_json()},
             "player_features_logistic_regression": {
                 "features": list(linear_baseline.feature_names(config.spec.score)),
                 "transform": "log(x + 1) for player features, sign(x) log(|x| + 1) "
@@ -220,7 +224,7 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
             "value_accuracy_vs_player_features_logistic_regression":
                 ci(value_ok.astype(float) - logistic_ok).to_json(),
             "function_accuracy_vs_most_frequent_available":
-                ci(function_ok.astype(float) - mfa_ok).to_json(),
+                ci(function_ok.astype(float) - mfa_ok, known).to_json(),
         },
         "value_accuracy_by_game_time": time_rows,
         "function_accuracy_by_function": per_function,

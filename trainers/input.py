@@ -245,7 +245,9 @@ def to_model_batch(decoded: Mapping[str, tf.Tensor], spec: FeatureSpec
     and with ``spec.game_time`` also ``game_time`` float32 [B,1], with
     ``spec.score`` also ``score`` float32 [B,20] (:func:`signed_log1p`).
     targets: ``function_id`` int32 [B], ``value`` float32 [B], and
-    ``arg_<name>`` int32 [B] (flat pixel index for spatial args; -1 unused).
+    ``arg_<name>`` int32 [B] (flat pixel index for spatial args; -1 unused,
+    -2 unknown: ``schemas.layers.UNUSED`` / ``UNKNOWN``, as in the sample;
+    ``function_id`` is -2 where the target is unknown).
     """
     def stack(prefix: str, names: tuple[str, ...], res: int) -> tf.Tensor:
         if not names:
@@ -272,9 +274,10 @@ def to_model_batch(decoded: Mapping[str, tf.Tensor], spec: FeatureSpec
             x = tf.clip_by_value(raw[..., 0], 0, res - 1)
             y = tf.clip_by_value(raw[..., 1], 0, res - 1)
             used = raw[..., 0] >= 0
-            targets[f"arg_{arg.name}"] = tf.where(used, y * res + x, layers.UNUSED)
+            targets[f"arg_{arg.name}"] = tf.where(used, y * res + x,
+                                                  tf.maximum(raw[..., 0], layers.UNKNOWN))
         else:
-            targets[f"arg_{arg.name}"] = tf.clip_by_value(raw, layers.UNUSED,
+            targets[f"arg_{arg.name}"] = tf.clip_by_value(raw, layers.UNKNOWN,
                                                           arg.sizes[0] - 1)
     meta = {name: decoded[name] for name in META_FIELDS}
     return inputs, targets, meta

@@ -1,11 +1,15 @@
 """The two-headed training loss: value cross-entropy plus masked policy NLL.
 
 value: binary cross-entropy of the win logit against the game outcome.
-function: softmax cross-entropy over the (masked) function-id logits.
+function: softmax cross-entropy over the (masked) function-id logits,
+counted only for samples whose target is known (``function_id`` !=
+``schemas.layers.UNKNOWN``), summed and divided by the batch size.
 arguments: for each argument type, softmax cross-entropy counted only for
-samples whose target function takes it (target != ``schemas.layers.UNUSED``),
-summed over the batch and divided by the batch size, so the policy loss is the
-mean negative log-likelihood of whole actions.
+samples whose target function takes it and whose value is known (target >= 0:
+neither ``schemas.layers.UNUSED`` nor ``UNKNOWN``), summed over the batch and
+divided by the batch size, so the policy loss is the mean negative
+log-likelihood of whole actions, over what the player is known to have done.
+A sample with an unknown target still counts in the value loss.
 """
 from __future__ import annotations
 
@@ -32,9 +36,11 @@ def compute_losses(outputs: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Te
     losses = {
         "value": tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
             labels=tf.cast(targets["value"], tf.float32), logits=outputs["value"])),
-        "function": tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.cast(targets["function_id"], tf.int32), logits=outputs["function"])),
     }
+    function = tf.cast(targets["function_id"], tf.int32)
+    known = tf.cast(function >= 0, tf.float32)
+    losses["function"] = tf.reduce_sum(known * tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.maximum(function, 0), logits=outputs["function"])) / batch
     arguments = tf.constant(0.0)
     for arg in layers.ARGUMENT_TYPES:
         key = f"arg_{arg.name}"

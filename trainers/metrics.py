@@ -129,8 +129,10 @@ def matchup_predictions(rates: dict[str, dict], race: Sequence[str],
 
 
 def function_counts(train_function_ids: np.ndarray) -> np.ndarray:
-    """How often each function id is the train target; shape [NUM_FUNCTIONS]."""
-    return np.bincount(np.asarray(train_function_ids, dtype=np.int64),
+    """How often each function id is the train target; shape [NUM_FUNCTIONS]
+    (unknown targets, ``schemas.layers.UNKNOWN``, are not counted)."""
+    ids = np.asarray(train_function_ids, dtype=np.int64)
+    return np.bincount(ids[ids >= 0],
                        minlength=layers.NUM_FUNCTIONS)[:layers.NUM_FUNCTIONS]
 
 

@@ -241,7 +241,8 @@ class ArFullyConv(FullyConv):
         spatial, fc = self.state(inputs, training)
         out = self.common_heads(fc, inputs, spatial, training)
         teacher = "function_id" in inputs
-        function = (tf.cast(inputs["function_id"], tf.int32) if teacher
+        # An unknown target (-2) conditions like no_op; the losses ignore it.
+        function = (tf.maximum(tf.cast(inputs["function_id"], tf.int32), 0) if teacher
                     else tf.argmax(out["function"], axis=-1, output_type=tf.int32))
         takes = tf.gather(self.takes, function)  # [B, num_args]
         cond = self.function_embedding(function)

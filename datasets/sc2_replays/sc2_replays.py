@@ -100,7 +100,12 @@ class Sc2Replays(tfds.core.DatasetBuilder):
         "1.2.0": "Reads the pipeline's shards in place (no second copy). Feature "
                  "layers and the action mask are stored as compact byte strings "
                  "(schemas.layer_codec: empty when all zeros, else run-length or "
-                 "raw) and decode to the same dense tensors as before.",
+                 "raw) and decode to the same dense tensors as before. A window's "
+                 "target is always the player's first input: an input the source "
+                 "cannot express gives function_id -2 (target unknown, every "
+                 "argument -2 too) instead of the next input or no_op; an argument "
+                 "the source cannot derive (the screen point of a selection whose "
+                 "units' positions are unknown) is -2, distinct from -1 (unused).",
         "1.1.0": "Adds 'score': the 20 score entries (pysc2 score_cumulative "
                  "collection rates and score_by_category used / killed / lost "
                  "minerals and vespene by army, economy and technology) that "

@@ -36,3 +36,14 @@ class Action:
 
 def no_op(game_loop: int) -> Action:
     return Action(game_loop, layers.NO_OP, {})
+
+
+def target_unknown(game_loop: int) -> Action:
+    """An input the player gave that has no pysc2 function the source can
+    name (``function_id == schemas.layers.UNKNOWN``): a window whose first
+    input it is has an unknown target, never a substitute."""
+    return Action(game_loop, layers.UNKNOWN, {})
+
+
+def is_target_unknown(action: Action) -> bool:
+    return action.function_id == layers.UNKNOWN

@@ -8,6 +8,31 @@ action space and tracks the camera and the active selection the observation
 sources need.  Inputs that cannot be expressed are counted by kind in
 ``PlayerStream.unmapped`` -- never dropped silently, never given a wrong label.
 
+The rule for an input the source cannot fully convert: a window's target is
+the player's first input in the window, whatever the source knows about it
+(the sampling rule takes the first action; nothing here may shift it to a
+later input).  For each kind the question is what pysc2 would report when
+observing the real game (``pysc2.lib.features.Features.reverse_action`` of
+the game's feature-layer and UI actions):
+
+* it would report the input as a function we can name but an argument we
+  cannot derive -> that function, with the argument ``schemas.layers.UNKNOWN``
+  (a selection whose units' positions are unknown: ``select_point`` /
+  ``select_rect`` with an unknown screen point; a command whose ability has
+  only a screen variant, at a point outside our estimate of the camera view:
+  its ``*_screen`` function with an unknown point);
+* it would report an action we cannot express (an ability pysc2 lacks, which
+  ``reverse_action`` turns into ``no_op``; a command variant pysc2 lacks,
+  where ``reverse_action`` raises; any input of a build whose datapack we
+  lack; a selection delta that changes nothing, which may be a click or drag
+  the game reports) -> an action with ``function_id == schemas.layers.UNKNOWN``
+  (:func:`target_unknown`): the window's target is unknown, never a
+  substitute, and it is counted in ``unmapped``;
+* it would report nothing -> no action, counted in ``unmapped``, and the next
+  input may be the window's target.  Only ``control_group_clear``: the game's
+  API has no clear (``ActionControlGroup`` knows recall, set, append and the
+  two steals), so pysc2 never sees one.
+
 Conversion rules (pysc2 4.0 function names):
 
 * ``SCmdEvent`` -> the function from :mod:`pipeline.actions.ability_table` (right
@@ -55,7 +80,8 @@ from pipeline.coords import (CAMERA_EVENT_SCALE, GAME_EVENT_POINT_SCALE,
                              UNIT_POSITIONS_SCALE, ViewGeometry)
 from pipeline.replay.lobby import event_player_ids, read_init_data
 from pipeline.replay.archive import ReplayArchive, ReplayError
-from pipeline.actions.action import Action
+from pipeline.actions.action import Action, target_unknown
+from schemas import layers
 
 #: A player's first camera update at or before this loop, before any other
 #: input of theirs, is the game placing the camera at the start location.
@@ -82,6 +108,9 @@ _CONTROL_GROUP_ACT = {0: 1, 1: 2, 2: 0, 4: 3, 5: 4}
 # Tracker unit type names of workers (select_idle_worker heuristic).
 _WORKERS = {b"SCV", b"Probe", b"Drone", b"MULE"}
 
+#: The screen point of a selection or command that the source cannot place.
+UNKNOWN_POINT = (layers.UNKNOWN, layers.UNKNOWN)
+
 PositionLookup = Callable[[int, int], "tuple[float, float] | None"]
 
 
@@ -98,7 +127,13 @@ class PlayerStream:
     #: without tracker events says about what is selected.
     selection_types: list[tuple[str, ...]] = dataclasses.field(default_factory=list)
     control_groups: dict[int, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    #: Inputs not converted to a known pysc2 function, by kind: each is an
+    #: action with an unknown target in ``actions`` except the kinds the game
+    #: does not report (``control_group_clear``; see the module docstring).
     unmapped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    #: Inputs converted with an argument the source cannot derive, by kind.
+    unknown_arguments: collections.Counter = dataclasses.field(
+        default_factory=collections.Counter)
     commands: int = 0            # SCmdEvents seen
     commands_mapped: int = 0     # of which mapped to a pysc2 function
 
@@ -244,6 +279,12 @@ class _Converter:
     def emit(self, loop: int, fid: int, args: dict, automatic: bool = False) -> None:
         self.s.actions.append(Action(loop, fid, args, automatic))
 
+    def unknown(self, loop: int, kind: str) -> None:
+        """The player's input at ``loop`` is one pysc2 would report as an
+        action the source cannot express: the target is unknown."""
+        self.s.unmapped[kind] += 1
+        self.s.actions.append(target_unknown(loop))
+
     def set_selection(self, loop: int, tags: list[int]) -> None:
         self.sel = tags
         self.s.selection.append((loop, tuple(tags)))
@@ -285,20 +326,22 @@ class _Converter:
         if abil is None:
             funcs = self.smart
         elif self.resolver is None:
-            self.s.unmapped["unknown_build_datapack"] += 1
+            self.unknown(loop, "unknown_build_datapack")
             return
         else:
             funcs = self.resolver.lookup(abil["m_abilLink"], abil["m_abilCmdIndex"])
             if funcs is None:
                 name = self.resolver.name(abil["m_abilLink"]) or f"link{abil['m_abilLink']}"
                 kind = "map_doodad" if name.startswith(_DOODAD_PREFIXES) else "ability"
-                self.s.unmapped[f"{kind}:{name}/{abil['m_abilCmdIndex']}"] += 1
+                # pysc2 lacks the ability: reverse_action reports no_op, which
+                # would say the player did nothing.
+                self.unknown(loop, f"{kind}:{name}/{abil['m_abilCmdIndex']}")
                 return
         flags = ev.get("m_cmdFlags") or 0
         queued = 1 if flags & FLAG_QUEUED else 0
         if flags & FLAG_AUTOCAST:
             if funcs.autocast is None:
-                self.s.unmapped[f"no_autocast:{funcs.ability_name}"] += 1
+                self.unknown(loop, f"no_autocast:{funcs.ability_name}")
                 return
             self.emit(loop, funcs.autocast, {})
             self.s.commands_mapped += 1
@@ -306,7 +349,7 @@ class _Converter:
         point = _target_point(ev.get("m_data"))
         if point is None:
             if funcs.quick is None:
-                self.s.unmapped[f"no_variant:{funcs.ability_name}/quick"] += 1
+                self.unknown(loop, f"no_variant:{funcs.ability_name}/quick")
                 return
             self.emit(loop, funcs.quick, {"queued": queued})
             self.s.commands_mapped += 1
@@ -321,9 +364,14 @@ class _Converter:
             self.emit(loop, funcs.minimap, {"queued": queued, "minimap": px})
         elif funcs.quick is not None and funcs.screen is None:
             self.emit(loop, funcs.quick, {"queued": queued})
+        elif funcs.screen is not None:
+            # Only a screen variant, at a point outside our estimate of the
+            # view (or before the first camera update): the player issued
+            # this function; where on the screen is unknown.
+            self.s.unknown_arguments[f"command_offscreen:{funcs.ability_name}"] += 1
+            self.emit(loop, funcs.screen, {"queued": queued, "screen": UNKNOWN_POINT})
         else:
-            where = "offscreen" if funcs.screen is not None else "point"
-            self.s.unmapped[f"no_variant:{funcs.ability_name}/{where}"] += 1
+            self.unknown(loop, f"no_variant:{funcs.ability_name}/point")
             return
         self.s.commands_mapped += 1
         if "TargetUnit" in (ev.get("m_data") or {}) and self.positions is not None:
@@ -347,8 +395,13 @@ class _Converter:
         elif update == 3:
             self.groups[group] = []
         act = _CONTROL_GROUP_ACT.get(update)
+        if update == 3:
+            # The game's API cannot express a clear: pysc2 reports nothing,
+            # so the next input may be the window's target.
+            self.s.unmapped["control_group_clear"] += 1
+            return
         if act is None:
-            self.s.unmapped["control_group_clear" if update == 3 else f"control_group_{update}"] += 1
+            self.unknown(loop, f"control_group_{update}")
             return
         self.emit(loop, F_SELECT_CONTROL_GROUP, {"control_group_act": act,
                                                   "control_group_id": group})
@@ -372,7 +425,10 @@ class _Converter:
         self.set_selection(loop, after)
         if not added:
             if not n_removed:
-                self.s.unmapped["selection_no_change"] += 1
+                # The player's input changed nothing we can see (a drag over
+                # no unit, a removal past the selection's end): the game may
+                # report a selection we cannot reconstruct.
+                self.unknown(loop, "selection_no_change")
                 return
             if len(kept) == 1:
                 self.emit(loop, F_SELECT_UNIT, {"select_unit_act": 0,
@@ -404,7 +460,17 @@ class _Converter:
                                                     "screen2": (max(xs), max(ys))})
                 return
         if not known:
-            self.s.unmapped["selection_unknown_position"] += 1
+            # No added unit has a known position (replays without tracker
+            # events): a click (one unit) or a drag (several) on the screen,
+            # the common ways to make this change, at an unknown point.
+            self.s.unknown_arguments["selection_unknown_position"] += 1
+            if len(added) == 1:
+                self.emit(loop, F_SELECT_POINT, {"select_point_act": 0 if replace else 1,
+                                                 "screen": UNKNOWN_POINT})
+            else:
+                self.emit(loop, F_SELECT_RECT, {"select_add": 0 if replace else 1,
+                                                "screen": UNKNOWN_POINT,
+                                                "screen2": UNKNOWN_POINT})
             return
         types = (self.positions.unit_types if isinstance(self.positions, UnitPositions) else {})
         if types and all(types.get(t) == b"Larva" for t in added):

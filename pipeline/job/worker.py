@@ -106,7 +106,9 @@ def sample_replay(job: Mapping[str, Any]) -> dict[str, Any]:
                         f"asked for {wanted}")
     samples = []
     functions: collections.Counter = collections.Counter()
-    mask_sum = noop = unavailable = 0
+    mask_sum = noop = unavailable = target_unknown = unknown_argument_windows = 0
+    unknown_arguments: collections.Counter = collections.Counter()
+    arg_fields = [(f"arg_{a.name}", a.spatial) for a in layers.ARGUMENT_TYPES]
     for pid in wanted:
         for sample in by_player[pid]:
             sample["split"] = job["split"]
@@ -115,6 +117,14 @@ def sample_replay(job: Mapping[str, Any]) -> dict[str, Any]:
             mask_sum += int(np.count_nonzero(sample["available_actions"]))
             noop += int(sample["function_id"]) == layers.NO_OP
             unavailable += int(sample["target_was_unavailable"])
+            if sample["function_id"] == layers.UNKNOWN:
+                target_unknown += 1
+                continue
+            unknown = [name for name, spatial in arg_fields
+                       if (sample[name][0] if spatial else sample[name]) == layers.UNKNOWN]
+            if unknown:
+                unknown_argument_windows += 1
+                unknown_arguments.update(unknown)
     for sample in samples[:1] + samples[-1:]:
         schema.validate(sample)
         if sample["replay_id"] != archive.replay_id:
@@ -130,6 +140,10 @@ def sample_replay(job: Mapping[str, Any]) -> dict[str, Any]:
         "batch_path": path, "num_samples": n,
         "players": {str(pid): len(by_player[pid]) for pid in wanted},
         "noop": noop, "mask_sum": mask_sum, "target_unavailable": unavailable,
+        "has_tracker_events": bool(samples and samples[0]["has_tracker_events"]),
+        "target_unknown": target_unknown,
+        "unknown_argument_windows": unknown_argument_windows,
+        "unknown_arguments": dict(sorted(unknown_arguments.items())),
         "functions": {str(k): v for k, v in sorted(functions.items())},
     }
 

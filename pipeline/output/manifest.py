@@ -6,7 +6,10 @@ resolution, filters and splits; counts of inputs, replays by status, errors by
 stage and category, filtered replays by reason, samples and shards per split
 and format; label statistics (no-op fraction, most frequent target functions
 with their pysc2 names, mean mask size, rate of targets the source reported
-unavailable); and, added by the launcher once the job has finished, wall time
+unavailable; the fractions of windows whose target is unknown and of windows
+with an unknown argument, with unknown arguments counted per argument type,
+overall and by replay kind, tracker events or not: the engine-free source
+knows less without them); and, added by the launcher once the job has finished, wall time
 and throughput.  The TFDS builder reads its provenance from here.
 
 ``DIR/errors/errors.parquet`` holds one record per failed replay (the layout
@@ -24,6 +27,7 @@ from typing import Any, Iterable, Mapping
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.output import writers
+from schemas import layers
 MANIFEST_NAME = "manifest.json"
 TOP_FUNCTIONS = 20
 PACKAGES = ("sc2-replay-pipeline", "apache-beam", "tensorflow-cpu", "tensorflow-datasets",
@@ -47,6 +51,8 @@ def _function_names() -> dict[int, str]:
 
 
 def function_name(function_id: int) -> str:
+    if function_id == layers.UNKNOWN:
+        return "target_unknown"
     return _function_names().get(int(function_id), f"unknown_{function_id}")
 
 
@@ -63,8 +69,29 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
+def unknown_statistics(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Windows whose target is unknown (``function_id`` is
+    ``schemas.layers.UNKNOWN``) and windows with an unknown argument, as
+    fractions of the samples, with the unknown arguments per argument type."""
+    n = target_unknown = argument_windows = 0
+    per_type: collections.Counter = collections.Counter()
+    for r in results:
+        n += r["num_samples"]
+        target_unknown += r.get("target_unknown", 0)
+        argument_windows += r.get("unknown_argument_windows", 0)
+        per_type.update(r.get("unknown_arguments", {}))
+    return {
+        "samples": n,
+        "target_unknown_fraction": target_unknown / n if n else 0.0,
+        "unknown_argument_fraction": argument_windows / n if n else 0.0,
+        "unknown_arguments_by_type": dict(sorted(per_type.items())),
+    }
+
+
 def label_statistics(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """No-op fraction, top target functions, mean mask size over sampled replays."""
+    """No-op fraction, top target functions, mean mask size over sampled
+    replays; unknown targets and arguments overall and by replay kind."""
+    results = list(results)
     functions: collections.Counter = collections.Counter()
     n = noop = mask = unavailable = 0
     for r in results:
@@ -79,7 +106,15 @@ def label_statistics(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "noop_fraction": noop / n if n else 0.0,
         "mean_mask_size": mask / n if n else 0.0,
         "target_unavailable_fraction": unavailable / n if n else 0.0,
-        "distinct_target_functions": len(functions),
+        "distinct_target_functions": len([f for f in functions if f >= 0]),
+        "unknown": {
+            **unknown_statistics(results),
+            "by_replay_kind": {
+                kind: unknown_statistics(r for r in results
+                                         if bool(r.get("has_tracker_events")) == tracker)
+                for kind, tracker in (("with_tracker_events", True),
+                                      ("without_tracker_events", False))},
+        },
         "top_target_functions": [
             {"function_id": fid, "name": function_name(fid), "count": c,
              "fraction": c / n} for fid, c in top],
@@ -224,6 +259,12 @@ def summary(manifest: Mapping[str, Any]) -> str:
                      f"{c['shards_by_split'].get(split, 0)} shards; per format {per}")
     lines.append(f"samples: {c['samples_total']}; no-op fraction {lab['noop_fraction']:.3f}; "
                  f"mean mask size {lab['mean_mask_size']:.1f}")
+    unknown = lab.get("unknown")
+    if unknown:
+        lines.append("target unknown / unknown argument: " + "; ".join(
+            f"{kind.replace('_', ' ')} {u['target_unknown_fraction']:.4f} / "
+            f"{u['unknown_argument_fraction']:.4f} of {u['samples']}"
+            for kind, u in unknown["by_replay_kind"].items() if u["samples"]))
     top = ", ".join(f"{f['name']} {f['fraction']:.3f}"
                     for f in lab["top_target_functions"][:5])
     if top:

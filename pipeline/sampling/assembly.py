@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from pipeline.actions.action import Action
+from schemas import layers
 
 from pipeline.sampling.rule import Window
 from schemas.sample import Group, SampleSchema, SchemaError, value_label
@@ -80,7 +81,8 @@ def build_samples(schema: SampleSchema,
     label = value_label(outcome)
     unavailable = ",".join(sorted(set(unavailable_layers)))
     unused = schema.unused_arguments()
-    for value in unused.values():
+    unknown = schema.unused_arguments(layers.UNKNOWN)
+    for value in (*unused.values(), *unknown.values()):
         if isinstance(value, np.ndarray):
             value.setflags(write=False)  # shared by the samples
     obs_names = [f.name for f in schema.fields
@@ -114,7 +116,9 @@ def build_samples(schema: SampleSchema,
         sample["available_actions"] = window.available.astype(np.uint8, copy=False)
         target = window.target
         sample["function_id"] = int(target.function_id)
-        if target.arguments:
+        if target.function_id == layers.UNKNOWN:
+            sample.update(unknown)  # the function is unknown, so are its arguments
+        elif target.arguments:
             sample.update(argument_fields(schema, target))
         sample["target_was_unavailable"] = int(window.target_was_unavailable)
         samples.append(sample)

@@ -5,10 +5,15 @@ Section 5 of the SC2LE paper samples replays every 8 game loops.  For a window
 
 * the observation is the one at loop ``t`` (the source's business);
 * the policy target is the first action the player issued in the window, or
-  ``no_op`` when there is none;
+  ``no_op`` when there is none -- whatever the source knows about it: an
+  input the source cannot express is an action with ``function_id ==
+  schemas.layers.UNKNOWN`` and makes the window's target unknown (it is never
+  replaced by the next input, which would be a label the player did not
+  give); an argument the source cannot derive is ``schemas.layers.UNKNOWN``;
 * the mask is the union of the actions available at the loops of the window
   the source observed; the target is always inside it -- when a source reports
-  the target as unavailable it is added and the window says so;
+  the target as unavailable it is added and the window says so (an unknown
+  target adds nothing);
 * actions the game issued by itself (the automatic camera move at game start)
   are never targets;
 * the value label is the player's outcome (see ``schemas.sample.value_label``).
@@ -44,9 +49,18 @@ class SamplingStats:
     automatic_actions_dropped: int = 0
     actions_not_first_in_window: int = 0
     actions_after_game_end: int = 0
+    #: Windows whose first input has no known pysc2 function.
+    target_unknown_windows: int = 0
+    #: Windows whose target has an argument the source could not derive.
+    unknown_argument_windows: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
+
+
+def _is_unknown(value: int | tuple[int, int]) -> bool:
+    return (value == layers.UNKNOWN if isinstance(value, int)
+            else layers.UNKNOWN in value)
 
 
 def window_starts(game_loops: int, step_mul: int = 8) -> range:
@@ -148,7 +162,13 @@ def sample_windows(game_loops: int,
         else:
             target = no_op(start)
             stats.no_op_windows += 1
-        was_unavailable = not mask[target.function_id]
+        if target.function_id == layers.UNKNOWN:
+            stats.target_unknown_windows += 1
+            was_unavailable = False
+        else:
+            was_unavailable = not mask[target.function_id]
+            if any(_is_unknown(v) for v in target.arguments.values()):
+                stats.unknown_argument_windows += 1
         if was_unavailable:
             mask[target.function_id] = 1
             stats.target_added_to_mask += 1
