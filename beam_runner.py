@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
                         help="per-replay limit for decoding and sampling, enforced by "
                              "killing the sampling child process; 0 = no limit, in-process")
     parser.add_argument("--max_samples_per_shard", type=int, default=2000)
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show Beam's and TensorFlow's own log lines")
     add_filter_arguments(parser)
     return parser.parse_known_args(argv)
 
@@ -145,7 +147,8 @@ def run(argv: list[str] | None = None) -> dict:
     manifest_lib.add_timing(manifest, wall)
     manifest["metrics"] = beam_counters(result)
     manifest_lib.write_manifest(config.output_dir, manifest)
-    if "tfrecord" in config.formats and not config.scan_only:
+    if ("tfrecord" in config.formats and not config.scan_only
+            and manifest["counts"]["samples_total"]):
         # TFDS metadata over the TFRecord shards, in DIR/tfds (no second copy);
         # imported here: it loads TensorFlow, which the launcher needs nowhere else.
         from datasets.sc2_replays import build as tfds_build
@@ -177,9 +180,19 @@ def _cleanup(output_dir: str) -> None:
         FileSystems.delete([tmp])
 
 
+def quiet_libraries() -> None:
+    """Beam's internal worker warnings ("No semi_persistent_directory found",
+    "Discarding unparseable args", relayed from every worker) and TensorFlow's
+    C++ log lines say nothing about the run: errors only, unless --verbose."""
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     logging.getLogger("sc2.progress").setLevel(logging.INFO)
+    if "--verbose" not in sys.argv[1:]:
+        quiet_libraries()
     manifest = run(sys.argv[1:])
     print(manifest_lib.summary(manifest))
 

@@ -56,7 +56,7 @@ def measure(path: str, repeats: int) -> tuple[dict[str, float], int]:
                 s["split"] = "train"
             n = len(samples)
             t = time.process_time()
-            writers.write_batch(batch, schema, samples, writers.FORMATS)
+            writers.write_batch(batch, schema, samples)
             best["write"] = min(best["write"], time.process_time() - t)
             t = time.process_time()
             schema.encode_columns(samples)

@@ -8,7 +8,9 @@ directly: every field's map-entry prefix is computed once, and a sample is a
 join of prefixes, lengths and values.  The bytes equal protobuf's
 ``SerializeToString(deterministic=True)`` (map entries sorted by key), which
 a test checks on real samples; readers (``tf.io.parse_example``,
-``SampleSchema.from_example``) need nothing new.
+``SampleSchema.from_example``) need nothing new.  :func:`decode_features`
+reads such bytes back without TensorFlow or protobuf (importing TensorFlow
+costs a Beam worker ~5 s, to check the first and last record of a shard).
 
 Wire layout (proto3): ``Example{features=1}``, ``Features{map<string,
 Feature> feature=1}`` (each entry ``{key=1, value=2}``), ``Feature{oneof
@@ -149,3 +151,84 @@ def _vlen(n: int) -> int:
 def _nested_len(n: int) -> int:
     """Length of a length-delimited field (1-byte tag) holding ``n`` bytes."""
     return 1 + len(varint(n)) + n
+
+
+class WireError(ValueError):
+    """Bytes that are not a serialized ``tf.train.Example`` of this layout."""
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data):
+            raise WireError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise WireError("varint longer than 10 bytes")
+
+
+def _fields_of(data: bytes):
+    """(field number, payload) of each length-delimited or varint field."""
+    pos, end = 0, len(data)
+    while pos < end:
+        key, pos = _read_varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == _LEN:
+            n, pos = _read_varint(data, pos)
+            if pos + n > end:
+                raise WireError("truncated field")
+            yield number, data[pos:pos + n]
+            pos += n
+        elif wire == 0:
+            value, pos = _read_varint(data, pos)
+            yield number, value
+        else:
+            raise WireError(f"unexpected wire type {wire}")
+
+
+def decode_features(serialized: bytes) -> dict[str, bytes | list[int]]:
+    """A serialized Example's features: name -> the first ``bytes_list``
+    value, or the ``int64_list`` values (signed)."""
+    out: dict[str, bytes | list[int]] = {}
+    for number, features in _fields_of(serialized):
+        if number != 1 or isinstance(features, int):
+            raise WireError("not an Example")
+        for number, entry in _fields_of(features):
+            if number != 1 or isinstance(entry, int):
+                raise WireError("not a Features map entry")
+            name, value = None, b""
+            for number, part in _fields_of(entry):
+                if number == 1:
+                    name = part.decode("utf-8")
+                elif number == 2:
+                    value = part
+            if name is None:
+                raise WireError("a feature without a name")
+            out[name] = _feature_value(value)
+    return out
+
+
+def _feature_value(feature: bytes) -> bytes | list[int]:
+    for number, payload in _fields_of(feature):
+        if number == 1:                                  # bytes_list
+            for inner, value in _fields_of(payload):
+                if inner == 1 and isinstance(value, bytes):
+                    return value
+            return b""
+        if number == 3:                                  # int64_list (packed or not)
+            values = []
+            for inner, value in _fields_of(payload):
+                if isinstance(value, int):
+                    values.append(value)
+                else:
+                    pos = 0
+                    while pos < len(value):
+                        v, pos = _read_varint(value, pos)
+                        values.append(v)
+            return [v - (1 << 64) if v >= 1 << 63 else v for v in values]
+    raise WireError("a feature with neither bytes_list nor int64_list")

@@ -41,7 +41,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from schemas import layer_codec, layers
-from schemas.example_wire import ExampleEncoder
+from schemas.example_wire import ExampleEncoder, WireError, decode_features
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 OUTCOMES: tuple[str, ...] = ("win", "loss", "tie", "undecided")
@@ -319,6 +319,23 @@ class SampleSchema:
                 columns[name] = col.to_pylist()
         return columns
 
+    def arrow_encoded_columns(self, table) -> dict[str, Any]:
+        """A table's columns as :meth:`encode_columns` gives them (compact
+        arrays still as their byte strings): Examples are made from Parquet
+        rows without decoding a layer."""
+        n = table.num_rows
+        columns: dict[str, Any] = {}
+        for field in self.fields:
+            col = table.column(field.name)
+            if hasattr(col, "combine_chunks"):
+                col = col.combine_chunks()
+            if field.is_array and not field.compact:
+                flat = col.flatten().to_numpy(zero_copy_only=False)
+                columns[field.name] = flat.astype(field.np_dtype).reshape((n,) + field.shape)
+            else:
+                columns[field.name] = col.to_pylist()
+        return columns
+
     # ------------------------------------------------------------- TFRecord
     @property
     def _encoder(self) -> ExampleEncoder:
@@ -350,24 +367,35 @@ class SampleSchema:
         return self.to_examples([sample])[0]
 
     def from_example(self, serialized: bytes) -> dict[str, Any]:
-        """A serialized ``tf.train.Example`` back to a sample dict (dense numpy)."""
-        from tensorflow.core.example import example_pb2
-        example = example_pb2.Example.FromString(serialized)
-        feats = example.features.feature
+        """A serialized ``tf.train.Example`` back to a sample dict (dense numpy).
+
+        Reads the wire format directly (``example_wire.decode_features``):
+        no TensorFlow import.  :class:`SchemaError` names a missing field.
+        """
+        try:
+            feats = decode_features(serialized)
+        except WireError as exc:
+            raise SchemaError(f"not a sample Example: {exc}") from exc
         out: dict[str, Any] = {}
         for field in self.fields:
-            feat = feats[field.name]
-            if field.compact:
-                out[field.name] = layer_codec.decode(feat.bytes_list.value[0],
-                                                     field.np_dtype, field.shape)
-            elif field.is_string:
-                out[field.name] = feat.bytes_list.value[0].decode("utf-8")
-            elif field.is_array:
-                out[field.name] = np.frombuffer(
-                    feat.bytes_list.value[0], field.np_dtype.newbyteorder("<")
-                ).astype(field.np_dtype).reshape(field.shape)
+            if field.name not in feats:
+                raise SchemaError(f"the Example has no field {field.name!r}")
+            value = feats[field.name]
+            if field.is_string or field.is_array:
+                if not isinstance(value, bytes):
+                    raise SchemaError(f"{field.name}: expected bytes")
+                if field.compact:
+                    out[field.name] = layer_codec.decode(value, field.np_dtype, field.shape)
+                elif field.is_string:
+                    out[field.name] = value.decode("utf-8")
+                else:
+                    out[field.name] = np.frombuffer(
+                        value, field.np_dtype.newbyteorder("<")
+                    ).astype(field.np_dtype).reshape(field.shape)
             else:
-                out[field.name] = int(feat.int64_list.value[0])
+                if not isinstance(value, list) or not value:
+                    raise SchemaError(f"{field.name}: expected an integer")
+                out[field.name] = int(value[0])
         return out
 
     def tf_feature_spec(self, names: Iterable[str] | None = None) -> dict:

@@ -250,10 +250,10 @@ def test_sample_replays_writes_one_sorted_batch(tmp_path):
         assert_that(out.results | beam.Map(lambda r: (r["num_samples"], r["noop"],
                                                        r["players"])),
                     equal_to([(n, n, {"1": n // 2, "2": n // 2})]))
-    batches = list(tmp_path.rglob("*.tfrecord.gz"))
-    assert len(batches) == 1
+    batches = list(tmp_path.rglob("*.parquet"))
+    assert len(batches) == 1 and batches[0].parent.name == "batches"
     keys = [(s["player_id"], s["game_loop"]) for s in
-            map(SCHEMA.from_example, writers.read_tfrecord_file(str(batches[0])))]
+            SCHEMA.from_arrow(pq.read_table(batches[0]))]
     assert keys == sorted(keys) and len(keys) == n
     assert sample_key(record["replay"]["replay_id"], *keys[0]) == \
         f"{record['replay']['replay_id']}_1_0"

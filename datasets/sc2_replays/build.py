@@ -12,6 +12,8 @@ dataset reads DIR's TFRecord shards where they lie.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -38,7 +40,8 @@ def prepare_in_output(pipeline_output: str) -> dict[str, str]:
     data_dir = os.path.join(pipeline_output, "tfds")
     if tf.io.gfile.exists(data_dir):       # an earlier run's metadata: never reused
         tf.io.gfile.rmtree(data_dir)
-    builder = prepare(pipeline_output, data_dir)
+    with contextlib.redirect_stdout(io.StringIO()):   # TFDS prints "Downloading and preparing"
+        builder = prepare(pipeline_output, data_dir)
     return {"data_dir": "tfds", "name": f"{builder.info.full_name}",
             "load": f"tfds.load('sc2_replays/{builder.builder_config.name}', "
                     f"data_dir='<output>/tfds')"}

@@ -157,7 +157,7 @@ class Sc2Replays(tfds.core.DatasetBuilder):
         del download_config
         pipeline_output = os.path.abspath(os.fspath(dl_manager.manual_dir))
         manifest = self._read_manifest(pipeline_output)
-        shards = manifest["shards"]["tfrecord"]
+        shards = manifest["shards"].get("tfrecord", {})
         self.info.metadata.update({
             "provenance": {k: manifest[k] for k in ("source", "filters", "splits",
                                                     "packages", "schema")},

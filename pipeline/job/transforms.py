@@ -235,7 +235,7 @@ class _SampleFn(beam.DoFn):
         job = {"path": row["path"], "max_bytes": cfg.max_bytes, "replay_row": row,
                "player_rows": record["players"], "split": record["split"],
                "output_dir": cfg.output_dir, "spec": cfg.spec,
-               "resolution": cfg.resolution, "formats": cfg.formats}
+               "resolution": cfg.resolution}
         t0 = time.time()
         status, payload = self._worker.run(job)
         self._done += 1

@@ -133,8 +133,7 @@ def sample_replay(job: Mapping[str, Any]) -> dict[str, Any]:
     if len(keys) != len(samples):
         raise JobFailed("internal", "the source returned a (player, loop) twice")
     path = writers.batch_path(job["output_dir"], archive.replay_id)
-    n = (writers.write_batch(path, schema, samples, job.get("formats", writers.FORMATS))
-         if samples else 0)
+    n = writers.write_batch(path, schema, samples) if samples else 0
     return {
         "replay_id": archive.replay_id, "path": job["path"], "split": job["split"],
         "batch_path": path, "num_samples": n,

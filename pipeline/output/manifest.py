@@ -141,12 +141,15 @@ def build_manifest(config, *, index_records, errors, duplicates, results, shards
     error_reasons = collections.Counter(f"{e['stage']}:{e['category']}" for e in errors)
     samples_by_split: dict[str, dict[str, int]] = {}
     shard_files: dict[str, dict[str, list[dict]]] = {}
+    bytes_by_format: collections.Counter = collections.Counter()
     for info in sorted(shards, key=lambda s: (s["split"], s["index"])):
         per = samples_by_split.setdefault(info["split"], {f: 0 for f in config.formats})
         for fmt, path in info["files"].items():
             per[fmt] += info["num_samples"]
             shard_files.setdefault(fmt, {}).setdefault(info["split"], []).append(
-                {"path": path, "num_samples": info["num_samples"]})
+                {"path": path, "num_samples": info["num_samples"],
+                 "bytes": int(info.get("bytes", {}).get(fmt, 0))})
+            bytes_by_format[fmt] += int(info.get("bytes", {}).get(fmt, 0))
     counted = collections.Counter()
     replays_by_split = collections.Counter()
     for r in results:
@@ -181,6 +184,10 @@ def build_manifest(config, *, index_records, errors, duplicates, results, shards
             "shards_by_split": {s: len(v) for s, v in
                                 next(iter(shard_files.values()), {}).items()},
             "samples_total": sum(counted.values()),
+            "shard_bytes_by_format": dict(sorted(bytes_by_format.items())),
+            "shard_bytes_per_sample": {
+                fmt: round(b / sum(counted.values()), 1) if sum(counted.values()) else 0.0
+                for fmt, b in sorted(bytes_by_format.items())},
         },
         "labels": label_statistics(results),
         "duplicates": sorted(({"path": d["replay"]["path"],
@@ -259,6 +266,10 @@ def summary(manifest: Mapping[str, Any]) -> str:
                      f"{c['shards_by_split'].get(split, 0)} shards; per format {per}")
     lines.append(f"samples: {c['samples_total']}; no-op fraction {lab['noop_fraction']:.3f}; "
                  f"mean mask size {lab['mean_mask_size']:.1f}")
+    if c.get("shard_bytes_by_format"):
+        lines.append("shards: " + ", ".join(
+            f"{fmt} {b / 2**20:,.1f} MiB ({c['shard_bytes_per_sample'][fmt]:.0f} B/sample)"
+            for fmt, b in c["shard_bytes_by_format"].items()))
     unknown = lab.get("unknown")
     if unknown:
         lines.append("target unknown / unknown argument: " + "; ".join(

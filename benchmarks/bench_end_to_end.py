@@ -1,0 +1,98 @@
+"""End-to-end ``beam_runner.py`` throughput against the source alone, per replay.
+
+    python benchmarks/bench_end_to_end.py [--replays FILE ...] [--repeats N]
+
+For each replay, in one run: the source-only rate (decode + featurize both
+players with the engine-free source, best of N, CPU, as
+``bench_replay_stages.py`` measures it) and the whole pipeline on that replay
+alone (``beam_runner.py`` in a fresh process, 1 worker, both formats: the CPU
+time of all its processes, which a shared machine's load does not inflate,
+and the wall clock).  A run of the pipeline on an input that samples nothing (one replay
+filtered out) measures the fixed cost every run pays (Beam start-up, worker
+and child-process start, scan, manifest, TFDS metadata); the table gives the
+end-to-end rate with and without it, and the ratio to the source-only rate.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "replays"
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+DEFAULTS = [
+    SHARED / "python-sc2/20220224 - GAME 1 - Dream vs Spirit - T vs T - Curious Minds LE.SC2Replay",
+    SHARED / "spawningtool/patch_5_0_4_pvt.SC2Replay",
+    SHARED / "spawningtool/patch_4_6_0_pvt.SC2Replay",
+]
+FILTERED = SHARED / "sc2reader/4.3.0.64469/1.SC2Replay"   # a game against the AI
+
+
+def source_rate(path: str, repeats: int) -> tuple[int, float]:
+    """(samples, samples per CPU second) of decode + featurize, best of ``repeats``."""
+    from bench_featurize import players_of
+    from pipeline.job.worker import gc_paused
+    from pipeline.replay.archive import ReplayArchive
+    from pipeline.sources.events.source import EventsObservationSource
+    from schemas.sample import SampleSchema
+    data = pathlib.Path(path).read_bytes()
+    best, n = float("inf"), 0
+    for _ in range(repeats):
+        with gc_paused():
+            t = time.process_time()
+            archive = ReplayArchive(data, path=path)
+            by_player = EventsObservationSource(SampleSchema()).replay_samples(
+                archive, players_of(archive))
+            best = min(best, time.process_time() - t)
+        n = sum(len(v) for v in by_player.values())
+    return n, n / best
+
+
+def pipeline_cost(path: str, out: pathlib.Path) -> tuple[int, float, float]:
+    """(samples, wall seconds, CPU seconds of every process of the run) of
+    ``beam_runner.py`` on one file, 1 worker."""
+    argv = [sys.executable, str(REPO / "beam_runner.py"), "--replays", path, "--output",
+            str(out), "--min_mmr", "0", "--direct_num_workers=1"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.time()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.time() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    manifest = json.loads((out / "manifest.json").read_text())
+    return manifest["counts"]["samples_total"], wall, cpu
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--replays", nargs="+", default=[str(p) for p in DEFAULTS])
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args(argv)
+    root = pathlib.Path(tempfile.mkdtemp(prefix="bench_e2e_"))
+    _, fixed_wall, fixed = pipeline_cost(str(FILTERED), root / "fixed")
+    print(f"fixed cost (a run that samples nothing): {fixed:.1f} s CPU, {fixed_wall:.1f} s "
+          f"wall; load average {os.getloadavg()[0]:.1f}")
+    print(f"{'replay':30s} {'samples':>7s} {'source/s':>8s} {'wall s':>6s} {'CPU s':>6s} "
+          f"{'e2e/s':>6s} {'ratio':>6s} {'(e2e-fixed)/s':>13s} {'ratio':>6s}")
+    for i, path in enumerate(args.replays):
+        n, rate = source_rate(path, args.repeats)
+        m, wall, cpu = pipeline_cost(path, root / f"run{i}")
+        assert m == n, (m, n)
+        e2e, marginal = n / cpu, n / max(cpu - fixed, 1e-9)
+        print(f"{os.path.basename(path)[:30]:30s} {n:7d} {rate:8.0f} {wall:6.1f} {cpu:6.1f} "
+              f"{e2e:6.0f} {e2e / rate:6.1%} {marginal:13.0f} {marginal / rate:6.1%}",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
