@@ -83,7 +83,7 @@ def write_bad_inputs(directory: str, replay: bytes, oversize: int) -> dict[str, 
     files = {
         "empty.SC2Replay": (b"", "empty"),
         "random.SC2Replay": (bytes(rng.getrandbits(8) for _ in range(5000)), "not_mpq"),
-        "truncated.SC2Replay": (replay[: len(replay) // 2], "not_mpq"),
+        "truncated.SC2Replay": (replay[: len(replay) // 2], "truncated"),
         "non_replay_mpq.SC2Replay": (non_replay_mpq(replay), "unreadable_header"),
         "oversize.SC2Replay": (replay + b"\0" * (oversize + 1 - len(replay)), "too_large"),
     }
