@@ -303,7 +303,12 @@ class WriteShards(beam.PTransform):
 def _write_outputs(_, config: RunConfig, index_records, errors, duplicates, results,
                    shards, started: float):
     from pipeline.index import scan
+    degraded = {r["replay_id"] for r in results if r.get("tracker_events_degraded")}
     replay_rows = [r["replay"] for r in index_records] + [d["replay"] for d in duplicates]
+    # The index agrees with the samples: a replay sampled without its tracker
+    # events (no bundled protocol decodes them) is indexed without them.
+    replay_rows = [dict(r, has_tracker_events=False) if r["replay_id"] in degraded else r
+                   for r in replay_rows]
     player_rows = [p for r in index_records for p in r["players"]]
     scan.write_index(replay_rows, player_rows,
                              FileSystems.join(config.output_dir, "index"))

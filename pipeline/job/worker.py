@@ -141,6 +141,10 @@ def sample_replay(job: Mapping[str, Any]) -> dict[str, Any]:
         "players": {str(pid): len(by_player[pid]) for pid in wanted},
         "noop": noop, "mask_sum": mask_sum, "target_unavailable": unavailable,
         "has_tracker_events": bool(samples and samples[0]["has_tracker_events"]),
+        # Why a replay whose archive holds tracker events was sampled without
+        # them (a documented limitation, never damage); "" when it was not.
+        "tracker_events_degraded": str(
+            getattr(source, "last_stats", {}).get("tracker_error", "")),
         "target_unknown": target_unknown,
         "unknown_argument_windows": unknown_argument_windows,
         "unknown_arguments": dict(sorted(unknown_arguments.items())),

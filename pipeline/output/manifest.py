@@ -9,7 +9,9 @@ with their pysc2 names, mean mask size, rate of targets the source reported
 unavailable; the fractions of windows whose target is unknown and of windows
 with an unknown argument, with unknown arguments counted per argument type,
 overall and by replay kind, tracker events or not: the engine-free source
-knows less without them); and, added by the launcher once the job has finished, wall time
+knows less without them); the replays sampled degraded (``degraded``: without tracker events that no
+bundled protocol decodes, with the reason; counted in
+``counts["degraded_replays"]``); and, added by the launcher once the job has finished, wall time
 and throughput.  The TFDS builder reads its provenance from here.
 
 ``DIR/errors/errors.parquet`` holds one record per failed replay (the layout
@@ -152,6 +154,11 @@ def build_manifest(config, *, index_records, errors, duplicates, results, shards
     for r in results:
         counted[r["split"]] += r["num_samples"]
         replays_by_split[r["split"]] += 1
+    degraded = sorted(({"replay_id": r["replay_id"], "path": r["path"],
+                        "kind": "no_tracker_events",
+                        "reason": r["tracker_events_degraded"]}
+                       for r in results if r.get("tracker_events_degraded")),
+                      key=lambda d: d["replay_id"])
     inputs = (sum(1 for _ in index_records) + len(duplicates)
               + len([e for e in errors if e["stage"] in ("scan", "read")]))
     return {
@@ -181,6 +188,8 @@ def build_manifest(config, *, index_records, errors, duplicates, results, shards
             "shards_by_split": {s: len(v) for s, v in
                                 next(iter(shard_files.values()), {}).items()},
             "samples_total": sum(counted.values()),
+            "degraded_replays": dict(sorted(collections.Counter(
+                d["kind"] for d in degraded).items())),
         },
         "labels": label_statistics(results),
         "duplicates": sorted(({"path": d["replay"]["path"],
@@ -188,6 +197,9 @@ def build_manifest(config, *, index_records, errors, duplicates, results, shards
                                "canonical_path": d["canonical_path"]}
                               for d in duplicates), key=lambda d: d["path"]),
         "shards": shard_files,
+        # Replays sampled with less than their archive holds, and why (only a
+        # documented limitation degrades; damage is an error record).
+        "degraded": degraded,
         "timing": {},
     }
 
@@ -253,6 +265,9 @@ def summary(manifest: Mapping[str, Any]) -> str:
         lines.append(f"filtered: {c['filter_reasons']}")
     if c["error_reasons"]:
         lines.append(f"errors: {c['error_reasons']}")
+    if c.get("degraded_replays"):
+        lines.append(f"degraded (sampled without part of the replay, see 'degraded'): "
+                     f"{c['degraded_replays']}")
     for split, per in sorted(c["samples_by_split_and_format"].items()):
         lines.append(f"  {split}: {c['replays_by_split'].get(split, 0)} replays, "
                      f"{c['samples_counted_by_split'].get(split, 0)} samples, "
