@@ -212,6 +212,22 @@ def _source_unavailable(config) -> list[str]:
     return sorted(source.unavailable_layers())
 
 
+def relocate(manifest: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    """Rewrites the paths under ``old`` (the staging directory the job wrote)
+    to ``new`` (where the run is published): ``output_dir``, the config's and
+    every shard's path."""
+    def moved(path: str) -> str:
+        return new + path[len(old):] if path == old or path.startswith(old + "/") else path
+    manifest["output_dir"] = moved(manifest["output_dir"])
+    if "output_dir" in manifest.get("config", {}):
+        manifest["config"]["output_dir"] = moved(manifest["config"]["output_dir"])
+    for by_split in manifest.get("shards", {}).values():
+        for entries in by_split.values():
+            for entry in entries:
+                entry["path"] = moved(entry["path"])
+    return manifest
+
+
 def manifest_path(output_dir: str) -> str:
     return FileSystems.join(output_dir, MANIFEST_NAME)
 
