@@ -187,12 +187,12 @@ class ReplayArchive:
             self.header = protocol_module(_bundled_builds()[-1]).decode_replay_header(content)
             version = self.header["m_version"]
             self.base_build = int(version["m_baseBuild"])
+            self.version = "{m_major}.{m_minor}.{m_revision}.{m_build}".format(**version)
+            self.game_loops = int(self.header.get("m_elapsedGameLoops", 0))
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise ReplayError("unreadable_header", f"replay header: {exc!r}") from exc
         except Exception as exc:  # s2protocol's decoders raise CorruptedError etc.
             raise ReplayError("unreadable_header", f"replay header: {exc!r}") from exc
-        self.version = "{m_major}.{m_minor}.{m_revision}.{m_build}".format(**version)
-        self.game_loops = int(self.header.get("m_elapsedGameLoops", 0))
         self.part_protocols: dict[str, int] = {}
         self.protocol_build, self.protocol_exact, self._details = self._choose_protocol()
 
