@@ -28,7 +28,7 @@ install: $(VENV)/.installed
 
 demo: install
 	$(PY) -m pipeline.index.scan_cli --replays '$(REPLAYS)' --output $(OUT)/scan
-	$(PY) beam_runner.py --replays '$(REPLAYS)' --output $(OUT)/data --splits $(SPLITS)
+	$(PY) beam_runner.py --replays '$(REPLAYS)' --output $(OUT)/data --splits $(SPLITS) --overwrite
 	$(PY) -m datasets.sc2_replays.build --pipeline_output $(OUT)/data --data_dir $(OUT)/tfds
 	$(PY) -m trainers.train --data $(OUT)/data --model fully_conv --out $(OUT)/run \
 	    --steps $(STEPS) --batch_size $(BATCH)

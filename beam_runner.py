@@ -5,6 +5,7 @@
         [--step_mul 8] [--resolution 64] [--no_fog] [--scan_only] \\
         [--splits train=0.9,validation=0.05,test=0.05] [--max_bytes N] \\
         [--max_game_loops N] [--decode_timeout_s S] [--max_samples_per_shard N] \\
+        [--overwrite] [--verbose] \\
         [any Beam pipeline option, e.g. --runner DataflowRunner --project P ...]
 
 Runs locally on the DirectRunner over all local cores by default
@@ -18,6 +19,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 
 from pipeline.job import transforms
 
@@ -25,7 +27,7 @@ from pipeline.output import manifest as manifest_lib
 
 from pipeline.index import splits as splits_lib
 from pipeline.output import writers
-from pipeline.job.worker import engine_spec
+from pipeline.job.worker import EnvironmentFailure, engine_spec
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 LOCAL_DEFAULTS = ["--direct_num_workers=0", "--direct_running_mode=multi_processing"]
@@ -58,8 +60,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
                         help="per-replay limit for decoding and sampling, enforced by "
                              "killing the sampling child process; 0 = no limit, in-process")
     parser.add_argument("--max_samples_per_shard", type=int, default=2000)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the earlier run in a non-empty --output (the new run "
+                             "is written beside it and swapped in at the end)")
     parser.add_argument("--verbose", action="store_true",
-                        help="also show Beam's and TensorFlow's own log lines")
+                        help="show Beam's and TensorFlow's own log lines, and on failure "
+                             "the traceback")
     add_filter_arguments(parser)
     return parser.parse_known_args(argv)
 
@@ -116,15 +122,19 @@ def _resolve_local(patterns: list[str]) -> list[str]:
     return [p if "://" in p else os.path.abspath(p) for p in patterns]
 
 
-def create_pipeline(argv: list[str] | None = None):
+def create_pipeline(argv: list[str] | None = None, output_dir: str | None = None):
     """Parses ``argv`` and builds the job; returns ``(pipeline, config)``.
 
-    Nothing runs until ``pipeline.run()``.
+    ``output_dir`` (the run's staging directory) replaces ``--output`` as the
+    place the job writes.  Nothing runs until ``pipeline.run()``.
     """
+    import dataclasses
     import apache_beam as beam
     from pipeline.replay.storage import InputError, expand_inputs
     args, beam_args = parse_args(argv)
     config = make_config(args)
+    if output_dir is not None:
+        config = dataclasses.replace(config, output_dir=output_dir)
     patterns = _resolve_local(args.replays)
     try:
         n_inputs = len(expand_inputs(patterns))
@@ -137,24 +147,54 @@ def create_pipeline(argv: list[str] | None = None):
 
 
 def run(argv: list[str] | None = None) -> dict:
-    """Runs the pipeline to completion; returns the manifest (with timing)."""
+    """Runs the pipeline to completion; returns the manifest (with timing).
+
+    The job writes into a staging directory beside ``--output`` and is
+    swapped in at the end (:mod:`pipeline.output.run_directory`): ``--output``
+    holds exactly one run.  Raises ``run_directory.OutputDirError`` (output
+    in use, not empty without ``--overwrite``) before anything runs, and
+    :class:`~pipeline.job.worker.EnvironmentFailure` when the output cannot
+    be written (``--output`` is then left as it was).
+    """
+    from pipeline.output import run_directory
     started = time.time()
-    p, config = create_pipeline(argv)
-    result = p.run()
-    result.wait_until_finish()
-    wall = time.time() - started
-    manifest = manifest_lib.read_manifest(config.output_dir)
+    args, _ = parse_args(argv)
+    final = make_config(args).output_dir          # flags checked before any file is touched
+    with run_directory.claim(final, args.overwrite) as staging:
+        p, config = create_pipeline(argv, output_dir=staging)
+        try:
+            result = p.run()
+            result.wait_until_finish()
+        except Exception as exc:  # noqa: BLE001 -- Beam wraps (or retypes) a worker's failure
+            failure = EnvironmentFailure.find(f"{exc}\n{traceback.format_exc()}")
+            if failure is None:
+                raise
+            raise failure from exc
+        try:
+            manifest = _finish(config, staging, final, result, time.time() - started)
+            run_directory.publish(staging, final)
+        except OSError as exc:
+            raise EnvironmentFailure.of(exc, staging) from exc
+    return manifest
+
+
+def _finish(config: transforms.RunConfig, staging: str, final: str, result,
+            wall: float) -> dict:
+    """Timing, counters, TFDS metadata and cleanup, in the staging directory;
+    the manifest names ``final``, where the run will be."""
+    manifest = manifest_lib.read_manifest(staging)
+    manifest_lib.relocate(manifest, staging, final)
     manifest_lib.add_timing(manifest, wall)
     manifest["metrics"] = beam_counters(result)
-    manifest_lib.write_manifest(config.output_dir, manifest)
+    manifest_lib.write_manifest(staging, manifest)
     if ("tfrecord" in config.formats and not config.scan_only
             and manifest["counts"]["samples_total"]):
         # TFDS metadata over the TFRecord shards, in DIR/tfds (no second copy);
         # imported here: it loads TensorFlow, which the launcher needs nowhere else.
         from datasets.sc2_replays import build as tfds_build
-        manifest["tfds"] = tfds_build.prepare_in_output(config.output_dir)
-        manifest_lib.write_manifest(config.output_dir, manifest)
-    _cleanup(config.output_dir)
+        manifest["tfds"] = tfds_build.prepare_in_output(staging, recorded_output=final)
+        manifest_lib.write_manifest(staging, manifest)
+    _cleanup(staging)
     return manifest
 
 
@@ -182,20 +222,34 @@ def _cleanup(output_dir: str) -> None:
 
 def quiet_libraries() -> None:
     """Beam's internal worker warnings ("No semi_persistent_directory found",
-    "Discarding unparseable args", relayed from every worker) and TensorFlow's
-    C++ log lines say nothing about the run: errors only, unless --verbose."""
-    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    "Discarding unparseable args", relayed from every worker), a failed
+    bundle's wall of tracebacks (reported below in one line) and TensorFlow's
+    C++ log lines say nothing a user needs: hidden unless --verbose."""
+    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    """The command line: 0, or one line on stderr and 1 when the run is
+    refused or aborted (``--verbose``: Beam's logs and the traceback too)."""
+    from pipeline.output.run_directory import OutputDirError
+    argv = sys.argv[1:] if argv is None else argv
+    verbose = "--verbose" in argv
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     logging.getLogger("sc2.progress").setLevel(logging.INFO)
-    if "--verbose" not in sys.argv[1:]:
+    if not verbose:
         quiet_libraries()
-    manifest = run(sys.argv[1:])
+    try:
+        manifest = run(argv)
+    except (OutputDirError, EnvironmentFailure) as exc:
+        if verbose:
+            raise
+        what = "refused" if isinstance(exc, OutputDirError) else "aborted, --output unchanged"
+        print(f"beam_runner.py: run {what}: {exc}", file=sys.stderr)
+        return 1
     print(manifest_lib.summary(manifest))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

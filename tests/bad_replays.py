@@ -11,12 +11,11 @@ import random
 
 import mpyq
 
-#: Archive members whose data the pipeline reads (scan or sampling) and
-#: without which a replay cannot be used.  (Tracker events are left out: the
-#: engine-free source turns a replay whose tracker events do not decode into
-#: a no-tracker replay, has_tracker_events=0, by design.)
+#: Archive members whose data the pipeline reads (scan or sampling); damage
+#: in any of them is an error.  (Only tracker events that no bundled protocol
+#: decodes -- a limitation, not damage -- degrade to has_tracker_events=0.)
 READ_MEMBERS = ("replay.details", "replay.initData", "replay.gamemetadata.json",
-                "replay.game.events")
+                "replay.game.events", "replay.tracker.events")
 
 
 def _flip(data: bytes, start: int, length: int, width: int = 32) -> bytes:
@@ -73,6 +72,7 @@ FLIP_CATEGORIES = {
     "replay.initData": "corrupt",
     "replay.gamemetadata.json": "corrupt",
     "replay.game.events": "corrupt",
+    "replay.tracker.events": "corrupt",      # fails its bz2 check: damage, not "absent"
 }
 
 
@@ -83,7 +83,7 @@ def write_bad_inputs(directory: str, replay: bytes, oversize: int) -> dict[str, 
     files = {
         "empty.SC2Replay": (b"", "empty"),
         "random.SC2Replay": (bytes(rng.getrandbits(8) for _ in range(5000)), "not_mpq"),
-        "truncated.SC2Replay": (replay[: len(replay) // 2], "not_mpq"),
+        "truncated.SC2Replay": (replay[: len(replay) // 2], "truncated"),
         "non_replay_mpq.SC2Replay": (non_replay_mpq(replay), "unreadable_header"),
         "oversize.SC2Replay": (replay + b"\0" * (oversize + 1 - len(replay)), "too_large"),
     }

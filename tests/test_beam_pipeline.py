@@ -49,7 +49,7 @@ def test_every_input_is_accounted_for(pipeline_run):
     for rel, _, _ in list(PIPELINE_REPLAYS.values())[1:]:
         assert status[str(REPLAYS / rel)] == "ok"
     counts = pipeline_run.manifest["counts"]
-    assert counts["input_files"] == len(pipeline_run.inputs) == 16
+    assert counts["input_files"] == len(pipeline_run.inputs) == 17
     assert counts["replays_by_status"] == {"sampled": 3, "filtered": 1, "duplicate": 1,
                                            "error": len(pipeline_run.bad) + 1}
     assert counts["filter_reasons"] == {"not_1v1": 1}
@@ -69,6 +69,12 @@ def test_bad_inputs_become_error_records(pipeline_run):
     flipped = os.path.join(os.path.dirname(next(iter(pipeline_run.bad))),
                            "flipped_replay.game.events.SC2Replay")
     assert errors[flipped]["stage"] == "sample"
+    # a bit flip in the tracker events is damage (the part fails its bz2
+    # check): an error record, never a replay silently sampled without them
+    flipped = os.path.join(os.path.dirname(next(iter(pipeline_run.bad))),
+                           "flipped_replay.tracker.events.SC2Replay")
+    assert (errors[flipped]["stage"], errors[flipped]["category"]) == ("sample", "corrupt")
+    assert pipeline_run.manifest["counts"]["degraded_replays"] == {}
 
 
 def test_shards_agree_with_manifest_and_expected_counts(pipeline_run):
@@ -257,6 +263,46 @@ def test_sample_replays_writes_one_sorted_batch(tmp_path):
     assert keys == sorted(keys) and len(keys) == n
     assert sample_key(record["replay"]["replay_id"], *keys[0]) == \
         f"{record['replay']['replay_id']}_1_0"
+
+
+def test_undecodable_tracker_events_degrade_and_index_samples_manifest_agree(
+        tmp_path, monkeypatch):
+    """Only a documented limitation (no bundled protocol decodes the tracker
+    events: ``unsupported_build``) degrades to "no tracker events"; then the
+    samples, the index and the manifest say so, with the reason."""
+    from pipeline.job import transforms, worker
+    from pipeline.replay.archive import ReplayArchive, ReplayError
+    require_shared()
+
+    def undecodable(self):
+        raise ReplayError("unsupported_build", "decoding replay.tracker.events: test")
+    monkeypatch.setattr(ReplayArchive, "tracker_events", property(undecodable))
+    config = _sample_config(tmp_path, "pipeline.sources.events.source:"
+                                      "EventsObservationSource", 0)
+    record = _kept_record("dream_spirit")
+    assert record["replay"]["has_tracker_events"]
+    job = {"path": record["replay"]["path"], "max_bytes": None,
+           "replay_row": record["replay"], "player_rows": record["players"],
+           "split": "train", "output_dir": str(tmp_path), "spec": config.spec,
+           "resolution": 64, "formats": ("tfrecord",)}
+    status, result = worker.run_job(job)
+    assert status == "ok", result
+    assert not result["has_tracker_events"]
+    assert "test" in result["tracker_events_degraded"]
+    samples = SCHEMA.from_arrow(pq.read_table(result["batch_path"]))
+    assert samples and all(s["has_tracker_events"] == 0 for s in samples)
+    counts = next(transforms._write_outputs(None, config, [record], [], [], [result], [],
+                                            0.0))
+    assert counts["degraded_replays"] == {"no_tracker_events": 1}
+    index = pq.read_table(tmp_path / "index" / "replays.parquet").to_pylist()
+    assert [r["has_tracker_events"] for r in index] == [False]
+    from pipeline.output.manifest import read_manifest
+    [entry] = read_manifest(str(tmp_path))["degraded"]
+    assert entry["replay_id"] == record["replay"]["replay_id"] and "test" in entry["reason"]
+    # damage is not a limitation: the same part failing its check is an error
+    monkeypatch.setattr(ReplayArchive, "tracker_events", property(
+        lambda self: (_ for _ in ()).throw(ReplayError("corrupt", "bz2 check"))))
+    assert worker.run_job(job) == ("error", ("corrupt", "bz2 check"))
 
 
 def test_gc_paused_restores_the_collector_even_when_a_replay_fails():

@@ -117,7 +117,8 @@ def test_missing_data_is_a_clear_error(tmp_path, spec, capsys):
         make_dataset(tmp_path, "train", spec)
     assert train_lib.main(["--data", str(tmp_path), "--model", "fully_conv",
                            "--out", str(tmp_path / "run")]) == 2
-    assert "no TFRecord shards" in capsys.readouterr().err
+    assert "no manifest" in capsys.readouterr().err   # refused before any shard is read
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -39,8 +39,8 @@ import tensorflow as tf
 from schemas import layers
 from trainers import linear_baseline, metrics
 from trainers.action_space import function_names
-from trainers.input import (FeatureSpec, InputError, Selection, make_dataset, read_columns,
-                            signed_log1p)
+from trainers.input import (FeatureSpec, InputError, Selection, check_data_matches,
+                            data_error, make_dataset, read_columns, signed_log1p)
 from trainers.train import (Trainer, load_best, load_config, teacher_inputs,
                             write_json_atomic)
 
@@ -114,6 +114,7 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
     latest), ``"latest"``, or a checkpoint path."""
     config = load_config(run)
     config.out = str(run)  # the run directory may have moved since training
+    check_data_matches(data, config.spec, f"the run {run}")
     trainer = Trainer(config)
     chosen = choose_checkpoint(trainer, run, checkpoint)
     step = trainer.restore(chosen["path"])
@@ -321,6 +322,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="'best' (validation-selected, else latest), 'latest', or a path")
     p.add_argument("--min_function_count", type=int, default=20,
                    help="functions with fewer test targets are left out of the breakdown")
+    p.add_argument("--verbose", action="store_true", help="on failure, the traceback")
     return p.parse_args(argv)
 
 
@@ -333,8 +335,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                           resamples=a.resamples, seed=a.seed,
                           min_function_count=a.min_function_count,
                           checkpoint=a.checkpoint, log=lambda m: print(m, flush=True))
-    except (InputError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (InputError, ValueError, FileNotFoundError, tf.errors.OpError) as e:
+        if a.verbose:
+            raise
+        line = (data_error(a.data, a.split, e) if isinstance(e, tf.errors.OpError)
+                else str(e))
+        print(f"trainers.evaluate: error: {line}", file=sys.stderr)
         return 2
     m, b = report["metrics"], report["baselines"]
 

@@ -159,11 +159,14 @@ def manifest_unavailable_layers(data_dir: str | os.PathLike) -> tuple[str, ...]:
     """Layers the manifest lists as unavailable (all zeros), if it says.
 
     Accepts any ``unavailable_layers`` entry in ``DIR/manifest.json`` (a list
-    or a comma-separated string, at any depth); missing manifest -> ``()``.
+    or a comma-separated string, at any depth).  A missing manifest is an
+    :class:`InputError`: without it the trainer cannot know which layers are
+    zeros (and an aborted pipeline run writes none).
     """
     path = Path(data_dir) / "manifest.json"
     if not path.exists():
-        return ()
+        raise InputError(f"{path}: no manifest (not a finished beam_runner.py output; "
+                         "an aborted run writes none)")
     found: set[str] = set()
 
     def walk(node: Any) -> None:
@@ -183,6 +186,51 @@ def manifest_unavailable_layers(data_dir: str | os.PathLike) -> tuple[str, ...]:
     walk(json.loads(path.read_text()))
     schema_names = set(SampleSchema().names())
     return tuple(sorted(n for n in found if n in schema_names))
+
+
+def check_data_matches(data_dir: str | os.PathLike, spec: "FeatureSpec",
+                       what: str = "the model") -> None:
+    """:class:`InputError` unless ``DIR/manifest.json`` exists and its samples
+    have ``spec``'s resolutions (one line naming the manifest)."""
+    path = Path(data_dir) / "manifest.json"
+    if not path.exists():
+        raise InputError(f"{path}: no manifest (not a finished beam_runner.py output; "
+                         "an aborted run writes none)")
+    try:
+        schema = schema_from_repr(json.loads(path.read_text())["schema"]["repr"])
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"{path}: no sample schema ({exc})") from exc
+    have = (schema.screen_resolution, schema.minimap_resolution)
+    want = (spec.screen_resolution, spec.minimap_resolution)
+    if have != want:
+        raise InputError(f"{path}: samples are {have[0]}x{have[0]} screen / {have[1]}x"
+                         f"{have[1]} minimap; {what} reads {want[0]}x{want[0]} / "
+                         f"{want[1]}x{want[1]}")
+
+
+def damaged_shard(files: Iterable[str]) -> str | None:
+    """The first of ``files`` that does not read through (gzip and record
+    CRCs), as one line ``PATH: what is wrong``; None when all read.  Used
+    after TensorFlow reports a ``DataLossError``, which names no file."""
+    from pipeline.output.writers import ShardVerificationError, check_tfrecord_file
+    for path in files:
+        try:
+            check_tfrecord_file(path)
+        except ShardVerificationError as exc:
+            return str(exc)
+    return None
+
+
+def data_error(data_dir: str | os.PathLike, selection: "str | Selection",
+               exc: Exception) -> str:
+    """One line for a TensorFlow read failure of ``selection``'s shards: the
+    damaged file when one is found, else TensorFlow's first line."""
+    first = (getattr(exc, "message", None) or str(exc)).strip().splitlines()[0]
+    try:
+        found = damaged_shard(Selection.of(selection).files(data_dir))
+    except InputError:
+        found = None
+    return found or f"{data_dir}: reading the shards failed ({first})"
 
 
 def selection_size(data_dir: str | os.PathLike, selection: "str | Selection") -> int:

@@ -425,21 +425,43 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     p.add_argument("--drop_layers", default=None,
                    help="comma-separated sample fields to leave out (default: the "
                         "manifest's unavailable layers)")
+    p.add_argument("--verbose", action="store_true", help="on failure, the traceback")
     a = p.parse_args(argv)
     drop = (None if a.drop_layers is None
             else tuple(x.strip() for x in a.drop_layers.split(",") if x.strip()))
-    kwargs = {k: v for k, v in vars(a).items() if k != "drop_layers"}
-    return TrainConfig(**kwargs, drop_layers=drop)
+    kwargs = {k: v for k, v in vars(a).items() if k not in ("drop_layers", "verbose")}
+    config = TrainConfig(**kwargs, drop_layers=drop)
+    config.verbose = a.verbose      # not a field: not saved in config.json
+    return config
+
+
+def remove_failed_start(out: Path, existed: bool) -> None:
+    """Deletes a run directory this invocation created if it holds no
+    checkpoint (a failed start leaves nothing half-made behind)."""
+    import shutil
+    if not existed and out.is_dir() and not any((out / "checkpoints").glob("ckpt-*")):
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: 0, or one line on stderr naming the file and what is
+    wrong, and 2 (``--verbose``: the traceback)."""
+    from trainers.input import data_error
     config = parse_args(argv)
+    out = Path(config.out)
+    existed = out.exists()
     try:
         train(config, log=lambda m: print(m, flush=True))
+        return 0
     except (InputError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        line, error = str(e), e
+    except tf.errors.OpError as e:        # DataLossError: a corrupt or truncated shard
+        line, error = data_error(config.data, config.train_selection, e), e
+    remove_failed_start(out, existed)
+    if getattr(config, "verbose", False):
+        raise error
+    print(f"trainers.train: error: {line}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

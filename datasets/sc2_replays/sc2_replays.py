@@ -158,16 +158,19 @@ class Sc2Replays(tfds.core.DatasetBuilder):
         pipeline_output = os.path.abspath(os.fspath(dl_manager.manual_dir))
         manifest = self._read_manifest(pipeline_output)
         shards = manifest["shards"].get("tfrecord", {})
+        # Shard paths are relative to the output the manifest names (a moved
+        # or staged DIR keeps them right).
+        named_output = manifest.get("output_dir") or pipeline_output
         self.info.metadata.update({
             "provenance": {k: manifest[k] for k in ("source", "filters", "splits",
                                                     "packages", "schema")},
             "counts": manifest["counts"],
             "labels": manifest["labels"],
-            "pipeline_output": pipeline_output,
+            "pipeline_output": getattr(self, "recorded_output", None) or pipeline_output,
             # The shards relative to this dataset directory (a moved DIR still reads).
             "pipeline_output_relative": os.path.relpath(pipeline_output,
                                                         os.fspath(self.data_dir)),
-            "shards": {split: [os.path.relpath(s["path"], pipeline_output)
+            "shards": {split: [os.path.relpath(s["path"], named_output)
                                if os.path.isabs(s["path"]) else s["path"]
                                for s in shards.get(split, [])] for split in SPLITS},
         })

@@ -103,7 +103,9 @@ REPLAY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("game_type", "string", "One of " + ", ".join(GAME_TYPES) + " (see module doc)."),
     ("num_players", "int32", "Players, humans and AIs, observers excluded."),
     ("num_observers", "int32", "Human observers and referees."),
-    ("has_tracker_events", "bool", "The archive holds tracker events (not decoded by the scan)."),
+    ("has_tracker_events", "bool", "The archive holds tracker events (not decoded by the "
+     "scan); set False for a sampled replay whose tracker events no bundled protocol "
+     "decodes (the manifest's 'degraded' entry gives the reason)."),
     ("has_metadata", "bool", "The archive holds replay.gamemetadata.json."),
     ("anonymized", "bool", "Details only as replay.details.backup (Blizzard packs)."),
     ("status", "string", "'ok', the filter reason (pipeline.index.filters), or 'duplicate'."),

@@ -15,11 +15,14 @@ Guarantees built here:
   :mod:`pipeline.job.worker` and :mod:`pipeline.output.writers`);
 * the split is a function of the replay id (:mod:`pipeline.index.splits`);
 * only specific exceptions are turned into error records; a bug surfaces as
-  an ``internal`` error record with its traceback.
+  an ``internal`` error record with its traceback;
+* a failure to write the output (``OSError``: no space, I/O, permission) is
+  never a replay's error: it raises :class:`~pipeline.job.worker.EnvironmentFailure`
+  and stops the run before the manifest is written.
 
 Beam ``Metrics`` counters (namespace ``sc2``): ``replays_<status>``,
 ``errors_<stage>_<category>``, ``filtered_<reason>``, ``samples_<split>``,
-``shards_<split>``.
+``shards_<split>``, ``environment_<errno name>`` (e.g. ``environment_enospc``).
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ from pipeline.index import splits as splits_lib
 from pipeline.output import writers
 from pipeline.replay.archive import ReplayArchive, ReplayError
 from pipeline.replay.archive import replay_id as content_id
-from pipeline.job.worker import SourceSpec, TimedWorker
+from pipeline.job.worker import EnvironmentFailure, SourceSpec, TimedWorker
 from schemas.sample import SampleSchema
 
 NAMESPACE = "sc2"
@@ -83,6 +86,13 @@ class RunConfig:
     @property
     def schema(self) -> SampleSchema:
         return SampleSchema(self.resolution, self.resolution)
+
+
+def _abort(failure: EnvironmentFailure) -> EnvironmentFailure:
+    """Counts an environment failure (``environment_<errno name>``); the
+    caller raises it: it stops the run."""
+    _count(f"environment_{failure.kind}")
+    return failure
 
 
 def _error(path: str, replay_id: str, stage: str, category: str, message: str) -> dict:
@@ -238,6 +248,8 @@ class _SampleFn(beam.DoFn):
                "resolution": cfg.resolution}
         t0 = time.time()
         status, payload = self._worker.run(job)
+        if status == "abort":            # the output's disk failed: stop the run
+            raise _abort(EnvironmentFailure(*payload))
         self._done += 1
         if status == "error":
             category, message = payload
@@ -277,8 +289,13 @@ class _WriteShardFn(beam.DoFn):
         self.config = config
 
     def process(self, task: writers.ShardTask):
-        info = writers.write_shard(task, self.config.schema, self.config.output_dir,
-                                   self.config.formats)
+        try:
+            info = writers.write_shard(task, self.config.schema, self.config.output_dir,
+                                       self.config.formats)
+        except OSError as exc:
+            raise _abort(EnvironmentFailure.of(exc, writers.shard_path(
+                self.config.output_dir, self.config.formats[0], task.split, task.index,
+                task.count))) from exc
         _count(f"shards_{task.split}")
         yield info
 
@@ -303,15 +320,23 @@ class WriteShards(beam.PTransform):
 def _write_outputs(_, config: RunConfig, index_records, errors, duplicates, results,
                    shards, started: float):
     from pipeline.index import scan
+    degraded = {r["replay_id"] for r in results if r.get("tracker_events_degraded")}
     replay_rows = [r["replay"] for r in index_records] + [d["replay"] for d in duplicates]
+    # The index agrees with the samples: a replay sampled without its tracker
+    # events (no bundled protocol decodes them) is indexed without them.
+    replay_rows = [dict(r, has_tracker_events=False) if r["replay_id"] in degraded else r
+                   for r in replay_rows]
     player_rows = [p for r in index_records for p in r["players"]]
-    scan.write_index(replay_rows, player_rows,
-                             FileSystems.join(config.output_dir, "index"))
-    manifest_lib.write_errors(config.output_dir, errors)
     manifest = manifest_lib.build_manifest(
         config, index_records=index_records, errors=errors, duplicates=duplicates,
         results=results, shards=shards, started=started)
-    manifest_lib.write_manifest(config.output_dir, manifest)
+    try:
+        scan.write_index(replay_rows, player_rows,
+                         FileSystems.join(config.output_dir, "index"))
+        manifest_lib.write_errors(config.output_dir, errors)
+        manifest_lib.write_manifest(config.output_dir, manifest)
+    except OSError as exc:
+        raise _abort(EnvironmentFailure.of(exc, config.output_dir)) from exc
     yield manifest["counts"]
 
 

@@ -66,6 +66,48 @@ class JobFailed(Exception):
         self.message = message
 
 
+class EnvironmentFailure(Exception):
+    """The machine, not a replay, failed: writing the output raised
+    ``OSError`` (no space left, an I/O error, no permission, a read-only
+    disk).  It stops the run -- it is never a replay's error record -- with
+    one line naming the path and the cause.
+
+    The line starts with :data:`MARKER` so that the launcher finds it again
+    in whatever Beam wraps it in (a worker process's traceback text)."""
+
+    MARKER = "output failure:"
+
+    def __init__(self, line: str, kind: str = "oserror"):
+        super().__init__(line)
+        self.line = line
+        #: ``errno`` name in lower case (``enospc``, ``eio``, ``eacces``...).
+        self.kind = kind
+
+    @classmethod
+    def of(cls, exc: OSError, path: str) -> "EnvironmentFailure":
+        """From the ``OSError`` raised while writing ``path`` (its own
+        ``filename`` wins when it has one)."""
+        import errno
+        name = errno.errorcode.get(exc.errno, "") if exc.errno is not None else ""
+        where = exc.filename or path
+        cause = exc.strerror or str(exc) or type(exc).__name__
+        return cls(f"{cls.MARKER} {where}: {cause}" + (f" ({name})" if name else ""),
+                   (name or "oserror").lower())
+
+    @classmethod
+    def find(cls, text: str) -> "EnvironmentFailure | None":
+        """The failure whose line is in ``text`` (an exception's message or
+        traceback as Beam re-raises it), or None."""
+        at = text.find(cls.MARKER)
+        if at < 0:
+            return None
+        import re
+        line = text[at:].splitlines()[0]
+        line = re.sub(r"\s*\[while running .*$", "", line).strip().rstrip("'\"")
+        kind = re.search(r"\((E[A-Z0-9]+)\)$", line)
+        return cls(line, kind.group(1).lower() if kind else "oserror")
+
+
 _SOURCES: dict[tuple, Any] = {}
 
 
@@ -133,13 +175,20 @@ def sample_replay(job: Mapping[str, Any]) -> dict[str, Any]:
     if len(keys) != len(samples):
         raise JobFailed("internal", "the source returned a (player, loop) twice")
     path = writers.batch_path(job["output_dir"], archive.replay_id)
-    n = writers.write_batch(path, schema, samples) if samples else 0
+    try:
+        n = writers.write_batch(path, schema, samples) if samples else 0
+    except OSError as exc:          # the output's disk, not the replay
+        raise EnvironmentFailure.of(exc, path) from exc
     return {
         "replay_id": archive.replay_id, "path": job["path"], "split": job["split"],
         "batch_path": path, "num_samples": n,
         "players": {str(pid): len(by_player[pid]) for pid in wanted},
         "noop": noop, "mask_sum": mask_sum, "target_unavailable": unavailable,
         "has_tracker_events": bool(samples and samples[0]["has_tracker_events"]),
+        # Why a replay whose archive holds tracker events was sampled without
+        # them (a documented limitation, never damage); "" when it was not.
+        "tracker_events_degraded": str(
+            getattr(source, "last_stats", {}).get("tracker_error", "")),
         "target_unknown": target_unknown,
         "unknown_argument_windows": unknown_argument_windows,
         "unknown_arguments": dict(sorted(unknown_arguments.items())),
@@ -168,14 +217,18 @@ def gc_paused() -> Iterator[None]:
 
 
 def run_job(job: Mapping[str, Any]) -> tuple[str, Any]:
-    """``("ok", result)`` or ``("error", (category, message))``; never raises
-    for a replay's failure.  Bugs become category ``internal`` with the
-    traceback, so they are reported in the errors table, never hidden."""
+    """``("ok", result)``, ``("error", (category, message))`` or, when the
+    output cannot be written, ``("abort", (line, kind))`` (see
+    :class:`EnvironmentFailure`); never raises for a replay's failure.  Bugs
+    become category ``internal`` with the traceback, so they are reported in
+    the errors table, never hidden."""
     try:
         with gc_paused():
             return "ok", sample_replay(job)
     except JobFailed as exc:
         return "error", (exc.category, exc.message)
+    except EnvironmentFailure as exc:
+        return "abort", (exc.line, exc.kind)
     except Exception:  # noqa: BLE001 -- a bug: reported as 'internal' with traceback
         return "error", ("internal", traceback.format_exc(limit=8))
 

@@ -9,7 +9,9 @@ with their pysc2 names, mean mask size, rate of targets the source reported
 unavailable; the fractions of windows whose target is unknown and of windows
 with an unknown argument, with unknown arguments counted per argument type,
 overall and by replay kind, tracker events or not: the engine-free source
-knows less without them); and, added by the launcher once the job has finished, wall time
+knows less without them); the replays sampled degraded (``degraded``: without tracker events that no
+bundled protocol decodes, with the reason; counted in
+``counts["degraded_replays"]``); and, added by the launcher once the job has finished, wall time
 and throughput.  The TFDS builder reads its provenance from here.
 
 ``DIR/errors/errors.parquet`` holds one record per failed replay (the layout
@@ -155,6 +157,11 @@ def build_manifest(config, *, index_records, errors, duplicates, results, shards
     for r in results:
         counted[r["split"]] += r["num_samples"]
         replays_by_split[r["split"]] += 1
+    degraded = sorted(({"replay_id": r["replay_id"], "path": r["path"],
+                        "kind": "no_tracker_events",
+                        "reason": r["tracker_events_degraded"]}
+                       for r in results if r.get("tracker_events_degraded")),
+                      key=lambda d: d["replay_id"])
     inputs = (sum(1 for _ in index_records) + len(duplicates)
               + len([e for e in errors if e["stage"] in ("scan", "read")]))
     return {
@@ -188,6 +195,8 @@ def build_manifest(config, *, index_records, errors, duplicates, results, shards
             "shard_bytes_per_sample": {
                 fmt: round(b / sum(counted.values()), 1) if sum(counted.values()) else 0.0
                 for fmt, b in sorted(bytes_by_format.items())},
+            "degraded_replays": dict(sorted(collections.Counter(
+                d["kind"] for d in degraded).items())),
         },
         "labels": label_statistics(results),
         "duplicates": sorted(({"path": d["replay"]["path"],
@@ -195,6 +204,9 @@ def build_manifest(config, *, index_records, errors, duplicates, results, shards
                                "canonical_path": d["canonical_path"]}
                               for d in duplicates), key=lambda d: d["path"]),
         "shards": shard_files,
+        # Replays sampled with less than their archive holds, and why (only a
+        # documented limitation degrades; damage is an error record).
+        "degraded": degraded,
         "timing": {},
     }
 
@@ -205,6 +217,22 @@ def _source_unavailable(config) -> list[str]:
     except (ImportError, AttributeError) as exc:
         return [f"<source not importable: {exc}>"]
     return sorted(source.unavailable_layers())
+
+
+def relocate(manifest: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    """Rewrites the paths under ``old`` (the staging directory the job wrote)
+    to ``new`` (where the run is published): ``output_dir``, the config's and
+    every shard's path."""
+    def moved(path: str) -> str:
+        return new + path[len(old):] if path == old or path.startswith(old + "/") else path
+    manifest["output_dir"] = moved(manifest["output_dir"])
+    if "output_dir" in manifest.get("config", {}):
+        manifest["config"]["output_dir"] = moved(manifest["config"]["output_dir"])
+    for by_split in manifest.get("shards", {}).values():
+        for entries in by_split.values():
+            for entry in entries:
+                entry["path"] = moved(entry["path"])
+    return manifest
 
 
 def manifest_path(output_dir: str) -> str:
@@ -260,6 +288,9 @@ def summary(manifest: Mapping[str, Any]) -> str:
         lines.append(f"filtered: {c['filter_reasons']}")
     if c["error_reasons"]:
         lines.append(f"errors: {c['error_reasons']}")
+    if c.get("degraded_replays"):
+        lines.append(f"degraded (sampled without part of the replay, see 'degraded'): "
+                     f"{c['degraded_replays']}")
     for split, per in sorted(c["samples_by_split_and_format"].items()):
         lines.append(f"  {split}: {c['replays_by_split'].get(split, 0)} replays, "
                      f"{c['samples_counted_by_split'].get(split, 0)} samples, "

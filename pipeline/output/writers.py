@@ -91,6 +91,25 @@ def read_tfrecord_file(path: str) -> Iterator[bytes]:
             yield from iter_records(stream)
 
 
+def check_tfrecord_file(path: str, expected: int | None = None) -> int:
+    """Reads a GZIP TFRecord shard through (gzip and record CRCs); returns
+    its record count.  Every failure -- missing, truncated, corrupt, or not
+    ``expected`` records -- is a :class:`ShardVerificationError` whose one
+    line names the file."""
+    import zlib
+    try:
+        n = sum(1 for _ in read_tfrecord_file(path))
+    except ShardVerificationError as exc:
+        raise ShardVerificationError(f"{path}: corrupt shard ({exc})") from exc
+    except EOFError as exc:          # gzip: the stream ends before its end marker
+        raise ShardVerificationError(f"{path}: truncated shard ({exc})") from exc
+    except (OSError, zlib.error) as exc:   # missing file, BadGzipFile, bad deflate data
+        raise ShardVerificationError(f"{path}: unreadable shard ({exc})") from exc
+    if expected is not None and n != expected:
+        raise ShardVerificationError(f"{path}: {n} records, the manifest says {expected}")
+    return n
+
+
 # ------------------------------------------------------------ atomic files
 def temp_name(path: str) -> str:
     directory, _, name = path.rpartition("/")

@@ -25,6 +25,7 @@ import io
 import json
 import os
 import re
+import struct
 import threading
 from typing import Any
 
@@ -42,12 +43,14 @@ ERROR_CATEGORIES = (
     "empty",              # zero-byte file
     "io_error",           # the file cannot be read (missing, permissions, network)
     "too_large",          # over the configured size limit
-    "not_mpq",            # not an MPQ archive at all
+    "not_mpq",            # not an MPQ archive at all (no MPQ signature)
+    "truncated",          # an MPQ archive that ends before its declared size
     "unreadable_header",  # MPQ but the replay header does not decode
     "encrypted",          # archive files are encrypted / cannot be read
     "missing_part",       # a required file (details, game events) is absent
     "unsupported_build",  # no decoder protocol works for the build
-    "corrupt",            # a part fails to decode
+    "corrupt",            # damage: the archive or a part fails its integrity check
+                          # (compression, CRC) or the exact protocol does not decode it
     "too_long",           # game longer than the configured limit
     "timeout",            # decoding exceeded the time limit
     "crashed",            # the sampling process died (out of memory, native crash)
@@ -133,6 +136,29 @@ def neighbour_protocols(build: int, count: int = 2) -> list[int]:
     return sorted(near, key=lambda b: abs(b - build))
 
 
+def check_declared_size(data: bytes) -> None:
+    """``ReplayError("truncated")`` if ``data`` (starting with an MPQ
+    signature) ends before the archive its headers declare: the user-data
+    header (``MPQ\\x1b``) names the offset of the MPQ header (``MPQ\\x1a``),
+    whose ``archive_size`` counts the bytes from there."""
+    offset = 0
+    if data.startswith(b"MPQ\x1b"):
+        if len(data) < 16:
+            raise ReplayError("truncated", f"{len(data)} bytes: the MPQ user-data "
+                                           "header is cut short")
+        (offset,) = struct.unpack_from("<I", data, 8)
+    needed = offset + 32                         # the MPQ header's fixed part
+    if len(data) < needed:
+        raise ReplayError("truncated", f"{len(data)} bytes: the MPQ header at offset "
+                                       f"{offset} needs {needed}")
+    if data[offset:offset + 4] != b"MPQ\x1a":
+        return                                   # not ours to judge: mpyq decides
+    (archive_size,) = struct.unpack_from("<I", data, offset + 8)
+    if len(data) < offset + archive_size:
+        raise ReplayError("truncated", f"{len(data)} bytes; the MPQ archive declares "
+                                       f"{offset + archive_size}")
+
+
 class ReplayArchive:
     """Lazy, cached access to the decoded parts of one replay."""
 
@@ -148,23 +174,25 @@ class ReplayArchive:
         self.data = data
         if not data.startswith(b"MPQ"):
             raise ReplayError("not_mpq", "no MPQ signature")
+        check_declared_size(data)
         try:
             self._mpq = mpyq.MPQArchive(io.BytesIO(data), listfile=True)
         except NotImplementedError as exc:  # mpyq: "Encryption is not supported"
             raise ReplayError("encrypted", f"MPQ archive does not open: {exc!r}") from exc
         except Exception as exc:  # mpyq raises bare Exception, struct.error, ...
-            raise ReplayError("not_mpq", f"MPQ archive does not open: {exc!r}") from exc
+            # It has the MPQ signature and its declared size: a damaged archive.
+            raise ReplayError("corrupt", f"MPQ archive does not open: {exc!r}") from exc
         try:
             content = self._mpq.header["user_data_header"]["content"]
             self.header = protocol_module(_bundled_builds()[-1]).decode_replay_header(content)
             version = self.header["m_version"]
             self.base_build = int(version["m_baseBuild"])
+            self.version = "{m_major}.{m_minor}.{m_revision}.{m_build}".format(**version)
+            self.game_loops = int(self.header.get("m_elapsedGameLoops", 0))
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise ReplayError("unreadable_header", f"replay header: {exc!r}") from exc
         except Exception as exc:  # s2protocol's decoders raise CorruptedError etc.
             raise ReplayError("unreadable_header", f"replay header: {exc!r}") from exc
-        self.version = "{m_major}.{m_minor}.{m_revision}.{m_build}".format(**version)
-        self.game_loops = int(self.header.get("m_elapsedGameLoops", 0))
         self.part_protocols: dict[str, int] = {}
         self.protocol_build, self.protocol_exact, self._details = self._choose_protocol()
 

@@ -16,7 +16,10 @@ implements ``pipeline.sources.interface.ObservationSource``:
   everything else is zeros and named by :meth:`unavailable_layers`;
 * fog of war (``pipeline.sources.events.fog``) unless ``fog=False``;
 * replays without tracker events still give samples (camera layer, actions,
-  labels) with ``has_tracker_events=0`` and the unit layers unavailable.
+  labels) with ``has_tracker_events=0`` and the unit layers unavailable; so
+  do replays whose tracker events no bundled protocol decodes (a documented
+  limitation, reported in ``last_stats["tracker_error"]``); damaged tracker
+  events raise ``ReplayError("corrupt")``.
 
 Arrays that do not change between windows are shared between samples and
 are read-only.  What each layer approximates is in
@@ -154,13 +157,20 @@ class EventsObservationSource:
         map_size = replay_map_size(archive)
         geo = ViewGeometry(map_size, self.schema.screen_resolution,
                            self.schema.minimap_resolution, self.camera_width)
-        # Tracker events that do not decode (some 2.0.8/2.0.9 builds with a
-        # neighbouring protocol) are treated like absent ones: the replay
-        # still gives samples, marked has_tracker_events=0.
+        # A documented limitation degrades: tracker events that no bundled
+        # protocol decodes (``unsupported_build``: some 2.0.8/2.0.9 builds
+        # with a neighbouring protocol) are treated like absent ones, and the
+        # replay still gives samples, marked has_tracker_events=0, with the
+        # reason in ``last_stats["tracker_error"]`` (the worker puts it in
+        # the replay's result, the manifest counts it).  Damage -- a part
+        # that fails its compression or CRC check, or that the exact
+        # protocol does not decode (``corrupt``) -- is an error: it raises.
         tracker_error = ""
         try:
             tracker_events = archive.tracker_events
         except ReplayError as exc:
+            if exc.category != "unsupported_build":
+                raise
             tracker_events, tracker_error = [], str(exc)
         has_tracker = bool(archive.has_tracker_events and tracker_events)
         streams = player_streams(archive, map_size, self.schema.screen_resolution,

@@ -1,0 +1,156 @@
+"""One output directory holds exactly one run.
+
+A run never writes into ``DIR`` itself.  :func:`claim` takes a lock next to
+it (``.DIR.lock``, ``fcntl.flock``: released by the kernel when the process
+ends, so a killed run never blocks the next), refuses a non-empty ``DIR``
+unless ``overwrite``, and yields a fresh *staging* directory beside it
+(``.DIR.staging-<id>``, same filesystem).  The job writes everything there;
+:func:`publish` then swaps it in: ``DIR`` is renamed away, the staging
+directory renamed to ``DIR``, the old run deleted.  A reader of ``DIR`` sees
+the old run, for an instant nothing, then the new run -- never a mix.  A run
+that fails (or is interrupted) deletes its staging directory and leaves
+``DIR`` as it was; the staging directory of a killed run is deleted by the
+next run that takes the lock.
+
+``overwrite`` replaces only what looks like a pipeline output: a ``DIR``
+holding anything else (``notes.txt``, a home directory given by mistake) is
+refused, not deleted.
+
+Object stores (``gs://``) have no directory rename and no lock: a non-empty
+remote ``DIR`` is refused unless ``overwrite``, which deletes it before the
+run (not atomic; documented in docs/pipeline.md).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from typing import IO, Iterator
+
+#: Names a pipeline output holds at its top level (beam_runner.py, any version).
+OUTPUT_ENTRIES = frozenset({"manifest.json", "index", "errors", "parquet", "tfrecord",
+                            "tfds", "_tmp"})
+
+
+class OutputDirError(Exception):
+    """The output directory cannot take this run (one line for the user)."""
+
+
+def _siblings(final: str) -> tuple[str, str]:
+    parent, name = os.path.split(os.path.abspath(final).rstrip(os.sep))
+    return parent, name
+
+
+def lock_path(final: str) -> str:
+    parent, name = _siblings(final)
+    return os.path.join(parent, f".{name}.lock")
+
+
+def _entries(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except FileNotFoundError:
+        return []
+    except NotADirectoryError as exc:
+        raise OutputDirError(f"--output {path}: exists and is not a directory") from exc
+
+
+def check_replaceable(final: str, overwrite: bool) -> None:
+    """Raises :class:`OutputDirError` unless ``final`` is absent or empty,
+    or ``overwrite`` and it holds only a pipeline output's entries."""
+    entries = _entries(final)
+    if not entries:
+        return
+    shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+    if not overwrite:
+        raise OutputDirError(f"--output {final} is not empty ({len(entries)} entries: "
+                             f"{shown}); give an empty directory, or --overwrite to "
+                             "replace the earlier run")
+    foreign = [e for e in entries if e not in OUTPUT_ENTRIES]
+    if foreign:
+        raise OutputDirError(f"--output {final} holds files that are not a pipeline "
+                             f"output ({', '.join(foreign[:3])}); refusing to replace it "
+                             "even with --overwrite")
+
+
+def _take_lock(final: str) -> IO[str]:
+    import fcntl
+    path = lock_path(final)
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise OutputDirError(f"--output {final} is in use by another run ({holder}; "
+                             f"lock {path})") from exc
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+    handle.flush()
+    return handle
+
+
+def _remove_stale(final: str) -> None:
+    """Staging and old directories left by runs that were killed (we hold the lock)."""
+    parent, name = _siblings(final)
+    for entry in os.listdir(parent):
+        if entry.startswith((f".{name}.staging-", f".{name}.old-")):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+
+
+@contextlib.contextmanager
+def claim(final: str, overwrite: bool = False) -> Iterator[str]:
+    """Locks ``final``, checks it, yields the directory the run writes into.
+
+    Local: a fresh staging directory beside ``final``, deleted if the body
+    raises (``final`` is untouched); call :func:`publish` inside the body to
+    swap it in.  Remote: ``final`` itself (emptied first with ``overwrite``).
+    """
+    from pipeline.replay.storage import is_remote
+    if is_remote(final):
+        yield _claim_remote(final, overwrite)
+        return
+    final = os.path.abspath(final)
+    parent, name = _siblings(final)
+    os.makedirs(parent, exist_ok=True)
+    handle = _take_lock(final)
+    try:
+        check_replaceable(final, overwrite)
+        _remove_stale(final)
+        staging = os.path.join(parent, f".{name}.staging-{uuid.uuid4().hex[:12]}")
+        os.mkdir(staging)
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)   # gone after publish()
+    finally:
+        handle.close()                                   # releases the lock
+
+
+def publish(staging: str, final: str) -> None:
+    """Replaces ``final`` by ``staging`` (two renames, then the old run is deleted)."""
+    from pipeline.replay.storage import is_remote
+    if is_remote(final) or staging == final:
+        return
+    parent, name = _siblings(final)
+    old = None
+    if os.path.lexists(final):
+        old = os.path.join(parent, f".{name}.old-{uuid.uuid4().hex[:12]}")
+        os.rename(final, old)
+    os.rename(staging, final)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def _claim_remote(final: str, overwrite: bool) -> str:
+    from apache_beam.io.filesystems import FileSystems
+    matches = FileSystems.match([final.rstrip("/") + "/**"])[0].metadata_list
+    if matches and not overwrite:
+        raise OutputDirError(f"--output {final} is not empty ({len(matches)} objects); "
+                             "give an empty location, or --overwrite to replace it")
+    if matches:
+        FileSystems.delete([m.path for m in matches])
+    return final

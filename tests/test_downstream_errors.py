@@ -1,0 +1,136 @@
+"""Downstream steps fail in one line naming the file (issue 18): the TFDS
+build, the trainer and the evaluation, on a missing manifest, a corrupt or
+truncated shard, and data that does not match."""
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def corrupt_shard(path: Path) -> None:
+    """One byte of a record flipped inside an intact gzip stream: the record's
+    CRC fails (TensorFlow: ``DataLossError: corrupted record``)."""
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(gzip.compress(bytes(raw), mtime=0))
+
+
+def truncate_shard(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _first_shard(root: Path, split: str = "train") -> Path:
+    return sorted((root / "tfrecord" / split).glob("*.tfrecord.gz"))[0]
+
+
+@pytest.fixture
+def output_copy(pipeline_run, tmp_path) -> Path:
+    out = tmp_path / "out"
+    shutil.copytree(pipeline_run.output, out)
+    return out
+
+
+@pytest.fixture
+def synthetic_copy(synthetic_data, tmp_path) -> Path:
+    out = tmp_path / "data"
+    shutil.copytree(synthetic_data[0], out)
+    return out
+
+
+# ----------------------------------------------------------------- TFDS build
+def test_build_without_manifest_is_one_line(output_copy, tmp_path, capsys):
+    from datasets.sc2_replays import build
+    (output_copy / "manifest.json").unlink()
+    assert build.main(["--pipeline_output", str(output_copy),
+                       "--data_dir", str(tmp_path / "tfds")]) == 2
+    line = _one_line(capsys)
+    assert str(output_copy / "manifest.json") in line and "no manifest" in line
+
+
+@pytest.mark.parametrize("damage,what", [(corrupt_shard, "corrupt"),
+                                         (truncate_shard, "truncated")])
+def test_build_names_a_damaged_shard(output_copy, tmp_path, capsys, damage, what):
+    from datasets.sc2_replays import build
+    shard = _first_shard(output_copy, "test")
+    damage(shard)
+    assert build.main(["--pipeline_output", str(output_copy),
+                       "--data_dir", str(tmp_path / "tfds")]) == 2
+    line = _one_line(capsys)
+    assert str(shard) in line and what in line
+    assert not (tmp_path / "tfds").exists()
+
+
+def test_build_config_mismatch_is_one_line(output_copy, tmp_path, capsys):
+    from datasets.sc2_replays import build
+    assert build.main(["--pipeline_output", str(output_copy), "--data_dir",
+                       str(tmp_path / "tfds"), "--config", "events_32", "--no_verify"]) == 2
+    assert "events_32" in _one_line(capsys)
+
+
+# -------------------------------------------------------------------- trainer
+def _train(data: Path, out: Path, *extra: str) -> int:
+    from trainers import train
+    return train.main(["--data", str(data), "--model", "atari_net", "--out", str(out),
+                       "--steps", "2", "--batch_size", "4", "--log_every", "1",
+                       "--shuffle_buffer", "8", *extra])
+
+
+def test_trainer_refuses_an_output_without_manifest(synthetic_copy, tmp_path, capsys):
+    (synthetic_copy / "manifest.json").unlink()
+    assert _train(synthetic_copy, tmp_path / "run") == 2
+    line = _one_line(capsys)
+    assert str(synthetic_copy / "manifest.json") in line and "no manifest" in line
+    assert not (tmp_path / "run").exists()          # no half-made run directory
+
+
+@pytest.mark.parametrize("damage,what", [(corrupt_shard, "corrupt"),
+                                         (truncate_shard, "truncated")])
+def test_trainer_names_a_damaged_shard(synthetic_copy, tmp_path, capsys, damage, what):
+    shard = _first_shard(synthetic_copy)
+    damage(shard)
+    assert _train(synthetic_copy, tmp_path / "run", "--shuffle_buffer", "1000") == 2
+    line = _one_line(capsys)
+    assert str(shard) in line and what in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_trainer_verbose_shows_the_traceback(synthetic_copy, tmp_path):
+    from trainers.input import InputError
+    (synthetic_copy / "manifest.json").unlink()
+    with pytest.raises(InputError):
+        _train(synthetic_copy, tmp_path / "run", "--verbose")
+
+
+# ----------------------------------------------------------------- evaluation
+def test_evaluate_fails_in_one_line(synthetic_data, synthetic_copy, output_copy, tmp_path,
+                                    capsys):
+    from trainers import evaluate
+    run = tmp_path / "run"
+    assert _train(synthetic_data[0], run) == 0
+    capsys.readouterr()
+
+    def evaluate_on(data: Path) -> str:
+        assert evaluate.main(["--data", str(data), "--run", str(run), "--split", "test",
+                              "--resamples", "10"]) == 2
+        return _one_line(capsys)
+
+    # the pipeline's 64x64 output, a 16x16 run: the configuration does not match
+    line = evaluate_on(output_copy)
+    assert str(output_copy / "manifest.json") in line and "16x16" in line
+    shard = _first_shard(synthetic_copy, "test")
+    corrupt_shard(shard)
+    line = evaluate_on(synthetic_copy)
+    assert str(shard) in line and "corrupt" in line
+    os.remove(synthetic_copy / "manifest.json")
+    assert "no manifest" in evaluate_on(synthetic_copy)
