@@ -18,7 +18,7 @@ where Beam 2.77's version would silently give wrong output or no parallelism:
 * **Reshuffle**: Beam's translation drops it, so the whole job ran in as many
   partitions as its ``Create`` had (one, for a single input directory): one
   task, one worker.  Here it repartitions the bag into ``--dask_npartitions``
-  partitions (default: four per worker thread of the cluster).
+  partitions (default: two per worker thread of the cluster).
 * **sinks**: Beam's translation computes only the last transform visited;
   here every transform whose output nobody reads is computed.
 * the client is closed when the job ends (else it keeps trying to reconnect
@@ -34,9 +34,10 @@ import dataclasses
 import functools
 import typing as t
 
-import dask
 import dask.bag as db
 import dask.distributed as ddist
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 from apache_beam import DoFn, pvalue
 from apache_beam.pipeline import AppliedPTransform, PipelineVisitor
 from apache_beam.runners.common import (DoFnContext, DoFnInvoker, DoFnSignature,
@@ -49,12 +50,12 @@ from apache_beam.transforms.sideinputs import SideInputMap
 from apache_beam.utils.windowed_value import WindowedValue
 
 #: default partitions per worker thread for a Reshuffle
-PARTITIONS_PER_THREAD = 4
+PARTITIONS_PER_THREAD = 2
 
 
-def _run_bundle(items: t.Iterable[t.Any], side_values: list[list[t.Any]],
-                side_specs: list[tuple[type, t.Any, t.Any]], invoker_args: list,
-                invoker_kwargs: dict, receivers: beam_eval.OneReceiver) -> list[tuple]:
+def _run_bundle(items: t.Iterable[t.Any], side_specs: list[tuple[type, t.Any, t.Any]],
+                invoker_args: list, invoker_kwargs: dict, receivers: beam_eval.OneReceiver,
+                *side_values: list[t.Any]) -> list[tuple]:
     """One partition through one DoFn: ``[(tag, value), ...]`` (tag None = main)."""
     side_inputs = [SideInputMap(view, options, [beam_eval.get_windowed_value(v, window_fn)
                                                 for v in values])
@@ -108,12 +109,22 @@ def _pardo(applied: AppliedPTransform, input_bag: db.Bag, side_bags: list[db.Bag
                           input_args=list(args), input_kwargs=kwargs,
                           user_state_context=None,
                           bundle_finalizer_param=DoFn.BundleFinalizerParam())
-    # Delayed over the bag's own partition keys (not optimized, which would
-    # fuse a private copy of everything upstream into the side input).
-    side_values = [dask.delayed(_concat)(bag.to_delayed(optimize_graph=False))
-                   for bag in side_bags]
     return input_bag.map(beam_eval.get_windowed_value, window_fn).map_partitions(
-        _run_bundle, side_values, side_specs, invoker_args, invoker_kwargs, receivers)
+        _run_bundle, side_specs, invoker_args, invoker_kwargs, receivers,
+        *[_as_list(bag) for bag in side_bags])
+
+
+def _as_list(bag: db.Bag) -> Delayed:
+    """The whole bag as one list, over the bag's own partition keys.
+
+    Not ``bag.reduction(...)`` nor ``delayed(list)(bag)``: dask hands a
+    collection passed to ``map_partitions`` a private, renamed copy of its
+    graph (``ProhibitReuse``), so everything upstream of each side input
+    would run again.  A ``Delayed`` passed on its own is referenced by key.
+    """
+    key = "side-input-" + bag.name
+    layer = {key: (_concat, [(bag.name, i) for i in range(bag.npartitions)])}
+    return Delayed(key, HighLevelGraph.from_collections(key, layer, dependencies=[bag]))
 
 
 def _window_fn(applied: AppliedPTransform):
@@ -128,13 +139,23 @@ class _Repartition(beam_eval.DaskBagOp):
         return input_bag.repartition(npartitions=self.bag_kwargs["reshuffle_npartitions"])
 
 
+class DaskJobFailed(RuntimeError):
+    """A sink of the job did not finish (lost or cancelled on the cluster)."""
+
+
 @dataclasses.dataclass
 class DaskRunnerResult(beam_dask.DaskRunnerResult):
-    """Closes the client once the job has finished or failed."""
+    """Fails when a sink did not finish (Beam's result reports DONE for a
+    future the scheduler lost); closes the client once the job has ended."""
 
     def wait_until_finish(self, duration=None) -> str:
         try:
-            return super().wait_until_finish(duration)
+            state = super().wait_until_finish(duration)
+            unfinished = {f.key: f.status for f in self.futures if f.status != "finished"}
+            if state == PipelineState.DONE and unfinished:
+                self._state = PipelineState.FAILED
+                raise DaskJobFailed(f"Dask tasks did not finish: {unfinished}")
+            return state
         finally:
             if self._state in (PipelineState.DONE, PipelineState.FAILED):
                 self.client.close()
