@@ -105,8 +105,8 @@ def pipeline_options(beam_args: list[str]):
         # Beam knows its Dask runner only by its full name; importing it also
         # registers the --dask_* options (--dask_client_address, ...).
         try:
-            import pipeline.job.dask_runner  # noqa: F401
             import dask.distributed  # noqa: F401
+            import pipeline.job.dask_runner  # noqa: F401
         except ImportError as exc:
             raise SystemExit(f"--runner {runner}: dask is not installed ({exc.name}); "
                              f"pip install '.[dask]'") from exc
