@@ -31,6 +31,8 @@ from pipeline.job.worker import EnvironmentFailure, engine_spec
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 LOCAL_DEFAULTS = ["--direct_num_workers=0", "--direct_running_mode=multi_processing"]
+DASK_RUNNER = "pipeline.job.dask_runner.DaskRunner"
+DASK_NAMES = ("DaskRunner", "dask", DASK_RUNNER)
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -107,6 +109,17 @@ def pipeline_options(beam_args: list[str]):
             flag = default.split("=")[0]
             if not any(a == flag or a.startswith(flag + "=") for a in args):
                 args.append(default)
+    if runner in DASK_NAMES:
+        # Beam knows its Dask runner only by its full name; importing it also
+        # registers the --dask_* options (--dask_client_address, ...).
+        try:
+            import dask.distributed  # noqa: F401
+            import pipeline.job.dask_runner  # noqa: F401
+        except ImportError as exc:
+            raise SystemExit(f"--runner {runner}: dask is not installed ({exc.name}); "
+                             f"pip install '.[dask]'") from exc
+        args = [a for a in args if a not in ("--runner", runner, "--runner=" + runner)]
+        args.append("--runner=" + DASK_RUNNER)
     if runner in ("DataflowRunner", "dataflow"):
         # Workers install this project from its own packaging (the engine-free
         # source needs nothing else); the headless source uses the Dockerfile's

@@ -1,6 +1,7 @@
 """Pipeline throughput with 1 and 2 local worker processes, in one run.
 
     python benchmarks/bench_pipeline.py [--replays N] [--max_loops L] [--out DIR]
+        [--runners direct,dask]
 
 Picks the N shortest two-player replays with tracker events from
 ../shared/replays (MANIFEST.csv) under L game loops, runs the whole pipeline
@@ -8,11 +9,16 @@ Picks the N shortest two-player replays with tracker events from
 multi-processing mode with 1 and then 2 workers, and on the first half with 2
 workers (how cost grows with input size).  Prints replays/s, samples/s and
 the 2-vs-1 speed-up, and checks that both runs wrote identical shards.
+With ``--runners direct,dask`` it also runs the same input on a local
+``dask.distributed`` cluster (``LocalCluster``) of 1 and then 2 worker
+processes (one thread each), and checks those shards too.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import os
 import hashlib
 import pathlib
 import sys
@@ -49,17 +55,31 @@ def pick_replays(n: int, max_loops: int) -> list[str]:
     return picked
 
 
-def run_once(replays: list[str], out: pathlib.Path, workers: int) -> dict:
+@contextlib.contextmanager
+def runner_args(runner: str, workers: int):
+    """Beam options for ``workers`` local worker processes of ``runner``; a
+    Dask cluster is started before (not timed) and closed after the run."""
+    if runner == "direct":
+        yield [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+        return
+    from distributed import LocalCluster
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        yield ["--runner", "DaskRunner", f"--dask_client_address={cluster.scheduler_address}"]
+
+
+def run_once(replays: list[str], out: pathlib.Path, workers: int,
+             runner: str = "direct") -> dict:
     import beam_runner
     argv = ["--replays", *replays, "--output", str(out), "--min_mmr", "0",
-            "--max_samples_per_shard", "1000",
-            f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
-    t0 = time.time()
-    manifest = beam_runner.run(argv)
-    wall = time.time() - t0
+            "--max_samples_per_shard", "1000"]
+    with runner_args(runner, workers) as extra:
+        t0 = time.time()
+        manifest = beam_runner.run(argv + extra)
+        wall = time.time() - t0
     sampled = manifest["counts"]["replays_by_status"].get("sampled", 0)
     samples = manifest["counts"]["samples_total"]
-    return {"workers": workers, "replays": sampled, "samples": samples, "wall_s": wall,
+    return {"runner": runner, "workers": workers, "replays": sampled, "samples": samples, "wall_s": wall,
             "replays_per_s": sampled / wall, "samples_per_s": samples / wall}
 
 
@@ -77,25 +97,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replays", type=int, default=24)
     parser.add_argument("--max_loops", type=int, default=16000)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--runners", default="direct",
+                        help="comma-separated: direct, dask (needs the dask extra)")
     args = parser.parse_args(argv)
+    runners = [r.strip() for r in args.runners.split(",") if r.strip()]
     replays = pick_replays(args.replays, args.max_loops)
     print(f"{len(replays)} replays")
     root = pathlib.Path(args.out or tempfile.mkdtemp(prefix="bench_pipeline_"))
-    results = []
-    for label, subset, workers in (("1 worker", replays, 1), ("2 workers", replays, 2),
-                                   ("2 workers, half input", replays[: len(replays) // 2], 2)):
-        r = run_once(subset, root / label.replace(" ", "_").replace(",", ""), workers)
-        results.append(r)
-        print(f"{label:24s} {r['replays']:3d} replays {r['samples']:7d} samples "
-              f"{r['wall_s']:7.1f} s  {r['replays_per_s']:.3f} replays/s  "
-              f"{r['samples_per_s']:.1f} samples/s", flush=True)
-    one, two, half = results
-    print(f"speed-up 2 vs 1 workers: {one['wall_s'] / two['wall_s']:.2f}x "
-          f"(target >= 1.6x)")
-    print(f"cost growth: full input / half input wall = {two['wall_s'] / half['wall_s']:.2f} "
-          f"for {two['samples'] / max(half['samples'], 1):.2f}x the samples")
-    same = shard_digest(root / "1_worker") == shard_digest(root / "2_workers")
-    print(f"1-worker and 2-worker shards identical: {same}")
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    configs = [("1 worker", replays, 1), ("2 workers", replays, 2),
+               ("2 workers, half input", replays[: len(replays) // 2], 2)]
+    results = {}
+    for runner in runners:
+        for label, subset, workers in configs[:3 if runner == "direct" else 2]:
+            name = f"{runner} {label}"
+            r = run_once(subset, root / name.replace(" ", "_").replace(",", ""), workers,
+                         runner)
+            results[name] = r
+            print(f"{name:31s} {r['replays']:3d} replays {r['samples']:7d} samples "
+                  f"{r['wall_s']:7.1f} s  {r['replays_per_s']:.3f} replays/s  "
+                  f"{r['samples_per_s']:.1f} samples/s  "
+                  f"(load {os.getloadavg()[0]:.2f})", flush=True)
+    for runner in runners:
+        one, two = results[f"{runner} 1 worker"], results[f"{runner} 2 workers"]
+        print(f"{runner}: speed-up 2 vs 1 workers: {one['wall_s'] / two['wall_s']:.2f}x "
+              f"(target >= 1.6x)")
+    if "direct" in runners:
+        two, half = results["direct 2 workers"], results["direct 2 workers, half input"]
+        print(f"cost growth: full input / half input wall = "
+              f"{two['wall_s'] / half['wall_s']:.2f} "
+              f"for {two['samples'] / max(half['samples'], 1):.2f}x the samples")
+    if {"direct", "dask"} <= set(runners):
+        for workers in ("1 worker", "2 workers"):
+            ratio = results[f"dask {workers}"]["wall_s"] / results[f"direct {workers}"]["wall_s"]
+            print(f"dask / direct wall, {workers}: {ratio:.2f}")
+    digests = {name: shard_digest(root / name.replace(" ", "_").replace(",", ""))
+               for name in results if "half" not in name}
+    same = len(set(digests.values())) == 1
+    print(f"shards identical across {', '.join(digests)}: {same}")
     return 0 if same else 1
 
 

@@ -20,6 +20,7 @@ import dataclasses
 import gc
 import importlib
 import multiprocessing
+import threading
 import traceback
 from typing import Any, Iterator, Mapping
 
@@ -244,6 +245,35 @@ def _child_loop(conn) -> None:
         conn.send(run_job(job))
 
 
+_DAEMON_FLAG_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def children_allowed() -> Iterator[None]:
+    """Lets a daemonic process start the sampling child.
+
+    Dask's nanny starts its worker processes as daemons (``distributed.worker.
+    daemon``, default true), and ``multiprocessing`` refuses children to a
+    daemon ("daemonic processes are not allowed to have children") because a
+    daemon's parent kills it without waiting, which would orphan them.  The
+    sampling child cannot be orphaned for long: it is itself a daemon of the
+    worker, and it exits when its pipe to the worker closes (:func:`_child_loop`
+    returns on ``EOFError``), which happens when the worker dies however it
+    dies.  So the flag is lifted just for the ``start()`` call, under a lock
+    (DoFns may run in several threads of one worker), and restored.
+    """
+    current = multiprocessing.current_process()
+    with _DAEMON_FLAG_LOCK:
+        daemonic = current.daemon
+        if daemonic:
+            current.daemon = False
+        try:
+            yield
+        finally:
+            if daemonic:
+                current.daemon = True
+
+
 class TimedWorker:
     """Runs :func:`run_job` in a persistent child process with a time limit."""
 
@@ -258,7 +288,8 @@ class TimedWorker:
         parent, child = ctx.Pipe()
         self._proc = ctx.Process(target=_child_loop, args=(child,), daemon=True,
                                  name="replay-sampler")
-        self._proc.start()
+        with children_allowed():
+            self._proc.start()
         child.close()
         self._conn = parent
 

@@ -59,6 +59,15 @@ ERROR_CATEGORIES = (
 )
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _stable_repr(exc: BaseException) -> str:
+    """``repr(exc)`` without object addresses (s2protocol's CorruptedError
+    shows its decoder's): error records must not differ between runs."""
+    return _ADDRESS.sub("", repr(exc))
+
+
 class ReplayError(Exception):
     """A replay that cannot be used, with a reason category."""
 
@@ -230,7 +239,7 @@ class ReplayArchive:
                     raise ValueError("no player list")
                 return build, exact, details
             except Exception as exc:  # any decoder failure means: try the next
-                errors.append(f"{build}: {exc!r}")
+                errors.append(f"{build}: {_stable_repr(exc)}")
         if candidates and candidates[0][1]:
             # The build's own decoder fails: the file is damaged, not unsupported.
             raise ReplayError("corrupt", f"details do not decode with the exact protocol "
@@ -293,7 +302,7 @@ class ReplayArchive:
                     if wol or build != self.protocol_build or not self.protocol_exact:
                         self._check_event_loops(result)
             except Exception as exc:  # s2protocol raises TruncatedError, CorruptedError...
-                errors.append(f"{build}: {exc!r}")
+                errors.append(f"{build}: {_stable_repr(exc)}")
                 continue
             self.part_protocols[what] = build
             return result
