@@ -278,7 +278,10 @@ def sc2reader_inputs(data: bytes, player_ids: list[int]) -> dict[int, list[tuple
     (``event.player``: by player id before 2.0.0.24247, by user id after);
     that player's ``detail_data`` is an entry of details' player list, whose
     1-based index is the pipeline's player id."""
-    replay = _Sc2readerReplay(io.BytesIO(data), load_level=4, debug=False, load_map=False)
+    # Tracker events play no part in the inputs (and sc2reader refuses to
+    # run its engine on resumed pre-3.0 games that have them).
+    replay = _Sc2readerReplay(io.BytesIO(data), load_level=4, do_tracker_events=False,
+                              debug=False, load_map=False)
     details = replay.raw_data.get("replay.details") or replay.raw_data["replay.details.backup"]
     index = {id(entry): i + 1 for i, entry in enumerate(details["players"])}
     owner = {id(p): index[id(p.detail_data)] for p in replay.players
