@@ -3,8 +3,9 @@
 Issue #17: an input the source cannot fully convert must neither vanish (the
 window would take a later input or no_op: a label the player did not give)
 nor get a substitute.  Pinned here on hand-built streams (the sampling rule,
-sample assembly, the input converter, the trainer's losses) and on a real
-replay without tracker events, against its raw events read by the
+sample assembly, the input converter, the trainer's losses) and on real
+replays without tracker events (4.1.2, and a Wings of Liberty 1.4.0 one read
+with sc2reader), against their raw events read by the
 independent check in ``benchmarks/target_kinds.py``.
 """
 from __future__ import annotations
