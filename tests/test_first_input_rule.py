@@ -3,8 +3,9 @@
 Issue #17: an input the source cannot fully convert must neither vanish (the
 window would take a later input or no_op: a label the player did not give)
 nor get a substitute.  Pinned here on hand-built streams (the sampling rule,
-sample assembly, the input converter, the trainer's losses) and on a real
-replay without tracker events, against its raw events read by the
+sample assembly, the input converter, the trainer's losses) and on real
+replays without tracker events (4.1.2, and a Wings of Liberty 1.4.0 one read
+with sc2reader), against their raw events read by the
 independent check in ``benchmarks/target_kinds.py``.
 """
 from __future__ import annotations
@@ -27,6 +28,9 @@ from schemas.sample import SampleSchema
 REPO = Path(__file__).resolve().parents[1]
 REPLAYS = REPO.parent / "shared" / "replays"
 NO_TRACKER_4_1_2 = REPLAYS / "sc2reader" / "4.1.2.60604" / "1.SC2Replay"
+#: A short Wings of Liberty replay (4,069 loops): s2protocol cannot decode its
+#: game events, the check reads them with sc2reader.
+WOL_1_4_0 = REPLAYS / "sc2reader" / "1.4.0.19679" / "36536.SC2Replay"
 SELECT_POINT, SELECT_RECT, ATTACK_SCREEN = 2, 3, 12
 UNKNOWN_POINT = (layers.UNKNOWN, layers.UNKNOWN)
 
@@ -168,7 +172,7 @@ def _check_module():
 @pytest.mark.skipif(not NO_TRACKER_4_1_2.exists(), reason="shared replays absent")
 def test_every_known_target_of_a_replay_without_tracker_events_has_the_first_inputs_kind():
     check = _check_module()
-    result = check.run([str(NO_TRACKER_4_1_2)])
+    result = check.run([str(NO_TRACKER_4_1_2)], cross_check=0)
     assert result["replays_checked"] == 1
     c = result["agreement_by_replay_kind"]["tracker_events=no"]
     # 4.1.2, Blizzard's anonymized pack format: 6006 windows of two players.
@@ -180,12 +184,28 @@ def test_every_known_target_of_a_replay_without_tracker_events_has_the_first_inp
     targets, tracker = check.pipeline_targets(data, str(NO_TRACKER_4_1_2), [1, 2], 8)
     assert not tracker
     unknown_point = 0
-    raw = check.RawReplay(data)
+    raw = check.RawReplay(data, [1, 2])
+    assert raw.decoder == "s2protocol"
     for pid in (1, 2):
-        kinds = check.first_input_kinds(check.input_kinds(raw.events, raw.user_ids[pid]),
-                                        raw.game_loops, 8)
+        kinds = check.first_input_kinds(raw.inputs[pid], raw.game_loops, 8)
         for start, fid in targets[pid].items():
             if fid in (SELECT_POINT, SELECT_RECT):
                 assert kinds[start] == "selection"
                 unknown_point += 1
     assert unknown_point > 500
+
+
+@pytest.mark.skipif(not WOL_1_4_0.exists(), reason="shared replays absent")
+def test_every_target_of_a_wings_of_liberty_replay_has_the_first_inputs_kind():
+    check = _check_module()
+    result = check.run([str(WOL_1_4_0)], cross_check=0)
+    assert result["by_decoder"] == {"sc2reader, tracker_events=no": 1}
+    assert "cannot decode" in result["read_with_sc2reader"][0]["s2protocol"]
+    c = result["agreement_by_replay_kind"]["tracker_events=no, version 1.4"]
+    assert (c["windows"], c["disagree"], c["target_unknown"]) == (1018, 0, 0)
+    # Every kind of input is among the compared first inputs.
+    raw = check.RawReplay(WOL_1_4_0.read_bytes(), [1, 2])
+    kinds = collections.Counter()
+    for pid in (1, 2):
+        kinds.update(check.first_input_kinds(raw.inputs[pid], raw.game_loops, 8).values())
+    assert set(kinds) == set(check.KINDS)
