@@ -247,8 +247,7 @@ def test_sample_replays_writes_one_sorted_batch(tmp_path):
     n = expected_samples(PIPELINE_REPLAYS["dream_spirit"][1])
     with TestPipeline() as p:
         out = p | beam.Create([record]) | SampleReplays(config)
-        assert_that(out.results | beam.Map(lambda r: (r["num_samples"], r["noop"],
-                                                       r["players"])),
+        assert_that(out.results | beam.Map(lambda r: (r.num_samples, r.noop, r.players)),
                     equal_to([(n, n, {"1": n // 2, "2": n // 2})]))
     batches = list(tmp_path.rglob("*.tfrecord.gz"))
     assert len(batches) == 1

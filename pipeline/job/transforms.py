@@ -39,7 +39,7 @@ from pipeline.index import splits as splits_lib
 from pipeline.output import writers
 from pipeline.replay.archive import ReplayArchive, ReplayError
 from pipeline.replay.archive import replay_id as content_id
-from pipeline.job.worker import SourceSpec, TimedWorker
+from pipeline.job.worker import JobFailure, ReplayJob, SourceSpec, TimedWorker
 from schemas.sample import SampleSchema
 
 NAMESPACE = "sc2"
@@ -232,33 +232,34 @@ class _SampleFn(beam.DoFn):
     def process(self, record):
         cfg = self.config
         row = record["replay"]
-        job = {"path": row["path"], "max_bytes": cfg.max_bytes, "replay_row": row,
-               "player_rows": record["players"], "split": record["split"],
-               "output_dir": cfg.output_dir, "spec": cfg.spec,
-               "resolution": cfg.resolution, "formats": cfg.formats}
+        job = ReplayJob(path=row["path"], replay_row=row, player_rows=record["players"],
+                        split=record["split"], output_dir=cfg.output_dir, spec=cfg.spec,
+                        resolution=cfg.resolution, max_bytes=cfg.max_bytes,
+                        formats=cfg.formats)
         t0 = time.time()
-        status, payload = self._worker.run(job)
+        outcome = self._worker.run(job)
         self._done += 1
-        if status == "error":
-            category, message = payload
+        if isinstance(outcome, JobFailure):
             yield beam.pvalue.TaggedOutput(
-                "errors", _error(row["path"], row["replay_id"], "sample", category, message))
+                "errors", _error(row["path"], row["replay_id"], "sample", outcome.category,
+                                 outcome.message))
             progress_log.info("[pid %d] replay %d failed (%s): %s", os.getpid(), self._done,
-                              category, row["path"])
+                              outcome.category, row["path"])
             return
         _count("replays_sampled")
-        _count(f"samples_{payload['split']}", payload["num_samples"])
-        self._samples += payload["num_samples"]
+        _count(f"samples_{outcome.split}", outcome.num_samples)
+        self._samples += outcome.num_samples
         elapsed = max(time.time() - self._started, 1e-9)
         progress_log.info("[pid %d] %d replays, %d samples (%.1f samples/s); last: %s "
                           "%d samples in %.1f s", os.getpid(), self._done, self._samples,
                           self._samples / elapsed, os.path.basename(row["path"]),
-                          payload["num_samples"], time.time() - t0)
-        yield payload
+                          outcome.num_samples, time.time() - t0)
+        yield outcome
 
 
 class SampleReplays(beam.PTransform):
-    """Kept replays to per-replay results (batch files written), plus ``errors``."""
+    """Kept replays to per-replay :class:`~pipeline.output.manifest.ReplayResult`\\s
+    (batch files written), plus ``errors``."""
 
     def __init__(self, config: RunConfig):
         super().__init__()

@@ -15,6 +15,7 @@ of :func:`pipeline.index.scan.error_row`).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import importlib.metadata
 import json
@@ -24,10 +25,23 @@ from typing import Any, Iterable, Mapping
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.output import writers
+
 MANIFEST_NAME = "manifest.json"
 TOP_FUNCTIONS = 20
 PACKAGES = ("sc2-replay-pipeline", "apache-beam", "tensorflow-cpu", "tensorflow-datasets",
             "pyarrow", "numpy", "protobuf", "s2protocol", "mpyq", "pysc2")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReplayResult(writers.ReplayBatch):
+    """What sampling one replay produced: its batch, and the counts the
+    manifest's label statistics sum over replays."""
+    path: str
+    players: Mapping[str, int]      # player id -> samples
+    noop: int                       # samples whose target is no_op
+    mask_sum: int                   # available actions, summed over samples
+    target_unavailable: int         # samples with target_was_unavailable
+    functions: Mapping[str, int]    # target function id -> samples
 
 
 def package_versions() -> dict[str, str]:
@@ -52,7 +66,6 @@ def function_name(function_id: int) -> str:
 
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "__dataclass_fields__"):
-        import dataclasses
         return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -63,16 +76,16 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def label_statistics(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def label_statistics(results: Iterable[ReplayResult]) -> dict[str, Any]:
     """No-op fraction, top target functions, mean mask size over sampled replays."""
     functions: collections.Counter = collections.Counter()
     n = noop = mask = unavailable = 0
     for r in results:
-        n += r["num_samples"]
-        noop += r["noop"]
-        mask += r["mask_sum"]
-        unavailable += r["target_unavailable"]
-        functions.update({int(k): v for k, v in r["functions"].items()})
+        n += r.num_samples
+        noop += r.noop
+        mask += r.mask_sum
+        unavailable += r.target_unavailable
+        functions.update({int(k): v for k, v in r.functions.items()})
     top = sorted(functions.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_FUNCTIONS]
     return {
         "samples": n,
@@ -86,8 +99,8 @@ def label_statistics(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def build_manifest(config, *, index_records, errors, duplicates, results, shards,
-                   started: float) -> dict[str, Any]:
+def build_manifest(config, *, index_records, errors, duplicates,
+                   results: Iterable[ReplayResult], shards, started: float) -> dict[str, Any]:
     """The manifest dict (without the launcher's timing)."""
     schema = config.schema
     spec_kwargs = dict(config.spec.kwargs)
@@ -99,7 +112,7 @@ def build_manifest(config, *, index_records, errors, duplicates, results, shards
         if reason != "ok":
             filter_reasons[reason] += 1
             status["filtered"] += 1
-    sampled_ids = {r["replay_id"] for r in results}
+    sampled_ids = {r.replay_id for r in results}
     status["sampled"] = len(sampled_ids)
     status["error"] = len(errors)
     status["duplicate"] = len(duplicates)
@@ -115,8 +128,8 @@ def build_manifest(config, *, index_records, errors, duplicates, results, shards
     counted = collections.Counter()
     replays_by_split = collections.Counter()
     for r in results:
-        counted[r["split"]] += r["num_samples"]
-        replays_by_split[r["split"]] += 1
+        counted[r.split] += r.num_samples
+        replays_by_split[r.split] += 1
     inputs = (sum(1 for _ in index_records) + len(duplicates)
               + len([e for e in errors if e["stage"] in ("scan", "read")]))
     return {
