@@ -25,7 +25,7 @@ from pipeline.output import manifest as manifest_lib
 
 from pipeline.index import splits as splits_lib
 from pipeline.output import writers
-from pipeline.job.worker import engine_spec
+from pipeline.sources.registry import DEFAULT_SOURCE, SOURCES, source_spec
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 LOCAL_DEFAULTS = ["--direct_num_workers=0", "--direct_running_mode=multi_processing"]
@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--replays", nargs="+", required=True,
                         help="replay files, directories (recursive) or globs; local or gs://")
     parser.add_argument("--output", required=True, help="output directory (local or gs://)")
-    parser.add_argument("--engine", choices=("events", "sc2"), default="events",
+    parser.add_argument("--engine", choices=sorted(SOURCES), default=DEFAULT_SOURCE,
                         help="observation source: engine-free (events) or the game (sc2)")
     parser.add_argument("--formats", default="parquet,tfrecord",
                         help="comma-separated subset of: " + ",".join(writers.FORMATS))
@@ -80,7 +80,7 @@ def make_config(args: argparse.Namespace) -> transforms.RunConfig:
     output = args.output if "://" in args.output else os.path.abspath(args.output)
     return transforms.RunConfig(
         output_dir=output,
-        spec=engine_spec(args.engine, step_mul=args.step_mul, fog=not args.no_fog),
+        spec=source_spec(args.engine, step_mul=args.step_mul, fog=not args.no_fog),
         source_name=args.engine, resolution=args.resolution, step_mul=args.step_mul,
         fog=not args.no_fog, formats=formats, fractions=tuple(fractions.items()),
         filter_config=config_from_args(args), max_bytes=args.max_bytes,

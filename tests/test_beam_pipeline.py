@@ -196,11 +196,23 @@ def test_dedup_keeps_first_path_and_reports_duplicates():
             label="duplicates")
 
 
-def _sample_config(tmp_path, factory, timeout):
+@pytest.fixture
+def doubles(monkeypatch):
+    """The test doubles registered as sources ``zero`` and ``halfway`` (in this
+    process only: a sampling child process does not see them)."""
+    from pipeline.sources import registry
+    from beam_doubles import HalfwayFailingSource, ZeroObservationSource
+    sources = dict(registry.SOURCES,
+                   zero=registry.SourceEntry(ZeroObservationSource, ()),
+                   halfway=registry.SourceEntry(HalfwayFailingSource, ()))
+    monkeypatch.setattr(registry, "SOURCES", sources)
+
+
+def _sample_config(tmp_path, source, timeout):
     from pipeline.job.transforms import RunConfig
     from pipeline.index.filters import FilterConfig
-    from pipeline.job.worker import SourceSpec
-    return RunConfig(output_dir=str(tmp_path), spec=SourceSpec(factory),
+    from pipeline.sources.registry import SourceSpec
+    return RunConfig(output_dir=str(tmp_path), spec=SourceSpec(source),
                      source_name="events", filter_config=FilterConfig(min_mmr=0),
                      decode_timeout_s=timeout)
 
@@ -216,17 +228,17 @@ def _kept_record(name):
     return {"replay": dict(row, path=path), "players": players, "split": "train"}
 
 
-@pytest.mark.parametrize("factory,timeout,category", [
-    ("beam_doubles:HalfwayFailingSource", 0, "source"),        # fails after player 1
-    ("beam_doubles:ZeroObservationSource", 0.05, "timeout"),   # killed child process
+@pytest.mark.parametrize("source,timeout,category", [
+    ("halfway", 0, "source"),       # in-process; fails after player 1
+    ("events", 0.05, "timeout"),    # the child process is killed long before it is done
 ])
-def test_failed_replay_writes_nothing(tmp_path, factory, timeout, category):
+def test_failed_replay_writes_nothing(tmp_path, doubles, source, timeout, category):
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
     from pipeline.job.transforms import SampleReplays
     require_shared()
-    config = _sample_config(tmp_path, factory, timeout)
+    config = _sample_config(tmp_path, source, timeout)
     record = _kept_record("dream_spirit")
     with TestPipeline() as p:
         out = p | beam.Create([record]) | SampleReplays(config)
@@ -236,13 +248,13 @@ def test_failed_replay_writes_nothing(tmp_path, factory, timeout, category):
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
-def test_sample_replays_writes_one_sorted_batch(tmp_path):
+def test_sample_replays_writes_one_sorted_batch(tmp_path, doubles):
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
     from pipeline.job.transforms import SampleReplays
     require_shared()
-    config = _sample_config(tmp_path, "beam_doubles:ZeroObservationSource", 0)
+    config = _sample_config(tmp_path, "zero", 0)
     record = _kept_record("dream_spirit")
     n = expected_samples(PIPELINE_REPLAYS["dream_spirit"][1])
     with TestPipeline() as p:

@@ -39,7 +39,8 @@ from pipeline.index import splits as splits_lib
 from pipeline.output import writers
 from pipeline.replay.archive import ReplayArchive, ReplayError
 from pipeline.replay.archive import replay_id as content_id
-from pipeline.job.worker import JobFailure, ReplayJob, SourceSpec, TimedWorker
+from pipeline.job.worker import JobFailure, ReplayJob, TimedWorker
+from pipeline.sources.registry import SourceSpec
 from schemas.sample import SampleSchema
 
 NAMESPACE = "sc2"

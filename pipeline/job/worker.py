@@ -19,7 +19,6 @@ import collections
 import contextlib
 import dataclasses
 import gc
-import importlib
 import multiprocessing
 import traceback
 from typing import Any, Iterator, Mapping, Sequence
@@ -28,36 +27,11 @@ import numpy as np
 
 from pipeline.output import writers
 from pipeline.output.manifest import ReplayResult
-from pipeline.sources.interface import SourceError
+from pipeline.sources.interface import ObservationSource, SourceError
+from pipeline.sources.registry import SourceSpec
 from pipeline.replay.archive import ReplayArchive, ReplayError
 from schemas import layers
 from schemas.sample import SampleSchema
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceSpec:
-    """How to build an observation source in a worker: ``module:attribute``
-    called as ``factory(schema, **kwargs)``."""
-    factory: str
-    kwargs: tuple[tuple[str, Any], ...] = ()
-
-    def build(self, schema: SampleSchema):
-        module, _, attribute = self.factory.partition(":")
-        factory = getattr(importlib.import_module(module), attribute)
-        return factory(schema, **dict(self.kwargs))
-
-
-def engine_spec(engine: str, *, step_mul: int, fog: bool,
-                camera_width: float = 24.0) -> SourceSpec:
-    """The :class:`SourceSpec` for ``--engine events|sc2``."""
-    if engine == "events":
-        return SourceSpec("pipeline.sources.events.source:EventsObservationSource",
-                          (("step_mul", step_mul), ("camera_width", camera_width),
-                           ("fog", fog)))
-    if engine == "sc2":
-        return SourceSpec("pipeline.sources.sc2.source:SC2ObservationSource",
-                          (("step_mul", step_mul),))
-    raise ValueError(f"unknown engine {engine!r}; expected 'events' or 'sc2'")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,14 +65,15 @@ class JobFailed(Exception):
         self.message = message
 
 
-_SOURCES: dict[tuple, Any] = {}
+_BUILT: dict[tuple, ObservationSource] = {}
 
 
-def _source(spec: SourceSpec, schema: SampleSchema):
+def _source(spec: SourceSpec, schema: SampleSchema) -> ObservationSource:
+    """The process's source for ``spec`` at ``schema``'s resolutions (built once)."""
     key = (spec, schema.screen_resolution, schema.minimap_resolution)
-    if key not in _SOURCES:
-        _SOURCES[key] = spec.build(schema)
-    return _SOURCES[key]
+    if key not in _BUILT:
+        _BUILT[key] = spec.build(schema)
+    return _BUILT[key]
 
 
 def sample_replay(job: ReplayJob) -> ReplayResult:

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.output import writers
+from pipeline.sources.registry import UnknownSourceError
 
 MANIFEST_NAME = "manifest.json"
 TOP_FUNCTIONS = 20
@@ -103,8 +104,7 @@ def build_manifest(config, *, index_records, errors, duplicates,
                    results: Iterable[ReplayResult], shards, started: float) -> dict[str, Any]:
     """The manifest dict (without the launcher's timing)."""
     schema = config.schema
-    spec_kwargs = dict(config.spec.kwargs)
-    source_unavailable = _source_unavailable(config)
+    factory, source_unavailable = _source_facts(config)
     status = collections.Counter()
     filter_reasons = collections.Counter()
     for rec in index_records:
@@ -141,8 +141,8 @@ def build_manifest(config, *, index_records, errors, duplicates,
         "packages": package_versions(),
         "schema": {"repr": repr(schema), "num_fields": len(schema.fields),
                    "fields": [f.name for f in schema.fields]},
-        "source": {"name": config.source_name, "factory": config.spec.factory,
-                   "options": _jsonable(spec_kwargs),
+        "source": {"name": config.source_name, "factory": factory,
+                   "options": _jsonable(dict(config.spec.options)),
                    "unavailable_layers": source_unavailable,
                    "fog": config.fog, "step_mul": config.step_mul,
                    "resolution": config.resolution},
@@ -170,12 +170,15 @@ def build_manifest(config, *, index_records, errors, duplicates,
     }
 
 
-def _source_unavailable(config) -> list[str]:
+def _source_facts(config) -> tuple[str, list[str]]:
+    """The class that made the samples (``module:name``) and the layers it
+    cannot fill."""
     try:
         source = config.spec.build(config.schema)
-    except (ImportError, AttributeError) as exc:
-        return [f"<source not importable: {exc}>"]
-    return sorted(source.unavailable_layers())
+    except (ImportError, UnknownSourceError) as exc:
+        return config.spec.name, [f"<source not importable: {exc}>"]
+    cls = type(source)
+    return f"{cls.__module__}:{cls.__qualname__}", sorted(source.unavailable_layers())
 
 
 def manifest_path(output_dir: str) -> str:
