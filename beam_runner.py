@@ -19,12 +19,12 @@ import os
 import sys
 import time
 
-from pipeline.job import transforms
-
-from pipeline.output import manifest as manifest_lib
-
 from pipeline.index import splits as splits_lib
+from pipeline.index.filters import add_filter_arguments, config_from_args
+from pipeline.job import transforms
+from pipeline.output import manifest as manifest_lib
 from pipeline.output import writers
+from pipeline.replay.storage import InputError, expand_inputs
 from pipeline.sources.registry import DEFAULT_SOURCE, SOURCES, source_spec
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -32,7 +32,6 @@ LOCAL_DEFAULTS = ["--direct_num_workers=0", "--direct_running_mode=multi_process
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    from pipeline.index.filters import add_filter_arguments
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replays", nargs="+", required=True,
@@ -63,7 +62,6 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 
 def make_config(args: argparse.Namespace) -> transforms.RunConfig:
-    from pipeline.index.filters import config_from_args
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     unknown = set(formats) - set(writers.FORMATS)
     if unknown or not formats:
@@ -120,7 +118,6 @@ def create_pipeline(argv: list[str] | None = None):
     Nothing runs until ``pipeline.run()``.
     """
     import apache_beam as beam
-    from pipeline.replay.storage import InputError, expand_inputs
     args, beam_args = parse_args(argv)
     config = make_config(args)
     patterns = _resolve_local(args.replays)

@@ -51,6 +51,7 @@ import numpy as np
 
 from schemas.sample import SPLITS, SampleSchema
 from trainers import metrics
+from trainers.eval_plots import write_crossval_plots
 from trainers.evaluate import (LOOPS_PER_MINUTE, choose_checkpoint, logistic_inputs,
                                player_logistic, predict)
 from trainers.input import InputError, Selection, infer_resolutions, read_columns
@@ -340,7 +341,6 @@ def crossval(data: str, out: str, folds: int, base: TrainConfig, *, batch_size: 
     }
     write_json_atomic(out_dir / REPORT_NAME, report)
     if plots:
-        from trainers.eval_plots import write_crossval_plots
         write_crossval_plots(report, out_dir)
     return report
 

@@ -39,6 +39,7 @@ import tensorflow as tf
 from schemas import layers
 from trainers import linear_baseline, metrics
 from trainers.action_space import function_names
+from trainers.eval_plots import write_plots
 from trainers.input import (FeatureSpec, InputError, Selection, make_dataset, read_columns,
                             signed_log1p)
 from trainers.train import (Trainer, load_best, load_config, teacher_inputs,
@@ -229,7 +230,6 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
     out = Path(run)
     write_json_atomic(out / f"eval_{split}.json", report)
     if plots:
-        from trainers.eval_plots import write_plots
         write_plots(report, out, split)
     return report
 

@@ -13,11 +13,13 @@ import json
 import os
 import sys
 
+import tensorflow_datasets as tfds
+
+from datasets.sc2_replays import Sc2Replays
+
 
 def prepare(pipeline_output: str, data_dir: str, config: str | None = None):
     """Builds the dataset; returns the builder."""
-    import tensorflow_datasets as tfds
-    from datasets.sc2_replays import Sc2Replays
     if config is None:
         with open(os.path.join(pipeline_output, "manifest.json")) as f:
             source = json.load(f)["source"]

@@ -153,6 +153,7 @@ class Sc2Replays(tfds.core.GeneratorBasedBuilder):
         return generators
 
     def _generate_examples(self, files: list[str]):
+        # Here, not at the top: it imports apache_beam (~2 s), which tfds.load never needs.
         from pipeline.output.writers import read_tfrecord_file
         schema = self.builder_config.schema
         for path in files:

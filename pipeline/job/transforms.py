@@ -34,9 +34,11 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipeline.output import manifest as manifest_lib
+from pipeline.index import filters, scan
 from pipeline.index import splits as splits_lib
+from pipeline.output import manifest as manifest_lib
 from pipeline.output import writers
+from pipeline.replay import storage
 from pipeline.replay.archive import ReplayArchive, ReplayError
 from pipeline.replay.archive import replay_id as content_id
 from pipeline.job.worker import JobFailure, ReplayJob, TimedWorker
@@ -87,10 +89,9 @@ class RunConfig:
 
 
 def _error(path: str, replay_id: str, stage: str, category: str, message: str) -> dict:
-    from pipeline.index.scan import error_row
     _count(f"errors_{stage}_{category}")
     _count("replays_error")
-    return error_row(path, replay_id, stage, category, message)
+    return scan.error_row(path, replay_id, stage, category, message)
 
 
 # --------------------------------------------------------------- matching
@@ -102,10 +103,9 @@ class MatchReplays(beam.PTransform):
         self.patterns = sorted(set(patterns))
 
     def expand(self, pbegin):
-        from pipeline.replay.storage import expand_inputs
         return (pbegin
                 | "Patterns" >> beam.Create(self.patterns)
-                | "Expand" >> beam.FlatMap(lambda p: expand_inputs([p]))
+                | "Expand" >> beam.FlatMap(lambda p: storage.expand_inputs([p]))
                 | "DistinctPaths" >> beam.Distinct())
 
 
@@ -117,8 +117,6 @@ class _ScanFn(beam.DoFn):
         self.filter_config = config.filter_config
 
     def process(self, path: str):
-        from pipeline.index import scan
-        from pipeline.replay import storage
         _count("inputs")
         replay_id = ""
         try:
@@ -184,8 +182,8 @@ class _FilterFn(beam.DoFn):
         self.config = config
 
     def process(self, record):
-        from pipeline.index.filters import filter_reason
-        reason = filter_reason(record["replay"], record["players"], self.config.filter_config)
+        reason = filters.filter_reason(record["replay"], record["players"],
+                                       self.config.filter_config)
         split = splits_lib.assign_split(record["replay"]["replay_id"],
                                         dict(self.config.fractions))
         row = dict(record["replay"], status=reason or "ok")
@@ -304,7 +302,6 @@ class WriteShards(beam.PTransform):
 
 def _write_outputs(_, config: RunConfig, index_records, errors, duplicates, results,
                    shards, started: float):
-    from pipeline.index import scan
     replay_rows = [r["replay"] for r in index_records] + [d["replay"] for d in duplicates]
     player_rows = [p for r in index_records for p in r["players"]]
     scan.write_index(replay_rows, player_rows,

@@ -25,10 +25,12 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from pipeline.index import scan
 from pipeline.output import writers
 from pipeline.output.manifest import ReplayResult
 from pipeline.sources.interface import ObservationSource, SourceError
 from pipeline.sources.registry import SourceSpec
+from pipeline.replay import storage
 from pipeline.replay.archive import ReplayArchive, ReplayError
 from schemas import layers
 from schemas.sample import SampleSchema
@@ -81,8 +83,6 @@ def sample_replay(job: ReplayJob) -> ReplayResult:
 
     Raises :class:`JobFailed`.
     """
-    from pipeline.index import scan
-    from pipeline.replay import storage
     schema = SampleSchema(job.resolution, job.resolution)
     try:
         data = storage.read_bytes(job.path, job.max_bytes)

@@ -24,7 +24,9 @@ from typing import Any, Iterable, Mapping
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.index import scan
 from pipeline.output import writers
+from pipeline.pysc2_compat import pysc2_modules
 from pipeline.sources.registry import UnknownSourceError
 
 MANIFEST_NAME = "manifest.json"
@@ -57,7 +59,6 @@ def package_versions() -> dict[str, str]:
 
 @functools.lru_cache(maxsize=1)
 def _function_names() -> dict[int, str]:
-    from pipeline.pysc2_compat import pysc2_modules
     return {int(f.id): f.name for f in pysc2_modules().actions.FUNCTIONS}
 
 
@@ -201,8 +202,7 @@ def errors_dir(output_dir: str) -> str:
 
 def write_errors(output_dir: str, errors: Iterable[Mapping[str, Any]]) -> None:
     """All error records in ``DIR/errors/errors.parquet`` (the index's layout)."""
-    from pipeline.index.scan import write_errors as write_error_table
-    write_error_table(list(errors), errors_dir(output_dir))
+    scan.write_errors(list(errors), errors_dir(output_dir))
 
 
 def add_timing(manifest: dict[str, Any], wall_s: float) -> dict[str, Any]:
