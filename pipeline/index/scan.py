@@ -64,7 +64,7 @@ from pipeline.index.player_context import PlayerContext
 from pipeline.replay import storage
 from pipeline.replay.archive import (ERROR_CATEGORIES, ReplayArchive, ReplayError, as_text,
                                      replay_id)
-from pipeline.replay.lobby import join_slots, read_init_data
+from pipeline.replay.lobby import join_slots
 
 #: Game loops per second at the "faster" game speed (all ladder games).
 LOOPS_PER_SECOND = 22.4
@@ -221,7 +221,7 @@ def scan_replay(archive: ReplayArchive, config=None) -> tuple[dict, list[dict]]:
     """
     details = archive.details
     metadata = archive.metadata
-    init = read_init_data(archive)
+    init = archive.lobby
     try:
         details_players = list(details["m_playerList"])
         slots = join_slots(details_players, init)
