@@ -32,6 +32,7 @@ LOCAL_DEFAULTS = ["--direct_num_workers=0", "--direct_running_mode=multi_process
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    d = transforms.RunConfig    # the defaults: its fields' (one definition)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replays", nargs="+", required=True,
@@ -39,24 +40,25 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--output", required=True, help="output directory (local or gs://)")
     parser.add_argument("--engine", choices=sorted(SOURCES), default=DEFAULT_SOURCE,
                         help="observation source: engine-free (events) or the game (sc2)")
-    parser.add_argument("--formats", default="parquet,tfrecord",
+    parser.add_argument("--formats", default=",".join(d.formats),
                         help="comma-separated subset of: " + ",".join(writers.FORMATS))
-    parser.add_argument("--step_mul", type=int, default=8, help="game loops per sample")
-    parser.add_argument("--resolution", type=int, default=64,
+    parser.add_argument("--step_mul", type=int, default=d.step_mul,
+                        help="game loops per sample")
+    parser.add_argument("--resolution", type=int, default=d.resolution,
                         help="screen and minimap resolution")
     parser.add_argument("--no_fog", action="store_true",
                         help="engine-free source: show enemy units outside vision")
     parser.add_argument("--scan_only", action="store_true",
                         help="write only the index, errors and manifest")
-    parser.add_argument("--splits", default="train=0.9,validation=0.05,test=0.05")
-    parser.add_argument("--max_bytes", type=int, default=64 * 2 ** 20,
+    parser.add_argument("--splits", default=",".join(f"{s}={f:g}" for s, f in d.fractions))
+    parser.add_argument("--max_bytes", type=int, default=d.max_bytes,
                         help="larger replay files become 'too_large' errors")
-    parser.add_argument("--max_game_loops", type=int, default=22 * 60 * 120,
+    parser.add_argument("--max_game_loops", type=int, default=d.max_game_loops,
                         help="longer games become 'too_long' errors (default 2 h)")
-    parser.add_argument("--decode_timeout_s", type=float, default=600.0,
+    parser.add_argument("--decode_timeout_s", type=float, default=d.decode_timeout_s,
                         help="per-replay limit for decoding and sampling, enforced by "
                              "killing the sampling child process; 0 = no limit, in-process")
-    parser.add_argument("--max_samples_per_shard", type=int, default=2000)
+    parser.add_argument("--max_samples_per_shard", type=int, default=d.max_samples_per_shard)
     add_filter_arguments(parser)
     return parser.parse_known_args(argv)
 

@@ -67,7 +67,8 @@ def _count(name: str, n: int = 1) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """Everything the steps need; plain data, pickled to the workers."""
+    """Everything the steps need; plain data, pickled to the workers.  Its
+    defaults are ``beam_runner.py``'s."""
     output_dir: str
     spec: SourceSpec
     source_name: str
@@ -77,7 +78,7 @@ class RunConfig:
     formats: tuple[str, ...] = writers.FORMATS
     fractions: tuple[tuple[str, float], ...] = tuple(splits_lib.DEFAULT_FRACTIONS.items())
     filter_config: Any = None          # pipeline.index.filters.FilterConfig
-    max_bytes: int | None = 64 * 2 ** 20
+    max_bytes: int | None = storage.DEFAULT_MAX_BYTES
     max_game_loops: int | None = 22 * 60 * 120      # two hours at 'faster'
     decode_timeout_s: float = 600.0
     max_samples_per_shard: int = 2000

@@ -24,6 +24,10 @@ from typing import Iterable
 
 from pipeline.replay.archive import ReplayError
 
+#: Larger files are ``too_large`` errors, unread: the default of both command
+#: lines (``beam_runner.py`` through ``RunConfig``, ``pipeline.index.scan_cli``).
+DEFAULT_MAX_BYTES = 64 * 2 ** 20
+
 #: Suffix of replay files (compared case-insensitively).
 REPLAY_SUFFIX = ".sc2replay"
 
