@@ -378,21 +378,3 @@ def verify_shard(path: str, fmt: str, schema: SampleSchema, expected: int,
             raise ShardVerificationError(
                 f"{path}: first/last keys {_key(decoded[0])}/{_key(decoded[-1])} != "
                 f"{first_key}/{last_key}")
-
-
-# ---------------------------------------------------------- small tables
-def write_parquet_rows(path: str, rows: Sequence[dict], arrow_schema) -> None:
-    """Small tables (errors): rows to one Parquet file, atomically."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    table = pa.Table.from_pylist(list(rows), schema=arrow_schema)
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
-
-
-def read_parquet(path: str):
-    """A Parquet file on any Beam filesystem as a pyarrow Table."""
-    import pyarrow.parquet as pq
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return pq.read_table(io.BytesIO(f.read()))

@@ -294,8 +294,3 @@ class ReplayArchive:
             return []
         return self._decode("replay.tracker.events", "decode_replay_tracker_events",
                             required=False) or []
-
-    @functools.cached_property
-    def attribute_events(self) -> dict[str, Any] | None:
-        return self._decode("replay.attributes.events", "decode_replay_attributes_events",
-                            required=False)
