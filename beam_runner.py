@@ -24,7 +24,7 @@ from pipeline.index.filters import add_filter_arguments, config_from_args
 from pipeline.job import transforms
 from pipeline.output import manifest as manifest_lib
 from pipeline.output import writers
-from pipeline.replay.storage import InputError, expand_inputs
+from pipeline.replay.storage import NoReplaysMatchedError, expand_inputs
 from pipeline.sources.registry import DEFAULT_SOURCE, SOURCES, source_spec
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -125,7 +125,7 @@ def create_pipeline(argv: list[str] | None = None):
     patterns = _resolve_local(args.replays)
     try:
         n_inputs = len(expand_inputs(patterns))
-    except InputError as exc:
+    except NoReplaysMatchedError as exc:
         raise SystemExit(f"--replays: {exc}") from exc
     logging.getLogger("sc2.progress").info("%d input files", n_inputs)
     p = beam.Pipeline(options=pipeline_options(beam_args))

@@ -19,7 +19,7 @@ from schemas import layers  # noqa: E402
 from trainers import evaluate as evaluate_lib  # noqa: E402
 from trainers import train as train_lib  # noqa: E402
 from trainers.action_space import function_arguments  # noqa: E402
-from trainers.input import (FeatureSpec, InputError, make_dataset,  # noqa: E402
+from trainers.input import (FeatureSpec, TrainerInputError, make_dataset,  # noqa: E402
                             manifest_unavailable_layers)
 from trainers.losses import compute_losses  # noqa: E402
 from trainers.models import MODEL_NAMES, build_model  # noqa: E402
@@ -113,7 +113,7 @@ def test_no_score_leaves_the_score_out_and_keeps_the_manifest_drops(tmp_path, da
 
 
 def test_missing_data_is_a_clear_error(tmp_path, spec, capsys):
-    with pytest.raises(InputError, match="no TFRecord shards"):
+    with pytest.raises(TrainerInputError, match="no TFRecord shards"):
         make_dataset(tmp_path, "train", spec)
     assert train_lib.main(["--data", str(tmp_path), "--model", "fully_conv",
                            "--out", str(tmp_path / "run")]) == 2

@@ -40,8 +40,8 @@ from schemas import layers
 from trainers import linear_baseline, metrics
 from trainers.action_space import function_names
 from trainers.eval_plots import write_plots
-from trainers.input import (FeatureSpec, InputError, Selection, make_dataset, read_columns,
-                            signed_log1p)
+from trainers.input import (FeatureSpec, Selection, TrainerInputError, make_dataset,
+                            read_columns, signed_log1p)
 from trainers.train import (Trainer, load_best, load_config, teacher_inputs,
                             write_json_atomic)
 
@@ -88,7 +88,7 @@ def predict(trainer: Trainer, data: str, split: str | Selection, batch_size: int
         for k, v in batch.items():
             cols.setdefault(k, []).append(v)
     if not cols:
-        raise InputError(f"{Selection.of(split).name} of {data} holds no samples")
+        raise TrainerInputError(f"{Selection.of(split).name} of {data} holds no samples")
     out = {k: np.concatenate(v) for k, v in cols.items()}
     for k in ("replay_id", "race", "opponent_race"):
         out[k] = np.array([s.decode("utf-8") for s in out[k]], dtype=object)
@@ -118,7 +118,7 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
     chosen = choose_checkpoint(trainer, run, checkpoint)
     step = trainer.restore(chosen["path"])
     if step == 0:
-        raise InputError(f"{run} has no checkpoint to evaluate")
+        raise TrainerInputError(f"{run} has no checkpoint to evaluate")
     chosen["step"] = step
     log(f"evaluating {chosen['selected']} checkpoint {chosen['path']} (step {step})")
     p = predict(trainer, data, split, batch_size, log)
@@ -275,7 +275,7 @@ def fit_player_logistic(data: str, spec: FeatureSpec, train: dict) -> dict:
     try:
         val = read_columns(data, "validation", nonspatial_columns(spec) + ["value"],
                            spec.schema)
-    except InputError:
+    except TrainerInputError:
         val = None
     return player_logistic(train, val, spec.score)
 
@@ -329,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           resamples=a.resamples, seed=a.seed,
                           min_function_count=a.min_function_count,
                           checkpoint=a.checkpoint, log=lambda m: print(m, flush=True))
-    except (InputError, ValueError, FileNotFoundError) as e:
+    except (TrainerInputError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     m, b = report["metrics"], report["baselines"]

@@ -39,8 +39,10 @@ META_FIELDS: tuple[str, ...] = ("replay_id", "player_id", "game_loop", "race",
 GAME_TIME_SCALE = 22.4 * 600
 
 
-class InputError(ValueError):
-    """The data directory does not hold what the trainer needs."""
+class TrainerInputError(ValueError):
+    """What the trainer was pointed at cannot be used: no shards or records in
+    the data directory, a malformed layer, no checkpoint in a run, an unknown
+    input source."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,11 +149,11 @@ class Selection:
 
 
 def shard_files(data_dir: str | os.PathLike, split: str) -> list[str]:
-    """The TFRecord shards of one split, sorted; :class:`InputError` if none."""
+    """The TFRecord shards of one split, sorted; :class:`TrainerInputError` if none."""
     pattern = os.path.join(os.fspath(data_dir), "tfrecord", split, "*.tfrecord.gz")
     files = sorted(glob.glob(pattern))
     if not files:
-        raise InputError(f"no TFRecord shards match {pattern}; run beam_runner.py "
+        raise TrainerInputError(f"no TFRecord shards match {pattern}; run beam_runner.py "
                          f"first or check --data and the split name")
     return files
 
@@ -220,10 +222,11 @@ def infer_resolutions(files: list[str]) -> tuple[int, int]:
             itemsize = SampleSchema(1, 1).by_name[name].np_dtype.itemsize
             side = math.isqrt(nbytes // itemsize)
             if side * side * itemsize != nbytes:
-                raise InputError(f"{files[0]}: {name} has {nbytes} bytes, not a square layer")
+                raise TrainerInputError(f"{files[0]}: {name} has {nbytes} bytes, "
+                                        "not a square layer")
             out.append(side)
         return out[0], out[1]
-    raise InputError(f"{files[0]} holds no records")
+    raise TrainerInputError(f"{files[0]} holds no records")
 
 
 # -------------------------------------------------------------- conversion
@@ -384,7 +387,7 @@ def make_dataset(data_dir: str | os.PathLike, split: "str | Selection", spec: Fe
         def parse(batch):
             return batch
     else:
-        raise InputError(f"unknown source {source!r}; expected tfrecord or tfds")
+        raise TrainerInputError(f"unknown source {source!r}; expected tfrecord or tfds")
 
     if every > 1:
         ds = ds.shard(every, 0)

@@ -35,7 +35,7 @@ import keras
 import tensorflow as tf
 
 from schemas import layers
-from trainers.input import (FeatureSpec, InputError, Selection, infer_resolutions,
+from trainers.input import (FeatureSpec, Selection, TrainerInputError, infer_resolutions,
                             make_dataset, manifest_unavailable_layers, selection_size)
 from trainers.losses import LossWeights, compute_losses
 from trainers.models import MODEL_NAMES, VALUE_INPUTS, build_model
@@ -334,7 +334,7 @@ class Validator:
                               source=config.source, tfds_data_dir=config.tfds_data_dir,
                               every=every, limit=config.validation_samples)
             self.batches = list(ds)  # held in memory: the same samples every time
-        except InputError as e:
+        except TrainerInputError as e:
             log(f"validation skipped: {e}")
         self.samples = sum(int(t["value"].shape[0]) for _, t in self.batches)
         if self.batches:
@@ -436,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
     try:
         train(config, log=lambda m: print(m, flush=True))
-    except (InputError, ValueError, FileNotFoundError) as e:
+    except (TrainerInputError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

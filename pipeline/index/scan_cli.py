@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = filters.config_from_args(args)
         paths = storage.expand_inputs(args.replays)
-    except ValueError as exc:  # InputError, bad matchup / race
+    except ValueError as exc:  # NoReplaysMatchedError, bad matchup / race
         parser.error(str(exc))
     print(f"scanning {len(paths)} files with {args.workers} worker(s)", file=sys.stderr)
     start = time.perf_counter()
