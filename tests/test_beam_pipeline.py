@@ -201,7 +201,7 @@ def doubles(monkeypatch):
     """The test doubles registered as sources ``zero`` and ``halfway`` (in this
     process only: a sampling child process does not see them)."""
     from pipeline.sources import registry
-    from beam_doubles import HalfwayFailingSource, ZeroObservationSource
+    from support.beam_doubles import HalfwayFailingSource, ZeroObservationSource
     sources = dict(registry.SOURCES,
                    zero=registry.SourceEntry(ZeroObservationSource, ()),
                    halfway=registry.SourceEntry(HalfwayFailingSource, ()))

@@ -1,6 +1,6 @@
 """Trainer: input pipeline, models, masking, losses, checkpoint resume, evaluation.
 
-Runs on tiny synthetic shards (tests/trainer_synthetic.py, 16x16) so the whole
+Runs on tiny synthetic shards (tests/support/trainer_synthetic.py, 16x16) so the whole
 file stays fast; the real-data numbers are in docs/trainer.md.
 """
 from __future__ import annotations
