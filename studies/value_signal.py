@@ -16,7 +16,7 @@ the game, next to the no-fit rule "killed more than lost".
     python studies/value_signal.py --replays ../shared/replays
 
 It is the measurement behind "Cross-validated value accuracy with the score
-input" in docs/trainer.md; it reads every file once (about a minute for the
+input" in docs/results.md; it reads every file once (about a minute for the
 shared corpus on one core).
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Trainer: input pipeline, models, masking, losses, checkpoint resume, evaluation.
 
 Runs on tiny synthetic shards (tests/support/trainer_synthetic.py, 16x16) so the whole
-file stays fast; the real-data numbers are in docs/trainer.md.
+file stays fast; the real-data numbers are in docs/results.md.
 """
 from __future__ import annotations
 
