@@ -15,19 +15,22 @@ Dataflow.  Output layout, guarantees and Dataflow set-up: docs/pipeline.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 import time
 import traceback
 
-from pipeline.job import transforms
-
-from pipeline.output import manifest as manifest_lib
-
 from pipeline.index import splits as splits_lib
-from pipeline.output import writers
-from pipeline.job.worker import EnvironmentFailure, engine_spec
+from pipeline.index.filters import add_filter_arguments, config_from_args
+from pipeline.job import transforms
+from pipeline.job.worker import EnvironmentFailure
+from pipeline.output import manifest as manifest_lib
+from pipeline.output import run_directory, writers
+from pipeline.output.run_directory import OutputDirError
+from pipeline.replay.storage import NoReplaysMatchedError, expand_inputs
+from pipeline.sources.registry import DEFAULT_SOURCE, SOURCES, source_spec
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 LOCAL_DEFAULTS = ["--direct_num_workers=0", "--direct_running_mode=multi_processing"]
@@ -36,32 +39,33 @@ DASK_NAMES = ("DaskRunner", "dask", DASK_RUNNER)
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    from pipeline.index.filters import add_filter_arguments
+    d = transforms.RunConfig    # the defaults: its fields' (one definition)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replays", nargs="+", required=True,
                         help="replay files, directories (recursive) or globs; local or gs://")
     parser.add_argument("--output", required=True, help="output directory (local or gs://)")
-    parser.add_argument("--engine", choices=("events", "sc2"), default="events",
+    parser.add_argument("--engine", choices=sorted(SOURCES), default=DEFAULT_SOURCE,
                         help="observation source: engine-free (events) or the game (sc2)")
-    parser.add_argument("--formats", default="parquet,tfrecord",
+    parser.add_argument("--formats", default=",".join(d.formats),
                         help="comma-separated subset of: " + ",".join(writers.FORMATS))
-    parser.add_argument("--step_mul", type=int, default=8, help="game loops per sample")
-    parser.add_argument("--resolution", type=int, default=64,
+    parser.add_argument("--step_mul", type=int, default=d.step_mul,
+                        help="game loops per sample")
+    parser.add_argument("--resolution", type=int, default=d.resolution,
                         help="screen and minimap resolution")
     parser.add_argument("--no_fog", action="store_true",
                         help="engine-free source: show enemy units outside vision")
     parser.add_argument("--scan_only", action="store_true",
                         help="write only the index, errors and manifest")
-    parser.add_argument("--splits", default="train=0.9,validation=0.05,test=0.05")
-    parser.add_argument("--max_bytes", type=int, default=64 * 2 ** 20,
+    parser.add_argument("--splits", default=",".join(f"{s}={f:g}" for s, f in d.fractions))
+    parser.add_argument("--max_bytes", type=int, default=d.max_bytes,
                         help="larger replay files become 'too_large' errors")
-    parser.add_argument("--max_game_loops", type=int, default=22 * 60 * 120,
+    parser.add_argument("--max_game_loops", type=int, default=d.max_game_loops,
                         help="longer games become 'too_long' errors (default 2 h)")
-    parser.add_argument("--decode_timeout_s", type=float, default=600.0,
+    parser.add_argument("--decode_timeout_s", type=float, default=d.decode_timeout_s,
                         help="per-replay limit for decoding and sampling, enforced by "
                              "killing the sampling child process; 0 = no limit, in-process")
-    parser.add_argument("--max_samples_per_shard", type=int, default=2000)
+    parser.add_argument("--max_samples_per_shard", type=int, default=d.max_samples_per_shard)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the earlier run in a non-empty --output (the new run "
                              "is written beside it and swapped in at the end)")
@@ -73,7 +77,6 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 
 def make_config(args: argparse.Namespace) -> transforms.RunConfig:
-    from pipeline.index.filters import config_from_args
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     unknown = set(formats) - set(writers.FORMATS)
     if unknown or not formats:
@@ -90,7 +93,7 @@ def make_config(args: argparse.Namespace) -> transforms.RunConfig:
     output = args.output if "://" in args.output else os.path.abspath(args.output)
     return transforms.RunConfig(
         output_dir=output,
-        spec=engine_spec(args.engine, step_mul=args.step_mul, fog=not args.no_fog),
+        spec=source_spec(args.engine, step_mul=args.step_mul, fog=not args.no_fog),
         source_name=args.engine, resolution=args.resolution, step_mul=args.step_mul,
         fog=not args.no_fog, formats=formats, fractions=tuple(fractions.items()),
         filter_config=config_from_args(args), max_bytes=args.max_bytes,
@@ -141,9 +144,7 @@ def create_pipeline(argv: list[str] | None = None, output_dir: str | None = None
     ``output_dir`` (the run's staging directory) replaces ``--output`` as the
     place the job writes.  Nothing runs until ``pipeline.run()``.
     """
-    import dataclasses
     import apache_beam as beam
-    from pipeline.replay.storage import InputError, expand_inputs
     args, beam_args = parse_args(argv)
     config = make_config(args)
     if output_dir is not None:
@@ -151,7 +152,7 @@ def create_pipeline(argv: list[str] | None = None, output_dir: str | None = None
     patterns = _resolve_local(args.replays)
     try:
         n_inputs = len(expand_inputs(patterns))
-    except InputError as exc:
+    except NoReplaysMatchedError as exc:
         raise SystemExit(f"--replays: {exc}") from exc
     logging.getLogger("sc2.progress").info("%d input files", n_inputs)
     p = beam.Pipeline(options=pipeline_options(beam_args))
@@ -169,7 +170,6 @@ def run(argv: list[str] | None = None) -> dict:
     :class:`~pipeline.job.worker.EnvironmentFailure` when the output cannot
     be written (``--output`` is then left as it was).
     """
-    from pipeline.output import run_directory
     started = time.time()
     args, _ = parse_args(argv)
     final = make_config(args).output_dir          # flags checked before any file is touched
@@ -245,7 +245,6 @@ def quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     """The command line: 0, or one line on stderr and 1 when the run is
     refused or aborted (``--verbose``: Beam's logs and the traceback too)."""
-    from pipeline.output.run_directory import OutputDirError
     argv = sys.argv[1:] if argv is None else argv
     verbose = "--verbose" in argv
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")

@@ -8,7 +8,7 @@ shards, shuffle, batched parse + decode, stack), iterated without a model;
 kept in memory, so no input cost); and prints the ratio, which should be >= 3
 so the input never starves training.  Also prints input throughput for a few
 batch sizes (cost per example as the batch grows).  Without ``--data`` it
-writes synthetic 64x64 shards (tests/trainer_synthetic.py) to a temp folder.
+writes synthetic 64x64 shards (tests/support/trainer_synthetic.py) to a temp folder.
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if data is None:
         sys.path.insert(0, str(REPO / "tests"))
         from schemas.sample import SampleSchema
-        from trainer_synthetic import write_synthetic
+        from support.trainer_synthetic import write_synthetic
         data = tmp.name
         write_synthetic(Path(data), SampleSchema(64, 64),
                         {"train": 16, "validation": 1, "test": 1}, loops_per_player=32,

@@ -125,12 +125,6 @@ class ViewGeometry:
         out[..., 1] = self.map_size[1] - p[..., 1] / self._minimap_scale[1]
         return out
 
-    def in_minimap(self, px: np.ndarray | Sequence) -> np.ndarray:
-        """Whether minimap pixels lie on the layer (bool array)."""
-        p = np.asarray(px)
-        return ((p[..., 0] >= 0) & (p[..., 0] < self.minimap_res[0])
-                & (p[..., 1] >= 0) & (p[..., 1] < self.minimap_res[1]))
-
     # -- screen ---------------------------------------------------------------
     def world_to_screen(self, xy: np.ndarray | Sequence,
                         camera_center: Sequence[float]) -> np.ndarray:

@@ -441,6 +441,7 @@ class SampleSchema:
     def tfds_features(self):
         """The TensorFlow Datasets ``FeaturesDict`` for a sample."""
         import tensorflow_datasets as tfds
+        # Here, not at the top: it imports TensorFlow, which the pipeline never needs.
         from schemas.tfds_features import CompactTensor
         feats = {}
         for field in self.fields:

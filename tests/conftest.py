@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 REPLAYS = SHARED / "replays"
 TESTS = Path(__file__).resolve().parent
-if str(TESTS) not in sys.path:          # test-only helper modules (doubles, bad inputs)
+if str(TESTS) not in sys.path:          # the test helpers: support/
     sys.path.insert(0, str(TESTS))
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -74,7 +74,7 @@ def pipeline_argv(inputs: list[str], output: Path, extra: list[str]) -> list[str
 @pytest.fixture(scope="session")
 def pipeline_inputs(tmp_path_factory):
     require_shared()
-    import bad_replays
+    from support import bad_replays
     root = tmp_path_factory.mktemp("pipeline_inputs")
     real = [str(REPLAYS / rel) for rel, _, _ in PIPELINE_REPLAYS.values()]
     real += [str(REPLAYS / FILTERED_REPLAY[0]), str(REPLAYS / TOO_LONG_REPLAY)]
@@ -118,10 +118,10 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory):
-    """The trainer tests' tiny synthetic shards (``trainer_synthetic``,
+    """The trainer tests' tiny synthetic shards (``support.trainer_synthetic``,
     16x16): (data dir, samples by split).  Shared: tests read it, never
     write into it."""
     from schemas.sample import SampleSchema
-    from trainer_synthetic import write_synthetic
+    from support.trainer_synthetic import write_synthetic
     out = tmp_path_factory.mktemp("synthetic_data")
     return out, write_synthetic(out, SampleSchema(16, 16))

@@ -37,13 +37,17 @@ def _is_daemon() -> bool:
 def _timed_out_in_worker() -> tuple[str, str]:
     """A TimedWorker in this (Dask worker) process: its child is started and
     killed at the limit (far shorter than the child's own start-up)."""
-    from pipeline.job.worker import TimedWorker
+    from pipeline.job.worker import ReplayJob, TimedWorker
+    from pipeline.sources.registry import SourceSpec
     worker = TimedWorker(0.01)
+    job = ReplayJob(path="never read", replay_row={}, player_rows=(), split="train",
+                    output_dir="never written", spec=SourceSpec("events"), resolution=64,
+                    max_bytes=None)
     try:
-        status, (category, _) = worker.run({"path": "never read"})
+        outcome = worker.run(job)
     finally:
         worker.close()
-    return status, category
+    return type(outcome).__name__, outcome.category
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +61,7 @@ def test_dask_workers_are_daemonic_and_time_limit_holds(cluster):
     with distributed.Client(cluster.scheduler_address) as client:
         assert set(client.run(_is_daemon).values()) == {True}
         assert client.submit(_timed_out_in_worker, pure=False).result() \
-            == ("error", "timeout")
+            == ("JobFailure", "timeout")
 
 
 def test_dask_run_equals_direct_run(cluster, pipeline_inputs, tmp_path):

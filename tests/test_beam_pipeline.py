@@ -202,11 +202,23 @@ def test_dedup_keeps_first_path_and_reports_duplicates():
             label="duplicates")
 
 
-def _sample_config(tmp_path, factory, timeout):
+@pytest.fixture
+def doubles(monkeypatch):
+    """The test doubles registered as sources ``zero`` and ``halfway`` (in this
+    process only: a sampling child process does not see them)."""
+    from pipeline.sources import registry
+    from support.beam_doubles import HalfwayFailingSource, ZeroObservationSource
+    sources = dict(registry.SOURCES,
+                   zero=registry.SourceEntry(ZeroObservationSource, ()),
+                   halfway=registry.SourceEntry(HalfwayFailingSource, ()))
+    monkeypatch.setattr(registry, "SOURCES", sources)
+
+
+def _sample_config(tmp_path, source, timeout):
     from pipeline.job.transforms import RunConfig
     from pipeline.index.filters import FilterConfig
-    from pipeline.job.worker import SourceSpec
-    return RunConfig(output_dir=str(tmp_path), spec=SourceSpec(factory),
+    from pipeline.sources.registry import SourceSpec
+    return RunConfig(output_dir=str(tmp_path), spec=SourceSpec(source),
                      source_name="events", filter_config=FilterConfig(min_mmr=0),
                      decode_timeout_s=timeout)
 
@@ -222,17 +234,17 @@ def _kept_record(name):
     return {"replay": dict(row, path=path), "players": players, "split": "train"}
 
 
-@pytest.mark.parametrize("factory,timeout,category", [
-    ("beam_doubles:HalfwayFailingSource", 0, "source"),        # fails after player 1
-    ("beam_doubles:ZeroObservationSource", 0.05, "timeout"),   # killed child process
+@pytest.mark.parametrize("source,timeout,category", [
+    ("halfway", 0, "source"),       # in-process; fails after player 1
+    ("events", 0.05, "timeout"),    # the child process is killed long before it is done
 ])
-def test_failed_replay_writes_nothing(tmp_path, factory, timeout, category):
+def test_failed_replay_writes_nothing(tmp_path, doubles, source, timeout, category):
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
     from pipeline.job.transforms import SampleReplays
     require_shared()
-    config = _sample_config(tmp_path, factory, timeout)
+    config = _sample_config(tmp_path, source, timeout)
     record = _kept_record("dream_spirit")
     with TestPipeline() as p:
         out = p | beam.Create([record]) | SampleReplays(config)
@@ -242,19 +254,18 @@ def test_failed_replay_writes_nothing(tmp_path, factory, timeout, category):
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
-def test_sample_replays_writes_one_sorted_batch(tmp_path):
+def test_sample_replays_writes_one_sorted_batch(tmp_path, doubles):
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
     from pipeline.job.transforms import SampleReplays
     require_shared()
-    config = _sample_config(tmp_path, "beam_doubles:ZeroObservationSource", 0)
+    config = _sample_config(tmp_path, "zero", 0)
     record = _kept_record("dream_spirit")
     n = expected_samples(PIPELINE_REPLAYS["dream_spirit"][1])
     with TestPipeline() as p:
         out = p | beam.Create([record]) | SampleReplays(config)
-        assert_that(out.results | beam.Map(lambda r: (r["num_samples"], r["noop"],
-                                                       r["players"])),
+        assert_that(out.results | beam.Map(lambda r: (r.num_samples, r.noop, r.players)),
                     equal_to([(n, n, {"1": n // 2, "2": n // 2})]))
     batches = list(tmp_path.rglob("*.parquet"))
     assert len(batches) == 1 and batches[0].parent.name == "batches"
@@ -271,25 +282,25 @@ def test_undecodable_tracker_events_degrade_and_index_samples_manifest_agree(
     events: ``unsupported_build``) degrades to "no tracker events"; then the
     samples, the index and the manifest say so, with the reason."""
     from pipeline.job import transforms, worker
+    from pipeline.output.manifest import ReplayResult
     from pipeline.replay.archive import ReplayArchive, ReplayError
     require_shared()
 
     def undecodable(self):
         raise ReplayError("unsupported_build", "decoding replay.tracker.events: test")
     monkeypatch.setattr(ReplayArchive, "tracker_events", property(undecodable))
-    config = _sample_config(tmp_path, "pipeline.sources.events.source:"
-                                      "EventsObservationSource", 0)
+    config = _sample_config(tmp_path, "events", 0)
     record = _kept_record("dream_spirit")
     assert record["replay"]["has_tracker_events"]
-    job = {"path": record["replay"]["path"], "max_bytes": None,
-           "replay_row": record["replay"], "player_rows": record["players"],
-           "split": "train", "output_dir": str(tmp_path), "spec": config.spec,
-           "resolution": 64, "formats": ("tfrecord",)}
-    status, result = worker.run_job(job)
-    assert status == "ok", result
-    assert not result["has_tracker_events"]
-    assert "test" in result["tracker_events_degraded"]
-    samples = SCHEMA.from_arrow(pq.read_table(result["batch_path"]))
+    job = worker.ReplayJob(path=record["replay"]["path"], replay_row=record["replay"],
+                           player_rows=record["players"], split="train",
+                           output_dir=str(tmp_path), spec=config.spec, resolution=64,
+                           max_bytes=None)
+    result = worker.run_job(job)
+    assert isinstance(result, ReplayResult), result
+    assert not result.has_tracker_events
+    assert "test" in result.tracker_events_degraded
+    samples = SCHEMA.from_arrow(pq.read_table(result.batch_path))
     assert samples and all(s["has_tracker_events"] == 0 for s in samples)
     counts = next(transforms._write_outputs(None, config, [record], [], [], [result], [],
                                             0.0))
@@ -302,7 +313,7 @@ def test_undecodable_tracker_events_degrade_and_index_samples_manifest_agree(
     # damage is not a limitation: the same part failing its check is an error
     monkeypatch.setattr(ReplayArchive, "tracker_events", property(
         lambda self: (_ for _ in ()).throw(ReplayError("corrupt", "bz2 check"))))
-    assert worker.run_job(job) == ("error", ("corrupt", "bz2 check"))
+    assert worker.run_job(job) == worker.JobFailure("corrupt", "bz2 check")
 
 
 def test_gc_paused_restores_the_collector_even_when_a_replay_fails():

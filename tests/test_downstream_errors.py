@@ -106,9 +106,9 @@ def test_trainer_names_a_damaged_shard(synthetic_copy, tmp_path, capsys, damage,
 
 
 def test_trainer_verbose_shows_the_traceback(synthetic_copy, tmp_path):
-    from trainers.input import InputError
+    from trainers.input import TrainerInputError
     (synthetic_copy / "manifest.json").unlink()
-    with pytest.raises(InputError):
+    with pytest.raises(TrainerInputError):
         _train(synthetic_copy, tmp_path / "run", "--verbose")
 
 

@@ -200,7 +200,7 @@ def test_expand_inputs(tmp_path, astrea_bytes):
     assert storage.expand_inputs([d, d + "/**/*.sc2replay", d + "/a.SC2Replay"]) == expected
     assert storage.expand_inputs([d + "/*.SC2Replay"]) == [expected[0]]
     assert storage.expand_inputs(["file://" + d + "/a.SC2Replay"]) == [expected[0]]
-    with pytest.raises(storage.InputError, match="nope"):
+    with pytest.raises(storage.NoReplaysMatchedError, match="nope"):
         storage.expand_inputs([d, str(tmp_path / "nope")])
 
 

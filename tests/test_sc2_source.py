@@ -1,6 +1,6 @@
 """The headless-game source, run for real through pysc2 against the stand-in game.
 
-pysc2 launches ``tests/fake_sc2/fake_game.py`` installed as
+pysc2 launches ``tests/support/fake_sc2/fake_game.py`` installed as
 ``$SC2PATH/Versions/Base<build>/SC2_x64`` through its own Linux run config,
 connects over its websocket client and decodes the answers with its own
 ``features`` module; the scenarios are built from a real replay's own input
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from google.protobuf import json_format
 
-from fake_sc2 import harness
+from support.fake_sc2 import harness
 from pipeline.sources.sc2.game_process import GameProcess
 from pipeline.index.player_context import PlayerContext
 from pipeline.sources.interface import SourceError

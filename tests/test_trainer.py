@@ -1,7 +1,7 @@
 """Trainer: input pipeline, models, masking, losses, checkpoint resume, evaluation.
 
-Runs on tiny synthetic shards (tests/trainer_synthetic.py, 16x16) so the whole
-file stays fast; the real-data numbers are in docs/trainer.md.
+Runs on tiny synthetic shards (tests/support/trainer_synthetic.py, 16x16) so the whole
+file stays fast; the real-data numbers are in docs/results.md.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from schemas import layers  # noqa: E402
 from trainers import evaluate as evaluate_lib  # noqa: E402
 from trainers import train as train_lib  # noqa: E402
 from trainers.action_space import function_arguments  # noqa: E402
-from trainers.input import (FeatureSpec, InputError, make_dataset,  # noqa: E402
+from trainers.input import (FeatureSpec, TrainerInputError, make_dataset,  # noqa: E402
                             manifest_unavailable_layers)
 from trainers.losses import compute_losses  # noqa: E402
 from trainers.models import MODEL_NAMES, build_model  # noqa: E402
@@ -113,7 +113,7 @@ def test_no_score_leaves_the_score_out_and_keeps_the_manifest_drops(tmp_path, da
 
 
 def test_missing_data_is_a_clear_error(tmp_path, spec, capsys):
-    with pytest.raises(InputError, match="no TFRecord shards"):
+    with pytest.raises(TrainerInputError, match="no TFRecord shards"):
         make_dataset(tmp_path, "train", spec)
     assert train_lib.main(["--data", str(tmp_path), "--model", "fully_conv",
                            "--out", str(tmp_path / "run")]) == 2

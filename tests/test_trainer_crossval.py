@@ -1,8 +1,8 @@
 """Cross-validation over replays (trainers.crossval): folds, pooling, resume.
 
-Runs on the tiny synthetic shards of tests/trainer_synthetic.py (16x16, 12
+Runs on the tiny synthetic shards of tests/support/trainer_synthetic.py (16x16, 12
 replays spread over the three Beam splits) with 3 folds and 2 training steps
-per fold; the real-data numbers are in docs/trainer.md.
+per fold; the real-data numbers are in docs/results.md.
 """
 from __future__ import annotations
 

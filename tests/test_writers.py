@@ -55,11 +55,11 @@ def test_corrupt_record_is_detected(tmp_path):
 
 
 def test_plan_shards_bounds_order_and_determinism():
-    batches = [{"split": "train", "replay_id": rid, "batch_path": f"/b/{rid}",
-                "num_samples": n}
+    batches = [writers.ReplayBatch(replay_id=rid, split="train", batch_path=f"/b/{rid}",
+                                   num_samples=n)
                for rid, n in (("c", 7), ("a", 5), ("b", 0), ("d", 4))]
-    batches.append({"split": "test", "replay_id": "e", "batch_path": "/b/e",
-                    "num_samples": 3})
+    batches.append(writers.ReplayBatch(replay_id="e", split="test", batch_path="/b/e",
+                                       num_samples=3))
     plan = writers.plan_shards(batches, 4)
     assert plan == writers.plan_shards(list(reversed(batches)), 4)
     train = [t for t in plan if t.split == "train"]
@@ -83,8 +83,8 @@ def test_write_shards_round_trip(tmp_path):
     for rid, samples in by_replay.items():
         path = writers.batch_path(out, rid)
         n = writers.write_batch(path, SCHEMA, samples)
-        batches.append({"split": "train", "replay_id": rid, "batch_path": path,
-                        "num_samples": n})
+        batches.append(writers.ReplayBatch(replay_id=rid, split="train", batch_path=path,
+                                           num_samples=n))
     plan = writers.plan_shards(batches, 15)
     infos = [writers.write_shard(t, SCHEMA, out) for t in plan]
     assert [i["num_samples"] for i in infos] == [15, 15, 10]
@@ -120,8 +120,8 @@ def test_verify_shard_detects_wrong_count(tmp_path):
     out = str(tmp_path)
     path = writers.batch_path(out, "r")
     writers.write_batch(path, SCHEMA, [_sample("r", 1, 0), _sample("r", 1, 8)])
-    [task] = writers.plan_shards([{"split": "train", "replay_id": "r", "batch_path": path,
-                                   "num_samples": 2}], 10)
+    [task] = writers.plan_shards([writers.ReplayBatch(replay_id="r", split="train",
+                                                      batch_path=path, num_samples=2)], 10)
     info = writers.write_shard(task, SCHEMA, out)
     for fmt in ("parquet", "tfrecord"):
         with pytest.raises(writers.ShardVerificationError):
@@ -145,12 +145,16 @@ def test_splits_by_replay_id():
 
 
 def test_manifest_label_statistics():
-    from pipeline.output.manifest import label_statistics
-    stats = label_statistics([
-        {"num_samples": 10, "noop": 4, "mask_sum": 50, "target_unavailable": 1,
-         "functions": {"0": 4, "1": 6}},
-        {"num_samples": 10, "noop": 6, "mask_sum": 70, "target_unavailable": 0,
-         "functions": {"0": 6, "2": 4}}])
+    from pipeline.output.manifest import ReplayResult, label_statistics
+
+    def result(rid, noop, mask_sum, target_unavailable, functions):
+        return ReplayResult(replay_id=rid, split="train", batch_path=f"/b/{rid}",
+                            num_samples=10, path=f"/r/{rid}", players={"1": 10},
+                            noop=noop, mask_sum=mask_sum,
+                            target_unavailable=target_unavailable, functions=functions)
+
+    stats = label_statistics([result("a", 4, 50, 1, {"0": 4, "1": 6}),
+                              result("b", 6, 70, 0, {"0": 6, "2": 4})])
     assert stats["noop_fraction"] == 0.5 and stats["mean_mask_size"] == 6.0
     assert stats["target_unavailable_fraction"] == 0.05
     assert [(t["name"], t["count"]) for t in stats["top_target_functions"]] == [
@@ -159,16 +163,19 @@ def test_manifest_label_statistics():
 
 
 def test_manifest_counts_unknown_targets_and_arguments_by_replay_kind():
-    from pipeline.output.manifest import label_statistics
+    from pipeline.output.manifest import ReplayResult, label_statistics
     stats = label_statistics([
-        {"num_samples": 100, "noop": 40, "mask_sum": 500, "target_unavailable": 0,
-         "functions": {"0": 40, "2": 50, "-2": 10}, "has_tracker_events": False,
-         "target_unknown": 10, "unknown_argument_windows": 30,
-         "unknown_arguments": {"arg_screen": 30, "arg_screen2": 5}},
-        {"num_samples": 300, "noop": 100, "mask_sum": 900, "target_unavailable": 3,
-         "functions": {"0": 100, "2": 197, "-2": 3}, "has_tracker_events": True,
-         "target_unknown": 3, "unknown_argument_windows": 1,
-         "unknown_arguments": {"arg_screen": 1}}])
+        ReplayResult(replay_id="a", split="train", batch_path="/b/a", path="/r/a",
+                     players={"1": 100}, num_samples=100, noop=40, mask_sum=500,
+                     target_unavailable=0, functions={"0": 40, "2": 50, "-2": 10},
+                     has_tracker_events=False, target_unknown=10,
+                     unknown_argument_windows=30,
+                     unknown_arguments={"arg_screen": 30, "arg_screen2": 5}),
+        ReplayResult(replay_id="b", split="train", batch_path="/b/b", path="/r/b",
+                     players={"1": 300}, num_samples=300, noop=100, mask_sum=900,
+                     target_unavailable=3, functions={"0": 100, "2": 197, "-2": 3},
+                     has_tracker_events=True, target_unknown=3,
+                     unknown_argument_windows=1, unknown_arguments={"arg_screen": 1})])
     unknown = stats["unknown"]
     assert unknown["target_unknown_fraction"] == 13 / 400
     assert unknown["unknown_argument_fraction"] == 31 / 400

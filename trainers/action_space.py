@@ -15,6 +15,7 @@ import functools
 
 import numpy as np
 
+from pipeline.pysc2_compat import pysc2_modules
 from schemas import layers
 
 
@@ -25,7 +26,6 @@ def function_arguments() -> np.ndarray:
     Shape ``(NUM_FUNCTIONS, len(ARGUMENT_TYPES))``, dtype float32 (ready to
     use as a TensorFlow constant); columns in ``ARGUMENT_TYPES`` order.
     """
-    from pipeline.pysc2_compat import pysc2_modules
     actions = pysc2_modules().actions
     type_names = [t.name for t in actions.TYPES]
     if tuple(type_names) != layers.ARGUMENT_NAMES:
@@ -45,5 +45,4 @@ def function_arguments() -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def function_names() -> tuple[str, ...]:
     """pysc2's function names, indexed by function id."""
-    from pipeline.pysc2_compat import pysc2_modules
     return tuple(f.name for f in pysc2_modules().actions.FUNCTIONS)

@@ -51,9 +51,10 @@ import numpy as np
 
 from schemas.sample import SPLITS, SampleSchema
 from trainers import metrics
+from trainers.eval_plots import write_crossval_plots
 from trainers.evaluate import (LOOPS_PER_MINUTE, choose_checkpoint, logistic_inputs,
                                player_logistic, predict)
-from trainers.input import InputError, Selection, infer_resolutions, read_columns
+from trainers.input import TrainerInputError, Selection, infer_resolutions, read_columns
 from trainers.train import (TrainConfig, Trainer, load_config, parse_args as train_args,
                             train, write_json_atomic)
 
@@ -98,7 +99,7 @@ def data_splits(data_dir: str) -> tuple[str, ...]:
     found = tuple(s for s in SPLITS
                   if glob.glob(os.path.join(data_dir, "tfrecord", s, "*.tfrecord.gz")))
     if not found:
-        raise InputError(f"no TFRecord shards under {data_dir}/tfrecord/<split>/; run "
+        raise TrainerInputError(f"no TFRecord shards under {data_dir}/tfrecord/<split>/; run "
                          f"beam_runner.py first or check --data")
     return found
 
@@ -348,7 +349,6 @@ def crossval(data: str, out: str, folds: int, base: TrainConfig, *, batch_size: 
     }
     write_json_atomic(out_dir / REPORT_NAME, report)
     if plots:
-        from trainers.eval_plots import write_crossval_plots
         write_crossval_plots(report, out_dir)
     return report
 
@@ -375,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           seed=own.bootstrap_seed,
                           bucket_minutes=[float(x) for x in own.bucket_minutes.split(",")],
                           log=lambda m: print(m, flush=True))
-    except (InputError, ValueError, FileNotFoundError) as e:
+    except (TrainerInputError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     pooled = report["pooled"]

@@ -39,7 +39,8 @@ import tensorflow as tf
 from schemas import layers
 from trainers import linear_baseline, metrics
 from trainers.action_space import function_names
-from trainers.input import (FeatureSpec, InputError, Selection, check_data_matches,
+from trainers.eval_plots import write_plots
+from trainers.input import (FeatureSpec, Selection, TrainerInputError, check_data_matches,
                             data_error, make_dataset, read_columns, signed_log1p)
 from trainers.train import (Trainer, load_best, load_config, teacher_inputs,
                             write_json_atomic)
@@ -87,7 +88,7 @@ def predict(trainer: Trainer, data: str, split: str | Selection, batch_size: int
         for k, v in batch.items():
             cols.setdefault(k, []).append(v)
     if not cols:
-        raise InputError(f"{Selection.of(split).name} of {data} holds no samples")
+        raise TrainerInputError(f"{Selection.of(split).name} of {data} holds no samples")
     out = {k: np.concatenate(v) for k, v in cols.items()}
     for k in ("replay_id", "race", "opponent_race"):
         out[k] = np.array([s.decode("utf-8") for s in out[k]], dtype=object)
@@ -119,7 +120,7 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
     chosen = choose_checkpoint(trainer, run, checkpoint)
     step = trainer.restore(chosen["path"])
     if step == 0:
-        raise InputError(f"{run} has no checkpoint to evaluate")
+        raise TrainerInputError(f"{run} has no checkpoint to evaluate")
     chosen["step"] = step
     log(f"evaluating {chosen['selected']} checkpoint {chosen['path']} (step {step})")
     p = predict(trainer, data, split, batch_size, log)
@@ -234,7 +235,6 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
     out = Path(run)
     write_json_atomic(out / f"eval_{split}.json", report)
     if plots:
-        from trainers.eval_plots import write_plots
         write_plots(report, out, split)
     return report
 
@@ -280,7 +280,7 @@ def fit_player_logistic(data: str, spec: FeatureSpec, train: dict) -> dict:
     try:
         val = read_columns(data, "validation", nonspatial_columns(spec) + ["value"],
                            spec.schema)
-    except InputError:
+    except TrainerInputError:
         val = None
     return player_logistic(train, val, spec.score)
 
@@ -335,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           resamples=a.resamples, seed=a.seed,
                           min_function_count=a.min_function_count,
                           checkpoint=a.checkpoint, log=lambda m: print(m, flush=True))
-    except (InputError, ValueError, FileNotFoundError, tf.errors.OpError) as e:
+    except (TrainerInputError, ValueError, FileNotFoundError, tf.errors.OpError) as e:
         if a.verbose:
             raise
         line = (data_error(a.data, a.split, e) if isinstance(e, tf.errors.OpError)

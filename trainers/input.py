@@ -38,8 +38,10 @@ META_FIELDS: tuple[str, ...] = ("replay_id", "player_id", "game_loop", "race",
 GAME_TIME_SCALE = 22.4 * 600
 
 
-class InputError(ValueError):
-    """The data directory does not hold what the trainer needs."""
+class TrainerInputError(ValueError):
+    """What the trainer was pointed at cannot be used: no shards or records in
+    the data directory, a malformed layer, no checkpoint in a run, an unknown
+    input source."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,11 +148,11 @@ class Selection:
 
 
 def shard_files(data_dir: str | os.PathLike, split: str) -> list[str]:
-    """The TFRecord shards of one split, sorted; :class:`InputError` if none."""
+    """The TFRecord shards of one split, sorted; :class:`TrainerInputError` if none."""
     pattern = os.path.join(os.fspath(data_dir), "tfrecord", split, "*.tfrecord.gz")
     files = sorted(glob.glob(pattern))
     if not files:
-        raise InputError(f"no TFRecord shards match {pattern}; run beam_runner.py "
+        raise TrainerInputError(f"no TFRecord shards match {pattern}; run beam_runner.py "
                          f"first or check --data and the split name")
     return files
 
@@ -160,12 +162,12 @@ def manifest_unavailable_layers(data_dir: str | os.PathLike) -> tuple[str, ...]:
 
     Accepts any ``unavailable_layers`` entry in ``DIR/manifest.json`` (a list
     or a comma-separated string, at any depth).  A missing manifest is an
-    :class:`InputError`: without it the trainer cannot know which layers are
+    :class:`TrainerInputError`: without it the trainer cannot know which layers are
     zeros (and an aborted pipeline run writes none).
     """
     path = Path(data_dir) / "manifest.json"
     if not path.exists():
-        raise InputError(f"{path}: no manifest (not a finished beam_runner.py output; "
+        raise TrainerInputError(f"{path}: no manifest (not a finished beam_runner.py output; "
                          "an aborted run writes none)")
     found: set[str] = set()
 
@@ -190,20 +192,20 @@ def manifest_unavailable_layers(data_dir: str | os.PathLike) -> tuple[str, ...]:
 
 def check_data_matches(data_dir: str | os.PathLike, spec: "FeatureSpec",
                        what: str = "the model") -> None:
-    """:class:`InputError` unless ``DIR/manifest.json`` exists and its samples
+    """:class:`TrainerInputError` unless ``DIR/manifest.json`` exists and its samples
     have ``spec``'s resolutions (one line naming the manifest)."""
     path = Path(data_dir) / "manifest.json"
     if not path.exists():
-        raise InputError(f"{path}: no manifest (not a finished beam_runner.py output; "
+        raise TrainerInputError(f"{path}: no manifest (not a finished beam_runner.py output; "
                          "an aborted run writes none)")
     try:
         schema = schema_from_repr(json.loads(path.read_text())["schema"]["repr"])
     except (KeyError, ValueError) as exc:
-        raise InputError(f"{path}: no sample schema ({exc})") from exc
+        raise TrainerInputError(f"{path}: no sample schema ({exc})") from exc
     have = (schema.screen_resolution, schema.minimap_resolution)
     want = (spec.screen_resolution, spec.minimap_resolution)
     if have != want:
-        raise InputError(f"{path}: samples are {have[0]}x{have[0]} screen / {have[1]}x"
+        raise TrainerInputError(f"{path}: samples are {have[0]}x{have[0]} screen / {have[1]}x"
                          f"{have[1]} minimap; {what} reads {want[0]}x{want[0]} / "
                          f"{want[1]}x{want[1]}")
 
@@ -212,6 +214,7 @@ def damaged_shard(files: Iterable[str]) -> str | None:
     """The first of ``files`` that does not read through (gzip and record
     CRCs), as one line ``PATH: what is wrong``; None when all read.  Used
     after TensorFlow reports a ``DataLossError``, which names no file."""
+    # Here, not at the top: it imports apache_beam (~2 s), needed only after a failure.
     from pipeline.output.writers import ShardVerificationError, check_tfrecord_file
     for path in files:
         try:
@@ -228,7 +231,7 @@ def data_error(data_dir: str | os.PathLike, selection: "str | Selection",
     first = (getattr(exc, "message", None) or str(exc)).strip().splitlines()[0]
     try:
         found = damaged_shard(Selection.of(selection).files(data_dir))
-    except InputError:
+    except TrainerInputError:
         found = None
     return found or f"{data_dir}: reading the shards failed ({first})"
 
@@ -261,14 +264,14 @@ def infer_resolutions(files: list[str]) -> tuple[int, int]:
     """(screen, minimap) resolution of the shards, from the manifest of the
     pipeline output they belong to (``DIR/tfrecord/<split>/<shard>``)."""
     if not files:
-        raise InputError("no shards to read")
+        raise TrainerInputError("no shards to read")
     path = Path(files[0]).resolve().parents[2] / "manifest.json"
     if not path.exists():
-        raise InputError(f"{path}: no manifest next to the shards")
+        raise TrainerInputError(f"{path}: no manifest next to the shards")
     try:
         schema = schema_from_repr(json.loads(path.read_text())["schema"]["repr"])
     except (KeyError, ValueError) as exc:
-        raise InputError(f"{path}: no sample schema ({exc})") from exc
+        raise TrainerInputError(f"{path}: no sample schema ({exc})") from exc
     return schema.screen_resolution, schema.minimap_resolution
 
 
@@ -433,7 +436,7 @@ def make_dataset(data_dir: str | os.PathLike, split: "str | Selection", spec: Fe
         def parse(batch):
             return batch
     else:
-        raise InputError(f"unknown source {source!r}; expected tfrecord or tfds")
+        raise TrainerInputError(f"unknown source {source!r}; expected tfrecord or tfds")
 
     if every > 1:
         ds = ds.shard(every, 0)

@@ -35,8 +35,9 @@ import keras
 import tensorflow as tf
 
 from schemas import layers
-from trainers.input import (FeatureSpec, InputError, Selection, infer_resolutions,
-                            make_dataset, manifest_unavailable_layers, selection_size)
+from trainers.input import (FeatureSpec, Selection, TrainerInputError, data_error,
+                            infer_resolutions, make_dataset, manifest_unavailable_layers,
+                            selection_size)
 from trainers.losses import LossWeights, compute_losses
 from trainers.models import MODEL_NAMES, VALUE_INPUTS, build_model
 
@@ -334,7 +335,7 @@ class Validator:
                               source=config.source, tfds_data_dir=config.tfds_data_dir,
                               every=every, limit=config.validation_samples)
             self.batches = list(ds)  # held in memory: the same samples every time
-        except InputError as e:
+        except TrainerInputError as e:
             log(f"validation skipped: {e}")
         self.samples = sum(int(t["value"].shape[0]) for _, t in self.batches)
         if self.batches:
@@ -446,14 +447,13 @@ def remove_failed_start(out: Path, existed: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line: 0, or one line on stderr naming the file and what is
     wrong, and 2 (``--verbose``: the traceback)."""
-    from trainers.input import data_error
     config = parse_args(argv)
     out = Path(config.out)
     existed = out.exists()
     try:
         train(config, log=lambda m: print(m, flush=True))
         return 0
-    except (InputError, ValueError, FileNotFoundError) as e:
+    except (TrainerInputError, ValueError, FileNotFoundError) as e:
         line, error = str(e), e
     except tf.errors.OpError as e:        # DataLossError: a corrupt or truncated shard
         line, error = data_error(config.data, config.train_selection, e), e

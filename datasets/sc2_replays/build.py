@@ -22,6 +22,11 @@ import json
 import os
 import sys
 
+import tensorflow_datasets as tfds
+
+from datasets.sc2_replays import Sc2Replays
+from datasets.sc2_replays.sc2_replays import MismatchError
+
 
 class BuildError(Exception):
     """The pipeline output cannot back the dataset (one line naming the file)."""
@@ -44,6 +49,8 @@ def verify_shards(pipeline_output: str, manifest: dict) -> int:
     """Reads every TFRecord shard the manifest lists (gzip and record CRCs,
     record counts); returns the records read.  :class:`BuildError` names
     the first missing, truncated or corrupt shard."""
+    # Here, not at the top: it imports apache_beam (~2 s), which preparing alone
+    # (--no_verify, beam_runner's prepare_in_output) never needs.
     from pipeline.output.writers import ShardVerificationError, check_tfrecord_file
     root = manifest.get("output_dir") or pipeline_output
     total = 0
@@ -64,8 +71,6 @@ def prepare(pipeline_output: str, data_dir: str, config: str | None = None,
     """Builds the dataset; returns the builder.  ``recorded_output``: the
     absolute output path to record, when the run is published elsewhere
     than ``pipeline_output`` (beam_runner.py's staging directory)."""
-    import tensorflow_datasets as tfds
-    from datasets.sc2_replays import Sc2Replays
     if config is None:
         source = read_manifest(pipeline_output)["source"]
         config = f"{source['name']}_{source['resolution']}"
@@ -104,7 +109,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip reading every shard through (CRCs, record counts)")
     parser.add_argument("--verbose", action="store_true", help="on failure, the traceback")
     args = parser.parse_args(argv)
-    from datasets.sc2_replays.sc2_replays import MismatchError
     output = os.path.abspath(args.pipeline_output)
     try:
         if not args.no_verify:

@@ -59,10 +59,12 @@ import os
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
+from pipeline.index import apm, filters
 from pipeline.index.player_context import PlayerContext
-from pipeline.index import apm
-from pipeline.replay.lobby import join_slots, read_init_data
-from pipeline.replay.archive import ERROR_CATEGORIES, ReplayArchive, ReplayError, as_text
+from pipeline.replay import storage
+from pipeline.replay.archive import (ERROR_CATEGORIES, ReplayArchive, ReplayError, as_text,
+                                     replay_id)
+from pipeline.replay.lobby import join_slots
 
 #: Game loops per second at the "faster" game speed (all ladder games).
 LOOPS_PER_SECOND = 22.4
@@ -219,10 +221,9 @@ def scan_replay(archive: ReplayArchive, config=None) -> tuple[dict, list[dict]]:
     published recipe); its verdict goes into the replay row's ``status``.
     Raises :class:`ReplayError` for replays whose parts do not decode.
     """
-    from pipeline.index import filters
     details = archive.details
     metadata = archive.metadata
-    init = read_init_data(archive)
+    init = archive.lobby
     try:
         details_players = list(details["m_playerList"])
         slots = join_slots(details_players, init)
@@ -343,7 +344,6 @@ def scan_bytes(data: bytes, path: str, config=None,
         return ScanResult(row, players, None)
     except ReplayError as exc:
         if not rid and data:
-            from pipeline.replay.archive import replay_id
             rid = replay_id(data)
         return ScanResult(None, [], error_row(path, rid, "scan", exc.category, exc.message))
     except RecursionError as exc:  # deeply nested garbage in a decoder
@@ -352,7 +352,6 @@ def scan_bytes(data: bytes, path: str, config=None,
 
 def scan_path(path: str, config=None, max_bytes: int | None = None) -> ScanResult:
     """Reads (``pipeline.replay.storage.read_bytes``) and scans one file."""
-    from pipeline.replay import storage
     try:
         data = storage.read_bytes(path, max_bytes)
     except ReplayError as exc:
@@ -400,8 +399,6 @@ def _write_table(rows: Iterable[Mapping[str, Any]], columns, path: str) -> None:
     """One Parquet file, atomically (temp name, then rename)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from pipeline.replay import storage
     schema = arrow_schema(columns)
     rows = list(rows)
     table = pa.Table.from_pydict({name: [r[name] for r in rows] for name, _, _ in columns},

@@ -22,11 +22,10 @@ import sys
 import time
 from typing import Any, Iterable, Sequence, TextIO
 
-from pipeline.index import filters
-
-from pipeline.index import scan
-
+from pipeline.index import filters, scan
 from pipeline.replay import storage
+
+
 def _scan_one(job: tuple[str, filters.FilterConfig, int | None]) -> scan.ScanResult:
     path, config, max_bytes = job
     return scan.scan_path(path, config, max_bytes)
@@ -127,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "gs:// and other Beam filesystems work too")
     parser.add_argument("--output", required=True,
                         help="output directory (index/ and errors/ are written inside)")
-    parser.add_argument("--max_bytes", type=int, default=64 * 1024 * 1024,
+    parser.add_argument("--max_bytes", type=int, default=storage.DEFAULT_MAX_BYTES,
                         help="skip files larger than this (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="parallel processes (default: all cores, %(default)s)")
@@ -138,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = filters.config_from_args(args)
         paths = storage.expand_inputs(args.replays)
-    except ValueError as exc:  # InputError, bad matchup / race
+    except ValueError as exc:  # NoReplaysMatchedError, bad matchup / race
         parser.error(str(exc))
     print(f"scanning {len(paths)} files with {args.workers} worker(s)", file=sys.stderr)
     start = time.perf_counter()

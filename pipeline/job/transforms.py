@@ -37,12 +37,16 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipeline.output import manifest as manifest_lib
+from pipeline.index import filters, scan
 from pipeline.index import splits as splits_lib
+from pipeline.output import manifest as manifest_lib
 from pipeline.output import writers
+from pipeline.replay import storage
 from pipeline.replay.archive import ReplayArchive, ReplayError
 from pipeline.replay.archive import replay_id as content_id
-from pipeline.job.worker import EnvironmentFailure, SourceSpec, TimedWorker
+from pipeline.job.worker import (EnvironmentFailure, JobAborted, JobFailure, ReplayJob,
+                                 TimedWorker)
+from pipeline.sources.registry import SourceSpec
 from schemas.sample import SampleSchema
 
 NAMESPACE = "sc2"
@@ -67,7 +71,8 @@ def _count(name: str, n: int = 1) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """Everything the steps need; plain data, pickled to the workers."""
+    """Everything the steps need; plain data, pickled to the workers.  Its
+    defaults are ``beam_runner.py``'s."""
     output_dir: str
     spec: SourceSpec
     source_name: str
@@ -77,7 +82,7 @@ class RunConfig:
     formats: tuple[str, ...] = writers.FORMATS
     fractions: tuple[tuple[str, float], ...] = tuple(splits_lib.DEFAULT_FRACTIONS.items())
     filter_config: Any = None          # pipeline.index.filters.FilterConfig
-    max_bytes: int | None = 64 * 2 ** 20
+    max_bytes: int | None = storage.DEFAULT_MAX_BYTES
     max_game_loops: int | None = 22 * 60 * 120      # two hours at 'faster'
     decode_timeout_s: float = 600.0
     max_samples_per_shard: int = 2000
@@ -96,10 +101,9 @@ def _abort(failure: EnvironmentFailure) -> EnvironmentFailure:
 
 
 def _error(path: str, replay_id: str, stage: str, category: str, message: str) -> dict:
-    from pipeline.index.scan import error_row
     _count(f"errors_{stage}_{category}")
     _count("replays_error")
-    return error_row(path, replay_id, stage, category, message)
+    return scan.error_row(path, replay_id, stage, category, message)
 
 
 # --------------------------------------------------------------- matching
@@ -111,10 +115,9 @@ class MatchReplays(beam.PTransform):
         self.patterns = sorted(set(patterns))
 
     def expand(self, pbegin):
-        from pipeline.replay.storage import expand_inputs
         return (pbegin
                 | "Patterns" >> beam.Create(self.patterns)
-                | "Expand" >> beam.FlatMap(lambda p: expand_inputs([p]))
+                | "Expand" >> beam.FlatMap(lambda p: storage.expand_inputs([p]))
                 | "DistinctPaths" >> beam.Distinct())
 
 
@@ -126,8 +129,6 @@ class _ScanFn(beam.DoFn):
         self.filter_config = config.filter_config
 
     def process(self, path: str):
-        from pipeline.index import scan
-        from pipeline.replay import storage
         _count("inputs")
         replay_id = ""
         try:
@@ -193,8 +194,8 @@ class _FilterFn(beam.DoFn):
         self.config = config
 
     def process(self, record):
-        from pipeline.index.filters import filter_reason
-        reason = filter_reason(record["replay"], record["players"], self.config.filter_config)
+        reason = filters.filter_reason(record["replay"], record["players"],
+                                       self.config.filter_config)
         split = splits_lib.assign_split(record["replay"]["replay_id"],
                                         dict(self.config.fractions))
         row = dict(record["replay"], status=reason or "ok")
@@ -242,35 +243,35 @@ class _SampleFn(beam.DoFn):
     def process(self, record):
         cfg = self.config
         row = record["replay"]
-        job = {"path": row["path"], "max_bytes": cfg.max_bytes, "replay_row": row,
-               "player_rows": record["players"], "split": record["split"],
-               "output_dir": cfg.output_dir, "spec": cfg.spec,
-               "resolution": cfg.resolution}
+        job = ReplayJob(path=row["path"], replay_row=row, player_rows=record["players"],
+                        split=record["split"], output_dir=cfg.output_dir, spec=cfg.spec,
+                        resolution=cfg.resolution, max_bytes=cfg.max_bytes)
         t0 = time.time()
-        status, payload = self._worker.run(job)
-        if status == "abort":            # the output's disk failed: stop the run
-            raise _abort(EnvironmentFailure(*payload))
+        outcome = self._worker.run(job)
+        if isinstance(outcome, JobAborted):     # the output's disk failed: stop the run
+            raise _abort(outcome.failure())
         self._done += 1
-        if status == "error":
-            category, message = payload
+        if isinstance(outcome, JobFailure):
             yield beam.pvalue.TaggedOutput(
-                "errors", _error(row["path"], row["replay_id"], "sample", category, message))
+                "errors", _error(row["path"], row["replay_id"], "sample", outcome.category,
+                                 outcome.message))
             progress_log.info("[pid %d] replay %d failed (%s): %s", os.getpid(), self._done,
-                              category, row["path"])
+                              outcome.category, row["path"])
             return
         _count("replays_sampled")
-        _count(f"samples_{payload['split']}", payload["num_samples"])
-        self._samples += payload["num_samples"]
+        _count(f"samples_{outcome.split}", outcome.num_samples)
+        self._samples += outcome.num_samples
         elapsed = max(time.time() - self._started, 1e-9)
         progress_log.info("[pid %d] %d replays, %d samples (%.1f samples/s); last: %s "
                           "%d samples in %.1f s", os.getpid(), self._done, self._samples,
                           self._samples / elapsed, os.path.basename(row["path"]),
-                          payload["num_samples"], time.time() - t0)
-        yield payload
+                          outcome.num_samples, time.time() - t0)
+        yield outcome
 
 
 class SampleReplays(beam.PTransform):
-    """Kept replays to per-replay results (batch files written), plus ``errors``."""
+    """Kept replays to per-replay :class:`~pipeline.output.manifest.ReplayResult`\\s
+    (batch files written), plus ``errors``."""
 
     def __init__(self, config: RunConfig):
         super().__init__()
@@ -319,8 +320,7 @@ class WriteShards(beam.PTransform):
 
 def _write_outputs(_, config: RunConfig, index_records, errors, duplicates, results,
                    shards, started: float):
-    from pipeline.index import scan
-    degraded = {r["replay_id"] for r in results if r.get("tracker_events_degraded")}
+    degraded = {r.replay_id for r in results if r.tracker_events_degraded}
     replay_rows = [r["replay"] for r in index_records] + [d["replay"] for d in duplicates]
     # The index agrees with the samples: a replay sampled without its tracker
     # events (no bundled protocol decodes them) is indexed without them.

@@ -10,7 +10,8 @@ restarted, and the replay becomes a ``timeout`` error record; a child that
 dies (out of memory, a crash in native code) makes a ``crashed`` record.
 
 The child writes the replay's batch file itself and returns only a small
-result dict, so samples never cross the pipe.
+:class:`~pipeline.output.manifest.ReplayResult`, so samples never cross the
+pipe.
 """
 from __future__ import annotations
 
@@ -18,44 +19,55 @@ import collections
 import contextlib
 import dataclasses
 import gc
-import importlib
 import multiprocessing
 import threading
 import traceback
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.sources.interface import SourceError
+from pipeline.index import scan
+from pipeline.output import writers
+from pipeline.output.manifest import ReplayResult
+from pipeline.sources.interface import ObservationSource, SourceError
+from pipeline.sources.registry import SourceSpec
+from pipeline.replay import storage
 from pipeline.replay.archive import ReplayArchive, ReplayError
 from schemas import layers
 from schemas.sample import SampleSchema
 
 
 @dataclasses.dataclass(frozen=True)
-class SourceSpec:
-    """How to build an observation source in a worker: ``module:attribute``
-    called as ``factory(schema, **kwargs)``."""
-    factory: str
-    kwargs: tuple[tuple[str, Any], ...] = ()
+class ReplayJob:
+    """One kept replay to sample: what the child process needs, pickled."""
+    path: str
+    replay_row: Mapping[str, Any]            # the index's replay row
+    player_rows: Sequence[Mapping[str, Any]]  # the index's player rows
+    split: str
+    output_dir: str
+    spec: SourceSpec
+    resolution: int
+    max_bytes: int | None
 
-    def build(self, schema: SampleSchema):
-        module, _, attribute = self.factory.partition(":")
-        factory = getattr(importlib.import_module(module), attribute)
-        return factory(schema, **dict(self.kwargs))
+
+@dataclasses.dataclass(frozen=True)
+class JobFailure:
+    """A replay that failed in the sampling step; ``category`` is one of
+    :data:`pipeline.replay.archive.ERROR_CATEGORIES`."""
+    category: str
+    message: str
 
 
-def engine_spec(engine: str, *, step_mul: int, fog: bool,
-                camera_width: float = 24.0) -> SourceSpec:
-    """The :class:`SourceSpec` for ``--engine events|sc2``."""
-    if engine == "events":
-        return SourceSpec("pipeline.sources.events.source:EventsObservationSource",
-                          (("step_mul", step_mul), ("camera_width", camera_width),
-                           ("fog", fog)))
-    if engine == "sc2":
-        return SourceSpec("pipeline.sources.sc2.source:SC2ObservationSource",
-                          (("step_mul", step_mul),))
-    raise ValueError(f"unknown engine {engine!r}; expected 'events' or 'sc2'")
+@dataclasses.dataclass(frozen=True)
+class JobAborted:
+    """The output could not be written while sampling a replay: not the
+    replay's failure but the machine's, which stops the run.  What crosses
+    the pipe of an :class:`EnvironmentFailure` (its line and errno kind)."""
+    line: str
+    kind: str
+
+    def failure(self) -> "EnvironmentFailure":
+        return EnvironmentFailure(self.line, self.kind)
 
 
 class JobFailed(Exception):
@@ -109,33 +121,31 @@ class EnvironmentFailure(Exception):
         return cls(line, kind.group(1).lower() if kind else "oserror")
 
 
-_SOURCES: dict[tuple, Any] = {}
+_BUILT: dict[tuple, ObservationSource] = {}
 
 
-def _source(spec: SourceSpec, schema: SampleSchema):
+def _source(spec: SourceSpec, schema: SampleSchema) -> ObservationSource:
+    """The process's source for ``spec`` at ``schema``'s resolutions (built once)."""
     key = (spec, schema.screen_resolution, schema.minimap_resolution)
-    if key not in _SOURCES:
-        _SOURCES[key] = spec.build(schema)
-    return _SOURCES[key]
+    if key not in _BUILT:
+        _BUILT[key] = spec.build(schema)
+    return _BUILT[key]
 
 
-def sample_replay(job: Mapping[str, Any]) -> dict[str, Any]:
+def sample_replay(job: ReplayJob) -> ReplayResult:
     """Decodes, samples and writes one replay; returns its result record.
 
-    ``job``: path, max_bytes, replay_row, player_rows, split, output_dir,
-    spec (:class:`SourceSpec`), resolution.  Raises :class:`JobFailed`.
+    Raises :class:`JobFailed`, or :class:`EnvironmentFailure` when its batch
+    cannot be written.
     """
-    from pipeline.index import scan
-    from pipeline.replay import storage
-    from pipeline.output import writers
-    schema = SampleSchema(job["resolution"], job["resolution"])
+    schema = SampleSchema(job.resolution, job.resolution)
     try:
-        data = storage.read_bytes(job["path"], job["max_bytes"])
-        archive = ReplayArchive(data, path=job["path"], max_bytes=job["max_bytes"])
-        if archive.replay_id != job["replay_row"]["replay_id"]:
-            raise JobFailed("io_error", f"{job['path']} changed since it was scanned")
-        players = scan.player_contexts(job["replay_row"], job["player_rows"])
-        source = _source(job["spec"], schema)
+        data = storage.read_bytes(job.path, job.max_bytes)
+        archive = ReplayArchive(data, path=job.path, max_bytes=job.max_bytes)
+        if archive.replay_id != job.replay_row["replay_id"]:
+            raise JobFailed("io_error", f"{job.path} changed since it was scanned")
+        players = scan.player_contexts(job.replay_row, job.player_rows)
+        source = _source(job.spec, schema)
         by_player = source.replay_samples(archive, players)
     except ReplayError as exc:
         raise JobFailed(exc.category, exc.message) from exc
@@ -154,7 +164,7 @@ def sample_replay(job: Mapping[str, Any]) -> dict[str, Any]:
     arg_fields = [(f"arg_{a.name}", a.spatial) for a in layers.ARGUMENT_TYPES]
     for pid in wanted:
         for sample in by_player[pid]:
-            sample["split"] = job["split"]
+            sample["split"] = job.split
             samples.append(sample)
             functions[int(sample["function_id"])] += 1
             mask_sum += int(np.count_nonzero(sample["available_actions"]))
@@ -175,26 +185,25 @@ def sample_replay(job: Mapping[str, Any]) -> dict[str, Any]:
     keys = {(s["player_id"], s["game_loop"]) for s in samples}
     if len(keys) != len(samples):
         raise JobFailed("internal", "the source returned a (player, loop) twice")
-    path = writers.batch_path(job["output_dir"], archive.replay_id)
+    path = writers.batch_path(job.output_dir, archive.replay_id)
     try:
         n = writers.write_batch(path, schema, samples) if samples else 0
     except OSError as exc:          # the output's disk, not the replay
         raise EnvironmentFailure.of(exc, path) from exc
-    return {
-        "replay_id": archive.replay_id, "path": job["path"], "split": job["split"],
-        "batch_path": path, "num_samples": n,
-        "players": {str(pid): len(by_player[pid]) for pid in wanted},
-        "noop": noop, "mask_sum": mask_sum, "target_unavailable": unavailable,
-        "has_tracker_events": bool(samples and samples[0]["has_tracker_events"]),
+    return ReplayResult(
+        replay_id=archive.replay_id, path=job.path, split=job.split,
+        batch_path=path, num_samples=n,
+        players={str(pid): len(by_player[pid]) for pid in wanted},
+        noop=noop, mask_sum=mask_sum, target_unavailable=unavailable,
+        functions={str(k): v for k, v in sorted(functions.items())},
+        target_unknown=target_unknown,
+        unknown_argument_windows=unknown_argument_windows,
+        unknown_arguments=dict(sorted(unknown_arguments.items())),
+        has_tracker_events=bool(samples and samples[0]["has_tracker_events"]),
         # Why a replay whose archive holds tracker events was sampled without
         # them (a documented limitation, never damage); "" when it was not.
-        "tracker_events_degraded": str(
-            getattr(source, "last_stats", {}).get("tracker_error", "")),
-        "target_unknown": target_unknown,
-        "unknown_argument_windows": unknown_argument_windows,
-        "unknown_arguments": dict(sorted(unknown_arguments.items())),
-        "functions": {str(k): v for k, v in sorted(functions.items())},
-    }
+        tracker_events_degraded=str(
+            getattr(source, "last_stats", {}).get("tracker_error", "")))
 
 
 @contextlib.contextmanager
@@ -217,21 +226,20 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def run_job(job: Mapping[str, Any]) -> tuple[str, Any]:
-    """``("ok", result)``, ``("error", (category, message))`` or, when the
-    output cannot be written, ``("abort", (line, kind))`` (see
-    :class:`EnvironmentFailure`); never raises for a replay's failure.  Bugs
-    become category ``internal`` with the traceback, so they are reported in
-    the errors table, never hidden."""
+def run_job(job: ReplayJob) -> ReplayResult | JobFailure | JobAborted:
+    """The replay's result, why it failed, or, when the output cannot be
+    written, a :class:`JobAborted` (see :class:`EnvironmentFailure`); never
+    raises for a replay's failure.  Bugs become category ``internal`` with the
+    traceback, so they are reported in the errors table, never hidden."""
     try:
         with gc_paused():
-            return "ok", sample_replay(job)
+            return sample_replay(job)
     except JobFailed as exc:
-        return "error", (exc.category, exc.message)
+        return JobFailure(exc.category, exc.message)
     except EnvironmentFailure as exc:
-        return "abort", (exc.line, exc.kind)
+        return JobAborted(exc.line, exc.kind)
     except Exception:  # noqa: BLE001 -- a bug: reported as 'internal' with traceback
-        return "error", ("internal", traceback.format_exc(limit=8))
+        return JobFailure("internal", traceback.format_exc(limit=8))
 
 
 def _child_loop(conn) -> None:
@@ -302,25 +310,25 @@ class TimedWorker:
         self._proc = self._conn = None
         self.restarts += 1
 
-    def run(self, job: Mapping[str, Any]) -> tuple[str, Any]:
+    def run(self, job: ReplayJob) -> ReplayResult | JobFailure | JobAborted:
         if self.timeout_s <= 0:
             return run_job(job)
         if self._proc is None or not self._proc.is_alive():
             self._start()
-        self._conn.send(dict(job))
+        self._conn.send(job)
         # The first job of a fresh child also pays its imports; the limit
         # counts from the send, so keep it well above import time.
         if not self._conn.poll(self.timeout_s):
             self._kill()
-            return "error", ("timeout", f"decoding and sampling took over "
-                                        f"{self.timeout_s:g} s; child process killed")
+            return JobFailure("timeout", f"decoding and sampling took over "
+                                         f"{self.timeout_s:g} s; child process killed")
         try:
             return self._conn.recv()
         except (EOFError, OSError) as exc:
             code = self._proc.exitcode if self._proc is not None else None
             self._kill()
-            return "error", ("crashed", f"sampling process died (exit code {code}): "
-                                        f"{exc!r}")
+            return JobFailure("crashed", f"sampling process died (exit code {code}): "
+                                         f"{exc!r}")
 
     def close(self) -> None:
         if self._proc is not None and self._proc.is_alive():

@@ -20,6 +20,7 @@ of :func:`pipeline.index.scan.error_row`).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import importlib.metadata
 import json
@@ -28,12 +29,37 @@ from typing import Any, Iterable, Mapping
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.index import scan
 from pipeline.output import writers
+from pipeline.pysc2_compat import pysc2_modules
+from pipeline.sources.registry import UnknownSourceError
 from schemas import layers
+
 MANIFEST_NAME = "manifest.json"
 TOP_FUNCTIONS = 20
 PACKAGES = ("sc2-replay-pipeline", "apache-beam", "tensorflow-cpu", "tensorflow-datasets",
             "pyarrow", "numpy", "protobuf", "s2protocol", "mpyq", "pysc2")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReplayResult(writers.ReplayBatch):
+    """What sampling one replay produced: its batch, and the counts the
+    manifest's label statistics sum over replays."""
+    path: str
+    players: Mapping[str, int]      # player id -> samples
+    noop: int                       # samples whose target is no_op
+    mask_sum: int                   # available actions, summed over samples
+    target_unavailable: int         # samples with target_was_unavailable
+    functions: Mapping[str, int]    # target function id -> samples
+    # windows whose target is unknown (function_id == schemas.layers.UNKNOWN)
+    target_unknown: int = 0
+    unknown_argument_windows: int = 0   # windows with at least one unknown argument
+    unknown_arguments: Mapping[str, int] = dataclasses.field(
+        default_factory=dict)           # argument field -> windows where it is unknown
+    has_tracker_events: bool = False    # the samples were made with tracker events
+    # Why a replay whose archive holds tracker events was sampled without
+    # them (a documented limitation, never damage); "" when it was not.
+    tracker_events_degraded: str = ""
 
 
 def package_versions() -> dict[str, str]:
@@ -48,7 +74,6 @@ def package_versions() -> dict[str, str]:
 
 @functools.lru_cache(maxsize=1)
 def _function_names() -> dict[int, str]:
-    from pipeline.pysc2_compat import pysc2_modules
     return {int(f.id): f.name for f in pysc2_modules().actions.FUNCTIONS}
 
 
@@ -60,7 +85,6 @@ def function_name(function_id: int) -> str:
 
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "__dataclass_fields__"):
-        import dataclasses
         return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -71,17 +95,17 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def unknown_statistics(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def unknown_statistics(results: Iterable[ReplayResult]) -> dict[str, Any]:
     """Windows whose target is unknown (``function_id`` is
     ``schemas.layers.UNKNOWN``) and windows with an unknown argument, as
     fractions of the samples, with the unknown arguments per argument type."""
     n = target_unknown = argument_windows = 0
     per_type: collections.Counter = collections.Counter()
     for r in results:
-        n += r["num_samples"]
-        target_unknown += r.get("target_unknown", 0)
-        argument_windows += r.get("unknown_argument_windows", 0)
-        per_type.update(r.get("unknown_arguments", {}))
+        n += r.num_samples
+        target_unknown += r.target_unknown
+        argument_windows += r.unknown_argument_windows
+        per_type.update(r.unknown_arguments)
     return {
         "samples": n,
         "target_unknown_fraction": target_unknown / n if n else 0.0,
@@ -90,18 +114,18 @@ def unknown_statistics(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def label_statistics(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def label_statistics(results: Iterable[ReplayResult]) -> dict[str, Any]:
     """No-op fraction, top target functions, mean mask size over sampled
     replays; unknown targets and arguments overall and by replay kind."""
     results = list(results)
     functions: collections.Counter = collections.Counter()
     n = noop = mask = unavailable = 0
     for r in results:
-        n += r["num_samples"]
-        noop += r["noop"]
-        mask += r["mask_sum"]
-        unavailable += r["target_unavailable"]
-        functions.update({int(k): v for k, v in r["functions"].items()})
+        n += r.num_samples
+        noop += r.noop
+        mask += r.mask_sum
+        unavailable += r.target_unavailable
+        functions.update({int(k): v for k, v in r.functions.items()})
     top = sorted(functions.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_FUNCTIONS]
     return {
         "samples": n,
@@ -113,7 +137,7 @@ def label_statistics(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             **unknown_statistics(results),
             "by_replay_kind": {
                 kind: unknown_statistics(r for r in results
-                                         if bool(r.get("has_tracker_events")) == tracker)
+                                         if r.has_tracker_events == tracker)
                 for kind, tracker in (("with_tracker_events", True),
                                       ("without_tracker_events", False))},
         },
@@ -123,12 +147,11 @@ def label_statistics(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def build_manifest(config, *, index_records, errors, duplicates, results, shards,
-                   started: float) -> dict[str, Any]:
+def build_manifest(config, *, index_records, errors, duplicates,
+                   results: Iterable[ReplayResult], shards, started: float) -> dict[str, Any]:
     """The manifest dict (without the launcher's timing)."""
     schema = config.schema
-    spec_kwargs = dict(config.spec.kwargs)
-    source_unavailable = _source_unavailable(config)
+    factory, source_unavailable = _source_facts(config)
     status = collections.Counter()
     filter_reasons = collections.Counter()
     for rec in index_records:
@@ -136,7 +159,7 @@ def build_manifest(config, *, index_records, errors, duplicates, results, shards
         if reason != "ok":
             filter_reasons[reason] += 1
             status["filtered"] += 1
-    sampled_ids = {r["replay_id"] for r in results}
+    sampled_ids = {r.replay_id for r in results}
     status["sampled"] = len(sampled_ids)
     status["error"] = len(errors)
     status["duplicate"] = len(duplicates)
@@ -155,12 +178,12 @@ def build_manifest(config, *, index_records, errors, duplicates, results, shards
     counted = collections.Counter()
     replays_by_split = collections.Counter()
     for r in results:
-        counted[r["split"]] += r["num_samples"]
-        replays_by_split[r["split"]] += 1
-    degraded = sorted(({"replay_id": r["replay_id"], "path": r["path"],
+        counted[r.split] += r.num_samples
+        replays_by_split[r.split] += 1
+    degraded = sorted(({"replay_id": r.replay_id, "path": r.path,
                         "kind": "no_tracker_events",
-                        "reason": r["tracker_events_degraded"]}
-                       for r in results if r.get("tracker_events_degraded")),
+                        "reason": r.tracker_events_degraded}
+                       for r in results if r.tracker_events_degraded),
                       key=lambda d: d["replay_id"])
     inputs = (sum(1 for _ in index_records) + len(duplicates)
               + len([e for e in errors if e["stage"] in ("scan", "read")]))
@@ -173,8 +196,8 @@ def build_manifest(config, *, index_records, errors, duplicates, results, shards
         "packages": package_versions(),
         "schema": {"repr": repr(schema), "num_fields": len(schema.fields),
                    "fields": [f.name for f in schema.fields]},
-        "source": {"name": config.source_name, "factory": config.spec.factory,
-                   "options": _jsonable(spec_kwargs),
+        "source": {"name": config.source_name, "factory": factory,
+                   "options": _jsonable(dict(config.spec.options)),
                    "unavailable_layers": source_unavailable,
                    "fog": config.fog, "step_mul": config.step_mul,
                    "resolution": config.resolution},
@@ -211,12 +234,15 @@ def build_manifest(config, *, index_records, errors, duplicates, results, shards
     }
 
 
-def _source_unavailable(config) -> list[str]:
+def _source_facts(config) -> tuple[str, list[str]]:
+    """The class that made the samples (``module:name``) and the layers it
+    cannot fill."""
     try:
         source = config.spec.build(config.schema)
-    except (ImportError, AttributeError) as exc:
-        return [f"<source not importable: {exc}>"]
-    return sorted(source.unavailable_layers())
+    except (ImportError, UnknownSourceError) as exc:
+        return config.spec.name, [f"<source not importable: {exc}>"]
+    cls = type(source)
+    return f"{cls.__module__}:{cls.__qualname__}", sorted(source.unavailable_layers())
 
 
 def relocate(manifest: dict[str, Any], old: str, new: str) -> dict[str, Any]:
@@ -255,8 +281,7 @@ def errors_dir(output_dir: str) -> str:
 
 def write_errors(output_dir: str, errors: Iterable[Mapping[str, Any]]) -> None:
     """All error records in ``DIR/errors/errors.parquet`` (the index's layout)."""
-    from pipeline.index.scan import write_errors as write_error_table
-    write_error_table(list(errors), errors_dir(output_dir))
+    scan.write_errors(list(errors), errors_dir(output_dir))
 
 
 def add_timing(manifest: dict[str, Any], wall_s: float) -> dict[str, Any]:

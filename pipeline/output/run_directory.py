@@ -28,6 +28,8 @@ import shutil
 import uuid
 from typing import IO, Iterator
 
+from pipeline.replay.storage import is_remote
+
 #: Names a pipeline output holds at its top level (beam_runner.py, any version).
 OUTPUT_ENTRIES = frozenset({"manifest.json", "index", "errors", "parquet", "tfrecord",
                             "tfds", "_tmp"})
@@ -109,7 +111,6 @@ def claim(final: str, overwrite: bool = False) -> Iterator[str]:
     raises (``final`` is untouched); call :func:`publish` inside the body to
     swap it in.  Remote: ``final`` itself (emptied first with ``overwrite``).
     """
-    from pipeline.replay.storage import is_remote
     if is_remote(final):
         yield _claim_remote(final, overwrite)
         return
@@ -132,7 +133,6 @@ def claim(final: str, overwrite: bool = False) -> Iterator[str]:
 
 def publish(staging: str, final: str) -> None:
     """Replaces ``final`` by ``staging`` (two renames, then the old run is deleted)."""
-    from pipeline.replay.storage import is_remote
     if is_remote(final) or staging == final:
         return
     parent, name = _siblings(final)

@@ -174,6 +174,15 @@ def write_batch(path: str, schema: SampleSchema, samples: Sequence[dict]) -> int
 
 # -------------------------------------------------------------- the plan
 @dataclasses.dataclass(frozen=True)
+class ReplayBatch:
+    """One sampled replay's batch file, as shard planning sees it."""
+    replay_id: str
+    split: str
+    batch_path: str     # the Parquet batch (ends in .parquet)
+    num_samples: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Segment:
     """Records ``[start, stop)`` of one batch file."""
     path: str
@@ -202,33 +211,33 @@ def shard_path(output_dir: str, fmt: str, split: str, index: int, count: int) ->
     return FileSystems.join(output_dir, fmt, split, shard_name(split, index, count, fmt))
 
 
-def plan_shards(batches: Iterable[dict], max_samples_per_shard: int) -> list[ShardTask]:
+def plan_shards(batches: Iterable[ReplayBatch],
+                max_samples_per_shard: int) -> list[ShardTask]:
     """Cuts each split into shards of at most ``max_samples_per_shard`` samples.
 
-    ``batches``: dicts with ``split``, ``replay_id``, ``batch_path``,
-    ``num_samples`` (one per sampled replay).  Deterministic in the set of
+    ``batches``: one per sampled replay.  Deterministic in the set of
     batches.  A split without samples gets no shard.
     """
     if max_samples_per_shard < 1:
         raise ValueError("max_samples_per_shard must be >= 1")
-    by_split: dict[str, list[dict]] = {}
+    by_split: dict[str, list[ReplayBatch]] = {}
     for b in batches:
-        if b["num_samples"] > 0:
-            by_split.setdefault(b["split"], []).append(b)
+        if b.num_samples > 0:
+            by_split.setdefault(b.split, []).append(b)
     tasks = []
     for split in sorted(by_split, key=lambda s: (SPLITS.index(s) if s in SPLITS else 99, s)):
-        items = sorted(by_split[split], key=lambda b: b["replay_id"])
-        total = sum(b["num_samples"] for b in items)
+        items = sorted(by_split[split], key=lambda b: b.replay_id)
+        total = sum(b.num_samples for b in items)
         count = -(-total // max_samples_per_shard)
         shards: list[list[Segment]] = [[] for _ in range(count)]
         position = 0
         for b in items:
             start = 0
-            while start < b["num_samples"]:
+            while start < b.num_samples:
                 shard = position // max_samples_per_shard
                 room = (shard + 1) * max_samples_per_shard - position
-                stop = min(b["num_samples"], start + room)
-                shards[shard].append(Segment(b["batch_path"], b["replay_id"], start, stop))
+                stop = min(b.num_samples, start + room)
+                shards[shard].append(Segment(b.batch_path, b.replay_id, start, stop))
                 position += stop - start
                 start = stop
         tasks += [ShardTask(split, i, count, tuple(segs)) for i, segs in enumerate(shards)]
@@ -434,20 +443,3 @@ def _frame_offsets(stream: bytes, path: str) -> list[tuple[int, int]]:
         out.append((start, start + length))
     return out
 
-
-# ---------------------------------------------------------- small tables
-def write_parquet_rows(path: str, rows: Sequence[dict], arrow_schema) -> None:
-    """Small tables (errors): rows to one Parquet file, atomically."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    table = pa.Table.from_pylist(list(rows), schema=arrow_schema)
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
-
-
-def read_parquet(path: str):
-    """A Parquet file on any Beam filesystem as a pyarrow Table."""
-    import pyarrow.parquet as pq
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return pq.read_table(io.BytesIO(f.read()))

@@ -11,7 +11,8 @@ Blizzard's anonymized replay packs keep only ``replay.details.backup`` and
 reads either name.
 
 Every failure is raised as :class:`ReplayError` with a reason category from
-:data:`ERROR_CATEGORIES`, so callers can write an error record and go on.
+:data:`ERROR_CATEGORIES` (both defined in :mod:`pipeline.replay.decoded`,
+which the lobby shares), so callers can write an error record and go on.
 Decoding is lazy and cached: the metadata scan reads the header, details and
 ``replay.gamemetadata.json`` only; events are decoded on first use, game
 events with :mod:`pipeline.replay.game_event_decoder`.
@@ -32,32 +33,14 @@ from typing import Any
 import mpyq
 from s2protocol import versions as s2_versions
 
-from pipeline.replay import game_event_decoder  # Bit-identical, ~1.5x faster bit reading for every s2protocol decode (see
+from pipeline.replay import game_event_decoder, s2protocol_speedup
+from pipeline.replay import lobby as lobby_lib
+# ERROR_CATEGORIES, ReplayError and as_text are this module's public names too.
+from pipeline.replay.decoded import ERROR_CATEGORIES, ReplayError, as_text  # noqa: F401
 
-from pipeline.replay import s2protocol_speedup
+# Bit-identical, ~1.5x faster bit reading for every s2protocol decode (see
 # that module); game events go through the compiled decoder instead.
 s2protocol_speedup.install()
-
-# Reason categories for error records (stable strings: they end up in data).
-ERROR_CATEGORIES = (
-    "empty",              # zero-byte file
-    "io_error",           # the file cannot be read (missing, permissions, network)
-    "too_large",          # over the configured size limit
-    "not_mpq",            # not an MPQ archive at all (no MPQ signature)
-    "truncated",          # an MPQ archive that ends before its declared size
-    "unreadable_header",  # MPQ but the replay header does not decode
-    "encrypted",          # archive files are encrypted / cannot be read
-    "missing_part",       # a required file (details, game events) is absent
-    "unsupported_build",  # no decoder protocol works for the build
-    "corrupt",            # damage: the archive or a part fails its integrity check
-                          # (compression, CRC) or the exact protocol does not decode it
-    "too_long",           # game longer than the configured limit
-    "timeout",            # decoding exceeded the time limit
-    "crashed",            # the sampling process died (out of memory, native crash)
-    "source",             # the observation source failed (message names its category)
-    "internal",           # a bug in this project (reported, never hidden)
-)
-
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
@@ -66,24 +49,6 @@ def _stable_repr(exc: BaseException) -> str:
     """``repr(exc)`` without object addresses (s2protocol's CorruptedError
     shows its decoder's): error records must not differ between runs."""
     return _ADDRESS.sub("", repr(exc))
-
-
-class ReplayError(Exception):
-    """A replay that cannot be used, with a reason category."""
-
-    def __init__(self, category: str, message: str):
-        if category not in ERROR_CATEGORIES:
-            raise ValueError(f"unknown error category {category!r}")
-        super().__init__(f"{category}: {message}")
-        self.category = category
-        self.message = message
-
-
-def as_text(value: Any) -> str:
-    """A decoded string field (s2protocol gives bytes) as text; None -> ""."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return "" if value is None else str(value)
 
 
 def replay_id(data: bytes) -> str:
@@ -331,6 +296,13 @@ class ReplayArchive:
         return self._decode("replay.initData", "decode_replay_initdata", required=False)
 
     @functools.cached_property
+    def lobby(self) -> lobby_lib.InitData | None:
+        """The lobby and game description (:func:`pipeline.replay.lobby.parse_init_data`),
+        decoded once: the index, the action stream and the observation sources
+        all ask for it, and it is the slowest part of a metadata scan."""
+        return lobby_lib.parse_init_data(self)
+
+    @functools.cached_property
     def metadata(self) -> dict[str, Any] | None:
         """``replay.gamemetadata.json`` (builds from 2.0.4 on), or None."""
         raw = self.read("replay.gamemetadata.json", required=False)
@@ -360,5 +332,7 @@ class ReplayArchive:
 
     @functools.cached_property
     def attribute_events(self) -> dict[str, Any] | None:
+        """The lobby attributes part, decoded (None when absent); read only by
+        tests/test_fuzz_replays.py, which decodes every part of a damaged file."""
         return self._decode("replay.attributes.events", "decode_replay_attributes_events",
                             required=False)

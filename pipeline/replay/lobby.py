@@ -10,14 +10,18 @@ to players.  It lives here, once, for both.
 s2protocol decodes the init data of most builds; where it cannot, or
 misreads it (protocol 15405 on 1.0.x replays), sc2reader's reader is tried,
 and a result with impossible slots is rejected.
+
+The parsed result is cached on the archive (``ReplayArchive.lobby``, which
+calls :func:`parse_init_data`); so this module reads the archive through
+:class:`ArchiveParts` and does not import it.
 """
 from __future__ import annotations
 
 import dataclasses
 import types
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
-from pipeline.replay.archive import ReplayArchive, ReplayError, as_text
+from pipeline.replay.decoded import ReplayError, as_text
 
 
 @dataclasses.dataclass
@@ -39,6 +43,18 @@ class InitData:
     coop: bool
     slots: list[Slot]
     scaled_rating: dict[int, int]  # user id -> rating
+
+
+class ArchiveParts(Protocol):
+    """What this module reads of a :class:`pipeline.replay.archive.ReplayArchive`."""
+    protocol_exact: bool
+    base_build: int
+    header: dict[str, Any]
+    details: dict[str, Any]
+    init_data: dict[str, Any] | None       # s2protocol's decoding, or None
+    lobby: InitData | None                 # parse_init_data's result, cached
+
+    def read(self, name: str, *, required: bool = True) -> bytes | None: ...
 
 
 def _init_from_s2protocol(raw: Mapping[str, Any]) -> InitData:
@@ -68,19 +84,14 @@ def _init_from_sc2reader(raw: Mapping[str, Any]) -> InitData:
                      slots, ratings)
 
 
-def read_init_data(archive: ReplayArchive) -> InitData | None:
-    """The lobby and game description, from the best decoder that works.
-
-    Cached on the archive: the index, the action stream and the observation
-    sources all ask for it, and it is the slowest part of a metadata scan.
-    """
-    cache = archive.__dict__
-    if "_index_init_data" not in cache:
-        cache["_index_init_data"] = _read_init_data(archive)
-    return cache["_index_init_data"]
+def read_init_data(archive: ArchiveParts) -> InitData | None:
+    """``archive.lobby``: the lobby and game description, parsed once per archive."""
+    return archive.lobby
 
 
-def _read_init_data(archive: ReplayArchive) -> InitData | None:
+def parse_init_data(archive: ArchiveParts) -> InitData | None:
+    """The lobby and game description, from the best decoder that works
+    (uncached: read it as ``archive.lobby``)."""
     if archive.protocol_exact:
         try:
             raw = archive.init_data
@@ -146,12 +157,12 @@ def join_slots(details_players: list[dict], init: InitData | None) -> list[Slot 
 USER_ID_EVENTS_BUILD = 24247
 
 
-def event_player_ids(archive: ReplayArchive) -> dict[int, int | None]:
+def event_player_ids(archive: ArchiveParts) -> dict[int, int | None]:
     """player id (1-based index in details' player list) -> the id its game
     events carry (``_userid.m_userId``); observers excluded, None for
     computer players and where the lobby cannot be joined."""
     players = archive.details.get("m_playerList") or []
-    init = read_init_data(archive)
+    init = archive.lobby
     slots = join_slots(players, init)
     occupied = [s for s in init.slots if s.control in (2, 3)] if init else []
     out: dict[int, int | None] = {}

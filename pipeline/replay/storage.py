@@ -24,6 +24,10 @@ from typing import Iterable
 
 from pipeline.replay.archive import ReplayError
 
+#: Larger files are ``too_large`` errors, unread: the default of both command
+#: lines (``beam_runner.py`` through ``RunConfig``, ``pipeline.index.scan_cli``).
+DEFAULT_MAX_BYTES = 64 * 2 ** 20
+
 #: Suffix of replay files (compared case-insensitively).
 REPLAY_SUFFIX = ".sc2replay"
 
@@ -31,7 +35,7 @@ _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
-class InputError(ValueError):
+class NoReplaysMatchedError(ValueError):
     """A command-line input pattern that names no replay at all."""
 
 
@@ -93,7 +97,7 @@ def _expand_remote(pattern: str) -> list[str]:
 def expand_inputs(patterns: Iterable[str]) -> list[str]:
     """Sorted, de-duplicated replay paths named by files, directories and globs.
 
-    Raises :class:`InputError` naming every pattern that matched nothing
+    Raises :class:`NoReplaysMatchedError` naming every pattern that matched nothing
     (usually a typo), so a run never silently processes less than asked.
     """
     found: set[str] = set()
@@ -106,7 +110,8 @@ def expand_inputs(patterns: Iterable[str]) -> list[str]:
             empty.append(pattern)
         found.update(p if is_remote(p) else os.path.normpath(p) for p in paths)
     if empty:
-        raise InputError("no replay files match: " + ", ".join(repr(p) for p in empty))
+        raise NoReplaysMatchedError("no replay files match: "
+                                    + ", ".join(repr(p) for p in empty))
     return sorted(found)
 
 

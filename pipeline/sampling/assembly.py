@@ -19,19 +19,6 @@ from pipeline.sampling.rule import Window
 from schemas.sample import Group, SampleSchema, SchemaError, value_label
 
 
-def target_fields(schema: SampleSchema, action: Action,
-                  unused: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ``function_id`` and ``arg_*`` fields for one action.
-
-    ``unused``: ``schema.unused_arguments()``, when the caller has it (its
-    arrays are then shared by the samples: make them read-only).
-    """
-    out: dict[str, Any] = {"function_id": int(action.function_id)}
-    out.update(schema.unused_arguments() if unused is None else unused)
-    out.update(argument_fields(schema, action))
-    return out
-
-
 def argument_fields(schema: SampleSchema, action: Action) -> dict[str, Any]:
     """The ``arg_*`` fields of the arguments ``action`` uses."""
     out: dict[str, Any] = {}

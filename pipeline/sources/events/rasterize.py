@@ -105,20 +105,6 @@ class Discs:
             canvas[self.flat] = np.asarray(values)[self.unit].astype(dtype, copy=False)
         return self._crop(canvas)
 
-    def paint_many(self, values: list[np.ndarray], dtypes: list[np.dtype]) -> list[np.ndarray]:
-        """Several layers at once: the top unit of each pixel is found once
-        (last wins), then each layer is a lookup of its values."""
-        canvas = np.full(self.width * self.height, -1, np.int64)
-        if self.flat.size:
-            canvas[self.flat] = self.unit
-        top = self._crop(canvas)
-        out = []
-        for vals, dtype in zip(values, dtypes):
-            lut = np.zeros(len(vals) + 1, dtype)
-            lut[:-1] = vals
-            out.append(lut[top])  # -1 (no unit) reads the trailing 0
-        return out
-
     def count(self, clip: int, dtype: np.dtype) -> np.ndarray:
         """Number of discs covering each pixel, clipped to ``clip``."""
         counts = np.bincount(self.flat, minlength=self.width * self.height)

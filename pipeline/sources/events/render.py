@@ -22,6 +22,7 @@ import numpy as np
 
 from pipeline.sources.events.source import EventsObservationSource
 from pipeline.index.player_context import PlayerContext
+from pipeline.pysc2_compat import pysc2_modules
 from pipeline.replay.archive import ReplayArchive
 from schemas.sample import SampleSchema
 
@@ -35,7 +36,6 @@ RELATIVE_COLORS = ("#000000", "#22c322", "#2288ff", "#c8c8c8", "#e02020")
 
 def function_name(function_id: int) -> str:
     """pysc2's name for a function id (imports pysc2 through the compat layer)."""
-    from pipeline.pysc2_compat import pysc2_modules
     return str(pysc2_modules().actions.FUNCTIONS[function_id].name)
 
 

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pipeline.actions.player_inputs import UnitPositions, player_streams, replay_map_size
 from pipeline.sources.events.available_actions import ActionAvailability, type_rows
 from pipeline.coords import ViewGeometry
 from pipeline.sources.events.feature_layers import LayerPainter, cached, read_only
@@ -153,7 +154,6 @@ class EventsObservationSource:
     # ------------------------------------------------------------- work
     def _replay_samples(self, archive: ReplayArchive,
                         players: Sequence[PlayerContext]) -> dict[int, list[dict]]:
-        from pipeline.actions.player_inputs import UnitPositions, player_streams, replay_map_size
         map_size = replay_map_size(archive)
         geo = ViewGeometry(map_size, self.schema.screen_resolution,
                            self.schema.minimap_resolution, self.camera_width)

@@ -42,6 +42,7 @@ from pipeline.sources.interface import SourceError
 from pipeline.pysc2_compat import pysc2_modules
 from pipeline.replay.archive import ReplayArchive
 from pipeline.actions.action import Action
+from pipeline.actions.player_inputs import player_streams
 from pipeline.sampling.rule import SamplingStats, observed_loops, sample_windows, window_starts
 from pipeline.sampling.assembly import build_samples
 from pipeline.sources.sc2.versions import version_for_archive
@@ -65,7 +66,6 @@ ActionStreams = Callable[..., Mapping[int, Any]]
 
 
 def _default_action_streams(archive: ReplayArchive, **kwargs) -> Mapping[int, Any]:
-    from pipeline.actions.player_inputs import player_streams
     return player_streams(archive, **kwargs)
 
 

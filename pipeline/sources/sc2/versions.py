@@ -21,6 +21,7 @@ import os
 import re
 from typing import Any
 
+from pipeline.pysc2_compat import apply as apply_pysc2_compat
 from pipeline.sources.interface import SourceError
 
 _TABLE = os.path.join(os.path.dirname(__file__), "data", "sc2_versions.json")
@@ -42,8 +43,7 @@ class VersionChoice:
 
     def pysc2_version(self):
         """This choice as ``pysc2.run_configs.lib.Version``."""
-        from pipeline.pysc2_compat import apply
-        apply()
+        apply_pysc2_compat()
         from pysc2.run_configs import lib as rc_lib
         return rc_lib.Version(self.game_version, self.base_build, self.data_version,
                               LINUX_BINARY if self.data_version else None)

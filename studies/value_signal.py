@@ -13,10 +13,10 @@ that next fold, as the cross-validation's baseline is.  Printed: pooled
 held-out accuracy with a 95% bootstrap interval over replays, by quarter of
 the game, next to the no-fit rule "killed more than lost".
 
-    python benchmarks/value_signal.py --replays ../shared/replays
+    python studies/value_signal.py --replays ../shared/replays
 
 It is the measurement behind "Cross-validated value accuracy with the score
-input" in docs/trainer.md; it reads every file once (about a minute for the
+input" in docs/results.md; it reads every file once (about a minute for the
 shared corpus on one core).
 """
 from __future__ import annotations

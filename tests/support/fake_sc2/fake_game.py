@@ -6,7 +6,7 @@ pysc2 launches it exactly as it launches ``Versions/Base<build>/SC2_x64``
 (``-listen 127.0.0.1 -port N -dataDir D -tempDir T [-dataVersion H]``), and
 talks to it through its own ``RemoteController``.  It answers ``ping``,
 ``replay_info``, ``start_replay``, ``game_info``, ``data``, ``observation``,
-``step`` and ``quit`` from a JSON scenario (see ``tests/fake_sc2/README.md``)
+``step`` and ``quit`` from a JSON scenario (see ``tests/support/fake_sc2/README.md``)
 found at ``<dataDir>/fake_sc2/scenarios/<sha256 of the replay bytes>.json``
 (or ``default.json``).  Faults the scenario asks for (crash, hang, error
 reply, crash at launch) let tests exercise recovery.  It listens only on

@@ -1,0 +1,48 @@
+"""What every decoded part of a replay shares: the error it raises and its text.
+
+Its own module so that :mod:`pipeline.replay.archive` (which opens the file)
+and :mod:`pipeline.replay.lobby` (which the archive calls to parse the init
+data) both use them without importing each other.  Importers elsewhere keep
+using the names through ``pipeline.replay.archive``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+# Reason categories for error records (stable strings: they end up in data).
+ERROR_CATEGORIES = (
+    "empty",              # zero-byte file
+    "io_error",           # the file cannot be read (missing, permissions, network)
+    "too_large",          # over the configured size limit
+    "not_mpq",            # not an MPQ archive at all (no MPQ signature)
+    "truncated",          # an MPQ archive that ends before its declared size
+    "unreadable_header",  # MPQ but the replay header does not decode
+    "encrypted",          # archive files are encrypted / cannot be read
+    "missing_part",       # a required file (details, game events) is absent
+    "unsupported_build",  # no decoder protocol works for the build
+    "corrupt",            # damage: the archive or a part fails its integrity check
+                          # (compression, CRC) or the exact protocol does not decode it
+    "too_long",           # game longer than the configured limit
+    "timeout",            # decoding exceeded the time limit
+    "crashed",            # the sampling process died (out of memory, native crash)
+    "source",             # the observation source failed (message names its category)
+    "internal",           # a bug in this project (reported, never hidden)
+)
+
+
+class ReplayError(Exception):
+    """A replay that cannot be used, with a reason category."""
+
+    def __init__(self, category: str, message: str):
+        if category not in ERROR_CATEGORIES:
+            raise ValueError(f"unknown error category {category!r}")
+        super().__init__(f"{category}: {message}")
+        self.category = category
+        self.message = message
+
+
+def as_text(value: Any) -> str:
+    """A decoded string field (s2protocol gives bytes) as text; None -> ""."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
