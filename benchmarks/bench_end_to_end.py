@@ -11,6 +11,13 @@ and the wall clock).  A run of the pipeline on an input that samples nothing (on
 filtered out) measures the fixed cost every run pays (Beam start-up, worker
 and child-process start, scan, manifest, TFDS metadata); the table gives the
 end-to-end rate with and without it, and the ratio to the source-only rate.
+
+``--growth K``: the pipeline (1 worker) on the first 1/4, 1/2 and all of the
+K shortest two-player replays with tracker events (``bench_pipeline.py``'s
+pick), and the source alone on the same replays: the least-squares line
+through (samples, CPU seconds) gives the fixed cost of a run and the
+marginal end-to-end rate, compared with the source-only rate on those
+replays.
 """
 from __future__ import annotations
 
@@ -57,10 +64,11 @@ def source_rate(path: str, repeats: int) -> tuple[int, float]:
     return n, n / best
 
 
-def pipeline_cost(path: str, out: pathlib.Path) -> tuple[int, float, float]:
+def pipeline_cost(path: str | list[str], out: pathlib.Path) -> tuple[int, float, float]:
     """(samples, wall seconds, CPU seconds of every process of the run) of
-    ``beam_runner.py`` on one file, 1 worker."""
-    argv = [sys.executable, str(REPO / "beam_runner.py"), "--replays", path, "--output",
+    ``beam_runner.py`` on one file (or several), 1 worker."""
+    paths = [path] if isinstance(path, str) else list(path)
+    argv = [sys.executable, str(REPO / "beam_runner.py"), "--replays", *paths, "--output",
             str(out), "--min_mmr", "0", "--direct_num_workers=1"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.time()
@@ -72,12 +80,42 @@ def pipeline_cost(path: str, out: pathlib.Path) -> tuple[int, float, float]:
     return manifest["counts"]["samples_total"], wall, cpu
 
 
+def growth(k: int, root: pathlib.Path) -> None:
+    """Fixed cost and marginal end-to-end rate from runs on growing inputs."""
+    from bench_pipeline import pick_replays
+    replays = pick_replays(k, 16000)
+    total_n = total_cpu = 0.0
+    for path in replays:
+        n, rate = source_rate(path, 1)
+        total_n, total_cpu = total_n + n, total_cpu + n / rate
+    source = total_n / total_cpu
+    points = []
+    for part in (len(replays) // 4, len(replays) // 2, len(replays)):
+        n, wall, cpu = pipeline_cost(replays[:part], root / f"growth{part}")
+        points.append((n, cpu))
+        print(f"  {part:3d} replays {n:7d} samples: {cpu:6.1f} s CPU, {wall:6.1f} s wall",
+              flush=True)
+    mean_n = sum(p[0] for p in points) / len(points)
+    mean_c = sum(p[1] for p in points) / len(points)
+    slope = (sum((n - mean_n) * (c - mean_c) for n, c in points)
+             / sum((n - mean_n) ** 2 for n, _ in points))
+    fixed = mean_c - slope * mean_n
+    print(f"source alone on these {len(replays)} replays: {source:,.0f} samples/s; "
+          f"pipeline: {fixed:.1f} s CPU per run + {1e6 * slope:.0f} us per sample = "
+          f"{1 / slope:,.0f} samples/s marginal ({1 / slope / source:.0%} of the source)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replays", nargs="+", default=[str(p) for p in DEFAULTS])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--growth", type=int, default=0,
+                        help="also fit cost against input size on the K shortest replays")
     args = parser.parse_args(argv)
     root = pathlib.Path(tempfile.mkdtemp(prefix="bench_e2e_"))
+    if args.growth:
+        growth(args.growth, root)
+        return 0
     _, fixed_wall, fixed = pipeline_cost(str(FILTERED), root / "fixed")
     print(f"fixed cost (a run that samples nothing): {fixed:.1f} s CPU, {fixed_wall:.1f} s "
           f"wall; load average {os.getloadavg()[0]:.1f}")

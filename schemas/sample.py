@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import operator
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -240,7 +241,7 @@ class SampleSchema:
         the one encoding step both Parquet and TFRecord are written from."""
         columns: dict[str, list] = {}
         for field in self.fields:
-            values = [s[field.name] for s in samples]
+            values = list(map(operator.itemgetter(field.name), samples))
             if field.compact:
                 try:
                     columns[field.name] = layer_codec.encode_arrays(values, field.np_dtype,
