@@ -74,6 +74,7 @@ class ExampleEncoder:
             else:
                 raise ValueError(f"unknown field kind {kind!r}")
         self._memo: dict[str, dict[Any, bytes]] = {name: {} for name, _, _ in self._plan}
+        self._memos = [self._memo[name] for name, _, _ in self._plan]
 
     def _remember(self, name: str, value: Any, entry: bytes) -> None:
         memo = self._memo[name]
@@ -82,15 +83,23 @@ class ExampleEncoder:
         memo[value] = entry
 
     def encode(self, sample: Mapping[str, Any]) -> bytes:
+        return self._encode([sample[name] for name, _, _ in self._plan])
+
+    def encode_columns(self, columns: Mapping[str, Sequence[Any]]) -> list[bytes]:
+        """One Example per row of ``columns`` (name -> one value per sample),
+        without building a dict per sample."""
+        return [self._encode(values)
+                for values in zip(*[columns[name] for name, _, _ in self._plan])]
+
+    def _encode(self, values: Sequence[Any]) -> bytes:
+        """The Example of one sample's values, in the plan's (field-name) order."""
         parts = []
         size = 0
-        memo = self._memo
-        for name, kind, plan in self._plan:
-            value = sample[name]
+        for (name, kind, plan), value, memo in zip(self._plan, values, self._memos):
             if kind != "array":
                 # Most scalar and empty-layer entries repeat within a replay
                 # (context, labels, unused arguments, zero layers): memoized.
-                known = memo[name].get(value)
+                known = memo.get(value)
                 if known is not None:
                     parts.append(known)
                     size += len(known)

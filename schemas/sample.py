@@ -358,10 +358,7 @@ class SampleSchema:
         as int64 (``schemas.example_wire``: the bytes protobuf would write)."""
         if columns is None:
             columns = self.encode_columns(samples or [])
-        encoder = self._encoder
-        names = self.names()
-        n = len(columns[names[0]]) if names else 0
-        return [encoder.encode({name: columns[name][i] for name in names}) for i in range(n)]
+        return self._encoder.encode_columns(columns)
 
     def to_example(self, sample: Mapping[str, Any]) -> bytes:
         """One sample as a serialized ``tf.train.Example`` (see :meth:`to_examples`)."""
