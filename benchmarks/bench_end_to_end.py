@@ -80,10 +80,10 @@ def pipeline_cost(path: str | list[str], out: pathlib.Path) -> tuple[int, float,
     return manifest["counts"]["samples_total"], wall, cpu
 
 
-def growth(k: int, root: pathlib.Path) -> None:
+def growth(k: int, max_loops: int, root: pathlib.Path) -> None:
     """Fixed cost and marginal end-to-end rate from runs on growing inputs."""
     from bench_pipeline import pick_replays
-    replays = pick_replays(k, 16000)
+    replays = pick_replays(k, max_loops)
     total_n = total_cpu = 0.0
     for path in replays:
         n, rate = source_rate(path, 1)
@@ -110,11 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replays", nargs="+", default=[str(p) for p in DEFAULTS])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--growth", type=int, default=0,
-                        help="also fit cost against input size on the K shortest replays")
+                        help="fit cost against input size on the K shortest replays")
+    parser.add_argument("--max_loops", type=int, default=16000,
+                        help="--growth: replays up to this many game loops")
     args = parser.parse_args(argv)
     root = pathlib.Path(tempfile.mkdtemp(prefix="bench_e2e_"))
     if args.growth:
-        growth(args.growth, root)
+        growth(args.growth, args.max_loops, root)
         return 0
     _, fixed_wall, fixed = pipeline_cost(str(FILTERED), root / "fixed")
     print(f"fixed cost (a run that samples nothing): {fixed:.1f} s CPU, {fixed_wall:.1f} s "
