@@ -78,10 +78,10 @@ from sc2reader.events import game as sc2_game_events
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.actions.player_inputs import UnitPositions, player_streams  # noqa: E402
-from pipeline.index.filters import FilterConfig, filter_reason  # noqa: E402
-from pipeline.index.scan import scan_bytes  # noqa: E402
+from pipeline.index.filters import FilterConfig  # noqa: E402
+from pipeline.index.scan import kept_replays  # noqa: E402
 from pipeline.replay.archive import ReplayArchive, ReplayError  # noqa: E402
-from pipeline.replay.storage import expand_inputs, read_bytes  # noqa: E402
+from pipeline.replay.storage import expand_inputs  # noqa: E402
 from pipeline.sampling.rule import sample_windows, window_starts  # noqa: E402
 from schemas import layers  # noqa: E402
 
@@ -426,16 +426,8 @@ def run(paths: list[str], step_mul: int = 8, examples: int = 5,
     unknown_by_input: collections.Counter = collections.Counter()
     skipped: collections.Counter = collections.Counter()
     skipped_files: list[dict] = []
-    seen: set[str] = set()
     replays = 0
-    for path in paths:
-        data = read_bytes(path)
-        scan = scan_bytes(data, path)
-        replay = scan.replay
-        if (replay is None or replay["status"] != "ok" or replay["replay_id"] in seen
-                or filter_reason(replay, scan.players, config) is not None):
-            continue
-        seen.add(replay["replay_id"])
+    for path, data, scan in kept_replays(paths, config):
         player_ids = sorted(p["player_id"] for p in scan.players)
         try:
             targets, tracker = pipeline_targets(data, path, player_ids, step_mul)

@@ -30,11 +30,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.index.filters import FilterConfig, filter_reason  # noqa: E402
+from pipeline.index.filters import FilterConfig  # noqa: E402
 from pipeline.sources.events.player_features import SCORE_STATS_KEYS  # noqa: E402
 from pipeline.replay.archive import ReplayArchive, ReplayError  # noqa: E402
-from pipeline.index.scan import scan_bytes  # noqa: E402
-from pipeline.replay.storage import expand_inputs, read_bytes  # noqa: E402
+from pipeline.index.scan import kept_replays  # noqa: E402
+from pipeline.replay.storage import expand_inputs  # noqa: E402
 from schemas import layers  # noqa: E402
 from trainers import linear_baseline, metrics  # noqa: E402
 from trainers.crossval import assign_folds, fold_roles  # noqa: E402
@@ -48,21 +48,14 @@ def score_rows(paths: list[str]) -> dict[str, np.ndarray]:
     keep with tracker events required (first copy of a replay only)."""
     config = FilterConfig(require_tracker_events=True)
     rows: dict[str, list] = {"replay_id": [], "score": [], "value": [], "fraction": []}
-    seen: set[str] = set()
-    for path in paths:
-        data = read_bytes(path)
-        scan = scan_bytes(data, path)
+    for path, data, scan in kept_replays(paths, config):
         replay = scan.replay
-        if (replay is None or replay["status"] != "ok" or replay["replay_id"] in seen
-                or filter_reason(replay, scan.players, config) is not None):
-            continue
         result = {p["player_id"]: p["result"] for p in scan.players}
         try:
             events = ReplayArchive(data, path=path).tracker_events
         except ReplayError as exc:
             print(f"skipped {path}: {exc}", file=sys.stderr)
             continue
-        seen.add(replay["replay_id"])
         for e in events:
             if e["_event"] == _STATS_EVENT and e["m_playerId"] in result:
                 rows["replay_id"].append(replay["replay_id"])

@@ -57,7 +57,7 @@ import datetime
 import io
 import os
 import re
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from pipeline.index import apm, filters
 from pipeline.index.player_context import PlayerContext
@@ -359,6 +359,24 @@ def scan_path(path: str, config=None, max_bytes: int | None = None) -> ScanResul
     except OSError as exc:
         return ScanResult(None, [], error_row(path, "", "read", "io_error", repr(exc)))
     return scan_bytes(data, path, config, max_bytes)
+
+
+def kept_replays(paths: Iterable[str], config=None
+                 ) -> Iterator[tuple[str, bytes, ScanResult]]:
+    """(path, bytes, scan) of each file a run would sample: scanned ``ok``,
+    kept by ``filters.filter_reason`` under ``config``, and the first copy of
+    its replay id.  For studies and checks that read replays the pipeline's
+    way without running it."""
+    seen: set[str] = set()
+    for path in paths:
+        data = storage.read_bytes(path)
+        scanned = scan_bytes(data, path)
+        replay = scanned.replay
+        if (replay is None or replay["status"] != "ok" or replay["replay_id"] in seen
+                or filters.filter_reason(replay, scanned.players, config) is not None):
+            continue
+        seen.add(replay["replay_id"])
+        yield path, data, scanned
 
 
 # ------------------------------------------------------------ for sources

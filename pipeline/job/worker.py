@@ -15,11 +15,11 @@ pipe.
 """
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import gc
 import multiprocessing
+import operator
 import threading
 import traceback
 from typing import Any, Iterator, Mapping, Sequence
@@ -157,27 +157,10 @@ def sample_replay(job: ReplayJob) -> ReplayResult:
     if sorted(by_player) != wanted:
         raise JobFailed("internal", f"source returned players {sorted(by_player)}, "
                         f"asked for {wanted}")
-    samples = []
-    functions: collections.Counter = collections.Counter()
-    mask_sum = noop = unavailable = target_unknown = unknown_argument_windows = 0
-    unknown_arguments: collections.Counter = collections.Counter()
-    arg_fields = [(f"arg_{a.name}", a.spatial) for a in layers.ARGUMENT_TYPES]
-    for pid in wanted:
-        for sample in by_player[pid]:
-            sample["split"] = job.split
-            samples.append(sample)
-            functions[int(sample["function_id"])] += 1
-            mask_sum += int(np.count_nonzero(sample["available_actions"]))
-            noop += int(sample["function_id"]) == layers.NO_OP
-            unavailable += int(sample["target_was_unavailable"])
-            if sample["function_id"] == layers.UNKNOWN:
-                target_unknown += 1
-                continue
-            unknown = [name for name, spatial in arg_fields
-                       if (sample[name][0] if spatial else sample[name]) == layers.UNKNOWN]
-            if unknown:
-                unknown_argument_windows += 1
-                unknown_arguments.update(unknown)
+    samples = [sample for pid in wanted for sample in by_player[pid]]
+    for sample in samples:
+        sample["split"] = job.split
+    stats = _label_counts(samples)
     for sample in samples[:1] + samples[-1:]:
         schema.validate(sample)
         if sample["replay_id"] != archive.replay_id:
@@ -194,16 +177,43 @@ def sample_replay(job: ReplayJob) -> ReplayResult:
         replay_id=archive.replay_id, path=job.path, split=job.split,
         batch_path=path, num_samples=n,
         players={str(pid): len(by_player[pid]) for pid in wanted},
-        noop=noop, mask_sum=mask_sum, target_unavailable=unavailable,
-        functions={str(k): v for k, v in sorted(functions.items())},
-        target_unknown=target_unknown,
-        unknown_argument_windows=unknown_argument_windows,
-        unknown_arguments=dict(sorted(unknown_arguments.items())),
+        **stats,
         has_tracker_events=bool(samples and samples[0]["has_tracker_events"]),
         # Why a replay whose archive holds tracker events was sampled without
         # them (a documented limitation, never damage); "" when it was not.
         tracker_events_degraded=str(
             getattr(source, "last_stats", {}).get("tracker_error", "")))
+
+
+def _label_counts(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A replay's label counts for the manifest, over all its samples at once:
+    targets by function, no-ops, mask entries, targets added to the mask,
+    unknown targets, and unknown arguments (per argument type, and windows
+    with any) among the known targets."""
+    def column(name: str) -> list:
+        return list(map(operator.itemgetter(name), samples))
+
+    fids = np.asarray(column("function_id"), np.int64)
+    known = fids != layers.UNKNOWN
+    any_unknown = np.zeros(len(samples), bool)
+    unknown_arguments = {}
+    for arg in layers.ARGUMENT_TYPES:
+        name = f"arg_{arg.name}"
+        values = np.asarray(column(name), np.int64).reshape(len(samples), -1)[:, 0]
+        unknown = (values == layers.UNKNOWN) & known
+        any_unknown |= unknown
+        if unknown.any():
+            unknown_arguments[name] = int(unknown.sum())
+    ids, counts = np.unique(fids, return_counts=True)
+    return {
+        "functions": {str(k): int(v) for k, v in zip(ids.tolist(), counts.tolist())},
+        "noop": int(np.count_nonzero(fids == layers.NO_OP)),
+        "mask_sum": int(sum(map(np.count_nonzero, column("available_actions")))),
+        "target_unavailable": int(sum(map(int, column("target_was_unavailable")))),
+        "target_unknown": int(np.count_nonzero(~known)),
+        "unknown_argument_windows": int(np.count_nonzero(any_unknown)),
+        "unknown_arguments": dict(sorted(unknown_arguments.items())),
+    }
 
 
 @contextlib.contextmanager
