@@ -64,6 +64,10 @@ class TrainConfig:
     function_weight: float = 1.0
     argument_weight: float = 1.0
     shuffle_buffer: int = 2048
+    # Train on every k-th training window (in the shuffled, interleaved read
+    # order, before parsing): spreads a step budget smaller than the split
+    # over every training replay instead of the first shards read.
+    train_every: int = 1
     log_every: int = 10
     checkpoint_every: int = 200
     validation_every: int = 0
@@ -256,7 +260,7 @@ def train(config: TrainConfig, log=print) -> dict:
                            batch_size=config.batch_size,
                            shuffle=True, repeat=True, seed=config.seed + start,
                            shuffle_buffer=config.shuffle_buffer, source=config.source,
-                           tfds_data_dir=config.tfds_data_dir)
+                           tfds_data_dir=config.tfds_data_dir, every=config.train_every)
     writer = tf.summary.create_file_writer(str(out / "tensorboard"))
     validator = Validator(trainer, config, writer, log) if config.validation_every else None
     devices = [d.name for d in tf.config.list_logical_devices() if d.device_type == "GPU"]
@@ -401,6 +405,9 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     p.add_argument("--function_weight", type=float, default=d.function_weight)
     p.add_argument("--argument_weight", type=float, default=d.argument_weight)
     p.add_argument("--shuffle_buffer", type=int, default=d.shuffle_buffer)
+    p.add_argument("--train_every", type=int, default=d.train_every,
+                   help="train on every k-th training window (spreads a step budget "
+                        "smaller than the data over every training replay)")
     p.add_argument("--log_every", type=int, default=d.log_every)
     p.add_argument("--checkpoint_every", type=int, default=d.checkpoint_every)
     p.add_argument("--validation_every", type=int, default=d.validation_every,
