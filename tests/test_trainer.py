@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from schemas import layers  # noqa: E402
 from trainers import evaluate as evaluate_lib  # noqa: E402
+from trainers import inference  # noqa: E402
 from trainers import train as train_lib  # noqa: E402
 from trainers.action_space import function_arguments  # noqa: E402
 from trainers.input import (FeatureSpec, TrainerInputError, make_dataset,  # noqa: E402
@@ -291,7 +292,7 @@ def test_checkpoint_selection_keeps_the_best_validation_step(data, tmp_path):
                                    resamples=50, min_function_count=5, plots=False)
     assert report["checkpoint"]["selected"] == "best_validation"
     assert report["step"] == best["step"] and report["checkpoint"]["select_metric"] == "value"
-    latest = evaluate_lib.choose_checkpoint(trainer, run, "latest")
+    latest = inference.choose_checkpoint(run, "latest")
     assert latest == {"selected": "latest", "path": str(run / "checkpoints" / "ckpt-6")}
     # The player-features logistic regression: its L2 was picked on validation.
     lr = report["baselines"]["player_features_logistic_regression"]

@@ -51,9 +51,10 @@ import numpy as np
 
 from schemas.sample import SPLITS, SampleSchema
 from trainers import metrics
+from trainers.baselines import logistic_inputs, player_logistic
 from trainers.eval_plots import write_crossval_plots
-from trainers.evaluate import (LOOPS_PER_MINUTE, choose_checkpoint, logistic_inputs,
-                               player_logistic, predict)
+from trainers.evaluate import LOOPS_PER_MINUTE, predict
+from trainers.inference import choose_checkpoint
 from trainers.input import TrainerInputError, Selection, infer_resolutions, read_columns
 from trainers.train import (TrainConfig, Trainer, load_config, parse_args as train_args,
                             train, write_json_atomic)
@@ -191,7 +192,7 @@ def run_fold(corpus: Corpus, k: int, base: TrainConfig, out: Path, *, batch_size
     saved = load_config(fold_dir)
     saved.out = str(fold_dir)
     trainer = Trainer(saved)
-    chosen = choose_checkpoint(trainer, fold_dir, "best")
+    chosen = choose_checkpoint(fold_dir, "best")
     chosen["step"] = trainer.restore(chosen["path"])
     log(f"fold {k}: predicting {len(heldout_ids)} held-out replays with the "
         f"{chosen['selected']} checkpoint (step {chosen['step']})")

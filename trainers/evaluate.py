@@ -27,36 +27,44 @@ forcing), while whole-action accuracy uses each model's own choices.
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+import pyarrow.parquet as pq
+
 from schemas import layers
-from trainers import linear_baseline, metrics
+from trainers import baselines, inference, metrics
 from trainers.action_space import function_names
 from trainers.eval_plots import write_plots
-from trainers.input import (FeatureSpec, Selection, TrainerInputError, check_data_matches,
-                            data_error, make_dataset, read_columns, signed_log1p)
-from trainers.train import (Trainer, load_best, load_config, teacher_inputs,
-                            write_json_atomic)
+from trainers.input import (Selection, TrainerInputError, check_data_matches, data_error,
+                            make_dataset, selection_size)
+from trainers.progress import Progress
+from trainers.train import teacher_inputs, write_json_atomic
 
 LOOPS_PER_MINUTE = 22.4 * 60  # "faster" game speed: 22.4 game loops per second
 SPATIAL_ARGS = tuple(a for a in layers.ARGUMENT_TYPES if a.spatial)
 
 
-def predict(trainer: Trainer, data: str, split: str | Selection, batch_size: int,
-            log=print) -> dict[str, np.ndarray]:
-    """Runs the model over every sample of ``split`` (a split name or a
-    :class:`~trainers.input.Selection`) once; numpy columns."""
+def predict(trainer, data: str, split: str | Selection, batch_size: int,
+            log=print, every: int = 1) -> dict[str, np.ndarray]:
+    """Runs the model over every sample (``every=k``: every k-th, in file
+    order) of ``split`` (a split name or a :class:`~trainers.input.Selection`)
+    once; numpy columns.  ``trainer``: anything with ``config`` and ``model``
+    (a ``trainers.train.Trainer``, a ``trainers.inference.LoadedModel``)."""
     config, model = trainer.config, trainer.model
     ds = make_dataset(data, split, config.spec, batch_size=batch_size, shuffle=False,
                       repeat=False, with_meta=True, source=config.source,
-                      tfds_data_dir=config.tfds_data_dir)
+                      tfds_data_dir=config.tfds_data_dir, every=every)
+    try:
+        expected = -(-selection_size(data, split) // max(1, every))
+    except TrainerInputError:
+        expected = None
 
     @tf.function
     def step(inputs, targets):
@@ -72,12 +80,9 @@ def predict(trainer: Trainer, data: str, split: str | Selection, batch_size: int
         return out
 
     cols: dict[str, list[np.ndarray]] = {}
-    start, seen = time.perf_counter(), 0
-    for batch_index, (inputs, targets, meta) in enumerate(ds):
-        seen += int(targets["function_id"].shape[0])
-        if batch_index % 50 == 49:
-            log(f"evaluated {seen} samples "
-                f"({seen / (time.perf_counter() - start):.1f} samples/s)")
+    progress = Progress("evaluated", expected, "samples", log)
+    for inputs, targets, meta in ds:
+        progress.update(int(targets["function_id"].shape[0]))
         batch = {k: v.numpy() for k, v in step(inputs, targets).items()}
         batch["available_actions"] = inputs["available_actions"].numpy().astype(np.uint8)
         batch["player_log1p"] = inputs["player"].numpy()
@@ -89,6 +94,7 @@ def predict(trainer: Trainer, data: str, split: str | Selection, batch_size: int
             cols.setdefault(k, []).append(v)
     if not cols:
         raise TrainerInputError(f"{Selection.of(split).name} of {data} holds no samples")
+    progress.done()
     out = {k: np.concatenate(v) for k, v in cols.items()}
     for k in ("replay_id", "race", "opponent_race"):
         out[k] = np.array([s.decode("utf-8") for s in out[k]], dtype=object)
@@ -105,28 +111,73 @@ def action_correct(p: dict[str, np.ndarray]) -> np.ndarray:
     return ok
 
 
+SPLIT_CHOICES: tuple[str, ...] = ("all", "train", "validation", "test")
+# Fewer evaluated replays than this get a plain warning in the console.
+FEW_REPLAYS = 10
+
+
+def split_selection(data: str | os.PathLike, split: str) -> Selection:
+    """``all``: every split directory the data has; otherwise that split."""
+    if split != "all":
+        return Selection.of(split)
+    present = tuple(s for s in ("train", "validation", "test")
+                    if glob.glob(os.path.join(os.fspath(data), "tfrecord", s, "*.tfrecord.gz")))
+    if not present:
+        raise TrainerInputError(f"no TFRecord shards under {data}/tfrecord/; run "
+                                "beam_runner.py first or check --data")
+    return Selection(present)
+
+
+def replay_lengths(data: str | os.PathLike, p: Mapping[str, np.ndarray]) -> dict[str, dict]:
+    """Per evaluated replay: its length in game loops and its version, from
+    ``DIR/index/replays.parquet`` (length: the last sample's loop where the
+    index lacks it)."""
+    out: dict[str, dict] = {}
+    path = Path(data) / "index" / "replays.parquet"
+    if path.exists():
+        table = pq.read_table(path, columns=["replay_id", "game_loops", "version"])
+        for rid, loops, version in zip(*(table.column(c).to_pylist()
+                                         for c in ("replay_id", "game_loops", "version"))):
+            out[rid] = {"game_loops": loops, "version": version}
+    for rid in set(p["replay_id"]):
+        entry = out.setdefault(rid, {})
+        if not entry.get("game_loops"):
+            entry["game_loops"] = int(p["game_loop"][p["replay_id"] == rid].max())
+        entry.setdefault("version", None)
+    return out
+
+
+def minor_version(version: str | None) -> str:
+    """``"4.10.1.75800"`` -> ``"4.10"``; unknown -> ``"unknown"``."""
+    parts = (version or "").split(".")
+    return ".".join(parts[:2]) if len(parts) >= 2 else "unknown"
+
+
 def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
              within_pixels: int = 3, bucket_minutes: Sequence[float] = tuple(range(0, 26, 2)),
              resamples: int = 1000, seed: int = 0, min_function_count: int = 20,
-             plots: bool = True, checkpoint: str = "best", log=print) -> dict:
-    """Computes the report, writes ``eval_<split>.json`` (+ PNGs); returns it.
+             plots: bool = True, checkpoint: str = "best", every: int = 1,
+             out: str | os.PathLike | None = None, log=print) -> dict:
+    """Computes the report, writes ``eval_<split>.json`` (+ PNGs) into ``out``
+    (default: the run directory); returns it.
 
-    ``checkpoint``: ``"best"`` (the validation-selected checkpoint, else the
-    latest), ``"latest"``, or a checkpoint path."""
-    config = load_config(run)
-    config.out = str(run)  # the run directory may have moved since training
-    check_data_matches(data, config.spec, f"the run {run}")
-    trainer = Trainer(config)
-    chosen = choose_checkpoint(trainer, run, checkpoint)
-    step = trainer.restore(chosen["path"])
-    if step == 0:
-        raise TrainerInputError(f"{run} has no checkpoint to evaluate")
-    chosen["step"] = step
-    log(f"evaluating {chosen['selected']} checkpoint {chosen['path']} (step {step})")
-    p = predict(trainer, data, split, batch_size, log)
-    train = read_columns(data, "train", ["value", "function_id", "race", "opponent_race",
-                                         *nonspatial_columns(config.spec)],
-                         config.spec.schema)
+    ``run``: a training run or a shipped model directory.  ``split``: a split
+    name or ``all``.  ``checkpoint``: ``"best"`` (the validation-selected
+    checkpoint, else the latest), ``"latest"``, or a checkpoint path (training
+    runs only).  ``every=k`` evaluates every k-th window of the split (in file
+    order: every replay, every game time)."""
+    loaded = inference.load(run, checkpoint)
+    config = loaded.config
+    what = f"the model {run}"
+    check_data_matches(data, config.spec, what)
+    inference.check_data_compatible(data, loaded.data_config, config.spec, what)
+    selection = split_selection(data, split)
+    chosen = loaded.checkpoint
+    log(f"evaluating {run} ({config.model}, {chosen['selected']} checkpoint, step "
+        f"{chosen['step']}) on {selection.name} of {data}"
+        f"{f', every {every}th window' if every > 1 else ''}")
+    p = predict(loaded, data, selection, batch_size, log, every=every)
+    fitted = baselines.load_or_fit(run, config, log)
     boot = {"resamples": resamples, "seed": seed}
     groups = p["replay_id"]
 
@@ -137,25 +188,23 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
 
     label = p["value"].astype(np.int64)
     value_ok = (p["value_prob"] > 0.5).astype(np.int64) == label
-    majority = metrics.majority_label(train["value"])
-    majority_ok = label == majority
-    rates = metrics.matchup_win_rates(train["race"], train["opponent_race"], train["value"])
-    matchup_ok = metrics.matchup_predictions(rates, p["race"], p["opponent_race"],
-                                             majority) == label
+    majority_ok = fitted.majority_ok(label)
+    matchup_ok = fitted.matchup_ok(p)
     function_ok = p["function_pred"] == p["function_id"]
     # Windows whose target is unknown are left out of every policy metric.
     known = p["function_id"] >= 0
-    counts = metrics.function_counts(train["function_id"])
-    mfa_ok = metrics.most_frequent_available(counts, p["available_actions"]) == p["function_id"]
-    logistic = fit_player_logistic(data, config.spec, train)
-    logistic_prob = logistic["model"].prob(logistic_inputs(p))
-    logistic_ok = (logistic_prob > 0.5).astype(np.int64) == label
+    mfa_ok = fitted.most_frequent_available(p["available_actions"]) == p["function_id"]
+    logistic_ok = (fitted.logistic_prob(p) > 0.5).astype(np.int64) == label
     prob = np.clip(p["value_prob"], 1e-7, 1 - 1e-7)
     log_loss = -(label * np.log(prob) + (1 - label) * np.log(1 - prob))
+    replays = replay_lengths(data, p)
+    length = np.array([replays[r]["game_loops"] for r in groups], np.float64)
+    last_quarter = p["game_loop"] >= 0.75 * length
 
     report_metrics = {
         "value_accuracy": ci(value_ok),
         "value_log_loss": ci(log_loss),
+        "value_accuracy_last_quarter": ci(value_ok, last_quarter),
         "function_accuracy": ci(function_ok, known),
         "action_accuracy": ci(action_correct(p), known),
     }
@@ -185,6 +234,22 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
                           "matchup_prior": c["interval"].to_json(),
                           "player_features_logistic_regression": lr["interval"].to_json()})
 
+    def breakdown(keys: np.ndarray) -> list[dict]:
+        rows = []
+        for key in sorted(set(keys)):
+            sel = keys == key
+            rows.append({"key": key, "samples": int(sel.sum()),
+                         "replays": int(len(set(groups[sel]))),
+                         "model": ci(value_ok, sel).to_json(),
+                         "player_features_logistic_regression": ci(logistic_ok, sel).to_json(),
+                         "model_minus_logistic_regression":
+                             ci(value_ok.astype(float) - logistic_ok, sel).to_json()})
+        return rows
+
+    matchup = np.array(["v".join(sorted((r[:1], o[:1]))) for r, o in
+                        zip(p["race"], p["opponent_race"])], dtype=object)
+    version = np.array([minor_version(replays[r]["version"]) for r in groups], dtype=object)
+
     names = function_names()
     per_function = []
     model_by_f = metrics.by_class(function_ok[known], p["function_id"][known], groups[known],
@@ -196,122 +261,72 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
                              "model": interval.to_json(),
                              "most_frequent_available": base_by_f[f].to_json()})
 
+    lr = fitted.to_json()["logistic_regression"]
     report = {
-        "split": split, "run": str(run), "data": str(data), "model": config.model,
-        "step": step, "checkpoint": chosen,
+        "split": split, "selection": selection.name, "every": every,
+        "run": str(run), "data": str(data), "model": config.model,
+        "step": chosen["step"], "checkpoint": chosen,
         "samples": int(label.size), "replays": int(len(set(groups))),
         "target_unknown_samples": int((~known).sum()),
         "bootstrap": {"unit": "replay", "resamples": resamples, "confidence": 0.95,
                       "seed": seed},
         "metrics": {k: v.to_json() for k, v in report_metrics.items()},
         "baselines": {
-            "majority_outcome": {"label": majority,
-                                 "train_win_fraction": float(np.mean(train["value"])),
+            "fitted_on": fitted.fitted_on,
+            "majority_outcome": {"label": fitted.majority,
+                                 "train_win_fraction": fitted.train_win_fraction,
                                  "value_accuracy": ci(majority_ok).to_json()},
-            "matchup_prior": {"train_win_rates": rates,
+            "matchup_prior": {"train_win_rates": fitted.matchup_rates,
                               "value_accuracy": ci(matchup_ok).to_json()},
             "most_frequent_available_function": {
                 "function_accuracy": ci(mfa_ok, known).to_json()},
             "player_features_logistic_regression": {
-                "features": list(linear_baseline.feature_names(config.spec.score)),
+                "features": lr["features"],
                 "transform": "log(x + 1) for player features, sign(x) log(|x| + 1) "
                              "for score features, game_loop / 13440",
-                "l2": logistic["model"].l2, "selected_on": logistic["selected_on"],
-                "l2_candidates": logistic["table"],
-                "value_accuracy": ci(logistic_ok).to_json()},
+                "l2": lr["l2"], "selected_on": lr["selected_on"],
+                "l2_candidates": lr["l2_candidates"],
+                "value_accuracy": ci(logistic_ok).to_json(),
+                "value_accuracy_last_quarter": ci(logistic_ok, last_quarter).to_json()},
         },
         "model_minus_baseline": {
             "value_accuracy_vs_majority": ci(value_ok.astype(float) - majority_ok).to_json(),
             "value_accuracy_vs_matchup": ci(value_ok.astype(float) - matchup_ok).to_json(),
             "value_accuracy_vs_player_features_logistic_regression":
                 ci(value_ok.astype(float) - logistic_ok).to_json(),
+            "value_accuracy_last_quarter_vs_player_features_logistic_regression":
+                ci(value_ok.astype(float) - logistic_ok, last_quarter).to_json(),
             "function_accuracy_vs_most_frequent_available":
                 ci(function_ok.astype(float) - mfa_ok, known).to_json(),
         },
         "value_accuracy_by_game_time": time_rows,
+        "value_accuracy_by_matchup": breakdown(matchup),
+        "value_accuracy_by_version": breakdown(version),
         "function_accuracy_by_function": per_function,
         "within_pixels": within_pixels,
     }
-    out = Path(run)
+    out = Path(out) if out is not None else Path(run)
+    out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / f"eval_{split}.json", report)
     if plots:
         write_plots(report, out, split)
     return report
 
 
-def choose_checkpoint(trainer: Trainer, run: str | os.PathLike, which: str) -> dict:
-    """Which checkpoint to evaluate: ``best`` (validation-selected; the latest
-    when the run has none), ``latest``, or an explicit checkpoint path."""
-    if which == "best":
-        best = load_best(run)
-        path = trainer.best_manager.latest_checkpoint
-        if best and path:
-            return {"selected": "best_validation", "path": path,
-                    "select_metric": best["metric"], "validation_value": best["value"],
-                    "validation_samples": best.get("validation_samples")}
-        which = "latest"
-        note = "no validation-selected checkpoint in the run; latest used"
-    else:
-        note = None
-    if which == "latest":
-        out = {"selected": "latest", "path": trainer.manager.latest_checkpoint}
-    else:
-        out = {"selected": "path", "path": which}
-    if note:
-        out["note"] = note
-    return out
-
-
-def nonspatial_columns(spec: FeatureSpec) -> list[str]:
-    """The sample fields the player-features logistic regression reads."""
-    return ["player", "game_loop"] + (["score"] if spec.score else [])
-
-
-def logistic_inputs(p: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The logistic regression's features of predicted samples (the model's
-    transformed inputs, as :func:`predict` keeps them)."""
-    return linear_baseline.player_features(p["player_log1p"], p["game_loop"],
-                                           p.get("score_log"))
-
-
-def fit_player_logistic(data: str, spec: FeatureSpec, train: dict) -> dict:
-    """The player-features logistic regression: fitted on train, L2 chosen
-    on the validation split (a fixed L2 of 0.01 when there is none)."""
-    try:
-        val = read_columns(data, "validation", nonspatial_columns(spec) + ["value"],
-                           spec.schema)
-    except TrainerInputError:
-        val = None
-    return player_logistic(train, val, spec.score)
-
-
-def _columns_features(rows: Mapping[str, np.ndarray], with_score: bool) -> np.ndarray:
-    return linear_baseline.player_features(
-        linear_baseline.log_player(rows["player"]), rows["game_loop"],
-        signed_log1p(np.asarray(rows["score"], np.float64)) if with_score else None)
-
-
-def player_logistic(train: dict, val: dict | None, with_score: bool) -> dict:
-    """The player-features logistic regression from columns (``player`` raw,
-    ``game_loop``, ``value``, and with ``with_score`` ``score`` raw): fitted
-    on ``train``, L2 chosen on ``val``'s log loss (a fixed L2 of 0.01 when
-    ``val`` is None or empty)."""
-    train_x = _columns_features(train, with_score)
-    if val is None or val["value"].size == 0:
-        return {"model": linear_baseline.fit_logistic(train_x, train["value"], 1e-2),
-                "table": [], "selected_on": "fixed (no validation split)"}
-    model, table = linear_baseline.select_logistic(train_x, train["value"],
-                                                   _columns_features(val, with_score),
-                                                   val["value"])
-    return {"model": model, "table": table, "selected_on": "validation log loss"}
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m trainers.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="pipeline output DIR")
-    p.add_argument("--run", required=True, help="training run directory")
-    p.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    p.add_argument("--run", required=True,
+                   help="training run directory, or a shipped model (models/<name>)")
+    p.add_argument("--split", default="test", choices=SPLIT_CHOICES,
+                   help="a split of --data, or 'all' (e.g. games from another source)")
+    p.add_argument("--every", type=int, default=1,
+                   help="evaluate every k-th window of the split (file order: every replay, "
+                        "every game time)")
+    p.add_argument("--out", default=None,
+                   help="where the report goes (default: the run directory; for a shipped "
+                        "model ./eval_<name>)")
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--within_pixels", type=int, default=3)
     p.add_argument("--bucket_minutes", default="0,2,4,6,8,10,12,14,16,18,20,22,24",
@@ -326,10 +341,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def default_out(run: str) -> str:
+    """The run directory; for a shipped model (kept in the repository),
+    ``./eval_<name>``."""
+    return (f"eval_{Path(run).resolve().name}" if inference.is_shipped(run) else run)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     a = parse_args(argv)
+    out = a.out or default_out(a.run)
     try:
-        report = evaluate(a.data, a.run, a.split, batch_size=a.batch_size,
+        report = evaluate(a.data, a.run, a.split, every=a.every, out=out,
+                          batch_size=a.batch_size,
                           within_pixels=a.within_pixels,
                           bucket_minutes=[float(x) for x in a.bucket_minutes.split(",")],
                           resamples=a.resamples, seed=a.seed,
@@ -338,8 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TrainerInputError, ValueError, FileNotFoundError, tf.errors.OpError) as e:
         if a.verbose:
             raise
-        line = (data_error(a.data, a.split, e) if isinstance(e, tf.errors.OpError)
-                else str(e))
+        line = (data_error(a.data, split_selection(a.data, a.split), e)
+                if isinstance(e, tf.errors.OpError) else str(e))
         print(f"trainers.evaluate: error: {line}", file=sys.stderr)
         return 2
     m, b = report["metrics"], report["baselines"]
@@ -349,9 +372,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return "n/a"
         return f"{i['mean']:.3f} [{i['ci_low']:.3f}, {i['ci_high']:.3f}]"
 
-    print(f"{report['split']}: {report['samples']} samples from {report['replays']} replays "
-          f"(model {report['model']}, step {report['step']}; 95% CI over replays)")
-    print(f"  value accuracy     {fmt(m['value_accuracy'])}  "
+    print(f"{report['selection']}: {report['samples']} samples from {report['replays']} "
+          f"replays (model {report['model']}, step {report['step']}; 95% CI over replays)")
+    if report["replays"] < FEW_REPLAYS:
+        print(f"  note: only {report['replays']} replay(s) evaluated: each interval is over "
+              f"{report['replays']} game(s) and says little about the model")
+    d = report["model_minus_baseline"]
+    print(f"  value accuracy     {fmt(m['value_accuracy'])}  minus majority "
+          f"{fmt(d['value_accuracy_vs_majority'])}  minus player-features LR "
+          f"{fmt(d['value_accuracy_vs_player_features_logistic_regression'])}")
+    print(f"  last quarter       {fmt(m['value_accuracy_last_quarter'])}  player-features LR "
+          f"{fmt(b['player_features_logistic_regression']['value_accuracy_last_quarter'])}")
+    print(f"  value baselines    "
           f"majority {fmt(b['majority_outcome']['value_accuracy'])}  "
           f"matchup {fmt(b['matchup_prior']['value_accuracy'])}  player-features LR "
           f"{fmt(b['player_features_logistic_regression']['value_accuracy'])}")
@@ -366,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  screen exact       {fmt(m['screen_exact'])}  within {k}px "
           f"{fmt(m[f'screen_within_{k}px'])}")
     print(f"  minimap exact      {fmt(m['minimap_exact'])}")
-    print(f"wrote {os.path.join(a.run, f'eval_{a.split}.json')} and PNGs")
+    print(f"wrote {os.path.join(out, f'eval_{a.split}.json')} and PNGs")
     return 0
 
 

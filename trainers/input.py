@@ -157,6 +157,26 @@ def shard_files(data_dir: str | os.PathLike, split: str) -> list[str]:
     return files
 
 
+# The manifest config entries that decide what a sample means to a model.
+DATA_CONFIG_KEYS: tuple[str, ...] = ("source_name", "resolution", "step_mul", "fog")
+
+
+def read_manifest(data_dir: str | os.PathLike) -> dict:
+    """``DIR/manifest.json``; :class:`TrainerInputError` when there is none."""
+    path = Path(data_dir) / "manifest.json"
+    if not path.exists():
+        raise TrainerInputError(f"{path}: no manifest (not a finished beam_runner.py output; "
+                                "an aborted run writes none)")
+    return json.loads(path.read_text())
+
+
+def data_config(data_dir: str | os.PathLike) -> dict:
+    """What a model needs to know about how ``data_dir``'s samples were made:
+    the manifest's source, resolution, step_mul and fog."""
+    config = read_manifest(data_dir).get("config", {})
+    return {k: config.get(k) for k in DATA_CONFIG_KEYS}
+
+
 def manifest_unavailable_layers(data_dir: str | os.PathLike) -> tuple[str, ...]:
     """Layers the manifest lists as unavailable (all zeros), if it says.
 
@@ -457,10 +477,10 @@ def make_dataset(data_dir: str | os.PathLike, split: "str | Selection", spec: Fe
 
 
 def read_columns(data_dir: str | os.PathLike, split: "str | Selection", names: Iterable[str],
-                 schema: SampleSchema | None = None, batch_size: int = 1024
-                 ) -> dict[str, np.ndarray]:
+                 schema: SampleSchema | None = None, batch_size: int = 1024,
+                 every: int = 1) -> dict[str, np.ndarray]:
     """Selected scalar/array fields of a whole split (or :class:`Selection`)
-    as numpy arrays, in file order.
+    as numpy arrays, in file order; ``every=k`` keeps every k-th record.
 
     Parses only the named fields (cheap: used for baseline statistics).
     Strings come back as Python ``str`` object arrays.
@@ -472,6 +492,8 @@ def read_columns(data_dir: str | os.PathLike, split: "str | Selection", names: I
     ds = tf.data.TFRecordDataset(selection.files(data_dir), compression_type="GZIP")
     if selection.replay_ids is not None:
         ds = keep_replays(ds, selection.replay_ids, schema)
+    if every > 1:
+        ds = ds.shard(every, 0)
     ds = ds.batch(batch_size).map(
         lambda s: schema.tf_decode(tf.io.parse_example(s, feature_spec)),
         num_parallel_calls=tf.data.AUTOTUNE)

@@ -35,11 +35,12 @@ import keras
 import tensorflow as tf
 
 from schemas import layers
-from trainers.input import (FeatureSpec, Selection, TrainerInputError, data_error,
+from trainers.input import (FeatureSpec, Selection, TrainerInputError, data_config, data_error,
                             infer_resolutions, make_dataset, manifest_unavailable_layers,
                             selection_size)
 from trainers.losses import LossWeights, compute_losses
 from trainers.models import MODEL_NAMES, VALUE_INPUTS, build_model
+from trainers.progress import eta_text
 
 CONFIG_NAME = "config.json"
 BEST_NAME = "best.json"
@@ -89,6 +90,9 @@ class TrainConfig:
     # exactly which replays it trained and selected its checkpoint on.
     train_data: dict | None = None
     validation_data: dict | None = None
+    # How the training samples were made (``trainers.input.data_config``:
+    # source, resolution, step_mul, fog): data made otherwise is refused.
+    data_config: dict | None = None
 
     def resolve(self) -> "TrainConfig":
         """Fills the feature spec from the data (resolution, unavailable layers)."""
@@ -102,6 +106,8 @@ class TrainConfig:
             self.feature_spec = FeatureSpec.create(
                 screen, minimap, drop + (() if self.score else ("score",)),
                 game_time=self.game_time).to_json()
+        if self.data_config is None and (Path(self.data) / "manifest.json").exists():
+            self.data_config = data_config(self.data)
         if self.select_metric not in SELECT_METRICS:
             raise ValueError(f"unknown select_metric {self.select_metric!r}; expected one "
                              f"of {SELECT_METRICS}")
@@ -283,7 +289,9 @@ def train(config: TrainConfig, log=print) -> dict:
             first_losses = first_losses or {"step": step, **losses}
             elapsed = time.perf_counter() - interval_start
             rate = interval_steps * config.batch_size / max(elapsed, 1e-9)
-            log(f"step {step}/{config.steps} {_format(losses)} examples/s={rate:.1f}")
+            eta = eta_text(step - start, config.steps - start,
+                           time.perf_counter() - total_start)
+            log(f"step {step}/{config.steps} {_format(losses)} examples/s={rate:.1f}{eta}")
             log_scalars(writer, step, {**{f"loss/{k}": v for k, v in losses.items()},
                                        "examples_per_second": rate})
             interval_start, interval_steps = time.perf_counter(), 0
