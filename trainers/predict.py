@@ -1,0 +1,412 @@
+"""What a trained model says about one replay: win probability over the game.
+
+The user's end of the value predictor.  Training and evaluation read the
+pipeline's shards; a player with one replay file wants to see the model's
+call on *that* game without running Beam.  This module samples the file
+in-process exactly as a pipeline worker does (``scan.scan_replay``,
+``scan.player_contexts``, the registry's source with the model's recorded
+data settings, ``source.replay_samples``: see ``pipeline/job/worker.py``),
+turns the samples into model inputs through the trainer's own conversion
+(``trainers.input.to_model_batch``), and reports each player's win
+probability over game time, the most likely actions at a few moments, and
+whether the end-of-game call matches the real outcome::
+
+    python -m trainers.predict --run RUN --replay FILE [--out DIR]
+        [--checkpoint best|latest|PATH] [--moments N] [--verbose]
+
+writes ``DIR/prediction.json`` (deterministic: no timestamps) and
+``DIR/win_probability.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline.index import scan
+from pipeline.index.player_context import PlayerContext
+from pipeline.replay import storage
+from pipeline.replay.archive import ReplayArchive, ReplayError
+from pipeline.sources.interface import SourceError
+from pipeline.sources.registry import DEFAULT_SOURCE, source_spec
+from schemas import layers
+from schemas.sample import SampleSchema
+from trainers import inference
+from trainers.action_space import function_arguments, function_names
+from trainers.input import (FeatureSpec, TrainerInputError, read_fields,
+                            to_model_batch)
+
+LOOPS_PER_MINUTE = scan.LOOPS_PER_SECOND * 60      # "faster" speed: 22.4 loops/s
+TOP_K = 3
+CONSOLE_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)       # win probability shown at these
+SPATIAL_ARGS = tuple(a for a in layers.ARGUMENT_TYPES if a.spatial)
+PREDICTION_NAME = "prediction.json"
+PLOT_NAME = "win_probability.png"
+
+
+class ReplayInputError(ValueError):
+    """The replay file cannot be predicted on; the message names the file."""
+
+
+def data_settings(loaded: inference.LoadedModel) -> dict[str, Any]:
+    """How to sample a replay for this model: its training data's source,
+    step_mul, fog and resolution (``assumed`` lists settings the run did not
+    record, filled with the pipeline's defaults)."""
+    recorded = dict(loaded.data_config or {})
+    defaults = {"source_name": DEFAULT_SOURCE, "step_mul": 8, "fog": True,
+                "resolution": loaded.spec.screen_resolution}
+    assumed = sorted(k for k in defaults if recorded.get(k) is None)
+    settings = {k: defaults[k] if recorded.get(k) is None else recorded[k] for k in defaults}
+    if settings["source_name"] != "events":
+        raise TrainerInputError(
+            f"{loaded.run}: trained on samples of the {settings['source_name']!r} source; "
+            "trainers.predict runs only the engine-free 'events' source")
+    spec = loaded.spec
+    if not spec.screen_resolution == spec.minimap_resolution == int(settings["resolution"]):
+        raise TrainerInputError(
+            f"{loaded.run}: the model reads {spec.screen_resolution}/"
+            f"{spec.minimap_resolution} px layers but its data was made at "
+            f"{settings['resolution']} px")
+    return {**settings, "assumed": assumed}
+
+
+@contextlib.contextmanager
+def _replay_errors(replay: str) -> Iterator[None]:
+    """What can go wrong with a replay file, as one :class:`ReplayInputError`."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        raise ReplayInputError(f"{replay}: no such file") from exc
+    except OSError as exc:
+        raise ReplayInputError(f"{replay}: cannot read it ({exc.strerror or exc})") from exc
+    except (ReplayError, SourceError) as exc:
+        raise ReplayInputError(f"{replay}: not a usable replay ({exc})") from exc
+    except (ValueError, RecursionError) as exc:
+        raise ReplayInputError(f"{replay}: {exc}") from exc
+
+
+def open_replay(replay: str) -> tuple[ReplayArchive, dict, list[dict], list[PlayerContext]]:
+    """The archive, index rows and player contexts of one file, as a pipeline
+    worker gets them (``scan.scan_replay``, ``scan.player_contexts``)."""
+    with _replay_errors(replay):
+        data = storage.read_bytes(replay, storage.DEFAULT_MAX_BYTES)
+        archive = ReplayArchive(data, path=replay, max_bytes=storage.DEFAULT_MAX_BYTES)
+        replay_row, player_rows = scan.scan_replay(archive)
+        players = scan.player_contexts(replay_row, player_rows)
+        if len(players) != 2:
+            raise ValueError(f"needs a game of two human players, found "
+                             f"{len(players)} human(s) ({replay_row['game_type']})")
+    return archive, replay_row, player_rows, players
+
+
+def replay_samples(archive: ReplayArchive, players: Sequence[PlayerContext],
+                   settings: Mapping[str, Any]) -> dict[int, list[dict]]:
+    """Samples by player id, from the registry's source with the model's data
+    settings, as ``pipeline.job.worker.sample_replay`` makes them."""
+    resolution = int(settings["resolution"])
+    with _replay_errors(archive.path):
+        source = source_spec(settings["source_name"], step_mul=int(settings["step_mul"]),
+                             fog=bool(settings["fog"])).build(
+            SampleSchema(resolution, resolution))
+        by_player = source.replay_samples(archive, players)
+    if any(not by_player.get(p.player_id) for p in players):
+        raise ReplayInputError(f"{archive.path}: the source produced no samples for a player")
+    return {p.player_id: by_player[p.player_id] for p in players}
+
+
+def decoded_batch(samples: Sequence[Mapping[str, Any]], spec: FeatureSpec) -> dict:
+    """Sample dicts -> the batched tensors ``SampleSchema.tf_decode`` gives
+    the trainer for the same samples (the fields of ``read_fields(spec)``, in
+    each field's dtype and shape), ready for :func:`to_model_batch`."""
+    schema = spec.schema
+    out = {}
+    for name in read_fields(spec):
+        field = schema.by_name[name]
+        values = [s[name] for s in samples]
+        if field.is_string:
+            out[name] = tf.constant([v.encode("utf-8") for v in values], tf.string)
+        else:
+            out[name] = tf.constant(np.asarray(values, field.np_dtype))
+    return out
+
+
+def inference_step(model: Any) -> Callable[[dict], dict]:
+    """Model inputs -> win probability, the top-k functions of the masked
+    function softmax (unavailable functions have probability 0) and each
+    spatial argument's argmax (for arFullyConv: given its own top function)."""
+    @tf.function(reduce_retracing=True)
+    def step(inputs):
+        out = model(inputs, training=False)
+        top = tf.math.top_k(tf.nn.softmax(out["function"]), k=TOP_K)
+        result = {"win_probability": tf.sigmoid(out["value"]),
+                  "top_ids": top.indices, "top_probs": top.values}
+        for arg in SPATIAL_ARGS:
+            result[f"arg_{arg.name}"] = tf.argmax(out[f"arg_{arg.name}"], -1,
+                                                  output_type=tf.int32)
+        return result
+    return step
+
+
+def _run_model(step: Callable[[dict], dict], spec: FeatureSpec,
+               samples: Sequence[Mapping[str, Any]], batch_size: int,
+               log: Callable[[str], None], label: str) -> dict[str, np.ndarray]:
+    """:func:`inference_step` over every sample, in order, in batches."""
+    cols: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(samples), batch_size):
+        inputs, targets, _ = to_model_batch(
+            decoded_batch(samples[start:start + batch_size], spec), spec)
+        for k, v in step(inputs).items():
+            cols.setdefault(k, []).append(v.numpy())
+        cols.setdefault("available", []).append(inputs["available_actions"].numpy() > 0)
+        cols.setdefault("function_id", []).append(targets["function_id"].numpy())
+        done = min(start + batch_size, len(samples))
+        if len(samples) > 4 * batch_size and (done // batch_size) % 4 == 0:
+            log(f"  {label}: {done}/{len(samples)} samples")
+    return {k: np.concatenate(v) for k, v in cols.items()}
+
+
+def _moment(out: dict[str, np.ndarray], i: int, loops: list[int], fraction: float,
+            spec: FeatureSpec) -> dict:
+    names, takes = function_names(), function_arguments()
+    actions = []
+    for rank, (fid, prob) in enumerate(zip(out["top_ids"][i].tolist(),
+                                           out["top_probs"][i].tolist())):
+        if prob <= 0.0 or not out["available"][i, fid]:   # fewer than k available
+            continue
+        action = {"function_id": fid, "function": names[fid], "probability": round(prob, 6)}
+        for a, arg in enumerate(layers.ARGUMENT_TYPES):
+            if rank == 0 and arg.spatial and takes[fid, a]:
+                res = spec.arg_resolution(arg)
+                flat = int(out[f"arg_{arg.name}"][i])
+                action[arg.name] = [flat % res, flat // res]      # (x, y)
+        actions.append(action)
+    target = int(out["function_id"][i])
+    return {"fraction": round(fraction, 4), "game_loop": loops[i],
+            "minutes": round(loops[i] / LOOPS_PER_MINUTE, 4),
+            "win_probability": round(float(out["win_probability"][i]), 6),
+            "top_actions": actions,
+            "actual_function": names[target] if target >= 0 else "unknown"}
+
+
+def predict_replay(run: str, replay: str, *, checkpoint: str = "best", batch_size: int = 256,
+                   moments: int = 4, log: Callable[[str], None] | None = None) -> dict:
+    """The model of ``run`` (training run or shipped model) on one replay
+    file: the JSON-able result :func:`write_outputs` writes (no files here).
+
+    Raises :class:`TrainerInputError` (the run), :class:`ReplayInputError`
+    (the file)."""
+    log = log or (lambda message: None)
+    if batch_size < 1 or moments < 1:
+        raise ValueError("batch_size and moments must be positive")
+    archive, replay_row, player_rows, contexts = open_replay(replay)   # fails fast
+    loaded = inference.load(run, checkpoint)   # checks every weight was restored
+    settings = data_settings(loaded)
+    log(f"sampling {replay} with the {settings['source_name']} source "
+        f"({replay_row['game_loops']} game loops)")
+    by_player = replay_samples(archive, contexts, settings)
+    step = inference_step(loaded.model)
+    rows = {int(p["player_id"]): p for p in player_rows}
+    game_loops = int(replay_row["game_loops"])
+    players = []
+    for pid, samples in by_player.items():
+        log(f"predicting player {pid}: {len(samples)} samples")
+        out = _run_model(step, loaded.spec, samples, batch_size, log, f"player {pid}")
+        loops = [int(s["game_loop"]) for s in samples]
+        won = int(samples[0]["value"]) == 1
+        picks = [(i + 1) / moments for i in range(moments)]
+        players.append({
+            "player_id": pid, "name": rows[pid]["name"],
+            "race": samples[0]["race"], "opponent_race": samples[0]["opponent_race"],
+            "outcome": "win" if won else "loss", "recorded_result": samples[0]["outcome"],
+            "samples": len(samples),
+            "series": {"game_loop": loops,
+                       "minutes": [round(g / LOOPS_PER_MINUTE, 4) for g in loops],
+                       "win_probability": [round(float(p), 6)
+                                           for p in out["win_probability"]]},
+            "moments": [_moment(out, round(f * (len(samples) - 1)), loops, f, loaded.spec)
+                        for f in picks],
+        })
+    return {
+        "replay": {"path": str(Path(replay).resolve()), "replay_id": replay_row["replay_id"],
+                   "map": replay_row["map_name"], "base_build": int(replay_row["base_build"]),
+                   "version": replay_row["version"], "game_loops": game_loops,
+                   "game_minutes": round(game_loops / LOOPS_PER_MINUTE, 4),
+                   "has_tracker_events": bool(replay_row["has_tracker_events"]),
+                   "index_status": replay_row["status"]},
+        "model": {"run": str(Path(run).resolve()), "model": loaded.config.model,
+                  "checkpoint": {k: os.path.abspath(v) if k == "path" else v
+                                 for k in ("selected", "step", "path", "select_metric", "note")
+                                 if (v := loaded.checkpoint.get(k)) is not None},
+                  "data_settings": settings},
+        "players": players,
+        "final": final_call(players, game_loops),
+    }
+
+
+def final_call(players: Sequence[Mapping[str, Any]], game_loops: int) -> dict:
+    """Each player's mean win probability over the last quarter of the game
+    and whether that end-of-game call (> 0.5: a win) matches the outcome."""
+    since = 0.75 * game_loops
+    calls = []
+    for p in players:
+        probs = [w for g, w in zip(p["series"]["game_loop"], p["series"]["win_probability"])
+                 if g >= since] or p["series"]["win_probability"][-1:]
+        mean = float(np.mean(probs))
+        call = "win" if mean > 0.5 else "loss"
+        calls.append({"player_id": p["player_id"], "mean_win_probability": round(mean, 6),
+                      "call": call, "outcome": p["outcome"], "correct": call == p["outcome"]})
+    winners = [p["player_id"] for p in players if p["outcome"] == "win"]
+    favourite = max(calls, key=lambda c: (c["mean_win_probability"], -c["player_id"]))
+    return {"from_game_loop": int(math.ceil(since)), "players": calls,
+            "actual_winner": winners[0] if len(winners) == 1 else None,
+            "predicted_winner": favourite["player_id"],
+            "winner_correct": len(winners) == 1 and favourite["player_id"] == winners[0]}
+
+
+def write_outputs(result: Mapping[str, Any], out_dir: str | os.PathLike) -> list[Path]:
+    """``prediction.json`` (atomically) and ``win_probability.png`` in ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / PREDICTION_NAME
+    with tempfile.NamedTemporaryFile("w", dir=out, prefix=".prediction.", suffix=".tmp",
+                                     delete=False) as f:
+        json.dump(result, f, indent=1)
+        f.write("\n")
+    os.chmod(f.name, 0o644)              # mkstemp's 0600 is for secrets, not results
+    os.replace(f.name, target)
+    return [target, plot(result, out / PLOT_NAME)]
+
+
+def plot(result: Mapping[str, Any], path: Path) -> Path:
+    """Both players' win probability against game time, the actual winner marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    replay, players = result["replay"], result["players"]
+    label = "player {player_id} ({race})".format_map
+    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
+    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="0.5: even game")
+    ax.axvspan(0.75 * replay["game_minutes"], replay["game_minutes"], color="0.93",
+               label="last quarter (end-of-game call)")
+    for p, colour in zip(players, ("tab:blue", "tab:red")):
+        s = p["series"]
+        won = p["outcome"] == "win"
+        ax.plot(s["minutes"], s["win_probability"], color=colour, linewidth=1.6,
+                label=f"{label(p)}: {'won' if won else 'lost'}")
+        if won:
+            ax.plot(s["minutes"][-1], s["win_probability"][-1], marker="*", markersize=16,
+                    color=colour, markeredgecolor="black", linestyle="none",
+                    label="actual winner")
+            ax.annotate("winner", (s["minutes"][-1], s["win_probability"][-1]),
+                        textcoords="offset points", xytext=(-50, 10), fontsize=9)
+    winner = [p for p in players if p["outcome"] == "win"]
+    matchup = " vs ".join(p["race"] for p in players)
+    ax.set_title(f"{replay['map']}: {matchup}\nactual winner: "
+                 + (label(winner[0]) if len(winner) == 1 else "none")
+                 + f"  |  model {result['model']['model']}, step "
+                 f"{result['model']['checkpoint'].get('step')}", fontsize=11)
+    ax.set_xlabel("game time (minutes, faster speed)")
+    ax.set_ylabel("predicted win probability")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(0, max(replay["game_minutes"], 1e-3) * 1.03)   # room for the star
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _clock(minutes: float) -> str:
+    seconds = int(round(minutes * 60))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def summary(result: Mapping[str, Any]) -> list[str]:
+    """The console summary of a result."""
+    replay, model = result["replay"], result["model"]
+    ckpt = model["checkpoint"]
+    lines = [f"model:  {model['run']} ({model['model']}, checkpoint {ckpt.get('selected')} "
+             f"step {ckpt.get('step')})",
+             f"replay: {replay['path']}",
+             f"        {replay['map']}, {replay['version']}, {_clock(replay['game_minutes'])} "
+             f"({replay['game_loops']} loops)"]
+    if not replay["has_tracker_events"]:
+        lines.append("        note: no tracker events: unit layers, player and score are "
+                     "zeros; the predictions mean little")
+    for p in result["players"]:
+        s, n = p["series"], p["samples"]
+        at = [min(n - 1, round(f * (n - 1))) for f in CONSOLE_FRACTIONS]
+        lines.append(f"player {p['player_id']} {p['race']} vs {p['opponent_race']}: "
+                     f"{'won' if p['outcome'] == 'win' else 'lost'}; win probability "
+                     + "  ".join(f"{_clock(s['minutes'][i])} {s['win_probability'][i]:.2f}"
+                                 for i in at))
+    lines.append("most likely actions (masked function softmax):")
+    for k in range(len(result["players"][0]["moments"])):
+        for p in result["players"]:
+            m = p["moments"][k]
+            acts = ", ".join(
+                f"{a['function']} {a['probability']:.2f}"
+                + "".join(f" ({arg.name} {a[arg.name][0]},{a[arg.name][1]})"
+                          for arg in SPATIAL_ARGS if arg.name in a)
+                for a in m["top_actions"])
+            lines.append(f"  {_clock(m['minutes'])} player {p['player_id']}: {acts}"
+                         f"  [did: {m['actual_function']}]")
+    final = result["final"]
+    calls = "; ".join(f"player {c['player_id']} {c['mean_win_probability']:.2f} -> "
+                      f"{c['call']} ({'right' if c['correct'] else 'wrong'})"
+                      for c in final["players"])
+    lines.append(f"end-of-game call (mean over the last quarter): {calls}")
+    winner = final["actual_winner"]
+    lines.append(f"actual winner: {'none' if winner is None else f'player {winner}'}; "
+                 f"model's favourite: player {final['predicted_winner']} "
+                 f"({'right' if final['winner_correct'] else 'wrong'})")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trainers.predict", description=__doc__.split("\n")[0])
+    parser.add_argument("--run", required=True,
+                        help="training run directory or shipped model directory")
+    parser.add_argument("--replay", required=True, help="one .SC2Replay file")
+    parser.add_argument("--out", help="output directory (default ./predict_<replay stem>)")
+    parser.add_argument("--checkpoint", default="best", help="best, latest or a path")
+    parser.add_argument("--moments", type=int, default=4,
+                        help="moments at which to show the most likely actions")
+    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--verbose", action="store_true",
+                        help="TensorFlow logs and tracebacks")
+    args = parser.parse_args(argv)
+    if not args.verbose:
+        import absl.logging
+        absl.logging.set_verbosity(absl.logging.ERROR)
+        tf.get_logger().setLevel("ERROR")
+    out = args.out or f"predict_{Path(args.replay).stem}"
+    try:
+        result = predict_replay(args.run, args.replay, checkpoint=args.checkpoint,
+                                batch_size=args.batch_size, moments=args.moments, log=print)
+        written = write_outputs(result, out)
+    except (TrainerInputError, ReplayError, SourceError, ValueError, OSError) as exc:
+        if args.verbose:
+            traceback.print_exc()
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"trainers.predict: error: {message}", file=sys.stderr)
+        return 2
+    print("\n".join(summary(result)))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
