@@ -9,9 +9,14 @@ OUT    ?= demo_out
 STEPS  ?= 100
 BATCH  ?= 16
 # Five replays are too few for a 90/5/5 split to hold out any: the demo keeps
-# a larger held-out share and evaluates on the validation replay.
+# a larger held-out share and evaluates on the validation replay (one game;
+# trainers.evaluate says so).
 SPLITS ?= train=0.6,validation=0.2,test=0.2
 EVAL_SPLIT ?= validation
+# The shipped FullyConv (models/, docs/results.md) and a test-split game of
+# its training corpus: the demo ends with its win-probability curve.
+MODEL  ?= models/fully_conv
+PREDICT_REPLAY ?= ../shared/public-replays/Derekioh__SC2-ML/Games_Montreal_441.SC2Replay
 
 .PHONY: install demo test clean
 
@@ -33,6 +38,8 @@ demo: install
 	$(PY) -m trainers.train --data $(OUT)/data --model fully_conv --out $(OUT)/run \
 	    --steps $(STEPS) --batch_size $(BATCH)
 	$(PY) -m trainers.evaluate --data $(OUT)/data --run $(OUT)/run --split $(EVAL_SPLIT)
+	@echo "--- the shipped model $(MODEL) on a game it never trained on (held out in its protocol):"
+	$(PY) -m trainers.predict --run $(MODEL) --replay '$(PREDICT_REPLAY)' --out $(OUT)/predict
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider --timeout 900 tests
