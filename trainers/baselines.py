@@ -117,7 +117,7 @@ def fit(config: TrainConfig, log: Callable[[str], None] = print) -> Baselines:
     spec, every = config.spec, max(1, config.train_every)
     columns = ["value", "function_id", "race", "opponent_race", *nonspatial_columns(spec)]
     log(f"fitting baselines on {config.train_selection.name} of {config.data}"
-        f"{f' (every {every}th window)' if every > 1 else ''}")
+        f"{f' (1 window in {every})' if every > 1 else ''}")
     train = read_columns(config.data, config.train_selection, columns, spec.schema,
                          every=every)
     try:

@@ -43,7 +43,7 @@ from trainers import baselines, inference, metrics
 from trainers.action_space import function_names
 from trainers.eval_plots import write_plots
 from trainers.input import (Selection, TrainerInputError, check_data_matches, data_error,
-                            make_dataset, selection_size)
+                            make_dataset, strided_size)
 from trainers.progress import Progress
 from trainers.train import teacher_inputs, write_json_atomic
 
@@ -62,7 +62,7 @@ def predict(trainer, data: str, split: str | Selection, batch_size: int,
                       repeat=False, with_meta=True, source=config.source,
                       tfds_data_dir=config.tfds_data_dir, every=every)
     try:
-        expected = -(-selection_size(data, split) // max(1, every))
+        expected = strided_size(data, split, every)
     except TrainerInputError:
         expected = None
 
@@ -147,6 +147,11 @@ def replay_lengths(data: str | os.PathLike, p: Mapping[str, np.ndarray]) -> dict
     return out
 
 
+def version_key(text: str) -> tuple:
+    """Sorts ``"3.2"`` before ``"3.15"`` (and any other text by its parts)."""
+    return tuple((0, int(x), "") if x.isdigit() else (1, 0, x) for x in str(text).split("."))
+
+
 def minor_version(version: str | None) -> str:
     """``"4.10.1.75800"`` -> ``"4.10"``; unknown -> ``"unknown"``."""
     parts = (version or "").split(".")
@@ -175,7 +180,7 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
     chosen = loaded.checkpoint
     log(f"evaluating {run} ({config.model}, {chosen['selected']} checkpoint, step "
         f"{chosen['step']}) on {selection.name} of {data}"
-        f"{f', every {every}th window' if every > 1 else ''}")
+        f"{f', 1 window in {every}' if every > 1 else ''}")
     p = predict(loaded, data, selection, batch_size, log, every=every)
     fitted = baselines.load_or_fit(run, config, log)
     boot = {"resamples": resamples, "seed": seed}
@@ -236,7 +241,7 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
 
     def breakdown(keys: np.ndarray) -> list[dict]:
         rows = []
-        for key in sorted(set(keys)):
+        for key in sorted(set(keys), key=version_key):
             sel = keys == key
             rows.append({"key": key, "samples": int(sel.sum()),
                          "replays": int(len(set(groups[sel]))),

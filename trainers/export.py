@@ -43,7 +43,7 @@ from typing import Sequence
 import pyarrow.parquet as pq
 
 from trainers import baselines, inference
-from trainers.evaluate import minor_version
+from trainers.evaluate import minor_version, version_key
 from trainers.input import TrainerInputError, read_columns, read_manifest
 from trainers.train import TrainConfig, write_json_atomic
 
@@ -89,7 +89,8 @@ def corpus_counts(data: str, ids: Sequence[str]) -> dict:
             if rid in wanted:
                 races[rid].append((race or "?")[:1])
     matchups = collections.Counter("v".join(sorted(r)) for r in races.values())
-    return {"builds": dict(sorted(builds.items())), "matchups": dict(sorted(matchups.items()))}
+    return {"builds": dict(sorted(builds.items(), key=lambda kv: version_key(kv[0]))),
+            "matchups": dict(sorted(matchups.items()))}
 
 
 def export(run: str | os.PathLike, out: str | os.PathLike, checkpoint: str = "best",

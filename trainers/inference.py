@@ -109,22 +109,24 @@ def choose_checkpoint(run: str | os.PathLike, which: str = "best") -> dict:
 
 
 def verify_restored(model, path: str) -> None:
-    """:class:`TrainerInputError` unless every weight of ``model`` equals the
-    checkpoint's value for it.
+    """:class:`TrainerInputError` unless every weight of ``model`` equals a
+    value the checkpoint holds.
 
     Keras 3 layers kept in lists or ``Sequential`` blocks are not children of
-    the model in TensorFlow's checkpoint object graph, so ``model/...`` holds
-    only some weights; all trainable ones are saved, in order, under the
-    optimizer's ``_trainable_variables/<i>``.  A restore that missed one would
-    leave it at its random initial value and report nothing."""
+    the model in TensorFlow's checkpoint object graph: their weights are
+    saved only through the optimizer's variable list, the others under
+    ``model/...``.  A restore that missed a weight would leave it at its
+    random initial value and report nothing, so each weight is looked up
+    among the checkpoint's tensors of its shape."""
     reader = tf.train.load_checkpoint(path)
-    if model.non_trainable_weights:
-        raise TrainerInputError(f"{path}: the model has non-trainable weights, which this "
-                                "checkpoint layout does not record")
-    for i, var in enumerate(model.trainable_weights):
-        key = f"optimizer/_trainable_variables/{i}/.ATTRIBUTES/VARIABLE_VALUE"
-        if not reader.has_tensor(key) or not np.array_equal(reader.get_tensor(key),
-                                                             var.numpy()):
+    by_shape: dict[tuple, list[str]] = {}
+    for name, shape in tf.train.list_variables(path):
+        if name.endswith("/.ATTRIBUTES/VARIABLE_VALUE") and "OPTIMIZER_SLOT" not in name:
+            by_shape.setdefault(tuple(shape), []).append(name)
+    for var in model.weights:
+        value = var.numpy()
+        if not any(np.array_equal(reader.get_tensor(name), value)
+                   for name in by_shape.get(tuple(value.shape), ())):
             raise TrainerInputError(f"{path}: the checkpoint does not hold the weight "
                                     f"{var.path}; it is not a complete trained model")
 

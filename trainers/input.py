@@ -267,6 +267,23 @@ def selection_size(data_dir: str | os.PathLike, selection: "str | Selection") ->
     return int(read_columns(data_dir, selection, ["replay_id"])["replay_id"].size)
 
 
+def strided_size(data_dir: str | os.PathLike, selection: "str | Selection",
+                 every: int) -> int | None:
+    """Records an unshuffled read with ``every=k`` yields (every k-th of each
+    shard): from the manifest's shard list; None when it cannot say."""
+    selection = Selection.of(selection)
+    if every <= 1:
+        return selection_size(data_dir, selection)
+    path = Path(data_dir) / "manifest.json"
+    if selection.replay_ids is not None or not path.exists():
+        return None
+    shards = json.loads(path.read_text()).get("shards", {}).get("tfrecord", {})
+    if not all(split in shards for split in selection.splits):
+        return None
+    return sum(-(-int(s["num_samples"]) // every)
+               for split in selection.splits for s in shards[split])
+
+
 def split_size(data_dir: str | os.PathLike, split: str) -> int:
     """Samples in a split's TFRecord shards: the manifest's count when it has
     one (``counts.samples_by_split_and_format[split].tfrecord``), else counted."""
@@ -404,9 +421,12 @@ def make_dataset(data_dir: str | os.PathLike, split: "str | Selection", spec: Fe
                  limit: int | None = None) -> tf.data.Dataset:
     """Batches of ``(inputs, targets)`` (plus ``meta`` when ``with_meta``).
 
-    ``every=k`` keeps every k-th record (in read order) and ``limit`` caps the
-    number of records, before any repeat: a fixed, spread-out subset (e.g.
-    validation samples from every replay and every game time).
+    ``every=k`` keeps every k-th record and ``limit`` caps the number of
+    records, before any repeat: a fixed, spread-out subset (e.g. validation
+    samples from every replay and every game time).  Unshuffled TFRecord
+    input takes every k-th record of each shard (so of each replay);
+    shuffled input every k-th of the interleaved stream (as training's
+    ``--train_every`` does: read 32 shards at a time, one record each).
 
     ``split`` is a split name or a :class:`Selection` (several splits, a
     replay-id subset).  ``source="tfrecord"`` reads ``data_dir``'s shards;
@@ -427,9 +447,16 @@ def make_dataset(data_dir: str | os.PathLike, split: "str | Selection", spec: Fe
         ds = tf.data.Dataset.from_tensor_slices(files)
         if shuffle:
             ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+
+        def records(f):
+            ds = tf.data.TFRecordDataset(f, compression_type="GZIP", buffer_size=1 << 20)
+            # Unshuffled, every k-th record of each shard: striding the
+            # interleaved stream instead would skip whole shards whenever k
+            # shares a factor with its 8 x 16 period (k=32 read 4 of 8).
+            return ds.shard(every, 0) if every > 1 and not shuffle else ds
+
         ds = ds.interleave(
-            lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP",
-                                              buffer_size=1 << 20),
+            records,
             # Shards are sorted by sample key, i.e. runs of one replay: when
             # shuffling, read many shards one record at a time so that a
             # batch mixes many replays (their labels are constant per replay).
@@ -458,7 +485,7 @@ def make_dataset(data_dir: str | os.PathLike, split: "str | Selection", spec: Fe
     else:
         raise TrainerInputError(f"unknown source {source!r}; expected tfrecord or tfds")
 
-    if every > 1:
+    if every > 1 and (shuffle or source != "tfrecord"):
         ds = ds.shard(every, 0)
     if limit is not None:
         ds = ds.take(limit)
