@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
-import tensorflow as tf
-
 import pyarrow.parquet as pq
+import tensorflow as tf
 
 from schemas import layers
 from trainers import baselines, inference, metrics

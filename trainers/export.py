@@ -33,7 +33,6 @@ import dataclasses
 import glob
 import gzip
 import hashlib
-import json
 import os
 import shutil
 import sys

@@ -43,13 +43,12 @@ from schemas import layers
 from schemas.sample import SampleSchema
 from trainers import inference
 from trainers.action_space import function_arguments, function_names
+from trainers.evaluate import LOOPS_PER_MINUTE, SPATIAL_ARGS
 from trainers.input import (FeatureSpec, TrainerInputError, read_fields,
                             to_model_batch)
 
-LOOPS_PER_MINUTE = scan.LOOPS_PER_SECOND * 60      # "faster" speed: 22.4 loops/s
 TOP_K = 3
 CONSOLE_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)       # win probability shown at these
-SPATIAL_ARGS = tuple(a for a in layers.ARGUMENT_TYPES if a.spatial)
 PREDICTION_NAME = "prediction.json"
 PLOT_NAME = "win_probability.png"
 
