@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
+# Loaded on first use (decoding), not to describe the features.
+from tensorflow_datasets.core.utils.lazy_imports_utils import tensorflow as tf
 
 from schemas import layer_codec
 
@@ -26,7 +27,8 @@ class CompactTensor(tfds.features.FeatureConnector):
     def __init__(self, *, shape: tuple[int, ...], dtype: Any, doc: Any = None):
         super().__init__(doc=doc)
         self._shape = tuple(int(d) for d in shape)
-        self._np_dtype = np.dtype(tf.dtypes.as_dtype(dtype).as_numpy_dtype)
+        # A numpy dtype (the schema's) or a TensorFlow one.
+        self._np_dtype = np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
 
     def get_tensor_info(self) -> feature_lib.TensorInfo:
         return feature_lib.TensorInfo(shape=self._shape, dtype=self._np_dtype)

@@ -87,10 +87,10 @@ def prepare_in_output(pipeline_output: str, recorded_output: str | None = None
     relative to the output (for the manifest).  The shards are named relative
     to it, so the output may be renamed afterwards (``recorded_output``: its
     final absolute path)."""
-    import tensorflow as tf
+    from etils import epath
     data_dir = os.path.join(pipeline_output, "tfds")
-    if tf.io.gfile.exists(data_dir):       # an earlier run's metadata: never reused
-        tf.io.gfile.rmtree(data_dir)
+    if epath.Path(data_dir).exists():      # an earlier run's metadata: never reused
+        epath.Path(data_dir).rmtree()
     with contextlib.redirect_stdout(io.StringIO()):   # TFDS prints "Downloading and preparing"
         builder = prepare(pipeline_output, data_dir, recorded_output=recorded_output)
     return {"data_dir": "tfds", "name": f"{builder.info.full_name}",

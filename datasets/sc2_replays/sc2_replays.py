@@ -23,8 +23,11 @@ import json
 import os
 from typing import Any
 
-import tensorflow as tf
 import tensorflow_datasets as tfds
+from etils import epath
+# TFDS' lazy module: TensorFlow loads on first use (reading), not when the
+# metadata is prepared, so beam_runner.py never pays its ~4 s import.
+from tensorflow_datasets.core.utils.lazy_imports_utils import tensorflow as tf
 
 from schemas.sample import SPLITS, Group, SampleSchema
 
@@ -134,10 +137,9 @@ class Sc2Replays(tfds.core.DatasetBuilder):
 
     def _read_manifest(self, pipeline_output: str) -> dict[str, Any]:
         path = os.path.join(pipeline_output, "manifest.json")
-        if not tf.io.gfile.exists(path):
+        if not epath.Path(path).exists():
             raise MismatchError(f"{path}: no manifest (not a finished beam_runner.py output)")
-        with tf.io.gfile.GFile(path, "r") as f:
-            manifest = json.load(f)
+        manifest = json.loads(epath.Path(path).read_text())
         cfg = self.builder_config
         if manifest["source"]["name"] != cfg.source or \
                 manifest["source"]["resolution"] != cfg.resolution:
@@ -189,7 +191,7 @@ class Sc2Replays(tfds.core.DatasetBuilder):
         meta = self.info.metadata
         relative = os.path.normpath(os.path.join(os.fspath(self.data_dir),
                                                  meta["pipeline_output_relative"]))
-        if tf.io.gfile.exists(os.path.join(relative, "manifest.json")):
+        if epath.Path(relative, "manifest.json").exists():
             return relative
         return meta["pipeline_output"]
 
