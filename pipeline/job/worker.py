@@ -19,8 +19,12 @@ import contextlib
 import dataclasses
 import gc
 import multiprocessing
+import multiprocessing.connection
 import operator
-import threading
+import os
+import socket
+import subprocess
+import sys
 import traceback
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -252,6 +256,17 @@ def run_job(job: ReplayJob) -> ReplayResult | JobFailure | JobAborted:
         return JobFailure("internal", traceback.format_exc(limit=8))
 
 
+#: The directory that holds the ``pipeline`` package, put first on the child's
+#: path (the parent may run from a checkout that is not installed).
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_CHILD_MAIN = "import sys; from pipeline.job.worker import child_main; child_main(int(sys.argv[1]))"
+
+
+def child_main(fd: int) -> None:
+    """The sampling child: jobs from the socket ``fd`` until it closes."""
+    _child_loop(multiprocessing.connection.Connection(fd))
+
+
 def _child_loop(conn) -> None:
     while True:
         try:
@@ -263,37 +278,16 @@ def _child_loop(conn) -> None:
         conn.send(run_job(job))
 
 
-_DAEMON_FLAG_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def children_allowed() -> Iterator[None]:
-    """Lets a daemonic process start the sampling child.
-
-    Dask's nanny starts its worker processes as daemons (``distributed.worker.
-    daemon``, default true), and ``multiprocessing`` refuses children to a
-    daemon ("daemonic processes are not allowed to have children") because a
-    daemon's parent kills it without waiting, which would orphan them.  The
-    sampling child cannot be orphaned for long: it is itself a daemon of the
-    worker, and it exits when its pipe to the worker closes (:func:`_child_loop`
-    returns on ``EOFError``), which happens when the worker dies however it
-    dies.  So the flag is lifted just for the ``start()`` call, under a lock
-    (DoFns may run in several threads of one worker), and restored.
-    """
-    current = multiprocessing.current_process()
-    with _DAEMON_FLAG_LOCK:
-        daemonic = current.daemon
-        if daemonic:
-            current.daemon = False
-        try:
-            yield
-        finally:
-            if daemonic:
-                current.daemon = True
-
-
 class TimedWorker:
-    """Runs :func:`run_job` in a persistent child process with a time limit."""
+    """Runs :func:`run_job` in a persistent child process with a time limit.
+
+    The child is a plain subprocess, not a ``multiprocessing.Process``, so a
+    daemonic worker may start it too (Dask's nanny starts its workers as
+    daemons, and ``multiprocessing`` refuses children to a daemon).  It cannot
+    outlive its worker for long: it exits when its socket to the worker
+    closes (:func:`_child_loop` returns on ``EOFError``), which happens when
+    the worker dies however it dies.
+    """
 
     def __init__(self, timeout_s: float):
         self.timeout_s = timeout_s
@@ -302,19 +296,23 @@ class TimedWorker:
         self.restarts = 0
 
     def _start(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_child_loop, args=(child,), daemon=True,
-                                 name="replay-sampler")
-        with children_allowed():
-            self._proc.start()
-        child.close()
-        self._conn = parent
+        parent, child = socket.socketpair()
+        with child:
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join(
+                [_PACKAGE_ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _CHILD_MAIN, str(child.fileno())],
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env)
+        self._conn = multiprocessing.connection.Connection(parent.detach())
+
+    def _alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     def _kill(self) -> None:
         if self._proc is not None:
             self._proc.kill()
-            self._proc.join(10)
+            self._proc.wait(10)
         if self._conn is not None:
             self._conn.close()
         self._proc = self._conn = None
@@ -323,7 +321,7 @@ class TimedWorker:
     def run(self, job: ReplayJob) -> ReplayResult | JobFailure | JobAborted:
         if self.timeout_s <= 0:
             return run_job(job)
-        if self._proc is None or not self._proc.is_alive():
+        if not self._alive():
             self._start()
         self._conn.send(job)
         # The first job of a fresh child also pays its imports; the limit
@@ -335,18 +333,22 @@ class TimedWorker:
         try:
             return self._conn.recv()
         except (EOFError, OSError) as exc:
-            code = self._proc.exitcode if self._proc is not None else None
+            code = self._proc.poll() if self._proc is not None else None
             self._kill()
             return JobFailure("crashed", f"sampling process died (exit code {code}): "
                                          f"{exc!r}")
 
     def close(self) -> None:
-        if self._proc is not None and self._proc.is_alive():
+        if self._alive():
             try:
                 self._conn.send(None)
-            except (OSError, BrokenPipeError):
+            except OSError:
                 pass
-            self._proc.join(5)
-            if self._proc.is_alive():
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
                 self._proc.kill()
+                self._proc.wait(5)
+        if self._conn is not None:
+            self._conn.close()
         self._proc = self._conn = None

@@ -27,10 +27,8 @@ import json
 import time
 from typing import Any, Iterable, Mapping
 
-from apache_beam.io.filesystems import FileSystems
-
 from pipeline.index import scan
-from pipeline.output import writers
+from pipeline.output import filesystem, writers
 from pipeline.pysc2_compat import pysc2_modules
 from pipeline.sources.registry import UnknownSourceError
 from schemas import layers
@@ -262,7 +260,7 @@ def relocate(manifest: dict[str, Any], old: str, new: str) -> dict[str, Any]:
 
 
 def manifest_path(output_dir: str) -> str:
-    return FileSystems.join(output_dir, MANIFEST_NAME)
+    return filesystem.join(output_dir, MANIFEST_NAME)
 
 
 def write_manifest(output_dir: str, manifest: Mapping[str, Any]) -> None:
@@ -271,12 +269,11 @@ def write_manifest(output_dir: str, manifest: Mapping[str, Any]) -> None:
 
 
 def read_manifest(output_dir: str) -> dict[str, Any]:
-    with FileSystems.open(manifest_path(output_dir)) as f:
-        return json.loads(f.read().decode("utf-8"))
+    return json.loads(filesystem.read(manifest_path(output_dir)).decode("utf-8"))
 
 
 def errors_dir(output_dir: str) -> str:
-    return FileSystems.join(output_dir, "errors")
+    return filesystem.join(output_dir, "errors")
 
 
 def write_errors(output_dir: str, errors: Iterable[Mapping[str, Any]]) -> None:

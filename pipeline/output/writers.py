@@ -22,8 +22,8 @@ The plan depends only on the set of batches, so the shards are identical on
 every rerun, whatever the runner, worker count or input order.  Replay ids are
 SHA-256 hashes, so ordering by replay id is a random, fixed order over games.
 
-All file access goes through ``apache_beam.io.filesystems.FileSystems``, so
-``DIR`` may be local or ``gs://``.
+All file access goes through :mod:`pipeline.output.filesystem`, so ``DIR``
+may be local or ``gs://``.
 """
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ import uuid
 from typing import Any, Iterable, Iterator, Sequence
 
 import google_crc32c
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from zlib_ng import zlib_ng
+
+from pipeline.output import filesystem
 
 from schemas.sample import SPLITS, SampleSchema, sample_key
 
@@ -86,7 +86,7 @@ def iter_records(stream: io.RawIOBase | io.BufferedIOBase) -> Iterator[bytes]:
 
 def read_tfrecord_file(path: str) -> Iterator[bytes]:
     """Records of a GZIP TFRecord file on any Beam filesystem."""
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+    with filesystem.open_read(path) as raw:
         with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
             yield from iter_records(stream)
 
@@ -118,14 +118,12 @@ def temp_name(path: str) -> str:
 
 def commit(temp: str, final: str) -> None:
     """Renames ``temp`` to ``final`` (replacing an earlier attempt's file)."""
-    if FileSystems.exists(final):
-        FileSystems.delete([final])
-    FileSystems.rename([temp], [final])
+    filesystem.rename(temp, final)
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
     temp = temp_name(path)
-    with FileSystems.create(temp, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    with filesystem.create(temp) as f:
         f.write(data)
     commit(temp, path)
 
@@ -133,7 +131,7 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
 # ------------------------------------------------------------ batch files
 def batch_path(output_dir: str, replay_id: str) -> str:
     """The replay's batch: a Parquet file, whatever the output formats."""
-    return FileSystems.join(output_dir, "_tmp", "batches", f"{replay_id}.parquet")
+    return filesystem.join(output_dir, "_tmp", "batches", f"{replay_id}.parquet")
 
 
 def sort_samples(samples: Iterable[dict]) -> list[dict]:
@@ -161,7 +159,7 @@ def write_batch(path: str, schema: SampleSchema, samples: Sequence[dict]) -> int
     ordered = sort_samples(samples)
     columns = schema.encode_columns(ordered)
     temp = temp_name(path)
-    with FileSystems.create(temp, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+    with filesystem.create(temp) as raw:
         writer = _parquet_writer(raw, schema)
         try:
             writer.write_table(schema.to_arrow(columns=columns),
@@ -208,7 +206,7 @@ def shard_name(split: str, index: int, count: int, fmt: str) -> str:
 
 
 def shard_path(output_dir: str, fmt: str, split: str, index: int, count: int) -> str:
-    return FileSystems.join(output_dir, fmt, split, shard_name(split, index, count, fmt))
+    return filesystem.join(output_dir, fmt, split, shard_name(split, index, count, fmt))
 
 
 def plan_shards(batches: Iterable[ReplayBatch],
@@ -248,8 +246,7 @@ def _task_tables(task: ShardTask) -> Iterator[Any]:
     """Arrow slices of the task's rows, from the batches' Parquet twins."""
     import pyarrow.parquet as pq
     for seg in task.segments:
-        with FileSystems.open(seg.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            pf = pq.ParquetFile(io.BytesIO(f.read()))
+        pf = pq.ParquetFile(io.BytesIO(filesystem.read(seg.path)))
         offset = 0
         for g in range(pf.num_row_groups):
             rows = pf.metadata.row_group(g).num_rows
@@ -302,7 +299,7 @@ def write_shard(task: ShardTask, schema: SampleSchema, output_dir: str,
         commit(temps[fmt], finals[fmt])
         verify_shard(finals[fmt], fmt, schema, task.num_samples, first, last, task.split,
                      written=written[fmt] if fmt == "tfrecord" else None)
-        sizes[fmt] = FileSystems.match([finals[fmt]])[0].metadata_list[0].size_in_bytes
+        sizes[fmt] = filesystem.size(finals[fmt])
     return {"split": task.split, "index": task.index, "count": task.count,
             "num_samples": task.num_samples, "files": finals, "first_key": first,
             "last_key": last, "bytes": sizes}
@@ -319,7 +316,7 @@ class _TFRecordSink:
     remembers the size and CRC32C of the bytes it wrote."""
 
     def __init__(self, path: str):
-        self._raw = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        self._raw = filesystem.create(path)
         self._compress = zlib_ng.compressobj(TFRECORD_GZIP_LEVEL, zlib_ng.DEFLATED, 31)
         self._size = 0
         self._crc = 0
@@ -346,7 +343,7 @@ class _ParquetSink:
     """A Parquet shard written from Arrow slices, in full row groups."""
 
     def __init__(self, path: str, schema: SampleSchema):
-        self._raw = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        self._raw = filesystem.create(path)
         self._writer = _parquet_writer(self._raw, schema)
         self._pending: list = []
         self._rows = 0
@@ -390,8 +387,7 @@ def verify_shard(path: str, fmt: str, schema: SampleSchema, expected: int,
     every record frame is counted (the per-record CRCs were computed from the
     same bytes a moment ago); the first and last records are decoded."""
     if fmt == "tfrecord":
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            data = f.read()
+        data = filesystem.read(path)
         if written is not None and (len(data), google_crc32c.value(data)) != written:
             raise ShardVerificationError(f"{path}: {len(data)} bytes on disk differ from "
                                          f"the {written[0]} written")
@@ -405,14 +401,13 @@ def verify_shard(path: str, fmt: str, schema: SampleSchema, expected: int,
                    ([frames[0], frames[-1]] if n else [])]
     else:
         import pyarrow.parquet as pq
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            pf = pq.ParquetFile(io.BytesIO(f.read()))
-            n = pf.metadata.num_rows
-            decoded = []
-            if n:
-                tail = pf.read_row_group(pf.num_row_groups - 1)
-                decoded = [schema.from_arrow(pf.read_row_group(0).slice(0, 1))[0],
-                           schema.from_arrow(tail.slice(tail.num_rows - 1, 1))[0]]
+        pf = pq.ParquetFile(io.BytesIO(filesystem.read(path)))
+        n = pf.metadata.num_rows
+        decoded = []
+        if n:
+            tail = pf.read_row_group(pf.num_row_groups - 1)
+            decoded = [schema.from_arrow(pf.read_row_group(0).slice(0, 1))[0],
+                       schema.from_arrow(tail.slice(tail.num_rows - 1, 1))[0]]
     if n != expected:
         raise ShardVerificationError(f"{path}: {n} records, expected {expected}")
     if n:

@@ -1,0 +1,94 @@
+"""Output files on local disk or on any Beam filesystem (``gs://``...), one API.
+
+The pipeline writes to a local directory or to a bucket.  Apache Beam's
+``FileSystems`` handles both, but importing it imports all of Apache Beam
+(about 1 s of CPU), and the sampling child process, which only writes its
+replay's batch file, would pay that on every start.  So local paths go
+through ``os`` directly and paths with a URL scheme through ``FileSystems``,
+imported on first use -- the same rule :mod:`pipeline.replay.storage` applies
+to reading replays (:func:`~pipeline.replay.storage.is_remote`).
+
+Local semantics follow Beam's local filesystem: ``create`` makes missing
+parent directories, ``delete`` removes files or whole directories.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+from typing import BinaryIO, Iterable
+
+from pipeline.replay.storage import is_remote
+
+
+def _beam():
+    from apache_beam.io.filesystems import FileSystems
+    return FileSystems
+
+
+def _raw():
+    from apache_beam.io.filesystem import CompressionTypes
+    return CompressionTypes.UNCOMPRESSED
+
+
+def join(base: str, *parts: str) -> str:
+    """``base/part/...``; a URL keeps its scheme."""
+    if is_remote(base):
+        return posixpath.join(base.rstrip("/"), *parts) if parts else base
+    return os.path.join(base, *parts)
+
+
+def create(path: str) -> BinaryIO:
+    """A new binary file opened for writing (parent directories made)."""
+    if is_remote(path):
+        return _beam().create(path, compression_type=_raw())
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    return open(path, "wb")
+
+
+def open_read(path: str) -> BinaryIO:
+    """A binary file opened for reading, uncompressed as stored."""
+    if is_remote(path):
+        return _beam().open(path, compression_type=_raw())
+    return open(path, "rb")
+
+
+def read(path: str) -> bytes:
+    with open_read(path) as f:
+        return f.read()
+
+
+def exists(path: str) -> bool:
+    return _beam().exists(path) if is_remote(path) else os.path.exists(path)
+
+
+def delete(paths: Iterable[str]) -> None:
+    """Deletes files or directories (recursively)."""
+    paths = list(paths)
+    remote = [p for p in paths if is_remote(p)]
+    if remote:
+        _beam().delete(remote)
+    for path in paths:
+        if is_remote(path):
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+
+def rename(source: str, destination: str) -> None:
+    """Renames a file; replaces ``destination`` if it exists (local: atomically)."""
+    if is_remote(source) or is_remote(destination):
+        if _beam().exists(destination):
+            _beam().delete([destination])
+        _beam().rename([source], [destination])
+    else:
+        os.replace(source, destination)
+
+
+def size(path: str) -> int:
+    """The file's size in bytes."""
+    if is_remote(path):
+        return int(_beam().match([path])[0].metadata_list[0].size_in_bytes)
+    return os.stat(path).st_size
