@@ -108,9 +108,15 @@ def pipeline_options(beam_args: list[str]):
     if runner is None and "--runner" in args:
         runner = args[args.index("--runner") + 1]
     if runner in (None, "DirectRunner", "direct"):
-        for default in LOCAL_DEFAULTS:
+        defaults = list(LOCAL_DEFAULTS)
+        if _flag_value(args, "--direct_num_workers") == "1":
+            # One worker gains nothing from a worker process: the bundles run
+            # in this one (the sampling child still runs beside it), which
+            # saves the SDK worker's start-up and its gRPC data plane.
+            defaults = ["--direct_running_mode=in_memory"]
+        for default in defaults:
             flag = default.split("=")[0]
-            if not any(a == flag or a.startswith(flag + "=") for a in args):
+            if _flag_value(args, flag) is None:
                 args.append(default)
     if runner in DASK_NAMES:
         # Beam knows its Dask runner only by its full name; importing it also
@@ -132,6 +138,16 @@ def pipeline_options(beam_args: list[str]):
     options = PipelineOptions(args)
     options.view_as(SetupOptions).save_main_session = False
     return options
+
+
+def _flag_value(args: list[str], flag: str) -> str | None:
+    """The value of ``--flag=V`` or ``--flag V`` in ``args``; None if absent."""
+    for i, a in enumerate(args):
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+        if a == flag:
+            return args[i + 1] if i + 1 < len(args) else ""
+    return None
 
 
 def _resolve_local(patterns: list[str]) -> list[str]:

@@ -60,3 +60,19 @@ def test_dataflow_translation_offline(tmp_path, monkeypatch):
     assert (job["name"], job["type"]) == ("sc2-replays-test", "JOB_TYPE_BATCH")
     environments = str(proto.components.environments)
     assert "gcr.io/example-project/sc2-pipeline:test" in environments
+
+
+def test_local_runner_defaults():
+    """All cores in worker processes by default; one worker runs in-process
+    (no SDK worker to start); an explicit running mode is kept."""
+    import beam_runner
+
+    def local(*args):
+        options = beam_runner.pipeline_options(list(args)).get_all_options()
+        return options["direct_num_workers"], options["direct_running_mode"]
+    assert local() == (0, "multi_processing")
+    assert local("--direct_num_workers=1") == (1, "in_memory")
+    assert local("--direct_num_workers", "1") == (1, "in_memory")
+    assert local("--direct_num_workers=2") == (2, "multi_processing")
+    assert local("--direct_num_workers=1", "--direct_running_mode=multi_processing") \
+        == (1, "multi_processing")
