@@ -4,10 +4,11 @@ Building an Example through the protobuf classes costs ~400 us per sample
 (one message object per field, ~50 fields), several times the cost of
 featurizing the sample; the pipeline writes hundreds of thousands.  The
 Example wire format is small and fixed, so :class:`ExampleEncoder` writes it
-directly: every field's map-entry prefix is computed once, and a sample is a
-join of prefixes, lengths and values.  The bytes equal protobuf's
-``SerializeToString(deterministic=True)`` (map entries sorted by key), which
-a test checks on real samples; readers (``tf.io.parse_example``,
+directly, a field at a time over all of a shard's rows: every field's
+map-entry prefix is computed once, an entry once per distinct value where
+values repeat, and a sample is one join of its entries.  The bytes parse
+to exactly the message the protobuf classes build (map entries sorted by
+key), which a test checks; readers (``tf.io.parse_example``,
 ``SampleSchema.from_example``) need nothing new.  :func:`decode_features`
 reads such bytes back without TensorFlow or protobuf (importing TensorFlow
 costs a Beam worker ~5 s, to check the first and last record of a shard).
@@ -73,76 +74,69 @@ class ExampleEncoder:
                 self._plan.append((name, kind, key))
             else:
                 raise ValueError(f"unknown field kind {kind!r}")
-        self._memo: dict[str, dict[Any, bytes]] = {name: {} for name, _, _ in self._plan}
-        self._memos = [self._memo[name] for name, _, _ in self._plan]
-
-    def _remember(self, name: str, value: Any, entry: bytes) -> None:
-        memo = self._memo[name]
-        if len(memo) >= _MEMO_ENTRIES:
-            memo.clear()
-        memo[value] = entry
 
     def encode(self, sample: Mapping[str, Any]) -> bytes:
-        return self._encode([sample[name] for name, _, _ in self._plan])
+        return self.encode_columns({name: [sample[name]] for name, _, _ in self._plan})[0]
 
     def encode_columns(self, columns: Mapping[str, Sequence[Any]]) -> list[bytes]:
-        """One Example per row of ``columns`` (name -> one value per sample),
-        without building a dict per sample."""
-        return [self._encode(values)
-                for values in zip(*[columns[name] for name, _, _ in self._plan])]
+        """One Example per row of ``columns`` (name -> one value per sample;
+        a list, or for arrays and integers a numpy array), field by field:
+        each field's map entries for all rows first (computed once per
+        distinct value where values repeat: context, labels, unused
+        arguments, empty layers), then one join per row."""
+        entries, sizes = [], None
+        for name, kind, plan in self._plan:
+            column = entries_of(kind, plan, name, columns[name])
+            lengths = np.fromiter(map(len, column), np.int64, len(column))
+            sizes = lengths if sizes is None else sizes + lengths
+            entries.append(column)
+        if sizes is None:
+            return []
+        heads = [b"\x0a" + _varint(n) for n in sizes.tolist()]     # Example.features
+        return [b"".join(row) for row in zip(heads, *entries)]
 
-    def _encode(self, values: Sequence[Any]) -> bytes:
-        """The Example of one sample's values, in the plan's (field-name) order."""
-        parts = []
-        size = 0
-        for (name, kind, plan), value, memo in zip(self._plan, values, self._memos):
-            if kind != "array":
-                # Most scalar and empty-layer entries repeat within a replay
-                # (context, labels, unused arguments, zero layers): memoized.
-                known = memo.get(value)
-                if known is not None:
-                    parts.append(known)
-                    size += len(known)
-                    continue
-            if kind == "array":
-                prefix, dtype, n = plan
-                # The array's own buffer: join copies it once, into the result.
-                raw = memoryview(np.ascontiguousarray(value, dtype)).cast("B")
-                if raw.nbytes != n:
-                    raise ValueError(f"{name}: {raw.nbytes} bytes, expected {n}")
-                parts.append(prefix)
-                parts.append(raw)
-                size += len(prefix) + n
-                continue
-            if kind == "int":  # Feature.int64_list.value, packed
-                payload = _varint(int(value))
-                packed = b"\x0a" + _varint(len(payload)) + payload
-                feature = b"\x1a" + _varint(len(packed)) + packed
-                entry = plan + b"\x12" + _varint(len(feature)) + feature  # key, value
-                head = b"\x0a" + _varint(len(entry)) + entry          # Features.feature
-                parts.append(head)
-                size += len(head)
-                self._remember(name, value, head)
-                continue
-            # Feature.bytes_list.value: the lengths are computed, the value is not copied
-            data = value.encode("utf-8") if kind == "string" else value
-            n = len(data)
+
+def entries_of(kind: str, plan: Any, name: str, values: Sequence[Any]) -> list[bytes]:
+    """``Features.feature`` map entries (tag, length, key, value) of one
+    field, one per value."""
+    if kind == "array":
+        prefix, dtype, n = plan
+        data = np.ascontiguousarray(values, dtype)
+        rows = len(data)
+        if data.size * dtype.itemsize != rows * n:
+            raise ValueError(f"{name}: {data.size * dtype.itemsize} bytes for {rows} rows, "
+                             f"expected {n} each")
+        raw = data.tobytes()
+        return [prefix + raw[i:i + n] for i in range(0, rows * n, n)]
+    if kind == "int":                        # Feature.int64_list.value, packed
+        ints = np.asarray(values, np.int64).reshape(-1)
+        distinct, inverse = np.unique(ints, return_inverse=True)
+        table = np.empty(len(distinct), object)
+        for i, value in enumerate(distinct.tolist()):
+            payload = _varint(value)
+            packed = b"\x0a" + _varint(len(payload)) + payload
+            feature = b"\x1a" + _varint(len(packed)) + packed
+            entry = plan + b"\x12" + _varint(len(feature)) + feature     # key, value
+            table[i] = b"\x0a" + _varint(len(entry)) + entry             # Features.feature
+        return table[inverse].tolist()
+    # Feature.bytes_list.value: everything before the value depends only on
+    # its length, so it is made once per distinct length.
+    data = [v.encode("utf-8") for v in values] if kind == "string" else values
+    heads: dict[int, bytes] = {}
+    out = []
+    for value in data:
+        n = len(value)
+        head = heads.get(n)
+        if head is None:
             inner = 1 + _vlen(n) + n                 # BytesList.value
             feature = 1 + _vlen(inner) + inner       # Feature.bytes_list
             entry = len(plan) + 1 + _vlen(feature) + feature
-            head = b"".join((b"\x0a", _varint(entry), plan, b"\x12", _varint(feature),
-                             b"\x0a", _varint(inner), b"\x0a", _varint(n)))
-            parts.append(head)
-            parts.append(data)
-            size += len(head) + n
-            if n <= _MEMO_MAX_BYTES:
-                self._remember(name, value, head + data)
-        return b"".join([b"\x0a" + _varint(size)] + parts)  # Example.features
+            head = heads[n] = b"".join((b"\x0a", _varint(entry), plan, b"\x12",
+                                        _varint(feature), b"\x0a", _varint(inner),
+                                        b"\x0a", _varint(n)))
+        out.append(head + value if n else head)
+    return out
 
-
-#: entries memoized per field, and the largest value memoized
-_MEMO_ENTRIES = 1024
-_MEMO_MAX_BYTES = 256
 
 #: varints of the lengths and small values a sample's fields hold
 _SMALL = [varint(i) for i in range(1 << 14)]

@@ -186,8 +186,10 @@ def test_example_bytes_parse_to_the_message_protobuf_builds():
     (negative and 64-bit integers, UTF-8 strings, every array dtype)."""
     from tensorflow.core.example import example_pb2, feature_pb2
     rng = np.random.default_rng(5)
+    samples = []
     for i in range(4):
         sample = random_sample(SCHEMA, rng, i)
+        samples.append(sample)
         sample["game_loop"], sample["mmr"] = -(2**31), -1
         sample["function_id"] = 2**31 - 1
         feature = {}
@@ -207,6 +209,8 @@ def test_example_bytes_parse_to_the_message_protobuf_builds():
                     int64_list=feature_pb2.Int64List(value=[int(value)]))
         built = example_pb2.Example(features=feature_pb2.Features(feature=feature))
         assert example_pb2.Example.FromString(SCHEMA.to_example(sample)) == built
+    # A shard's rows are encoded field by field: the same bytes as one by one.
+    assert SCHEMA.to_examples(samples) == [SCHEMA.to_example(s) for s in samples]
     sample["screen_unit_type"] = np.zeros((3, 3), np.uint16)
     with pytest.raises(ValueError, match="screen_unit_type"):
         SCHEMA.to_example(sample)
