@@ -1,16 +1,24 @@
 """End-to-end ``beam_runner.py`` throughput against the source alone, per replay.
 
-    python benchmarks/bench_end_to_end.py [--replays FILE ...] [--repeats N]
+    python benchmarks/bench_end_to_end.py [--replays FILE ...] [--repeats N] [--copies K]
 
 For each replay, in one run: the source-only rate (decode + featurize both
 players with the engine-free source, best of N, CPU, as
-``bench_replay_stages.py`` measures it) and the whole pipeline on that replay
-alone (``beam_runner.py`` in a fresh process, 1 worker, both formats: the CPU
-time of all its processes, which a shared machine's load does not inflate,
-and the wall clock).  A run of the pipeline on an input that samples nothing (one replay
-filtered out) measures the fixed cost every run pays (Beam start-up, worker
-and child-process start, scan, manifest, TFDS metadata); the table gives the
-end-to-end rate with and without it, and the ratio to the source-only rate.
+``bench_replay_stages.py`` measures it) and the whole pipeline
+(``beam_runner.py`` in a fresh process, 1 worker, both formats: the CPU time
+of all its processes, which a shared machine's load does not inflate, and
+the wall clock), twice:
+
+* on that replay alone: what a one-replay run costs, start-up included;
+* on K copies of it (the file with 1..K zero bytes appended: distinct replay
+  ids, the same game): the difference between the two runs, per copy, is
+  what the replay costs end to end inside a run -- decode, featurize, batch,
+  shards, Beam's per-element work -- without what every run pays once
+  (Python and Beam start-up, the sampling child's imports, the scan's and
+  the manifest's fixed work).
+
+A run of the pipeline on an input that samples nothing (one replay filtered
+out) shows that fixed cost on its own.
 
 ``--growth K``: the pipeline (1 worker) on the first 1/4, 1/2 and all of the
 K shortest two-player replays with tracker events (``bench_pipeline.py``'s
@@ -109,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replays", nargs="+", default=[str(p) for p in DEFAULTS])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--copies", type=int, default=5,
+                        help="copies of each replay in the second run (>= 2)")
     parser.add_argument("--growth", type=int, default=0,
                         help="fit cost against input size on the K shortest replays")
     parser.add_argument("--max_loops", type=int, default=16000,
@@ -121,17 +131,37 @@ def main(argv: list[str] | None = None) -> int:
     _, fixed_wall, fixed = pipeline_cost(str(FILTERED), root / "fixed")
     print(f"fixed cost (a run that samples nothing): {fixed:.1f} s CPU, {fixed_wall:.1f} s "
           f"wall; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'replay':30s} {'samples':>7s} {'source/s':>8s} {'wall s':>6s} {'CPU s':>6s} "
-          f"{'e2e/s':>6s} {'ratio':>6s} {'(e2e-fixed)/s':>13s} {'ratio':>6s}")
+    print(f"{'replay':28s} {'samples':>7s} {'source/s':>8s} | {'1 copy: CPU s':>13s} "
+          f"{'e2e/s':>6s} {'ratio':>6s} | {args.copies} copies: {'CPU s':>6s} {'wall s':>6s} | "
+          f"{'per copy/s':>10s} {'ratio':>6s} {'(wall)':>6s}")
     for i, path in enumerate(args.replays):
         n, rate = source_rate(path, args.repeats)
-        m, wall, cpu = pipeline_cost(path, root / f"run{i}")
+        m, wall1, cpu1 = pipeline_cost(path, root / f"run{i}")
         assert m == n, (m, n)
-        e2e, marginal = n / cpu, n / max(cpu - fixed, 1e-9)
-        print(f"{os.path.basename(path)[:30]:30s} {n:7d} {rate:8.0f} {wall:6.1f} {cpu:6.1f} "
-              f"{e2e:6.0f} {e2e / rate:6.1%} {marginal:13.0f} {marginal / rate:6.1%}",
-              flush=True)
+        copies = make_copies(path, args.copies, root / f"copies{i}")
+        mk, wallk, cpuk = pipeline_cost(copies, root / f"run{i}x{args.copies}")
+        assert mk == n * args.copies, (mk, n, args.copies)
+        per_copy = n * (args.copies - 1) / max(cpuk - cpu1, 1e-9)
+        per_copy_wall = n * (args.copies - 1) / max(wallk - wall1, 1e-9)
+        print(f"{os.path.basename(path)[:28]:28s} {n:7d} {rate:8.0f} | {cpu1:13.1f} "
+              f"{n / cpu1:6.0f} {n / cpu1 / rate:6.1%} | {'':{len(str(args.copies)) + 8}s}"
+              f"{cpuk:6.1f} {wallk:6.1f} | {per_copy:10.0f} {per_copy / rate:6.1%} "
+              f"{per_copy_wall / rate:6.1%}", flush=True)
     return 0
+
+
+def make_copies(path: str, k: int, folder: pathlib.Path) -> list[str]:
+    """``k`` copies of a replay that are distinct files (1..k zero bytes
+    appended, which the archive reader ignores): distinct replay ids, the
+    same game and samples."""
+    folder.mkdir(parents=True)
+    data = pathlib.Path(path).read_bytes()
+    out = []
+    for i in range(1, k + 1):
+        copy = folder / f"copy{i:03d}.SC2Replay"
+        copy.write_bytes(data + b"\0" * i)
+        out.append(str(copy))
+    return out
 
 
 if __name__ == "__main__":
