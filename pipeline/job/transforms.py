@@ -45,7 +45,7 @@ from pipeline.replay import storage
 from pipeline.replay.archive import ReplayArchive, ReplayError
 from pipeline.replay.archive import replay_id as content_id
 from pipeline.job.worker import (EnvironmentFailure, JobAborted, JobFailure, ReplayJob,
-                                 TimedWorker)
+                                 TimedWorker, prestart)
 from pipeline.sources.registry import SourceSpec
 from schemas.sample import SampleSchema
 
@@ -127,6 +127,11 @@ class _ScanFn(beam.DoFn):
         self.max_bytes = config.max_bytes
         self.max_game_loops = config.max_game_loops
         self.filter_config = config.filter_config
+        self.prestart_s = 0.0 if config.scan_only else config.decode_timeout_s
+
+    def setup(self):
+        # The sampling step's child starts importing now, while this worker scans.
+        prestart(self.prestart_s)
 
     def process(self, path: str):
         _count("inputs")
@@ -233,7 +238,7 @@ class _SampleFn(beam.DoFn):
 
     def setup(self):
         _progress_to_stderr()
-        self._worker = TimedWorker(self.config.decode_timeout_s)
+        self._worker = TimedWorker.take(self.config.decode_timeout_s)
         self._started = time.time()
 
     def teardown(self):

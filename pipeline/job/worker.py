@@ -25,6 +25,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import traceback
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -278,6 +279,26 @@ def _child_loop(conn) -> None:
         conn.send(run_job(job))
 
 
+_SPARE: list["TimedWorker"] = []
+_SPARE_LOCK = threading.Lock()
+
+
+def prestart(timeout_s: float) -> None:
+    """Starts one sampling child in this process ahead of need, for the next
+    :meth:`TimedWorker.take`.  A fresh child spends about a second importing
+    before it can sample; started while the worker still scans replays, that
+    second overlaps the scan instead of delaying the first replay.  Nothing
+    waits for it; a child nobody takes exits with the process (its socket
+    closes)."""
+    if timeout_s <= 0:
+        return
+    with _SPARE_LOCK:
+        if not _SPARE:
+            worker = TimedWorker(timeout_s)
+            worker._start()
+            _SPARE.append(worker)
+
+
 class TimedWorker:
     """Runs :func:`run_job` in a persistent child process with a time limit.
 
@@ -294,6 +315,18 @@ class TimedWorker:
         self._proc = None
         self._conn = None
         self.restarts = 0
+
+    @classmethod
+    def take(cls, timeout_s: float) -> "TimedWorker":
+        """A worker for a sampling DoFn: the one :func:`prestart` started in
+        this process, if any (its child has been importing meanwhile), else a
+        new one whose child starts with its first job."""
+        with _SPARE_LOCK:
+            spare = _SPARE.pop() if _SPARE else None
+        if spare is None or not spare._alive():
+            return cls(timeout_s)
+        spare.timeout_s = timeout_s
+        return spare
 
     def _start(self) -> None:
         parent, child = socket.socketpair()

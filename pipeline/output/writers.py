@@ -140,12 +140,20 @@ def sort_samples(samples: Iterable[dict]) -> list[dict]:
                                           int(s["game_loop"])))
 
 
-def _parquet_writer(sink, schema: SampleSchema):
+#: Shards are zstd (what users keep: ~170 B/sample).  Batches live until the
+#: shards are written and are read once: lz4, measured on the 4.6.0 PvT,
+#: writes in 6.4 us/sample and reads in 5.4 (zstd: 8.7 and 8.4) at 342 B/sample
+#: (zstd: 204).
+SHARD_COMPRESSION = "zstd"
+BATCH_COMPRESSION = "lz4"
+
+
+def _parquet_writer(sink, schema: SampleSchema, compression: str = SHARD_COMPRESSION):
     import pyarrow.parquet as pq
     # No dictionary encoding: the layer columns are distinct byte strings, and
     # zstd over a page of consecutive samples finds what they share.  Column
     # statistics of binary and list columns are of no use to readers.
-    return pq.ParquetWriter(sink, schema.arrow_schema, compression="zstd",
+    return pq.ParquetWriter(sink, schema.arrow_schema, compression=compression,
                             use_dictionary=False, write_statistics=False)
 
 
@@ -160,7 +168,7 @@ def write_batch(path: str, schema: SampleSchema, samples: Sequence[dict]) -> int
     columns = schema.encode_columns(ordered)
     temp = temp_name(path)
     with filesystem.create(temp) as raw:
-        writer = _parquet_writer(raw, schema)
+        writer = _parquet_writer(raw, schema, BATCH_COMPRESSION)
         try:
             writer.write_table(schema.to_arrow(columns=columns),
                                row_group_size=PARQUET_ROW_GROUP)
