@@ -1,6 +1,7 @@
 """End-to-end ``beam_runner.py`` throughput against the source alone, per replay.
 
     python benchmarks/bench_end_to_end.py [--replays FILE ...] [--repeats N] [--copies K]
+        [--rounds R] | --growth K [--max_loops L]
 
 For each replay, in one run: the source-only rate (decode + featurize both
 players with the engine-free source, best of N, CPU, as
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replays", nargs="+", default=[str(p) for p in DEFAULTS])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="interleaved rounds of the three measurements; best of each")
     parser.add_argument("--copies", type=int, default=5,
                         help="copies of each replay in the second run (>= 2)")
     parser.add_argument("--growth", type=int, default=0,
@@ -135,12 +138,23 @@ def main(argv: list[str] | None = None) -> int:
           f"{'e2e/s':>6s} {'ratio':>6s} | {args.copies} copies: {'CPU s':>6s} {'wall s':>6s} | "
           f"{'per copy/s':>10s} {'ratio':>6s} {'(wall)':>6s}")
     for i, path in enumerate(args.replays):
-        n, rate = source_rate(path, args.repeats)
-        m, wall1, cpu1 = pipeline_cost(path, root / f"run{i}")
-        assert m == n, (m, n)
         copies = make_copies(path, args.copies, root / f"copies{i}")
-        mk, wallk, cpuk = pipeline_cost(copies, root / f"run{i}x{args.copies}")
-        assert mk == n * args.copies, (mk, n, args.copies)
+        # Rounds interleave the three measurements, and each keeps its best
+        # round: a shared machine's slow moments then hit all of them alike.
+        best = {"rate": 0.0, "cpu1": float("inf"), "wall1": float("inf"),
+                "cpuk": float("inf"), "wallk": float("inf")}
+        for r in range(args.rounds):
+            n, rate = source_rate(path, args.repeats)
+            m, wall1, cpu1 = pipeline_cost(path, root / f"run{i}r{r}")
+            assert m == n, (m, n)
+            mk, wallk, cpuk = pipeline_cost(copies, root / f"run{i}x{args.copies}r{r}")
+            assert mk == n * args.copies, (mk, n, args.copies)
+            for key, value in (("cpu1", cpu1), ("wall1", wall1), ("cpuk", cpuk),
+                               ("wallk", wallk)):
+                best[key] = min(best[key], value)
+            best["rate"] = max(best["rate"], rate)
+        rate, cpu1, wall1, cpuk, wallk = (best[k] for k in ("rate", "cpu1", "wall1", "cpuk",
+                                                            "wallk"))
         per_copy = n * (args.copies - 1) / max(cpuk - cpu1, 1e-9)
         per_copy_wall = n * (args.copies - 1) / max(wallk - wall1, 1e-9)
         print(f"{os.path.basename(path)[:28]:28s} {n:7d} {rate:8.0f} | {cpu1:13.1f} "
