@@ -122,20 +122,19 @@ def entries_of(kind: str, plan: Any, name: str, values: Sequence[Any]) -> list[b
     # Feature.bytes_list.value: everything before the value depends only on
     # its length, so it is made once per distinct length.
     data = [v.encode("utf-8") for v in values] if kind == "string" else values
-    heads: dict[int, bytes] = {}
-    out = []
-    for value in data:
-        n = len(value)
-        head = heads.get(n)
-        if head is None:
-            inner = 1 + _vlen(n) + n                 # BytesList.value
-            feature = 1 + _vlen(inner) + inner       # Feature.bytes_list
-            entry = len(plan) + 1 + _vlen(feature) + feature
-            head = heads[n] = b"".join((b"\x0a", _varint(entry), plan, b"\x12",
-                                        _varint(feature), b"\x0a", _varint(inner),
-                                        b"\x0a", _varint(n)))
-        out.append(head + value if n else head)
-    return out
+    lengths = list(map(len, data))
+    heads = {n: _bytes_entry_head(plan, n) for n in set(lengths)}
+    # (bytes + b"" is the head itself: an empty layer costs no copy)
+    return [heads[n] + value for n, value in zip(lengths, data)]
+
+
+def _bytes_entry_head(key: bytes, n: int) -> bytes:
+    """A ``bytes_list`` entry up to its value of ``n`` bytes."""
+    inner = 1 + _vlen(n) + n                 # BytesList.value
+    feature = 1 + _vlen(inner) + inner       # Feature.bytes_list
+    entry = len(key) + 1 + _vlen(feature) + feature
+    return b"".join((b"\x0a", _varint(entry), key, b"\x12", _varint(feature),
+                     b"\x0a", _varint(inner), b"\x0a", _varint(n)))
 
 
 #: varints of the lengths and small values a sample's fields hold
