@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import json
 import multiprocessing
 import multiprocessing.connection
 import operator
@@ -257,10 +258,13 @@ def run_job(job: ReplayJob) -> ReplayResult | JobFailure | JobAborted:
         return JobFailure("internal", traceback.format_exc(limit=8))
 
 
-#: The directory that holds the ``pipeline`` package, put first on the child's
-#: path (the parent may run from a checkout that is not installed).
-_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_CHILD_MAIN = "import sys; from pipeline.job.worker import child_main; child_main(int(sys.argv[1]))"
+#: The child runs with the parent's ``sys.path`` (as ``multiprocessing``'s
+#: "spawn" does), so it imports this package from where the parent did --
+#: an uninstalled checkout included -- and nothing is reordered.
+_PATH_VARIABLE = "SC2_SAMPLER_SYS_PATH"
+_CHILD_MAIN = ("import json, os, sys; sys.path[:] = json.loads(os.environ['"
+               + _PATH_VARIABLE + "']); from pipeline.job.worker import child_main; "
+               "child_main(int(sys.argv[1]))")
 
 
 def child_main(fd: int) -> None:
@@ -331,9 +335,7 @@ class TimedWorker:
     def _start(self) -> None:
         parent, child = socket.socketpair()
         with child:
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join(
-                [_PACKAGE_ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+            env = dict(os.environ, **{_PATH_VARIABLE: json.dumps(sys.path)})
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", _CHILD_MAIN, str(child.fileno())],
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env)
