@@ -29,6 +29,7 @@ from pipeline.job.worker import EnvironmentFailure
 from pipeline.output import manifest as manifest_lib
 from pipeline.output import run_directory, writers
 from pipeline.output.run_directory import OutputDirError
+from pipeline.replay import filesystem
 from pipeline.replay.storage import NoReplaysMatchedError, expand_inputs
 from pipeline.sources.registry import DEFAULT_SOURCE, SOURCES, source_spec
 
@@ -104,9 +105,7 @@ def make_config(args: argparse.Namespace) -> transforms.RunConfig:
 def pipeline_options(beam_args: list[str]):
     from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
     args = list(beam_args)
-    runner = next((a.split("=", 1)[1] for a in args if a.startswith("--runner=")), None)
-    if runner is None and "--runner" in args:
-        runner = args[args.index("--runner") + 1]
+    runner = _flag_value(args, "--runner")
     if runner in (None, "DirectRunner", "direct"):
         defaults = list(LOCAL_DEFAULTS)
         if _flag_value(args, "--direct_num_workers") == "1":
@@ -243,10 +242,9 @@ def beam_counters(result) -> dict[str, int]:
 
 
 def _cleanup(output_dir: str) -> None:
-    from apache_beam.io.filesystems import FileSystems
-    tmp = FileSystems.join(output_dir, "_tmp")
-    if FileSystems.exists(tmp):
-        FileSystems.delete([tmp])
+    tmp = filesystem.join(output_dir, "_tmp")
+    if filesystem.exists(tmp):
+        filesystem.delete([tmp])
 
 
 def quiet_libraries() -> None:

@@ -61,7 +61,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from pipeline.index import apm, filters
 from pipeline.index.player_context import PlayerContext
-from pipeline.replay import storage
+from pipeline.replay import filesystem, storage
 from pipeline.replay.archive import (ERROR_CATEGORIES, ReplayArchive, ReplayError, as_text,
                                      replay_id)
 from pipeline.replay.lobby import join_slots
@@ -421,20 +421,12 @@ def _write_table(rows: Iterable[Mapping[str, Any]], columns, path: str) -> None:
     rows = list(rows)
     table = pa.Table.from_pydict({name: [r[name] for r in rows] for name, _, _ in columns},
                                  schema=schema)
-    if storage.is_remote(path):
-        from apache_beam.io.filesystems import FileSystems
-
-        buf = io.BytesIO()
-        pq.write_table(table, buf)
-        tmp = path + ".tmp"
-        with FileSystems.create(tmp) as f:
-            f.write(buf.getvalue())
-        FileSystems.rename([tmp], [path])
-        return
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
     tmp = f"{path}.tmp-{os.getpid()}"
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with filesystem.create(tmp) as f:
+        f.write(buf.getvalue())
+    filesystem.rename(tmp, path)
 
 
 def _join(directory: str, name: str) -> str:

@@ -28,7 +28,8 @@ import time
 from typing import Any, Iterable, Mapping
 
 from pipeline.index import scan
-from pipeline.output import filesystem, writers
+from pipeline.output import writers
+from pipeline.replay import filesystem
 from pipeline.pysc2_compat import pysc2_modules
 from pipeline.sources.registry import UnknownSourceError
 from schemas import layers

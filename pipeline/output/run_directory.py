@@ -28,7 +28,7 @@ import shutil
 import uuid
 from typing import IO, Iterator
 
-from pipeline.replay.storage import is_remote
+from pipeline.replay.filesystem import is_remote
 
 #: Names a pipeline output holds at its top level (beam_runner.py, any version).
 OUTPUT_ENTRIES = frozenset({"manifest.json", "index", "errors", "parquet", "tfrecord",

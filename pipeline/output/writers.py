@@ -22,7 +22,7 @@ The plan depends only on the set of batches, so the shards are identical on
 every rerun, whatever the runner, worker count or input order.  Replay ids are
 SHA-256 hashes, so ordering by replay id is a random, fixed order over games.
 
-All file access goes through :mod:`pipeline.output.filesystem`, so ``DIR``
+All file access goes through :mod:`pipeline.replay.filesystem`, so ``DIR``
 may be local or ``gs://``.
 """
 from __future__ import annotations
@@ -37,8 +37,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import google_crc32c
 from zlib_ng import zlib_ng
 
-from pipeline.output import filesystem
-
+from pipeline.replay import filesystem
 from schemas.sample import SPLITS, SampleSchema, sample_key
 
 FORMATS: tuple[str, ...] = ("parquet", "tfrecord")

@@ -8,7 +8,7 @@ file is read (a stray 4 GB file must not be pulled into memory).
 
 Local paths use ``os``/``glob`` directly (fast for big local corpora); any
 path with a URL scheme goes through ``apache_beam.io.filesystems.FileSystems``
-(``match`` + ``open``).  A directory means every ``*.SC2Replay`` below it,
+(``match`` here, reads through :mod:`pipeline.replay.filesystem`).  A directory means every ``*.SC2Replay`` below it,
 recursively, with the suffix matched case-insensitively.
 
 The replay id is the content hash, computed by
@@ -23,6 +23,8 @@ import re
 from typing import Iterable
 
 from pipeline.replay.archive import ReplayError
+from pipeline.replay import filesystem
+from pipeline.replay.filesystem import is_remote, local as _local
 
 #: Larger files are ``too_large`` errors, unread: the default of both command
 #: lines (``beam_runner.py`` through ``RunConfig``, ``pipeline.index.scan_cli``).
@@ -31,21 +33,11 @@ DEFAULT_MAX_BYTES = 64 * 2 ** 20
 #: Suffix of replay files (compared case-insensitively).
 REPLAY_SUFFIX = ".sc2replay"
 
-_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
 class NoReplaysMatchedError(ValueError):
     """A command-line input pattern that names no replay at all."""
-
-
-def is_remote(path: str) -> bool:
-    """True for paths with a URL scheme (``gs://...``); ``file://`` counts as local."""
-    return bool(_SCHEME.match(path)) and not path.startswith("file://")
-
-
-def _local(path: str) -> str:
-    return path[len("file://"):] if path.startswith("file://") else path
 
 
 def is_replay_name(path: str) -> bool:
@@ -117,15 +109,7 @@ def expand_inputs(patterns: Iterable[str]) -> list[str]:
 
 def file_size(path: str) -> int:
     """Size in bytes, from the filesystem's metadata (the file is not read)."""
-    if not is_remote(path):
-        return os.stat(_local(path)).st_size
-    from apache_beam.io.filesystems import FileSystems
-
-    results = FileSystems.match([path])
-    metas = results[0].metadata_list if results else []
-    if not metas:
-        raise FileNotFoundError(path)
-    return int(metas[0].size_in_bytes)
+    return filesystem.size(path)
 
 
 def read_bytes(path: str, max_bytes: int | None = None) -> bytes:
@@ -137,10 +121,5 @@ def read_bytes(path: str, max_bytes: int | None = None) -> bytes:
         size = file_size(path)
         if size > max_bytes:
             raise ReplayError("too_large", f"{size} bytes > limit {max_bytes}")
-    if not is_remote(path):
-        with open(_local(path), "rb") as f:
-            return f.read() if max_bytes is None else f.read(max_bytes + 1)
-    from apache_beam.io.filesystems import CompressionTypes, FileSystems
-
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return f.read()
+    with filesystem.open_read(path) as f:
+        return f.read() if max_bytes is None else f.read(max_bytes + 1)

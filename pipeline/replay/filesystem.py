@@ -1,12 +1,13 @@
-"""Output files on local disk or on any Beam filesystem (``gs://``...), one API.
+"""Files on local disk or on any Beam filesystem (``gs://``...), one API.
 
-The pipeline writes to a local directory or to a bucket.  Apache Beam's
-``FileSystems`` handles both, but importing it imports all of Apache Beam
-(about 1 s of CPU), and the sampling child process, which only writes its
-replay's batch file, would pay that on every start.  So local paths go
-through ``os`` directly and paths with a URL scheme through ``FileSystems``,
-imported on first use -- the same rule :mod:`pipeline.replay.storage` applies
-to reading replays (:func:`~pipeline.replay.storage.is_remote`).
+The pipeline reads replays from, and writes its output to, a local directory
+or a bucket.  Apache Beam's ``FileSystems`` handles both, but importing it
+imports all of Apache Beam (about 1 s of CPU), and the sampling child
+process, which only reads its replay and writes its batch file, would pay
+that on every start.  So local paths (``file://`` included) go through
+``os`` directly and paths with a URL scheme through ``FileSystems``,
+imported on first use.  Every stage's file access goes through here
+(globbing remote inputs aside: :mod:`pipeline.replay.storage`).
 
 Local semantics follow Beam's local filesystem: ``create`` makes missing
 parent directories, ``delete`` removes files or whole directories.
@@ -15,10 +16,21 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import shutil
 from typing import BinaryIO, Iterable
 
-from pipeline.replay.storage import is_remote
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def is_remote(path: str) -> bool:
+    """True for paths with a URL scheme (``gs://...``); ``file://`` counts as local."""
+    return bool(_SCHEME.match(path)) and not path.startswith("file://")
+
+
+def local(path: str) -> str:
+    """A local path without its ``file://`` prefix."""
+    return path[len("file://"):] if path.startswith("file://") else path
 
 
 def _beam():
@@ -42,6 +54,7 @@ def create(path: str) -> BinaryIO:
     """A new binary file opened for writing (parent directories made)."""
     if is_remote(path):
         return _beam().create(path, compression_type=_raw())
+    path = local(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     return open(path, "wb")
 
@@ -50,7 +63,7 @@ def open_read(path: str) -> BinaryIO:
     """A binary file opened for reading, uncompressed as stored."""
     if is_remote(path):
         return _beam().open(path, compression_type=_raw())
-    return open(path, "rb")
+    return open(local(path), "rb")
 
 
 def read(path: str) -> bytes:
@@ -59,7 +72,7 @@ def read(path: str) -> bytes:
 
 
 def exists(path: str) -> bool:
-    return _beam().exists(path) if is_remote(path) else os.path.exists(path)
+    return _beam().exists(path) if is_remote(path) else os.path.exists(local(path))
 
 
 def delete(paths: Iterable[str]) -> None:
@@ -71,6 +84,7 @@ def delete(paths: Iterable[str]) -> None:
     for path in paths:
         if is_remote(path):
             continue
+        path = local(path)
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
         else:
@@ -84,11 +98,14 @@ def rename(source: str, destination: str) -> None:
             _beam().delete([destination])
         _beam().rename([source], [destination])
     else:
-        os.replace(source, destination)
+        os.replace(local(source), local(destination))
 
 
 def size(path: str) -> int:
     """The file's size in bytes."""
     if is_remote(path):
-        return int(_beam().match([path])[0].metadata_list[0].size_in_bytes)
-    return os.stat(path).st_size
+        metas = _beam().match([path])[0].metadata_list
+        if not metas:
+            raise FileNotFoundError(path)
+        return int(metas[0].size_in_bytes)
+    return os.stat(local(path)).st_size
