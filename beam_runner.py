@@ -5,6 +5,7 @@
         [--step_mul 8] [--resolution 64] [--no_fog] [--scan_only] \\
         [--splits train=0.9,validation=0.05,test=0.05] [--max_bytes N] \\
         [--max_game_loops N] [--decode_timeout_s S] [--max_samples_per_shard N] \\
+        [--tfrecord_gzip_level 0-3] \\
         [--overwrite] [--verbose] \\
         [any Beam pipeline option, e.g. --runner DataflowRunner --project P ...]
 
@@ -67,6 +68,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
                         help="per-replay limit for decoding and sampling, enforced by "
                              "killing the sampling child process; 0 = no limit, in-process")
     parser.add_argument("--max_samples_per_shard", type=int, default=d.max_samples_per_shard)
+    parser.add_argument("--tfrecord_gzip_level", type=int, choices=writers.TFRECORD_GZIP_LEVELS,
+                        default=d.tfrecord_gzip_level,
+                        help="ISA-L gzip level of the TFRecord shards: 1 (default) is fast, "
+                             "3 makes files ~35%% smaller for ~6x the compression CPU")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the earlier run in a non-empty --output (the new run "
                              "is written beside it and swapped in at the end)")
@@ -99,7 +104,8 @@ def make_config(args: argparse.Namespace) -> transforms.RunConfig:
         fog=not args.no_fog, formats=formats, fractions=tuple(fractions.items()),
         filter_config=config_from_args(args), max_bytes=args.max_bytes,
         max_game_loops=args.max_game_loops, decode_timeout_s=args.decode_timeout_s,
-        max_samples_per_shard=args.max_samples_per_shard, scan_only=args.scan_only)
+        max_samples_per_shard=args.max_samples_per_shard, scan_only=args.scan_only,
+        tfrecord_gzip_level=args.tfrecord_gzip_level)
 
 
 def pipeline_options(beam_args: list[str]):

@@ -188,3 +188,46 @@ def test_manifest_counts_unknown_targets_and_arguments_by_replay_kind():
     assert ("target_unknown", 13) in [(t["name"], t["count"])
                                       for t in stats["top_target_functions"]]
     json.dumps(stats)
+
+
+def _one_shard(tmp_path, n: int, **kwargs) -> tuple[writers.ShardTask, dict]:
+    out = str(tmp_path)
+    path = writers.batch_path(out, "r")
+    writers.write_batch(path, SCHEMA, [_sample("r", 1, 8 * i) for i in range(n)])
+    [task] = writers.plan_shards([writers.ReplayBatch(replay_id="r", split="train",
+                                                      batch_path=path, num_samples=n)], n)
+    return task, writers.write_shard(task, SCHEMA, out, **kwargs)
+
+
+def test_tfrecord_read_back_rejects_cut_and_corrupt_shards(tmp_path, monkeypatch):
+    # small steps: the read-back inflates the shard in many, frames cross them
+    monkeypatch.setattr(writers, "_SCAN_STEP", 1000)
+    task, info = _one_shard(tmp_path, 300)
+    path = info["files"]["tfrecord"]
+    good = open(path, "rb").read()
+    n, ends = writers._scan_frames(good, path)
+    assert n == 300 and len(gzip.decompress(good)) > 100 * writers._SCAN_STEP
+    assert [SCHEMA.from_example(r)["game_loop"] for r in ends] == [0, 8 * 299]
+    whole = gzip.decompress(good)
+    for bad, why in ((good[:len(good) // 2], "does not decompress"),
+                     (gzip.compress(whole[:-3]), "truncated TFRecord frame"),
+                     (good[:100] + bytes([good[100] ^ 0xFF]) + good[101:], "does not decompress")):
+        with open(path, "wb") as f:
+            f.write(bad)
+        with pytest.raises(writers.ShardVerificationError, match=why):
+            writers.verify_shard(path, "tfrecord", SCHEMA, 300, info["first_key"],
+                                 info["last_key"])
+
+
+def test_tfrecord_gzip_levels_hold_the_same_records(tmp_path):
+    records, sizes = {}, {}
+    for level in writers.TFRECORD_GZIP_LEVELS:
+        task, info = _one_shard(tmp_path / str(level), 200, gzip_level=level)
+        path = info["files"]["tfrecord"]
+        records[level] = list(writers.read_tfrecord_file(path))
+        sizes[level] = info["bytes"]["tfrecord"]
+    assert len(records[1]) == 200
+    assert all(r == records[1] for r in records.values())
+    assert len(set(sizes.values())) > 1     # the level reaches the compressor
+    with pytest.raises(ValueError, match="gzip level 6"):
+        _one_shard(tmp_path / "6", 2, gzip_level=6)

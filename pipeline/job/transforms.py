@@ -86,6 +86,7 @@ class RunConfig:
     max_game_loops: int | None = 22 * 60 * 120      # two hours at 'faster'
     decode_timeout_s: float = 600.0
     max_samples_per_shard: int = 2000
+    tfrecord_gzip_level: int = writers.TFRECORD_GZIP_LEVEL
     scan_only: bool = False
 
     @property
@@ -297,7 +298,7 @@ class _WriteShardFn(beam.DoFn):
     def process(self, task: writers.ShardTask):
         try:
             info = writers.write_shard(task, self.config.schema, self.config.output_dir,
-                                       self.config.formats)
+                                       self.config.formats, self.config.tfrecord_gzip_level)
         except OSError as exc:
             raise _abort(EnvironmentFailure.of(exc, writers.shard_path(
                 self.config.output_dir, self.config.formats[0], task.split, task.index,
