@@ -20,6 +20,7 @@ bytes_list=1, int64_list=3}``, ``BytesList{repeated bytes value=1}``,
 """
 from __future__ import annotations
 
+import itertools
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -83,22 +84,38 @@ class ExampleEncoder:
         a list, or for arrays and integers a numpy array), field by field:
         each field's map entries for all rows first (computed once per
         distinct value where values repeat: context, labels, unused
-        arguments, empty layers), then one join per row."""
-        entries, sizes = [], None
+        arguments, empty layers), then one join per row.  A field with the
+        same entry in every row (most of them, in a replay's rows) is one
+        piece, joined with its constant neighbours once, not once per row."""
+        if not self._plan:
+            return []
+        rows = len(columns[self._plan[0][0]])
+        if not rows:
+            return []
+        pieces: list[list[bytes] | bytes] = []   # a list: one entry per row; bytes: every row's
+        constant: list[bytes] = []               # consecutive same-in-every-row entries
+        sizes, fixed = np.zeros(rows, np.int64), 0
         for name, kind, plan in self._plan:
             column = entries_of(kind, plan, name, columns[name])
-            lengths = np.fromiter(map(len, column), np.int64, len(column))
-            sizes = lengths if sizes is None else sizes + lengths
-            entries.append(column)
-        if sizes is None:
-            return []
-        heads = [b"\x0a" + _varint(n) for n in sizes.tolist()]     # Example.features
-        return [b"".join(row) for row in zip(heads, *entries)]
+            if isinstance(column, bytes):
+                constant.append(column)
+                fixed += len(column)
+                continue
+            if constant:
+                pieces.append(b"".join(constant))
+                constant = []
+            sizes += np.fromiter(map(len, column), np.int64, rows)
+            pieces.append(column)
+        if constant:
+            pieces.append(b"".join(constant))
+        heads = [b"\x0a" + _varint(n) for n in (sizes + fixed).tolist()]   # Example.features
+        return [b"".join(row) for row in zip(
+            heads, *(p if isinstance(p, list) else itertools.repeat(p) for p in pieces))]
 
 
-def entries_of(kind: str, plan: Any, name: str, values: Sequence[Any]) -> list[bytes]:
+def entries_of(kind: str, plan: Any, name: str, values: Sequence[Any]) -> list[bytes] | bytes:
     """``Features.feature`` map entries (tag, length, key, value) of one
-    field, one per value."""
+    field: one per value, or one ``bytes`` when every value is the same."""
     if kind == "array":
         prefix, dtype, n = plan
         data = np.ascontiguousarray(values, dtype)
@@ -106,6 +123,8 @@ def entries_of(kind: str, plan: Any, name: str, values: Sequence[Any]) -> list[b
         if data.size * dtype.itemsize != rows * n:
             raise ValueError(f"{name}: {data.size * dtype.itemsize} bytes for {rows} rows, "
                              f"expected {n} each")
+        if rows and (data == data[:1]).all():
+            return prefix + data[0].tobytes()
         raw = data.tobytes()
         return [prefix + raw[i:i + n] for i in range(0, rows * n, n)]
     if kind == "int":                        # Feature.int64_list.value, packed
@@ -118,10 +137,12 @@ def entries_of(kind: str, plan: Any, name: str, values: Sequence[Any]) -> list[b
             feature = b"\x1a" + _varint(len(packed)) + packed
             entry = plan + b"\x12" + _varint(len(feature)) + feature     # key, value
             table[i] = b"\x0a" + _varint(len(entry)) + entry             # Features.feature
-        return table[inverse].tolist()
+        return table[0] if len(table) == 1 else table[inverse].tolist()
     # Feature.bytes_list.value: everything before the value depends only on
     # its length, so it is made once per distinct length.
-    data = [v.encode("utf-8") for v in values] if kind == "string" else values
+    data = [v.encode("utf-8") for v in values] if kind == "string" else list(values)
+    if data and data.count(data[0]) == len(data):
+        return _bytes_entry_head(plan, len(data[0])) + data[0]
     lengths = list(map(len, data))
     heads = {n: _bytes_entry_head(plan, n) for n in set(lengths)}
     # (bytes + b"" is the head itself: an empty layer costs no copy)
