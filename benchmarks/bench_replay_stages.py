@@ -5,9 +5,9 @@
 In one process (Beam and pyarrow imported, as in the worker's child), with
 the garbage collector paused as the worker runs a replay
 (``pipeline.job.worker.gc_paused``): decode the game and tracker events, featurize
-both players (engine-free source), and write the replay's batch in both
-formats as the worker does (``writers.write_batch``: the layers encoded once,
-``schemas.layer_codec``, then TFRecord and Parquet); ``encode`` is the
+both players (engine-free source), and write the replay's batch as the
+worker does (``writers.write_batch``: the layers encoded once,
+``schemas.layer_codec``, then an Arrow IPC file); ``encode`` is the
 encoding step alone, part of ``write``.  Best of N CPU times per stage, in one run (the shares
 compare; absolute figures depend on the machine's load), per sample and as
 a share of the total.
@@ -38,7 +38,7 @@ def measure(path: str, repeats: int) -> tuple[dict[str, float], int]:
         data = f.read()
     schema = SampleSchema()
     out_dir = tempfile.mkdtemp(prefix="bench_stages_")
-    batch = os.path.join(out_dir, "batch.tfrecord.gz")
+    batch = os.path.join(out_dir, "batch.arrow")
     best = {s: float("inf") for s in STAGES}
     n = 0
     for _ in range(repeats):

@@ -267,10 +267,10 @@ def test_sample_replays_writes_one_sorted_batch(tmp_path, doubles):
         out = p | beam.Create([record]) | SampleReplays(config)
         assert_that(out.results | beam.Map(lambda r: (r.num_samples, r.noop, r.players)),
                     equal_to([(n, n, {"1": n // 2, "2": n // 2})]))
-    batches = list(tmp_path.rglob("*.parquet"))
+    batches = list(tmp_path.rglob("*.arrow"))
     assert len(batches) == 1 and batches[0].parent.name == "batches"
     keys = [(s["player_id"], s["game_loop"]) for s in
-            SCHEMA.from_arrow(pq.read_table(batches[0]))]
+            SCHEMA.from_arrow(writers.read_batch(str(batches[0])))]
     assert keys == sorted(keys) and len(keys) == n
     assert sample_key(record["replay"]["replay_id"], *keys[0]) == \
         f"{record['replay']['replay_id']}_1_0"
@@ -300,7 +300,7 @@ def test_undecodable_tracker_events_degrade_and_index_samples_manifest_agree(
     assert isinstance(result, ReplayResult), result
     assert not result.has_tracker_events
     assert "test" in result.tracker_events_degraded
-    samples = SCHEMA.from_arrow(pq.read_table(result.batch_path))
+    samples = SCHEMA.from_arrow(writers.read_batch(result.batch_path))
     assert samples and all(s["has_tracker_events"] == 0 for s in samples)
     counts = next(transforms._write_outputs(None, config, [record], [], [], [result], [],
                                             0.0))
