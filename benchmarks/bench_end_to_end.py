@@ -1,7 +1,7 @@
 """End-to-end ``beam_runner.py`` throughput against the source alone, per replay.
 
     python benchmarks/bench_end_to_end.py [--replays FILE ...] [--repeats N] [--copies K]
-        [--rounds R] | --growth K [--max_loops L]
+        [--inside N] [--rounds R] | --growth K [--max_loops L]
 
 For each replay, in one run: the source-only rate (decode + featurize both
 players with the engine-free source, best of N, CPU, as
@@ -12,11 +12,18 @@ the wall clock), twice:
 
 * on that replay alone: what a one-replay run costs, start-up included;
 * on K copies of it (the file with 1..K zero bytes appended: distinct replay
-  ids, the same game): the difference between the two runs, per copy, is
+  ids, the same game; K at least ``--copies``, and enough that the copies add
+  ``--inside`` samples, so a short replay is measured on as much work as a
+  long one): the difference between the two runs, per copy, is
   what the replay costs end to end inside a run -- decode, featurize, batch,
   shards, Beam's per-element work -- without what every run pays once
   (Python and Beam start-up, the sampling child's imports, the scan's and
   the manifest's fixed work).
+
+Each round measures all of these, minutes apart; the table gives the best of
+each over the rounds, and the median over rounds of each round's own ratio
+(inside a run, CPU), which a machine whose speed drifts between minutes
+moves least.
 
 A run of the pipeline on an input that samples nothing (one replay filtered
 out) shows that fixed cost on its own.
@@ -31,6 +38,7 @@ replays.
 from __future__ import annotations
 
 import argparse
+import statistics
 import json
 import os
 import pathlib
@@ -122,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="interleaved rounds of the three measurements; best of each")
     parser.add_argument("--copies", type=int, default=5,
                         help="copies of each replay in the second run (>= 2)")
+    parser.add_argument("--inside", type=int, default=0,
+                        help="at least this many samples added by the copies: more "
+                             "copies of a short replay, so noise weighs the same")
     parser.add_argument("--growth", type=int, default=0,
                         help="fit cost against input size on the K shortest replays")
     parser.add_argument("--max_loops", type=int, default=16000,
@@ -135,32 +146,38 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fixed cost (a run that samples nothing): {fixed:.1f} s CPU, {fixed_wall:.1f} s "
           f"wall; load average {os.getloadavg()[0]:.1f}")
     print(f"{'replay':28s} {'samples':>7s} {'source/s':>8s} | {'1 copy: CPU s':>13s} "
-          f"{'e2e/s':>6s} {'ratio':>6s} | {args.copies} copies: {'CPU s':>6s} {'wall s':>6s} | "
-          f"{'per copy/s':>10s} {'ratio':>6s} {'(wall)':>6s}")
+          f"{'e2e/s':>6s} {'ratio':>6s} | {'K':>3s} copies: {'CPU s':>6s} {'wall s':>6s} | "
+          f"{'per copy/s':>10s} {'ratio':>6s} {'(wall)':>6s} | median of rounds")
     for i, path in enumerate(args.replays):
-        copies = make_copies(path, args.copies, root / f"copies{i}")
+        n, _ = source_rate(path, 1)
+        k = max(args.copies, 1 + -(-args.inside // n))
+        copies = make_copies(path, k, root / f"copies{i}")
         # Rounds interleave the three measurements, and each keeps its best
         # round: a shared machine's slow moments then hit all of them alike.
         best = {"rate": 0.0, "cpu1": float("inf"), "wall1": float("inf"),
                 "cpuk": float("inf"), "wallk": float("inf")}
+        ratios = []
         for r in range(args.rounds):
             n, rate = source_rate(path, args.repeats)
             m, wall1, cpu1 = pipeline_cost(path, root / f"run{i}r{r}")
             assert m == n, (m, n)
-            mk, wallk, cpuk = pipeline_cost(copies, root / f"run{i}x{args.copies}r{r}")
-            assert mk == n * args.copies, (mk, n, args.copies)
+            mk, wallk, cpuk = pipeline_cost(copies, root / f"run{i}x{k}r{r}")
+            assert mk == n * k, (mk, n, k)
+            # this round's ratio: its own source rate and runs, minutes apart
+            ratios.append(n * (k - 1) / max(cpuk - cpu1, 1e-9) / rate)
             for key, value in (("cpu1", cpu1), ("wall1", wall1), ("cpuk", cpuk),
                                ("wallk", wallk)):
                 best[key] = min(best[key], value)
             best["rate"] = max(best["rate"], rate)
         rate, cpu1, wall1, cpuk, wallk = (best[k] for k in ("rate", "cpu1", "wall1", "cpuk",
                                                             "wallk"))
-        per_copy = n * (args.copies - 1) / max(cpuk - cpu1, 1e-9)
-        per_copy_wall = n * (args.copies - 1) / max(wallk - wall1, 1e-9)
+        per_copy = n * (k - 1) / max(cpuk - cpu1, 1e-9)
+        per_copy_wall = n * (k - 1) / max(wallk - wall1, 1e-9)
         print(f"{os.path.basename(path)[:28]:28s} {n:7d} {rate:8.0f} | {cpu1:13.1f} "
-              f"{n / cpu1:6.0f} {n / cpu1 / rate:6.1%} | {'':{len(str(args.copies)) + 8}s}"
+              f"{n / cpu1:6.0f} {n / cpu1 / rate:6.1%} | {k:3d}{'':8s}"
               f"{cpuk:6.1f} {wallk:6.1f} | {per_copy:10.0f} {per_copy / rate:6.1%} "
-              f"{per_copy_wall / rate:6.1%}", flush=True)
+              f"{per_copy_wall / rate:6.1%} | {statistics.median(ratios):6.1%} "
+              f"({' '.join(f'{x:.0%}' for x in ratios)})", flush=True)
     return 0
 
 

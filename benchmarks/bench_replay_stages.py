@@ -1,84 +1,132 @@
-"""Where one replay's time goes in a sampling worker, stage by stage.
+"""Where one replay's CPU goes in the pipeline, stage by stage.
 
     python benchmarks/bench_replay_stages.py [--replay FILE] [--repeats N]
 
-In one process (Beam and pyarrow imported, as in the worker's child), with
-the garbage collector paused as the worker runs a replay
-(``pipeline.job.worker.gc_paused``): decode the game and tracker events, featurize
-both players (engine-free source), and write the replay's batch as the
-worker does (``writers.write_batch``: the layers encoded once,
-``schemas.layer_codec``, then an Arrow IPC file); ``encode`` is the
-encoding step alone, part of ``write``.  Best of N CPU times per stage, in one run (the shares
-compare; absolute figures depend on the machine's load), per sample and as
-a share of the total.
+In one process, garbage collector off (as in the sampling worker), best of N
+per stage: the source (decode, featurize), then each step of writing both
+formats with the pipeline's own pieces -- the layers encoded
+(``SampleSchema.encode_columns``), the Arrow table, the batch file (Arrow IPC,
+``writers.BATCH_COMPRESSION``) written and read back, ``tf.train.Example`` s,
+TFRecord frames (``writers.frame_parts``), gzip at the TFRecord level, the
+TFRecord read-back (``writers._scan_frames``), Parquet shards of 2,000
+samples and their read-back.  The same data goes through every stage once per
+repeat, so caches are warmer than in a run: a run pays ~1.5x these figures
+(docs/pipeline.md, "Writing at the speed of the source", which quotes them).
 """
 from __future__ import annotations
 
 import argparse
+import gc
+import io
 import os
 import sys
-import tempfile
 import time
-from typing import Sequence
+from typing import Any, Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from bench_featurize import DEFAULT, players_of  # noqa: E402
 from pipeline.output import writers  # noqa: E402
-from pipeline.sources.events.source import EventsObservationSource  # noqa: E402
 from pipeline.replay.archive import ReplayArchive  # noqa: E402
-from pipeline.job.worker import gc_paused  # noqa: E402
+from pipeline.sources.events.source import EventsObservationSource  # noqa: E402
 from schemas.sample import SampleSchema  # noqa: E402
 
-STAGES = ("decode", "featurize", "write", "encode")
+SHARD = 2000
 
 
-def measure(path: str, repeats: int) -> tuple[dict[str, float], int]:
-    with open(path, "rb") as f:
-        data = f.read()
+def measure(path: str, repeats: int) -> tuple[dict[str, float], int, dict[str, int]]:
+    """(best CPU seconds per stage, samples, bytes per format)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from isal import isal_zlib
+    data = open(path, "rb").read()
     schema = SampleSchema()
-    out_dir = tempfile.mkdtemp(prefix="bench_stages_")
-    batch = os.path.join(out_dir, "batch.arrow")
-    best = {s: float("inf") for s in STAGES}
-    n = 0
-    for _ in range(repeats):
-        with gc_paused():
+    best: dict[str, float] = {}
+
+    def timed(name: str, f: Callable[[], Any]) -> Any:
+        t = time.process_time()
+        out = f()
+        best[name] = min(best.get(name, float("inf")), time.process_time() - t)
+        return out
+
+    gc.disable()
+    try:
+        for _ in range(repeats):
             archive = ReplayArchive(data, path=path)
-            t = time.process_time()
-            archive.game_events
-            archive.tracker_events
-            best["decode"] = min(best["decode"], time.process_time() - t)
-            t = time.process_time()
-            by_player = EventsObservationSource(schema).replay_samples(archive, players_of(archive))
-            best["featurize"] = min(best["featurize"], time.process_time() - t)
-            samples = [s for v in by_player.values() for s in v]
+            timed("decode", lambda: (archive.game_events, archive.tracker_events))
+            by_player = timed("featurize", lambda: EventsObservationSource(schema).replay_samples(
+                archive, players_of(archive)))
+            samples = writers.sort_samples(s for v in by_player.values() for s in v)
             for s in samples:
                 s["split"] = "train"
             n = len(samples)
-            t = time.process_time()
-            writers.write_batch(batch, schema, samples)
-            best["write"] = min(best["write"], time.process_time() - t)
-            t = time.process_time()
-            schema.encode_columns(samples)
-            best["encode"] = min(best["encode"], time.process_time() - t)
-    return best, n
+            columns = timed("layers encoded (layer_codec)", lambda: schema.encode_columns(samples))
+            table = timed("Arrow table", lambda: schema.to_arrow(columns=columns))
+
+            def batch_write() -> bytes:
+                buf = io.BytesIO()
+                options = pa.ipc.IpcWriteOptions(compression=writers.BATCH_COMPRESSION)
+                with pa.ipc.new_file(buf, table.schema, options=options) as w:
+                    w.write_table(table, max_chunksize=writers.BATCH_ROWS)
+                return buf.getvalue()
+
+            batch = timed("batch file written (Arrow IPC)", batch_write)
+
+            def batch_read() -> list:
+                reader = pa.ipc.open_file(pa.BufferReader(batch))
+                return [pa.Table.from_batches([reader.get_batch(i)])
+                        for i in range(reader.num_record_batches)]
+
+            tables = timed("batch file read (shard step)", batch_read)
+            encoded = timed("encoded columns of the tables",
+                            lambda: [schema.arrow_encoded_columns(t) for t in tables])
+            records = timed("Examples (example_wire)",
+                            lambda: [r for c in encoded for r in schema.to_examples(columns=c)])
+            frames = timed("TFRecord frames", lambda: [
+                b"".join([p for r in records[i:i + 64] for p in writers.frame_parts(r)])
+                for i in range(0, n, 64)])
+
+            def gzip() -> bytes:
+                c = isal_zlib.compressobj(writers.TFRECORD_GZIP_LEVEL, isal_zlib.DEFLATED, 31)
+                return b"".join([c.compress(f) for f in frames] + [c.flush()])
+
+            stream = timed(f"gzip (ISA-L level {writers.TFRECORD_GZIP_LEVEL})", gzip)
+            timed("TFRecord read-back", lambda: writers._scan_frames(stream, path))
+
+            def parquet() -> list[bytes]:
+                out = []
+                for i in range(0, n, SHARD):
+                    buf = io.BytesIO()
+                    w = writers._parquet_writer(buf, schema)
+                    w.write_table(table.slice(i, SHARD), row_group_size=writers.PARQUET_ROW_GROUP)
+                    w.close()
+                    out.append(buf.getvalue())
+                return out
+
+            shards = timed("Parquet shards (zstd)", parquet)
+            timed("Parquet read-back", lambda: [pq.ParquetFile(io.BytesIO(s)).read()
+                                                for s in shards])
+    finally:
+        gc.enable()
+    return best, n, {"tfrecord": len(stream), "parquet": sum(map(len, shards))}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replay", default=DEFAULT)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
-    best, n = measure(args.replay, args.repeats)
-    total = best["decode"] + best["featurize"] + best["write"]   # encode is inside write
+    best, n, sizes = measure(args.replay, args.repeats)
+    print(f"{os.path.basename(args.replay)}: {n} samples; TFRecord {sizes['tfrecord'] / n:.0f} "
+          f"B/sample, Parquet {sizes['parquet'] / n:.0f} B/sample")
     source = best["decode"] + best["featurize"]
-    print(f"{os.path.basename(args.replay)}: {n} samples, best of {args.repeats}, CPU")
-    for stage in STAGES:
-        print(f"  {stage:10s} {best[stage]:6.2f} s  {1e6 * best[stage] / n:6.0f} us/sample  "
-              f"{best[stage] / total:6.1%}")
-    print(f"  {'total':10s} {total:6.2f} s  {1e6 * total / n:6.0f} us/sample")
-    print(f"  source only (decode + featurize): {n / source:,.0f} samples/s; with the "
-          f"batch write: {n / total:,.0f} samples/s ({source / total:.0%})")
+    writing = sum(best.values()) - source
+    for name, seconds in best.items():
+        print(f"  {name:34s} {seconds / n * 1e6:7.1f} us/sample  "
+              f"{seconds / (source + writing):6.1%}")
+    print(f"  {'source (decode + featurize)':34s} {source / n * 1e6:7.1f} us/sample")
+    print(f"  {'writing (everything else)':34s} {writing / n * 1e6:7.1f} us/sample "
+          f"({writing / source:.0%} of the source)")
     return 0
 
 

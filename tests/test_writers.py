@@ -5,6 +5,7 @@ import gzip
 import json
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -231,3 +232,26 @@ def test_tfrecord_gzip_levels_hold_the_same_records(tmp_path):
     assert len(set(sizes.values())) > 1     # the level reaches the compressor
     with pytest.raises(ValueError, match="gzip level 6"):
         _one_shard(tmp_path / "6", 2, gzip_level=6)
+
+
+def test_shard_bytes_do_not_depend_on_how_rows_arrive(tmp_path, monkeypatch):
+    """gzip and Parquet output both depend on how their input is cut into
+    calls; the sinks cut it by row count, so a shard is the same bytes
+    whether its rows come in one table or in many."""
+    out = str(tmp_path)
+    samples = [_sample("r", 1, 8 * i) for i in range(300)]
+    path = writers.batch_path(out, "r")
+    writers.write_batch(path, SCHEMA, samples)
+    [task] = writers.plan_shards([writers.ReplayBatch(replay_id="r", split="train",
+                                                      batch_path=path, num_samples=300)], 300)
+    whole = list(writers._task_tables(task))
+    digests = set()
+    for cuts in ([300], [1, 299], [100, 7, 64, 129], [64] * 4 + [44]):
+        tables, start = [], 0
+        for n in cuts:
+            tables.append(pa.concat_tables(whole).slice(start, n))
+            start += n
+        monkeypatch.setattr(writers, "_task_tables", lambda t, tables=tables: iter(tables))
+        info = writers.write_shard(task, SCHEMA, out)
+        digests.add(tuple(open(info["files"][f], "rb").read() for f in writers.FORMATS))
+    assert len(digests) == 1

@@ -187,11 +187,10 @@ def write_batch(path: str, schema: SampleSchema, samples: Sequence[dict]) -> int
     Encoding happens here, once per sample, in the worker that holds the
     samples; the shard step copies the encoded columns into every format.
     """
-    ordered = sort_samples(samples)
-    columns = schema.encode_columns(ordered)
-    temp = temp_name(path)
     import pyarrow as pa
-    table = schema.to_arrow(columns=columns)
+    ordered = sort_samples(samples)
+    table = schema.to_arrow(columns=schema.encode_columns(ordered))
+    temp = temp_name(path)
     with filesystem.create(temp) as raw:
         options = pa.ipc.IpcWriteOptions(compression=BATCH_COMPRESSION)
         with pa.ipc.new_file(raw, table.schema, options=options) as writer:
@@ -359,6 +358,7 @@ class _TFRecordSink:
             raise ValueError(f"TFRecord gzip level {level} not in {TFRECORD_GZIP_LEVELS}")
         self._raw = filesystem.create(path)
         self._compress = isal_zlib.compressobj(level, isal_zlib.DEFLATED, 31)
+        self._records: list[bytes] = []    # serialized, not yet compressed
         self._size = 0
         self._crc = 0
 
@@ -369,16 +369,28 @@ class _TFRecordSink:
             self._crc = google_crc32c.extend(self._crc, data)
 
     def write(self, table, schema: SampleSchema) -> None:
-        records = schema.to_examples(columns=schema.arrow_encoded_columns(table))
-        # Framed and compressed a few hundred KB at a time: one buffer the
-        # allocator reuses, where a table's worth (~8 MB) would be fresh
-        # pages every time (measured: 4.8 us of page faults per record).
-        for i in range(0, len(records), _FRAMES_PER_WRITE):
-            parts = [p for r in records[i:i + _FRAMES_PER_WRITE] for p in frame_parts(r)]
-            self._emit(self._compress.compress(b"".join(parts)))
+        self._records += schema.to_examples(columns=schema.arrow_encoded_columns(table))
+        full = len(self._records) - len(self._records) % _FRAMES_PER_WRITE
+        self._compress_records(full)
+
+    def _compress_records(self, count: int) -> None:
+        # Framed and compressed _FRAMES_PER_WRITE records at a time, counted
+        # from the shard's first record: a gzip stream depends on how its
+        # input is cut into calls, and this way the cuts never depend on how
+        # the rows arrived (a batch's record batches, a shard's segments),
+        # so the bytes are the same on every run.  A few hundred KB per call
+        # is also one buffer the allocator reuses, where a table's worth
+        # (~8 MB) would be fresh pages every time (4.8 us of page faults per
+        # record, measured).
+        for i in range(0, count, _FRAMES_PER_WRITE):
+            group = self._records[i:min(i + _FRAMES_PER_WRITE, count)]
+            self._emit(self._compress.compress(b"".join(
+                [p for r in group for p in frame_parts(r)])))
+        del self._records[:count]
 
     def close(self) -> tuple[int, int]:
         if self._compress is not None:
+            self._compress_records(len(self._records))
             self._emit(self._compress.flush())
             self._compress = None
             self._raw.close()
@@ -403,7 +415,9 @@ class _ParquetSink:
     def _flush(self) -> None:
         import pyarrow as pa
         if self._pending:
-            self._writer.write_table(pa.concat_tables(self._pending),
+            # one chunk per column: Parquet pages then depend only on the
+            # rows, not on the slices they came in (which would change bytes)
+            self._writer.write_table(pa.concat_tables(self._pending).combine_chunks(),
                                      row_group_size=PARQUET_ROW_GROUP)
         self._pending, self._rows = [], 0
 
