@@ -5,7 +5,7 @@
         [--step_mul 8] [--resolution 64] [--no_fog] [--scan_only] \\
         [--splits train=0.9,validation=0.05,test=0.05] [--max_bytes N] \\
         [--max_game_loops N] [--decode_timeout_s S] [--max_samples_per_shard N] \\
-        [--tfrecord_gzip_level 0-3] \\
+        [--tfrecord_gzip_level 1-9] \\
         [--overwrite] [--verbose] \\
         [any Beam pipeline option, e.g. --runner DataflowRunner --project P ...]
 
@@ -70,8 +70,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--max_samples_per_shard", type=int, default=d.max_samples_per_shard)
     parser.add_argument("--tfrecord_gzip_level", type=int, choices=writers.TFRECORD_GZIP_LEVELS,
                         default=d.tfrecord_gzip_level,
-                        help="ISA-L gzip level of the TFRecord shards: 1 (default) is fast, "
-                             "3 makes files ~35%% smaller for ~6x the compression CPU")
+                        help="gzip level of the TFRecord shards (zlib-ng): 3 (default) is "
+                             "fast, 6 makes files ~20%% smaller for ~1.6x the compression CPU")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the earlier run in a non-empty --output (the new run "
                              "is written beside it and swapped in at the end)")

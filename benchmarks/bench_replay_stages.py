@@ -38,7 +38,7 @@ def measure(path: str, repeats: int) -> tuple[dict[str, float], int, dict[str, i
     """(best CPU seconds per stage, samples, bytes per format)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from isal import isal_zlib
+    from zlib_ng import zlib_ng
     data = open(path, "rb").read()
     schema = SampleSchema()
     best: dict[str, float] = {}
@@ -87,10 +87,10 @@ def measure(path: str, repeats: int) -> tuple[dict[str, float], int, dict[str, i
                 for i in range(0, n, 64)])
 
             def gzip() -> bytes:
-                c = isal_zlib.compressobj(writers.TFRECORD_GZIP_LEVEL, isal_zlib.DEFLATED, 31)
+                c = zlib_ng.compressobj(writers.TFRECORD_GZIP_LEVEL, zlib_ng.DEFLATED, 31)
                 return b"".join([c.compress(f) for f in frames] + [c.flush()])
 
-            stream = timed(f"gzip (ISA-L level {writers.TFRECORD_GZIP_LEVEL})", gzip)
+            stream = timed(f"gzip (zlib-ng level {writers.TFRECORD_GZIP_LEVEL})", gzip)
             timed("TFRecord read-back", lambda: writers._scan_frames(stream, path))
 
             def parquet() -> list[bytes]:

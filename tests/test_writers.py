@@ -222,7 +222,7 @@ def test_tfrecord_read_back_rejects_cut_and_corrupt_shards(tmp_path, monkeypatch
 
 def test_tfrecord_gzip_levels_hold_the_same_records(tmp_path):
     records, sizes = {}, {}
-    for level in writers.TFRECORD_GZIP_LEVELS:
+    for level in (1, writers.TFRECORD_GZIP_LEVEL, 6, 9):
         task, info = _one_shard(tmp_path / str(level), 200, gzip_level=level)
         path = info["files"]["tfrecord"]
         records[level] = list(writers.read_tfrecord_file(path))
@@ -230,8 +230,8 @@ def test_tfrecord_gzip_levels_hold_the_same_records(tmp_path):
     assert len(records[1]) == 200
     assert all(r == records[1] for r in records.values())
     assert len(set(sizes.values())) > 1     # the level reaches the compressor
-    with pytest.raises(ValueError, match="gzip level 6"):
-        _one_shard(tmp_path / "6", 2, gzip_level=6)
+    with pytest.raises(ValueError, match="gzip level 0"):
+        _one_shard(tmp_path / "0", 2, gzip_level=0)
 
 
 def test_shard_bytes_do_not_depend_on_how_rows_arrive(tmp_path, monkeypatch):

@@ -35,7 +35,7 @@ import uuid
 from typing import Any, Iterable, Iterator, Sequence
 
 import google_crc32c
-from isal import isal_zlib
+from zlib_ng import zlib_ng
 
 from pipeline.replay import filesystem
 from schemas.sample import SPLITS, SampleSchema, sample_key
@@ -50,13 +50,14 @@ PARQUET_ROW_GROUP = 2048
 BATCH_ROWS = 1024
 
 #: TFRecord shards are gzip streams (standard ones, as TensorFlow reads them)
-#: written by ISA-L (``isal``), whose levels are 0-3.  Measured on 14 public
-#: replays' records (66,676 samples): level 1 writes 515 B/sample at 4.8
-#: us/sample, level 3 333 B at ~30 us; zlib-ng's level 6, used before, 395 B
-#: at ~28 us.  Level 1 is the default: writing must cost little beside the
-#: source; ``--tfrecord_gzip_level 3`` trades that CPU for 35% smaller files.
-TFRECORD_GZIP_LEVEL = 1
-TFRECORD_GZIP_LEVELS = (0, 1, 2, 3)
+#: written by zlib-ng.  Measured on the 4.6.0 PvT's records: level 3 writes
+#: 570 B/sample at 17.8 us/sample, level 6 (the default before) 455 B at
+#: 28.2, level 1 877 B at 9.3.  Level 3 is the default: writing must cost
+#: little beside the source; ``--tfrecord_gzip_level 6`` trades CPU for ~20%
+#: smaller files.  (ISA-L's level 1 wrote 583 B at 4.8 us, but its bytes
+#: varied between runs for the same input, which byte-identical reruns forbid.)
+TFRECORD_GZIP_LEVEL = 3
+TFRECORD_GZIP_LEVELS = tuple(range(1, 10))
 
 
 class ShardVerificationError(RuntimeError):
@@ -357,7 +358,7 @@ class _TFRecordSink:
         if level not in TFRECORD_GZIP_LEVELS:
             raise ValueError(f"TFRecord gzip level {level} not in {TFRECORD_GZIP_LEVELS}")
         self._raw = filesystem.create(path)
-        self._compress = isal_zlib.compressobj(level, isal_zlib.DEFLATED, 31)
+        self._compress = zlib_ng.compressobj(level, zlib_ng.DEFLATED, 31)
         self._records: list[bytes] = []    # serialized, not yet compressed
         self._size = 0
         self._crc = 0
@@ -496,7 +497,7 @@ def _scan_frames(data: bytes, path: str) -> tuple[int, list[bytes]]:
     its frames: (record count, [first record, last record]) -- or [] when
     empty.  :class:`ShardVerificationError` if the stream does not decompress
     to the end or a frame is cut short."""
-    inflate = isal_zlib.decompressobj(31)
+    inflate = zlib_ng.decompressobj(31)
     unpack = struct.unpack_from
     pending, pos, n = b"", 0, 0
     first = last = None
@@ -504,7 +505,7 @@ def _scan_frames(data: bytes, path: str) -> tuple[int, list[bytes]]:
     while True:
         try:
             chunk = inflate.decompress(todo, _SCAN_STEP)
-        except isal_zlib.error as exc:
+        except zlib_ng.error as exc:
             raise ShardVerificationError(f"{path}: does not decompress ({exc})") from exc
         todo = inflate.unconsumed_tail
         buf = pending[pos:] + chunk if pos < len(pending) else chunk
