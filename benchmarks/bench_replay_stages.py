@@ -65,9 +65,7 @@ def measure(path: str, repeats: int) -> tuple[dict[str, float], int, dict[str, i
 
             def batch_write() -> bytes:
                 buf = io.BytesIO()
-                options = pa.ipc.IpcWriteOptions(compression=writers.BATCH_COMPRESSION)
-                with pa.ipc.new_file(buf, table.schema, options=options) as w:
-                    w.write_table(table, max_chunksize=writers.BATCH_ROWS)
+                writers.write_batch_table(buf, table)
                 return buf.getvalue()
 
             batch = timed("batch file written (Arrow IPC)", batch_write)
@@ -82,9 +80,8 @@ def measure(path: str, repeats: int) -> tuple[dict[str, float], int, dict[str, i
                             lambda: [schema.arrow_encoded_columns(t) for t in tables])
             records = timed("Examples (example_wire)",
                             lambda: [r for c in encoded for r in schema.to_examples(columns=c)])
-            frames = timed("TFRecord frames", lambda: [
-                b"".join([p for r in records[i:i + 64] for p in writers.frame_parts(r)])
-                for i in range(0, n, 64)])
+            frames = timed("TFRecord frames", lambda: list(
+                writers.frame_groups(records, writers.FRAMES_PER_WRITE)))
 
             def gzip() -> bytes:
                 c = zlib_ng.compressobj(writers.TFRECORD_GZIP_LEVEL, zlib_ng.DEFLATED, 31)

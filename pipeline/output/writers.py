@@ -75,6 +75,12 @@ def encode_record(data: bytes) -> bytes:
     return b"".join(frame_parts(data))
 
 
+def frame_groups(records: Sequence[bytes], size: int) -> Iterator[bytes]:
+    """The records' TFRecord frames, joined ``size`` records at a time."""
+    for i in range(0, len(records), size):
+        yield b"".join([p for r in records[i:i + size] for p in frame_parts(r)])
+
+
 def frame_parts(data: bytes) -> tuple[bytes, bytes, bytes]:
     """A TFRecord frame as (header, data, footer), to be joined with others
     (one copy of ``data``, into the caller's buffer)."""
@@ -188,16 +194,22 @@ def write_batch(path: str, schema: SampleSchema, samples: Sequence[dict]) -> int
     Encoding happens here, once per sample, in the worker that holds the
     samples; the shard step copies the encoded columns into every format.
     """
-    import pyarrow as pa
     ordered = sort_samples(samples)
     table = schema.to_arrow(columns=schema.encode_columns(ordered))
     temp = temp_name(path)
     with filesystem.create(temp) as raw:
-        options = pa.ipc.IpcWriteOptions(compression=BATCH_COMPRESSION)
-        with pa.ipc.new_file(raw, table.schema, options=options) as writer:
-            writer.write_table(table, max_chunksize=BATCH_ROWS)
+        write_batch_table(raw, table)
     commit(temp, path)
     return len(ordered)
+
+
+def write_batch_table(sink, table) -> None:
+    """An Arrow table as a batch file's bytes (IPC, lz4 buffers, record
+    batches of ``BATCH_ROWS``) into the open binary ``sink``."""
+    import pyarrow as pa
+    options = pa.ipc.IpcWriteOptions(compression=BATCH_COMPRESSION)
+    with pa.ipc.new_file(sink, table.schema, options=options) as writer:
+        writer.write_table(table, max_chunksize=BATCH_ROWS)
 
 
 # -------------------------------------------------------------- the plan
@@ -347,7 +359,8 @@ def write_shard(task: ShardTask, schema: SampleSchema, output_dir: str,
             "last_key": last, "bytes": sizes}
 
 
-_FRAMES_PER_WRITE = 64
+#: records framed and compressed per call of a TFRecord shard's gzip stream
+FRAMES_PER_WRITE = 64
 
 
 class _TFRecordSink:
@@ -371,11 +384,11 @@ class _TFRecordSink:
 
     def write(self, table, schema: SampleSchema) -> None:
         self._records += schema.to_examples(columns=schema.arrow_encoded_columns(table))
-        full = len(self._records) - len(self._records) % _FRAMES_PER_WRITE
+        full = len(self._records) - len(self._records) % FRAMES_PER_WRITE
         self._compress_records(full)
 
     def _compress_records(self, count: int) -> None:
-        # Framed and compressed _FRAMES_PER_WRITE records at a time, counted
+        # Framed and compressed FRAMES_PER_WRITE records at a time, counted
         # from the shard's first record: a gzip stream depends on how its
         # input is cut into calls, and this way the cuts never depend on how
         # the rows arrived (a batch's record batches, a shard's segments),
@@ -383,10 +396,8 @@ class _TFRecordSink:
         # is also one buffer the allocator reuses, where a table's worth
         # (~8 MB) would be fresh pages every time (4.8 us of page faults per
         # record, measured).
-        for i in range(0, count, _FRAMES_PER_WRITE):
-            group = self._records[i:min(i + _FRAMES_PER_WRITE, count)]
-            self._emit(self._compress.compress(b"".join(
-                [p for r in group for p in frame_parts(r)])))
+        for frames in frame_groups(self._records[:count], FRAMES_PER_WRITE):
+            self._emit(self._compress.compress(frames))
         del self._records[:count]
 
     def close(self) -> tuple[int, int]:
