@@ -9,9 +9,9 @@
         [--overwrite] [--verbose] \\
         [any Beam pipeline option, e.g. --runner DataflowRunner --project P ...]
 
-Runs locally on the DirectRunner over all local cores by default
+Runs locally on Beam's FnApiRunner over all local cores by default
 (``--direct_num_workers=0 --direct_running_mode=multi_processing``), or on
-Dataflow.  Output layout, guarantees and Dataflow set-up: docs/pipeline.md.
+Dataflow or Dask.  Output layout, guarantees and Dataflow set-up: docs/pipeline.md.
 """
 from __future__ import annotations
 
@@ -36,6 +36,13 @@ from pipeline.sources.registry import DEFAULT_SOURCE, SOURCES, source_spec
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 LOCAL_DEFAULTS = ["--direct_num_workers=0", "--direct_running_mode=multi_processing"]
+#: Runner names that mean "this machine".  Beam's DirectRunner first tries to
+#: download and start its Prism runner (a separate Go binary, which ignores
+#: --direct_num_workers) and falls back to the FnApiRunner when it cannot; the
+#: local runner is named explicitly so that a run does not depend on network
+#: access, and the work is spread as :mod:`pipeline.job.balance` expects.
+LOCAL_RUNNER = "FnApiRunner"
+LOCAL_NAMES = (None, "DirectRunner", "direct", LOCAL_RUNNER)
 DASK_RUNNER = "pipeline.job.dask_runner.DaskRunner"
 DASK_NAMES = ("DaskRunner", "dask", DASK_RUNNER)
 
@@ -112,7 +119,9 @@ def pipeline_options(beam_args: list[str]):
     from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
     args = list(beam_args)
     runner = _flag_value(args, "--runner")
-    if runner in (None, "DirectRunner", "direct"):
+    if runner in LOCAL_NAMES:
+        args = [a for a in args if a not in ("--runner", runner, f"--runner={runner}")]
+        args.append("--runner=" + LOCAL_RUNNER)
         defaults = list(LOCAL_DEFAULTS)
         if _flag_value(args, "--direct_num_workers") == "1":
             # One worker gains nothing from a worker process: the bundles run
@@ -143,6 +152,16 @@ def pipeline_options(beam_args: list[str]):
     options = PipelineOptions(args)
     options.view_as(SetupOptions).save_main_session = False
     return options
+
+
+def local_workers(options) -> int:
+    """How many worker processes (or threads) a local run deals each step's
+    input to, in fixed shares; 0 for a runner that balances work itself."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+    if options.view_as(StandardOptions).runner != LOCAL_RUNNER:
+        return 0
+    workers = options.view_as(DirectOptions).direct_num_workers
+    return workers if workers and workers > 0 else (os.cpu_count() or 1)
 
 
 def _flag_value(args: list[str], flag: str) -> str | None:
@@ -176,7 +195,9 @@ def create_pipeline(argv: list[str] | None = None, output_dir: str | None = None
     except NoReplaysMatchedError as exc:
         raise SystemExit(f"--replays: {exc}") from exc
     logging.getLogger("sc2.progress").info("%d input files", n_inputs)
-    p = beam.Pipeline(options=pipeline_options(beam_args))
+    options = pipeline_options(beam_args)
+    config = dataclasses.replace(config, local_workers=local_workers(options))
+    p = beam.Pipeline(options=options)
     transforms.build_pipeline(p, patterns, config, time.time())
     return p, config
 

@@ -1,7 +1,7 @@
 """Pipeline throughput with 1 and 2 local worker processes, in one run.
 
     python benchmarks/bench_pipeline.py [--replays N] [--max_loops L] [--out DIR]
-        [--runners direct,dask]
+        [--runners direct,dask] [--rounds R]
 
 Picks the N shortest two-player replays with tracker events from
 ../shared/replays (MANIFEST.csv) under L game loops, runs the whole pipeline
@@ -13,6 +13,10 @@ the 2-vs-1 speed-up, and checks that both runs wrote identical shards.
 With ``--runners direct,dask`` it also runs the same input on a local
 ``dask.distributed`` cluster (``LocalCluster``) of 1 and then 2 worker
 processes (one thread each), and checks those shards too.
+
+The machine's speed drifts between minutes, so each ratio is taken within a
+round (the configurations run back to back, in alternating order from round
+to round), and ``--rounds R`` reports the median of the rounds' ratios.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import csv
 import os
 import hashlib
 import pathlib
+import statistics
 import sys
 import tempfile
 import time
@@ -98,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replays", type=int, default=24)
     parser.add_argument("--max_loops", type=int, default=16000)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat all configurations; ratios are medians over rounds")
     parser.add_argument("--runners", default="direct",
                         help="comma-separated: direct, dask (needs the dask extra)")
     args = parser.parse_args(argv)
@@ -110,36 +117,46 @@ def main(argv: list[str] | None = None) -> int:
                ("1 worker", replays, 1, "multi_processing"),
                ("2 workers", replays, 2, "multi_processing"),
                ("2 workers, half input", replays[: len(replays) // 2], 2, "multi_processing")]
-    results = {}
-    for runner in runners:
-        for label, subset, workers, mode in (configs if runner == "direct" else configs[1:3]):
-            name = f"{runner} {label}"
-            r = run_once(subset, root / name.replace(" ", "_").replace(",", ""), workers,
-                         runner, mode)
+    plan = [(f"{runner} {label}", subset, workers, runner, mode)
+            for runner in runners
+            for label, subset, workers, mode in (configs if runner == "direct" else configs[1:3])]
+    rounds: list[dict] = []
+    for number in range(args.rounds):
+        results = {}
+        for name, subset, workers, runner, mode in (plan if number % 2 == 0 else plan[::-1]):
+            out = root / f"round{number}" / name.replace(" ", "_").replace(",", "")
+            r = run_once(subset, out, workers, runner, mode)
             results[name] = r
-            print(f"{name:31s} {r['replays']:3d} replays {r['samples']:7d} samples "
-                  f"{r['wall_s']:7.1f} s  {r['replays_per_s']:.3f} replays/s  "
+            print(f"round {number + 1} {name:31s} {r['replays']:3d} replays {r['samples']:7d} "
+                  f"samples {r['wall_s']:7.1f} s  {r['replays_per_s']:.3f} replays/s  "
                   f"{r['samples_per_s']:.1f} samples/s  "
                   f"(load {os.getloadavg()[0]:.2f})", flush=True)
+        rounds.append(results)
+
+    def ratio(numerator: str, denominator: str) -> str:
+        values = [r[numerator]["wall_s"] / r[denominator]["wall_s"] for r in rounds]
+        return (f"{statistics.median(values):.2f}"
+                + (f" (rounds: {', '.join(f'{v:.2f}' for v in values)})"
+                   if len(values) > 1 else ""))
     for runner in runners:
-        one, two = results[f"{runner} 1 worker"], results[f"{runner} 2 workers"]
-        print(f"{runner}: speed-up 2 vs 1 workers: {one['wall_s'] / two['wall_s']:.2f}x "
-              f"(target >= 1.7x)")
+        print(f"{runner}: speed-up 2 vs 1 workers: "
+              f"{ratio(f'{runner} 1 worker', f'{runner} 2 workers')}x (target >= 1.7x)")
         if runner == "direct":
-            inproc = results["direct 1 worker, in-process"]
             print(f"direct: speed-up 2 workers vs 1 in-process: "
-                  f"{inproc['wall_s'] / two['wall_s']:.2f}x")
+                  f"{ratio('direct 1 worker, in-process', 'direct 2 workers')}x")
     if "direct" in runners:
-        two, half = results["direct 2 workers"], results["direct 2 workers, half input"]
+        two, half = rounds[0]["direct 2 workers"], rounds[0]["direct 2 workers, half input"]
         print(f"cost growth: full input / half input wall = "
-              f"{two['wall_s'] / half['wall_s']:.2f} "
+              f"{ratio('direct 2 workers', 'direct 2 workers, half input')} "
               f"for {two['samples'] / max(half['samples'], 1):.2f}x the samples")
     if {"direct", "dask"} <= set(runners):
         for workers in ("1 worker", "2 workers"):
-            ratio = results[f"dask {workers}"]["wall_s"] / results[f"direct {workers}"]["wall_s"]
-            print(f"dask / direct wall, {workers}: {ratio:.2f}")
-    digests = {name: shard_digest(root / name.replace(" ", "_").replace(",", ""))
-               for name in results if "half" not in name}
+            print(f"dask / direct wall, {workers}: "
+                  f"{ratio(f'dask {workers}', f'direct {workers}')}")
+    digests = {f"{name} (round {number + 1})":
+               shard_digest(root / f"round{number}" / name.replace(" ", "_").replace(",", ""))
+               for number, results in enumerate(rounds) for name in results
+               if "half" not in name}
     same = len(set(digests.values())) == 1
     print(f"shards identical across {', '.join(digests)}: {same}")
     return 0 if same else 1

@@ -7,6 +7,7 @@ test also refuses every socket connection to prove it.
 from __future__ import annotations
 
 import json
+import os
 import socket
 
 from conftest import PIPELINE_REPLAYS, REPLAYS, require_shared
@@ -76,3 +77,19 @@ def test_local_runner_defaults():
     assert local("--direct_num_workers=2") == (2, "multi_processing")
     assert local("--direct_num_workers=1", "--direct_running_mode=multi_processing") \
         == (1, "multi_processing")
+
+
+def test_local_runner_is_named_and_its_workers_counted():
+    """The local runner is the FnApiRunner by name (the DirectRunner would first
+    try to download Prism); its worker count sizes the balanced steps, and a
+    runner that balances by itself gets plain reshuffles (0)."""
+    import beam_runner
+
+    def runner_and_workers(*args):
+        options = beam_runner.pipeline_options(list(args))
+        return options.get_all_options()["runner"], beam_runner.local_workers(options)
+    assert runner_and_workers() == ("FnApiRunner", os.cpu_count())
+    assert runner_and_workers("--runner", "DirectRunner", "--direct_num_workers=3") \
+        == ("FnApiRunner", 3)
+    assert runner_and_workers("--runner=direct", "--direct_num_workers=1") == ("FnApiRunner", 1)
+    assert runner_and_workers(*DATAFLOW_ARGS[2:]) == ("DataflowRunner", 0)

@@ -44,6 +44,7 @@ from pipeline.output import writers
 from pipeline.replay import storage
 from pipeline.replay.archive import ReplayArchive, ReplayError
 from pipeline.replay.archive import replay_id as content_id
+from pipeline.job.balance import BalancedShuffle
 from pipeline.job.worker import (EnvironmentFailure, JobAborted, JobFailure, ReplayJob,
                                  TimedWorker, prestart)
 from pipeline.sources.registry import SourceSpec
@@ -88,6 +89,10 @@ class RunConfig:
     max_samples_per_shard: int = 2000
     tfrecord_gzip_level: int = writers.TFRECORD_GZIP_LEVEL
     scan_only: bool = False
+    #: worker processes of a local runner that deals each step's input out
+    #: once, in fixed shares (see :mod:`pipeline.job.balance`); 0 = a runner
+    #: that balances by itself (Dataflow, Dask): a plain Reshuffle
+    local_workers: int = 0
 
     @property
     def schema(self) -> SampleSchema:
@@ -229,6 +234,16 @@ class FilterReplays(beam.PTransform):
 
 
 # --------------------------------------------------------------- sampling
+def _replay_cost(record) -> float:
+    """A kept replay's estimated sampling cost: samples to make, about
+    game loops x sampled players (decode and featurize grow with both)."""
+    return record["replay"]["game_loops"] * max(1, len(record["players"]))
+
+
+def _replay_key(record) -> str:
+    return record["replay"]["replay_id"]
+
+
 class _SampleFn(beam.DoFn):
     def __init__(self, config: RunConfig):
         self.config = config
@@ -285,12 +300,24 @@ class SampleReplays(beam.PTransform):
 
     def expand(self, kept):
         return (kept
-                | "Reshuffle" >> beam.Reshuffle()
+                | "Spread" >> BalancedShuffle(self.config.local_workers, _replay_cost,
+                                              _replay_key)
                 | "DecodeAndSample" >> beam.ParDo(_SampleFn(self.config)).with_outputs(
                     "errors", main="results"))
 
 
 # ---------------------------------------------------------------- writing
+def _shard_cost(task: writers.ShardTask) -> float:
+    """A shard's estimated writing cost, in samples: its samples, plus each
+    file's fixed cost in the same unit (measured in bench_replay_stages.py:
+    ~10 ms a shard and ~1.2 ms a batch opened, at ~65 us a sample)."""
+    return task.num_samples + 150 + 20 * len(task.segments)
+
+
+def _shard_key(task: writers.ShardTask) -> tuple[str, int]:
+    return task.split, task.index
+
+
 class _WriteShardFn(beam.DoFn):
     def __init__(self, config: RunConfig):
         self.config = config
@@ -320,7 +347,8 @@ class WriteShards(beam.PTransform):
                 | "CollectBatches" >> beam.combiners.ToList()
                 | "PlanShards" >> beam.FlatMap(
                     lambda batches: writers.plan_shards(batches, max_per_shard))
-                | "Reshuffle" >> beam.Reshuffle()
+                | "Spread" >> BalancedShuffle(self.config.local_workers, _shard_cost,
+                                              _shard_key)
                 | "WriteShard" >> beam.ParDo(_WriteShardFn(self.config)))
 
 
