@@ -64,17 +64,17 @@ def test_dataflow_translation_offline(tmp_path, monkeypatch):
 
 
 def test_local_runner_defaults():
-    """All cores in worker processes by default; one worker runs in-process
-    (no SDK worker to start); an explicit running mode is kept."""
+    """All cores in worker threads by default (the work is in their sampling
+    children); one worker runs in-process; an explicit running mode is kept."""
     import beam_runner
 
     def local(*args):
         options = beam_runner.pipeline_options(list(args)).get_all_options()
         return options["direct_num_workers"], options["direct_running_mode"]
-    assert local() == (0, "multi_processing")
+    assert local() == (0, "multi_threading")
     assert local("--direct_num_workers=1") == (1, "in_memory")
     assert local("--direct_num_workers", "1") == (1, "in_memory")
-    assert local("--direct_num_workers=2") == (2, "multi_processing")
+    assert local("--direct_num_workers=2") == (2, "multi_threading")
     assert local("--direct_num_workers=1", "--direct_running_mode=multi_processing") \
         == (1, "multi_processing")
 

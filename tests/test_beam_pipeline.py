@@ -145,24 +145,28 @@ def test_scan_only_writes_index_and_errors(pipeline_inputs, tmp_path):
 
 
 def test_rerun_is_byte_identical(pipeline_inputs, tmp_path):
-    """Two runs -- 1 in-process worker vs 2 worker processes, inputs in
-    opposite orders -- on one game under two names write identical shards."""
+    """Three runs -- 1 in-process worker, 2 worker processes, 2 worker threads
+    (the default), inputs in opposite orders -- on one game under two names
+    write identical shards."""
     import beam_runner
     real, duplicate, bad, bad_dir = pipeline_inputs
-    outs = [tmp_path / "one", tmp_path / "two"]
-    beam_runner.run(pipeline_argv([real[0], duplicate], outs[0],
-                                  ["--direct_num_workers=1",
-                                   "--direct_running_mode=in_memory"]))
-    manifest = beam_runner.run(pipeline_argv([duplicate, real[0]], outs[1],
-                                             ["--direct_num_workers=2",
-                                              "--direct_running_mode=multi_processing"]))
-    assert manifest["counts"]["replays_by_status"]["duplicate"] == 1
+    runs = {"one": ([real[0], duplicate], ["--direct_num_workers=1",
+                                           "--direct_running_mode=in_memory"]),
+            "processes": ([duplicate, real[0]], ["--direct_num_workers=2",
+                                                 "--direct_running_mode=multi_processing"]),
+            "threads": ([duplicate, real[0]], ["--direct_num_workers=2"])}
+    for name, (inputs, extra) in runs.items():
+        manifest = beam_runner.run(pipeline_argv(inputs, tmp_path / name, extra))
+        assert manifest["counts"]["replays_by_status"]["duplicate"] == 1
+    outs = [tmp_path / name for name in runs]
     for fmt in ("parquet", "tfrecord"):
         a = sorted(p.relative_to(outs[0]) for p in (outs[0] / fmt).rglob("*") if p.is_file())
-        b = sorted(p.relative_to(outs[1]) for p in (outs[1] / fmt).rglob("*") if p.is_file())
-        assert a == b and len(a) == 3      # 944 samples, 400 per shard
-        for rel in a:
-            assert (outs[0] / rel).read_bytes() == (outs[1] / rel).read_bytes(), rel
+        assert len(a) == 3      # 944 samples, 400 per shard
+        for out in outs[1:]:
+            assert sorted(p.relative_to(out) for p in (out / fmt).rglob("*")
+                          if p.is_file()) == a
+            for rel in a:
+                assert (outs[0] / rel).read_bytes() == (out / rel).read_bytes(), (out, rel)
 
 
 # ------------------------------------------------------ composite transforms

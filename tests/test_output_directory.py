@@ -119,9 +119,12 @@ def _mount_tmpfs(where, size: str) -> bool:
                           capture_output=True).returncode == 0
 
 
-def test_a_real_full_disk_is_one_line_and_leaves_no_manifest(tmp_path, capsys):
+@pytest.mark.parametrize("workers", [IN_PROCESS, ["--direct_num_workers=2"]],
+                         ids=["in-process", "two-worker-threads"])
+def test_a_real_full_disk_is_one_line_and_leaves_no_manifest(tmp_path, capsys, workers):
     """The same on a real 256 KB tmpfs (where ``mount`` is permitted), through
-    the sampling child process and the command line."""
+    the sampling child process and the command line -- also with worker
+    threads, whose failed bundle Beam's harness prints as a traceback."""
     import beam_runner
     disk = tmp_path / "disk"
     disk.mkdir()
@@ -130,7 +133,7 @@ def test_a_real_full_disk_is_one_line_and_leaves_no_manifest(tmp_path, capsys):
                     "test covers the same path)")
     try:
         out = disk / "out"
-        argv = pipeline_argv(_one_replay(), out, IN_PROCESS + ["--formats", "tfrecord"])
+        argv = pipeline_argv(_one_replay(), out, workers + ["--formats", "tfrecord"])
         assert beam_runner.main(argv) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1, err

@@ -46,7 +46,7 @@ from pipeline.replay.archive import ReplayArchive, ReplayError
 from pipeline.replay.archive import replay_id as content_id
 from pipeline.job.balance import BalancedShuffle
 from pipeline.job.worker import (EnvironmentFailure, JobAborted, JobFailure, ReplayJob,
-                                 TimedWorker, prestart)
+                                 ShardJob, TimedWorker, prestart)
 from pipeline.sources.registry import SourceSpec
 from schemas.sample import SampleSchema
 
@@ -134,10 +134,11 @@ class _ScanFn(beam.DoFn):
         self.max_game_loops = config.max_game_loops
         self.filter_config = config.filter_config
         self.prestart_s = 0.0 if config.scan_only else config.decode_timeout_s
+        self.local_workers = config.local_workers
 
     def setup(self):
         # The sampling step's child starts importing now, while this worker scans.
-        prestart(self.prestart_s)
+        prestart(self.prestart_s, self.local_workers)
 
     def process(self, path: str):
         _count("inputs")
@@ -254,8 +255,15 @@ class _SampleFn(beam.DoFn):
 
     def setup(self):
         _progress_to_stderr()
-        self._worker = TimedWorker.take(self.config.decode_timeout_s)
         self._started = time.time()
+
+    def start_bundle(self):
+        self._worker = TimedWorker.take(self.config.decode_timeout_s)
+
+    def finish_bundle(self):
+        # its child goes back to the process's pool: the shard step takes it
+        self._worker, worker = None, self._worker
+        worker.give_back()
 
     def teardown(self):
         if self._worker is not None:
@@ -276,7 +284,7 @@ class _SampleFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(
                 "errors", _error(row["path"], row["replay_id"], "sample", outcome.category,
                                  outcome.message))
-            progress_log.info("[pid %d] replay %d failed (%s): %s", os.getpid(), self._done,
+            progress_log.info("[pid %d] replay %d failed (%s): %s", self._worker.pid, self._done,
                               outcome.category, row["path"])
             return
         _count("replays_sampled")
@@ -284,7 +292,7 @@ class _SampleFn(beam.DoFn):
         self._samples += outcome.num_samples
         elapsed = max(time.time() - self._started, 1e-9)
         progress_log.info("[pid %d] %d replays, %d samples (%.1f samples/s); last: %s "
-                          "%d samples in %.1f s", os.getpid(), self._done, self._samples,
+                          "%d samples in %.1f s", self._worker.pid, self._done, self._samples,
                           self._samples / elapsed, os.path.basename(row["path"]),
                           outcome.num_samples, time.time() - t0)
         yield outcome
@@ -318,20 +326,43 @@ def _shard_key(task: writers.ShardTask) -> tuple[str, int]:
     return task.split, task.index
 
 
+class ShardWriteError(RuntimeError):
+    """A shard could not be written or did not verify: never a replay's
+    error; it stops the run."""
+
+
 class _WriteShardFn(beam.DoFn):
+    """Writes each shard in a child process (the sampling step's, taken from
+    the process's pool), so that shard writing, like sampling, uses a core
+    per worker even when the runner's workers are threads."""
+
     def __init__(self, config: RunConfig):
         self.config = config
+        self._worker = None
+
+    def start_bundle(self):
+        self._worker = TimedWorker.take(self.config.decode_timeout_s)
+
+    def finish_bundle(self):
+        self._worker, worker = None, self._worker
+        worker.give_back()
+
+    def teardown(self):
+        if self._worker is not None:
+            self._worker.close()
 
     def process(self, task: writers.ShardTask):
-        try:
-            info = writers.write_shard(task, self.config.schema, self.config.output_dir,
-                                       self.config.formats, self.config.tfrecord_gzip_level)
-        except OSError as exc:
-            raise _abort(EnvironmentFailure.of(exc, writers.shard_path(
-                self.config.output_dir, self.config.formats[0], task.split, task.index,
-                task.count))) from exc
+        cfg = self.config
+        outcome = self._worker.run(ShardJob(task, cfg.resolution, cfg.output_dir,
+                                            tuple(cfg.formats), cfg.tfrecord_gzip_level))
+        if isinstance(outcome, JobAborted):     # the output's disk failed: stop the run
+            raise _abort(outcome.failure())
+        if isinstance(outcome, JobFailure):
+            _count("errors_shard_" + outcome.category)
+            raise ShardWriteError(f"{task.split} shard {task.index} of {task.count}: "
+                                  f"{outcome.category}: {outcome.message}")
         _count(f"shards_{task.split}")
-        yield info
+        yield outcome
 
 
 class WriteShards(beam.PTransform):

@@ -1,4 +1,4 @@
-"""Decodes and samples one replay in a child process, under a time limit.
+"""Decodes and samples one replay -- and writes shards -- in a child process.
 
 Untrusted replays can make a decoder spin or blow up; a Beam worker thread
 cannot be interrupted (``signal.alarm`` works only in a process's main thread,
@@ -11,7 +11,13 @@ dies (out of memory, a crash in native code) makes a ``crashed`` record.
 
 The child writes the replay's batch file itself and returns only a small
 :class:`~pipeline.output.manifest.ReplayResult`, so samples never cross the
-pipe.
+pipe.  The shard step hands its :class:`ShardJob`\s to the same children
+(they return the shard's small info dict): the heavy work of a run is then
+all in the children, so the local runner's workers can be threads of one
+process (no worker processes to start, no gRPC between them) and still use
+every core.  Idle children wait in a per-process pool (:meth:`TimedWorker.take`
+/ :meth:`TimedWorker.give_back`), so the shard step reuses the children that
+sampled instead of starting new ones.
 """
 from __future__ import annotations
 
@@ -54,6 +60,16 @@ class ReplayJob:
     spec: SourceSpec
     resolution: int
     max_bytes: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardJob:
+    """One planned shard to write, in every format, and verify."""
+    task: writers.ShardTask
+    resolution: int
+    output_dir: str
+    formats: tuple[str, ...]
+    gzip_level: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,13 +258,29 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def run_job(job: ReplayJob) -> ReplayResult | JobFailure | JobAborted:
-    """The replay's result, why it failed, or, when the output cannot be
-    written, a :class:`JobAborted` (see :class:`EnvironmentFailure`); never
-    raises for a replay's failure.  Bugs become category ``internal`` with the
-    traceback, so they are reported in the errors table, never hidden."""
+def write_shard_job(job: ShardJob) -> dict[str, Any]:
+    """Writes and verifies one shard; its info dict (see
+    :func:`pipeline.output.writers.write_shard`).  Raises
+    :class:`EnvironmentFailure` when it cannot be written."""
+    task = job.task
+    try:
+        return writers.write_shard(task, SampleSchema(job.resolution, job.resolution),
+                                   job.output_dir, job.formats, job.gzip_level)
+    except OSError as exc:
+        raise EnvironmentFailure.of(exc, writers.shard_path(
+            job.output_dir, job.formats[0], task.split, task.index, task.count)) from exc
+
+
+def run_job(job: ReplayJob | ShardJob) -> ReplayResult | dict | JobFailure | JobAborted:
+    """The replay's result (a shard job: the shard's info), why it failed, or,
+    when the output cannot be written, a :class:`JobAborted` (see
+    :class:`EnvironmentFailure`); never raises for a replay's failure.  Bugs
+    become category ``internal`` with the traceback, so they are reported in
+    the errors table (a shard's stop the run), never hidden."""
     try:
         with gc_paused():
+            if isinstance(job, ShardJob):
+                return write_shard_job(job)
             return sample_replay(job)
     except JobFailed as exc:
         return JobFailure(exc.category, exc.message)
@@ -287,20 +319,33 @@ _SPARE: list["TimedWorker"] = []
 _SPARE_LOCK = threading.Lock()
 
 
-def prestart(timeout_s: float) -> None:
-    """Starts one sampling child in this process ahead of need, for the next
-    :meth:`TimedWorker.take`.  A fresh child spends about a second importing
-    before it can sample; started while the worker still scans replays, that
-    second overlaps the scan instead of delaying the first replay.  Nothing
-    waits for it; a child nobody takes exits with the process (its socket
-    closes)."""
+def prestart(timeout_s: float, most: int = 1) -> None:
+    """Starts a sampling child in this process ahead of need, for a later
+    :meth:`TimedWorker.take`, unless ``most`` already wait.  A fresh child
+    spends about a second importing before it can sample; started while the
+    worker still scans replays, that second overlaps the scan instead of
+    delaying the first replay.  Each scanning DoFn calls this once, so a
+    process whose runner works in N threads gets N children (``most``: the
+    local worker count, so that runs one after another in one process do
+    not pile them up).  Nothing waits for it; a child nobody takes exits
+    with the process (its socket closes) or at :func:`close_spares`."""
     if timeout_s <= 0:
         return
     with _SPARE_LOCK:
-        if not _SPARE:
+        if len(_SPARE) < max(1, most):
             worker = TimedWorker(timeout_s)
             worker._start()
             _SPARE.append(worker)
+
+
+def close_spares() -> None:
+    """Closes the idle children of this process (the end of a run whose
+    runner worked in this process's threads)."""
+    with _SPARE_LOCK:
+        spares = list(_SPARE)
+        _SPARE.clear()
+    for worker in spares:
+        worker.close()
 
 
 class TimedWorker:
@@ -332,6 +377,20 @@ class TimedWorker:
         spare.timeout_s = timeout_s
         return spare
 
+    @property
+    def pid(self) -> int:
+        """The child's process id (this process's when it runs jobs itself)."""
+        return self._proc.pid if self._proc is not None else os.getpid()
+
+    def give_back(self) -> None:
+        """Puts this worker, child still running, in the process's pool for
+        the next :meth:`take` (the shard step takes the sampling step's)."""
+        if self._alive():
+            with _SPARE_LOCK:
+                _SPARE.append(self)
+        else:
+            self.close()
+
     def _start(self) -> None:
         parent, child = socket.socketpair()
         with child:
@@ -353,7 +412,7 @@ class TimedWorker:
         self._proc = self._conn = None
         self.restarts += 1
 
-    def run(self, job: ReplayJob) -> ReplayResult | JobFailure | JobAborted:
+    def run(self, job: ReplayJob | ShardJob) -> ReplayResult | dict | JobFailure | JobAborted:
         if self.timeout_s <= 0:
             return run_job(job)
         if not self._alive():
@@ -363,7 +422,8 @@ class TimedWorker:
         # counts from the send, so keep it well above import time.
         if not self._conn.poll(self.timeout_s):
             self._kill()
-            return JobFailure("timeout", f"decoding and sampling took over "
+            what = "writing the shard" if isinstance(job, ShardJob) else "decoding and sampling"
+            return JobFailure("timeout", f"{what} took over "
                                          f"{self.timeout_s:g} s; child process killed")
         try:
             return self._conn.recv()
