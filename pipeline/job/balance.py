@@ -1,7 +1,7 @@
-"""Spreads a step's work evenly over a local runner's worker processes.
+"""Spreads a step's work evenly over a local runner's workers.
 
-Beam's local runner (the FnApiRunner behind ``--direct_num_workers=N
---direct_running_mode=multi_processing``) gives each of its N workers a fixed
+Beam's local runner (the FnApiRunner behind ``--direct_num_workers=N``, in
+worker threads or processes) gives each of its N workers a fixed
 share of a step's input: the keys of the grouping before the step, dealt out
 round-robin.  It never moves work between workers.  After a ``Reshuffle``
 (random keys) each worker gets the same *number* of replays, but replays

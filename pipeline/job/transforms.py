@@ -89,7 +89,7 @@ class RunConfig:
     max_samples_per_shard: int = 2000
     tfrecord_gzip_level: int = writers.TFRECORD_GZIP_LEVEL
     scan_only: bool = False
-    #: worker processes of a local runner that deals each step's input out
+    #: workers (threads or processes) of a local runner that deals a step's input
     #: once, in fixed shares (see :mod:`pipeline.job.balance`); 0 = a runner
     #: that balances by itself (Dataflow, Dask): a plain Reshuffle
     local_workers: int = 0
@@ -235,6 +235,27 @@ class FilterReplays(beam.PTransform):
 
 
 # --------------------------------------------------------------- sampling
+class _ChildDoFn(beam.DoFn):
+    """A DoFn whose work runs in a child process (:class:`TimedWorker`),
+    borrowed from the process's pool for each bundle and returned after it:
+    the shard step reuses the children the sampling step used."""
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self._worker = None
+
+    def start_bundle(self):
+        self._worker = TimedWorker.take(self.config.decode_timeout_s)
+
+    def finish_bundle(self):
+        self._worker, worker = None, self._worker
+        worker.give_back()
+
+    def teardown(self):
+        if self._worker is not None:
+            self._worker.close()
+
+
 def _replay_cost(record) -> float:
     """A kept replay's estimated sampling cost: samples to make, about
     game loops x sampled players (decode and featurize grow with both)."""
@@ -245,10 +266,9 @@ def _replay_key(record) -> str:
     return record["replay"]["replay_id"]
 
 
-class _SampleFn(beam.DoFn):
+class _SampleFn(_ChildDoFn):
     def __init__(self, config: RunConfig):
-        self.config = config
-        self._worker = None
+        super().__init__(config)
         self._done = 0
         self._samples = 0
         self._started = 0.0
@@ -256,18 +276,6 @@ class _SampleFn(beam.DoFn):
     def setup(self):
         _progress_to_stderr()
         self._started = time.time()
-
-    def start_bundle(self):
-        self._worker = TimedWorker.take(self.config.decode_timeout_s)
-
-    def finish_bundle(self):
-        # its child goes back to the process's pool: the shard step takes it
-        self._worker, worker = None, self._worker
-        worker.give_back()
-
-    def teardown(self):
-        if self._worker is not None:
-            self._worker.close()
 
     def process(self, record):
         cfg = self.config
@@ -331,25 +339,10 @@ class ShardWriteError(RuntimeError):
     error; it stops the run."""
 
 
-class _WriteShardFn(beam.DoFn):
+class _WriteShardFn(_ChildDoFn):
     """Writes each shard in a child process (the sampling step's, taken from
     the process's pool), so that shard writing, like sampling, uses a core
     per worker even when the runner's workers are threads."""
-
-    def __init__(self, config: RunConfig):
-        self.config = config
-        self._worker = None
-
-    def start_bundle(self):
-        self._worker = TimedWorker.take(self.config.decode_timeout_s)
-
-    def finish_bundle(self):
-        self._worker, worker = None, self._worker
-        worker.give_back()
-
-    def teardown(self):
-        if self._worker is not None:
-            self._worker.close()
 
     def process(self, task: writers.ShardTask):
         cfg = self.config

@@ -74,7 +74,8 @@ class ShardJob:
 
 @dataclasses.dataclass(frozen=True)
 class JobFailure:
-    """A replay that failed in the sampling step; ``category`` is one of
+    """A job that failed: a replay in the sampling step, or a shard (which
+    stops the run); ``category`` is one of
     :data:`pipeline.replay.archive.ERROR_CATEGORIES`."""
     category: str
     message: str
@@ -275,8 +276,8 @@ def run_job(job: ReplayJob | ShardJob) -> ReplayResult | dict | JobFailure | Job
     """The replay's result (a shard job: the shard's info), why it failed, or,
     when the output cannot be written, a :class:`JobAborted` (see
     :class:`EnvironmentFailure`); never raises for a replay's failure.  Bugs
-    become category ``internal`` with the traceback, so they are reported in
-    the errors table (a shard's stop the run), never hidden."""
+    become category ``internal`` with the traceback, so they are reported
+    (a replay's in the errors table; a shard's stops the run), never hidden."""
     try:
         with gc_paused():
             if isinstance(job, ShardJob):
