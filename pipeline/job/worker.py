@@ -368,12 +368,15 @@ class TimedWorker:
 
     @classmethod
     def take(cls, timeout_s: float) -> "TimedWorker":
-        """A worker for a sampling DoFn: the one :func:`prestart` started in
-        this process, if any (its child has been importing meanwhile), else a
-        new one whose child starts with its first job."""
+        """A worker for a DoFn's bundle: an idle one from this process's pool
+        -- one :func:`prestart` started (its child has been importing
+        meanwhile) or one an earlier bundle gave back -- else a new one whose
+        child starts with its first job."""
         with _SPARE_LOCK:
             spare = _SPARE.pop() if _SPARE else None
         if spare is None or not spare._alive():
+            if spare is not None:
+                spare.close()
             return cls(timeout_s)
         spare.timeout_s = timeout_s
         return spare
