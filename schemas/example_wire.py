@@ -20,6 +20,7 @@ bytes_list=1, int64_list=3}``, ``BytesList{repeated bytes value=1}``,
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any, Mapping, Sequence
 
@@ -139,18 +140,22 @@ def entries_of(kind: str, plan: Any, name: str, values: Sequence[Any]) -> list[b
             table[i] = b"\x0a" + _varint(len(entry)) + entry             # Features.feature
         return table[0] if len(table) == 1 else table[inverse].tolist()
     # Feature.bytes_list.value: everything before the value depends only on
-    # its length, so it is made once per distinct length.
-    data = [v.encode("utf-8") for v in values] if kind == "string" else list(values)
-    if data and data.count(data[0]) == len(data):
-        return _bytes_entry_head(plan, len(data[0])) + data[0]
+    # its length, so it is made once per distinct length (and kept).
+    values = list(values)
+    if values and values.count(values[0]) == len(values):   # (before any encoding)
+        value = values[0].encode("utf-8") if kind == "string" else values[0]
+        return _bytes_entry_head(plan, len(value)) + value
+    data = [v.encode("utf-8") for v in values] if kind == "string" else values
     lengths = list(map(len, data))
     heads = {n: _bytes_entry_head(plan, n) for n in set(lengths)}
     # (bytes + b"" is the head itself: an empty layer costs no copy)
     return [heads[n] + value for n, value in zip(lengths, data)]
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _bytes_entry_head(key: bytes, n: int) -> bytes:
-    """A ``bytes_list`` entry up to its value of ``n`` bytes."""
+    """A ``bytes_list`` entry up to its value of ``n`` bytes (a field's
+    values take a few hundred distinct lengths: each head is made once)."""
     inner = 1 + _vlen(n) + n                 # BytesList.value
     feature = 1 + _vlen(inner) + inner       # Feature.bytes_list
     entry = len(key) + 1 + _vlen(feature) + feature
