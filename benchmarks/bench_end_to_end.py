@@ -1,7 +1,7 @@
 """End-to-end ``beam_runner.py`` throughput against the source alone, per replay.
 
     python benchmarks/bench_end_to_end.py [--replays FILE ...] [--repeats N] [--copies K]
-        [--inside N] [--rounds R] | --growth K [--max_loops L]
+        [--inside N] [--rounds R] [--verbose] | --growth K [--max_loops L]
 
 For each replay, in one run: the source-only rate (decode + featurize both
 players with the engine-free source, best of N, CPU, as
@@ -23,7 +23,12 @@ the wall clock), twice:
 Each round measures all of these, minutes apart; the table gives the best of
 each over the rounds, and the median over rounds of each round's own ratio
 (inside a run, CPU), which a machine whose speed drifts between minutes
-moves least.
+moves least.  Each round also runs the source alone over the same K copies,
+each once (half before the two runs, half after): the same input over as
+long a stretch of the machine's time as the runs' difference, so both sides
+of that second ratio are means over the same work, where a best of N short
+repeats catches the machine's fastest moment for the source only
+(``--verbose`` prints each round).
 
 A run of the pipeline on an input that samples nothing (one replay filtered
 out) shows that fixed cost on its own.
@@ -47,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Sequence
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "replays"
@@ -61,24 +67,41 @@ DEFAULTS = [
 FILTERED = SHARED / "sc2reader/4.3.0.64469/1.SC2Replay"   # a game against the AI
 
 
-def source_rate(path: str, repeats: int) -> tuple[int, float]:
-    """(samples, samples per CPU second) of decode + featurize, best of ``repeats``."""
+def _source_cpu(path: str) -> tuple[int, float]:
+    """(samples, CPU seconds) of decode + featurize of one replay file, once."""
     from bench_featurize import players_of
     from pipeline.job.worker import gc_paused
     from pipeline.replay.archive import ReplayArchive
     from pipeline.sources.events.source import EventsObservationSource
     from schemas.sample import SampleSchema
     data = pathlib.Path(path).read_bytes()
+    with gc_paused():
+        t = time.process_time()
+        archive = ReplayArchive(data, path=path)
+        by_player = EventsObservationSource(SampleSchema()).replay_samples(
+            archive, players_of(archive))
+        cpu = time.process_time() - t
+    return sum(len(v) for v in by_player.values()), cpu
+
+
+def source_rate(path: str, repeats: int) -> tuple[int, float]:
+    """(samples, samples per CPU second) of decode + featurize, best of ``repeats``."""
     best, n = float("inf"), 0
     for _ in range(repeats):
-        with gc_paused():
-            t = time.process_time()
-            archive = ReplayArchive(data, path=path)
-            by_player = EventsObservationSource(SampleSchema()).replay_samples(
-                archive, players_of(archive))
-            best = min(best, time.process_time() - t)
-        n = sum(len(v) for v in by_player.values())
+        n, cpu = _source_cpu(path)
+        best = min(best, cpu)
     return n, n / best
+
+
+def source_cpu_over(paths: Sequence[str]) -> tuple[int, float]:
+    """(samples, CPU seconds) of decode + featurize of each file once, in
+    order: the source alone on the same input, and over as long a stretch of
+    the machine's time, as a pipeline run on those files."""
+    total_n = total_cpu = 0
+    for path in paths:
+        n, cpu = _source_cpu(path)
+        total_n, total_cpu = total_n + n, total_cpu + cpu
+    return total_n, total_cpu
 
 
 def pipeline_cost(path: str | list[str], out: pathlib.Path) -> tuple[int, float, float]:
@@ -133,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inside", type=int, default=0,
                         help="at least this many samples added by the copies: more "
                              "copies of a short replay, so noise weighs the same")
+    parser.add_argument("--verbose", action="store_true", help="each round's figures")
     parser.add_argument("--growth", type=int, default=0,
                         help="fit cost against input size on the K shortest replays")
     parser.add_argument("--max_loops", type=int, default=16000,
@@ -147,24 +171,35 @@ def main(argv: list[str] | None = None) -> int:
           f"wall; load average {os.getloadavg()[0]:.1f}")
     print(f"{'replay':28s} {'samples':>7s} {'source/s':>8s} | {'1 copy: CPU s':>13s} "
           f"{'e2e/s':>6s} {'ratio':>6s} | {'K':>3s} copies: {'CPU s':>6s} {'wall s':>6s} | "
-          f"{'per copy/s':>10s} {'ratio':>6s} {'(wall)':>6s} | median of rounds")
+          f"{'per copy/s':>10s} {'ratio':>6s} {'(wall)':>6s} | median of rounds (rounds) | "
+          f"against the source over the same copies: median (rounds)")
     for i, path in enumerate(args.replays):
-        n, _ = source_rate(path, 1)
+        n, _ = source_rate(path, 1)            # also the warm-up of the source's caches
         k = max(args.copies, 1 + -(-args.inside // n))
         copies = make_copies(path, k, root / f"copies{i}")
-        # Rounds interleave the three measurements, and each keeps its best
-        # round: a shared machine's slow moments then hit all of them alike.
+        # Rounds interleave the measurements, so a shared machine's slow
+        # minutes hit all of them alike; the source alone runs over the same
+        # copies as the runs, half before them and half after.
         best = {"rate": 0.0, "cpu1": float("inf"), "wall1": float("inf"),
                 "cpuk": float("inf"), "wallk": float("inf")}
-        ratios = []
+        ratios, same_input = [], []
         for r in range(args.rounds):
             n, rate = source_rate(path, args.repeats)
+            n_a, cpu_a = source_cpu_over(copies[:k // 2])
             m, wall1, cpu1 = pipeline_cost(path, root / f"run{i}r{r}")
             assert m == n, (m, n)
             mk, wallk, cpuk = pipeline_cost(copies, root / f"run{i}x{k}r{r}")
             assert mk == n * k, (mk, n, k)
-            # this round's ratio: its own source rate and runs, minutes apart
-            ratios.append(n * (k - 1) / max(cpuk - cpu1, 1e-9) / rate)
+            n_b, cpu_b = source_cpu_over(copies[k // 2:])
+            inside = n * (k - 1) / max(cpuk - cpu1, 1e-9)
+            over_copies = (n_a + n_b) / (cpu_a + cpu_b)
+            ratios.append(inside / rate)
+            same_input.append(inside / over_copies)
+            if args.verbose:
+                print(f"  round {r}: source best of {args.repeats} {rate:,.0f}/s, over the "
+                      f"{k} copies {over_copies:,.0f}/s; runs {cpu1:.2f} s (1 copy) and "
+                      f"{cpuk:.2f} s ({k}); inside {inside:,.0f}/s: {ratios[-1]:.1%} and "
+                      f"{same_input[-1]:.1%}", flush=True)
             for key, value in (("cpu1", cpu1), ("wall1", wall1), ("cpuk", cpuk),
                                ("wallk", wallk)):
                 best[key] = min(best[key], value)
@@ -177,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{n / cpu1:6.0f} {n / cpu1 / rate:6.1%} | {k:3d}{'':8s}"
               f"{cpuk:6.1f} {wallk:6.1f} | {per_copy:10.0f} {per_copy / rate:6.1%} "
               f"{per_copy_wall / rate:6.1%} | {statistics.median(ratios):6.1%} "
-              f"({' '.join(f'{x:.0%}' for x in ratios)})", flush=True)
+              f"({' '.join(f'{x:.0%}' for x in ratios)}) | {statistics.median(same_input):6.1%} "
+              f"({' '.join(f'{x:.0%}' for x in same_input)})", flush=True)
     return 0
 
 
