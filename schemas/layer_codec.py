@@ -88,42 +88,45 @@ def encode_rows_list(arrays: Sequence[np.ndarray]) -> list[bytes]:
 
 
 def encode_rows(rows: np.ndarray) -> list[bytes]:
-    """One compact byte string per row of ``rows`` (shape ``(n, ...)``)."""
-    rows = np.asarray(rows)
+    """One compact byte string per row of ``rows`` (shape ``(n, ...)``).
+
+    Every row's first element starts a run, so the runs of all rows are the
+    flat positions where an element differs from its predecessor or a row
+    begins, and each run ends where the next one starts; a row is all zeros
+    exactly when all its runs are of zeros.
+    """
+    rows = np.ascontiguousarray(rows)
     n = rows.shape[0]
-    flat = rows.reshape(n, -1)
-    size = flat.shape[1]
-    out = [b""] * n
-    nonzero = np.flatnonzero(flat.any(axis=1)) if size else np.zeros(0, np.int64)
-    if not nonzero.size:
-        return out
-    little = flat.dtype.newbyteorder("<")
-    sub = flat[nonzero] if nonzero.size < n else flat
-    starts = np.empty(sub.shape, bool)
-    starts[:, 0] = True
-    np.not_equal(sub[:, 1:], sub[:, :-1], out=starts[:, 1:])
+    flat = rows.reshape(-1)
+    size = flat.size // n if n else 0
+    if not size:
+        return [b""] * n
+    starts = np.empty(flat.size, bool)
+    np.not_equal(flat[1:], flat[:-1], out=starts[1:])
+    starts[::size] = True                         # row starts
     if size > MAX_RUN:
-        starts[:, ::MAX_RUN] = True
-    flat_starts = np.flatnonzero(starts)          # row-major: runs in order
-    row, col = np.divmod(flat_starts, size)
-    counts = np.bincount(row, minlength=len(nonzero))
-    bounds = np.concatenate(([0], np.cumsum(counts)))
-    ends = np.empty_like(col)
-    ends[:-1] = col[1:]
-    ends[bounds[1:] - 1] = size                   # each row's last run ends at size
-    lengths = (ends - col).astype("<u2").tobytes()
-    values = sub[row, col].astype(little).tobytes()
+        for offset in range(MAX_RUN, size, MAX_RUN):
+            starts[offset::size] = True
+    at = np.flatnonzero(starts)                   # run starts, row-major
+    lengths = np.diff(at, append=flat.size).astype("<u2").tobytes()
+    little = flat.dtype.newbyteorder("<")
+    run_values = flat[at]
+    values = run_values.astype(little).tobytes()
+    bounds = np.searchsorted(at, np.arange(n + 1) * size).tolist()
+    nonzero = np.logical_or.reduceat(run_values != 0, bounds[:-1])
     itemsize = little.itemsize
     raw_size = 1 + size * itemsize
+    out = [b""] * n
     # One join per row (scattering every row into one buffer with numpy
     # fancy indexing measured 1.7x slower).
-    for i, k, lo, hi in zip(nonzero.tolist(), counts.tolist(), bounds[:-1].tolist(),
-                            bounds[1:].tolist()):
+    for i in np.flatnonzero(nonzero).tolist():
+        lo, hi = bounds[i], bounds[i + 1]
+        k = hi - lo
         if _HEADER + k * (2 + itemsize) < raw_size:
             out[i] = b"".join((b"\x01", k.to_bytes(4, "little"), lengths[2 * lo:2 * hi],
                                values[itemsize * lo:itemsize * hi]))
         else:
-            out[i] = b"\x00" + flat[i].astype(little).tobytes()
+            out[i] = b"\x00" + rows[i].astype(little).tobytes()
     return out
 
 

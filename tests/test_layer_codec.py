@@ -59,3 +59,15 @@ def test_encode_rows_equals_encoding_each_row():
 def test_bytes_that_do_not_fit_raise_codec_error(data):
     with pytest.raises(CodecError):
         layer_codec.decode(data, np.uint16, (4, 4))
+
+
+def test_rows_longer_than_uint16_encode_alike_zero_or_not():
+    """Rows past MAX_RUN cells: an all-zero one costs nothing though its
+    runs are split, and rows coded together equal rows coded alone."""
+    rows = np.zeros((3, 300, 300), np.int32)
+    rows[1, 150:] = 9
+    rows[2, 0, 0] = -4
+    encoded = layer_codec.encode_rows(rows)
+    assert encoded[0] == b"" and encoded == [layer_codec.encode(r) for r in rows]
+    assert int.from_bytes(encoded[1][1:5], "little") == 3     # 0s | 9s split at 65,535
+    np.testing.assert_array_equal(layer_codec.decode_rows(encoded, np.int32, (300, 300)), rows)
