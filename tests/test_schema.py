@@ -214,3 +214,24 @@ def test_example_bytes_parse_to_the_message_protobuf_builds():
     sample["screen_unit_type"] = np.zeros((3, 3), np.uint16)
     with pytest.raises(ValueError, match="screen_unit_type"):
         SCHEMA.to_example(sample)
+
+
+def test_to_arrow_constant_columns_equal_row_by_row_arrays():
+    """A compact field that is one byte string in every row (empty or not)
+    is built from buffers at once; it must equal pyarrow's own row-by-row
+    array, and the small vectors' joined values must equal the samples'."""
+    import pyarrow as pa
+    rng = np.random.default_rng(3)
+    samples = [random_sample(SCHEMA, rng, i) for i in range(4)]
+    shared = samples[0]["screen_unit_type"].copy()
+    shared[3, 5] = 17
+    for s in samples:
+        s["screen_unit_type"] = shared                       # the same object throughout
+        s["minimap_camera"] = np.zeros_like(s["minimap_camera"])
+    columns = SCHEMA.encode_columns(samples)
+    table = SCHEMA.to_arrow(columns=columns)
+    for name in ("screen_unit_type", "minimap_camera"):
+        assert table.column(name).combine_chunks().equals(
+            pa.array(columns[name], type=pa.binary()))
+    for original, back in zip(samples, SCHEMA.from_arrow(table)):
+        assert_samples_equal(original, back)
