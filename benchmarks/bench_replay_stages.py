@@ -6,10 +6,12 @@ In one process, garbage collector off (as in the sampling worker), best of N
 per stage: the source (decode, featurize), then each step of writing both
 formats with the pipeline's own pieces -- the layers encoded
 (``SampleSchema.encode_columns``), the Arrow table, the batch file (Arrow IPC,
-``writers.BATCH_COMPRESSION``) written and read back, ``tf.train.Example`` s,
+``writers.BATCH_COMPRESSION``) written and read back, the shards' tables of
+2,000 rows (one chunk per column, as ``writers.write_shard`` hands them to
+both formats), ``tf.train.Example`` s,
 TFRecord frames (``writers.frame_parts``), gzip at the TFRecord level, the
-TFRecord read-back (``writers._scan_frames``), Parquet shards of 2,000
-samples and their read-back.  The same data goes through every stage once per
+TFRecord read-back (``writers._scan_frames``), Parquet shards and their
+read-back.  The same data goes through every stage once per
 repeat, so caches are warmer than in a run: a run pays ~1.5x these figures
 (docs/pipeline.md, "Writing at the speed of the source", which quotes them).
 """
@@ -76,10 +78,11 @@ def measure(path: str, repeats: int) -> tuple[dict[str, float], int, dict[str, i
                         for i in range(reader.num_record_batches)]
 
             tables = timed("batch file read (shard step)", batch_read)
-            encoded = timed("encoded columns of the tables",
-                            lambda: [schema.arrow_encoded_columns(t) for t in tables])
+            shards = timed("the shards' tables (one chunk per column)", lambda: [
+                pa.concat_tables(tables).slice(i, SHARD).combine_chunks()
+                for i in range(0, n, SHARD)])
             records = timed("Examples (example_wire)",
-                            lambda: [r for c in encoded for r in schema.to_examples(columns=c)])
+                            lambda: [r for t in shards for r in schema.to_examples(table=t)])
             frames = timed("TFRecord frames", lambda: list(
                 writers.frame_groups(records, writers.FRAMES_PER_WRITE)))
 
@@ -92,20 +95,20 @@ def measure(path: str, repeats: int) -> tuple[dict[str, float], int, dict[str, i
 
             def parquet() -> list[bytes]:
                 out = []
-                for i in range(0, n, SHARD):
+                for shard in shards:
                     buf = io.BytesIO()
                     w = writers._parquet_writer(buf, schema)
-                    w.write_table(table.slice(i, SHARD), row_group_size=writers.PARQUET_ROW_GROUP)
+                    w.write_table(shard, row_group_size=writers.PARQUET_ROW_GROUP)
                     w.close()
                     out.append(buf.getvalue())
                 return out
 
-            shards = timed("Parquet shards (zstd)", parquet)
-            timed("Parquet read-back", lambda: [pq.ParquetFile(io.BytesIO(s)).read()
-                                                for s in shards])
+            files = timed("Parquet shards (zstd)", parquet)
+            timed("Parquet read-back", lambda: [pq.ParquetFile(io.BytesIO(f)).read()
+                                                for f in files])
     finally:
         gc.enable()
-    return best, n, {"tfrecord": len(stream), "parquet": sum(map(len, shards))}
+    return best, n, {"tfrecord": len(stream), "parquet": sum(map(len, files))}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,9 +4,13 @@ Building an Example through the protobuf classes costs ~400 us per sample
 (one message object per field, ~50 fields), several times the cost of
 featurizing the sample; the pipeline writes hundreds of thousands.  The
 Example wire format is small and fixed, so :class:`ExampleEncoder` writes it
-directly, a field at a time over all of a shard's rows: every field's
-map-entry prefix is computed once, an entry once per distinct value where
-values repeat, and a sample is one join of its entries.  The bytes parse
+directly from the pyarrow Table that the shard writer holds, a field at a
+time over all of its rows: a map entry is a head that depends only on the
+length of its value (made once per key and length) followed by the value as
+it lies in Arrow's buffers (integers as varints, all at once with numpy);
+Arrow joins each row's pieces in C++, so no Python object is made per row
+and field (16.7 -> 9.8 us per sample on a 5.0.4 PvT, against the earlier
+row-wise joins of Python lists).  The bytes parse
 to exactly the message the protobuf classes build (map entries sorted by
 key), which a test checks; readers (``tf.io.parse_example``,
 ``SampleSchema.from_example``) need nothing new.  :func:`decode_features`
@@ -21,8 +25,7 @@ bytes_list=1, int64_list=3}``, ``BytesList{repeated bytes value=1}``,
 from __future__ import annotations
 
 import functools
-import itertools
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -77,79 +80,139 @@ class ExampleEncoder:
             else:
                 raise ValueError(f"unknown field kind {kind!r}")
 
-    def encode(self, sample: Mapping[str, Any]) -> bytes:
-        return self.encode_columns({name: [sample[name]] for name, _, _ in self._plan})[0]
+    def encode_table(self, table) -> list[bytes]:
+        """One serialized Example per row of a pyarrow ``table`` holding the
+        fields (``"bytes"``: binary, ``"string"``: string, ``"int"``: an
+        integer type, ``"array"``: a fixed-size list of its dtype).
 
-    def encode_columns(self, columns: Mapping[str, Sequence[Any]]) -> list[bytes]:
-        """One Example per row of ``columns`` (name -> one value per sample;
-        a list, or for arrays and integers a numpy array), field by field:
-        each field's map entries for all rows first (computed once per
-        distinct value where values repeat: context, labels, unused
-        arguments, empty layers), then one join per row.  A field with the
-        same entry in every row (most of them, in a replay's rows) is one
-        piece, joined with its constant neighbours once, not once per row."""
-        if not self._plan:
+        Field by field over all rows, in Arrow's buffers: a field's map
+        entries are a head per distinct value length (or per distinct
+        integer) taken row by row, then its values as they lie in the column;
+        a field with one entry in every row is one piece.  Arrow then joins
+        every row's pieces in C++ (``binary_join_element_wise``); Python
+        makes no object per row and field."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        rows = table.num_rows
+        if not rows or not self._plan:
             return []
-        rows = len(columns[self._plan[0][0]])
-        if not rows:
-            return []
-        pieces: list[list[bytes] | bytes] = []   # a list: one entry per row; bytes: every row's
-        constant: list[bytes] = []               # consecutive same-in-every-row entries
-        sizes, fixed = np.zeros(rows, np.int64), 0
+        pieces: list = []
+        constant: list[bytes] = []      # consecutive same-in-every-row entries
         for name, kind, plan in self._plan:
-            column = entries_of(kind, plan, name, columns[name])
-            if isinstance(column, bytes):
-                constant.append(column)
-                fixed += len(column)
+            column = table.column(name)
+            column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+            entry = _arrow_entries(kind, plan, name, column, rows)
+            if isinstance(entry, bytes):
+                constant.append(entry)
                 continue
             if constant:
-                pieces.append(b"".join(constant))
+                pieces.append(pa.scalar(b"".join(constant), pa.binary()))
                 constant = []
-            sizes += np.fromiter(map(len, column), np.int64, rows)
-            pieces.append(column)
+            pieces += entry
         if constant:
-            pieces.append(b"".join(constant))
-        heads = [b"\x0a" + _varint(n) for n in (sizes + fixed).tolist()]   # Example.features
-        return [b"".join(row) for row in zip(
-            heads, *(p if isinstance(p, list) else itertools.repeat(p) for p in pieces))]
+            pieces.append(pa.scalar(b"".join(constant), pa.binary()))
+        # Example.features: a tag and each row's length, which its pieces give
+        sizes = np.zeros(rows, np.int64)
+        for piece in pieces:
+            sizes += np.diff(_offsets(piece, rows)) if isinstance(piece, pa.Array) \
+                else len(piece.as_py())
+        data, widths = _varints(sizes)
+        offsets = np.zeros(rows + 1, np.int32)
+        np.cumsum(widths + 1, out=offsets[1:])
+        heads = np.full(offsets[-1], 0x0A, np.uint8)
+        heads[np.delete(np.arange(offsets[-1]), offsets[:-1])] = np.frombuffer(data, np.uint8)
+        heads = pa.Array.from_buffers(pa.binary(), rows, [None, pa.py_buffer(offsets),
+                                                          pa.py_buffer(heads.tobytes())])
+        return pc.binary_join_element_wise(heads, *pieces, b"").to_pylist()
 
 
-def entries_of(kind: str, plan: Any, name: str, values: Sequence[Any]) -> list[bytes] | bytes:
+def _offsets(column, rows: int) -> np.ndarray:
+    """The value offsets of an Arrow binary or string array (no copy)."""
+    return np.frombuffer(column.buffers()[1], np.int32, rows + 1, column.offset)
+
+
+def _taken(table: list[bytes], index: np.ndarray):
+    """Arrow binary array of ``table[index[i]]`` for each row."""
+    import pyarrow as pa
+    return pa.array(table, pa.binary()).take(pa.array(index.astype(np.int32, copy=False)))
+
+
+def _arrow_entries(kind: str, plan: Any, name: str, column, rows: int) -> list | bytes:
     """``Features.feature`` map entries (tag, length, key, value) of one
-    field: one per value, or one ``bytes`` when every value is the same."""
+    field over an Arrow column: Arrow arrays (and scalars) whose row-wise
+    join is each row's entry, or one ``bytes`` when every row's is the same."""
+    import pyarrow as pa
     if kind == "array":
         prefix, dtype, n = plan
-        data = np.ascontiguousarray(values, dtype)
-        rows = len(data)
-        if data.size * dtype.itemsize != rows * n:
-            raise ValueError(f"{name}: {data.size * dtype.itemsize} bytes for {rows} rows, "
+        flat = column.flatten().to_numpy(zero_copy_only=False)
+        if flat.size * dtype.itemsize != rows * n:
+            raise ValueError(f"{name}: {flat.size * dtype.itemsize} bytes for {rows} rows, "
                              f"expected {n} each")
-        if rows and (data == data[:1]).all():
+        data = flat.astype(dtype, copy=False).reshape(rows, -1)
+        if (data == data[:1]).all():
             return prefix + data[0].tobytes()
-        raw = data.tobytes()
-        return [prefix + raw[i:i + n] for i in range(0, rows * n, n)]
+        raw = pa.py_buffer(np.ascontiguousarray(data).tobytes())
+        offsets = pa.py_buffer(np.arange(rows + 1, dtype=np.int32) * np.int32(n))
+        return [pa.scalar(prefix, pa.binary()),
+                pa.Array.from_buffers(pa.binary(), rows, [None, offsets, raw])]
     if kind == "int":                        # Feature.int64_list.value, packed
-        ints = np.asarray(values, np.int64).reshape(-1)
-        distinct, inverse = np.unique(ints, return_inverse=True)
-        table = np.empty(len(distinct), object)
-        for i, value in enumerate(distinct.tolist()):
-            payload = _varint(value)
-            packed = b"\x0a" + _varint(len(payload)) + payload
-            feature = b"\x1a" + _varint(len(packed)) + packed
-            entry = plan + b"\x12" + _varint(len(feature)) + feature     # key, value
-            table[i] = b"\x0a" + _varint(len(entry)) + entry             # Features.feature
-        return table[0] if len(table) == 1 else table[inverse].tolist()
+        ints = column.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        if (ints == ints[0]).all():
+            payload = _varint(int(ints[0]))
+            return _int_entry_head(plan, len(payload)) + payload
+        # everything before the value's varint depends only on its length
+        data, sizes = _varints(ints)
+        distinct, inverse = np.unique(sizes, return_inverse=True)
+        heads = [_int_entry_head(plan, k) for k in distinct.tolist()]
+        offsets = np.zeros(rows + 1, np.int32)
+        np.cumsum(sizes, out=offsets[1:])
+        values = pa.Array.from_buffers(pa.binary(), rows, [None, pa.py_buffer(offsets),
+                                                           pa.py_buffer(data)])
+        return [_taken(heads, inverse) if len(heads) > 1 else pa.scalar(heads[0], pa.binary()),
+                values]
     # Feature.bytes_list.value: everything before the value depends only on
-    # its length, so it is made once per distinct length (and kept).
-    values = list(values)
-    if values and values.count(values[0]) == len(values):   # (before any encoding)
-        value = values[0].encode("utf-8") if kind == "string" else values[0]
-        return _bytes_entry_head(plan, len(value)) + value
-    data = [v.encode("utf-8") for v in values] if kind == "string" else values
-    lengths = list(map(len, data))
-    heads = {n: _bytes_entry_head(plan, n) for n in set(lengths)}
-    # (bytes + b"" is the head itself: an empty layer costs no copy)
-    return [heads[n] + value for n, value in zip(lengths, data)]
+    # its length, so a head is made once per distinct length.
+    if kind == "string":
+        column = column.cast(pa.binary())
+    offsets = _offsets(column, rows)
+    lengths = np.diff(offsets)
+    if (lengths == lengths[0]).all():
+        start, width = int(offsets[0]), int(lengths[0])
+        data = np.frombuffer(column.buffers()[2], np.uint8, rows * width, start) \
+            if width else np.zeros((rows, 0), np.uint8)
+        data = data.reshape(rows, width)
+        if (data == data[:1]).all():
+            return _bytes_entry_head(plan, width) + data[0].tobytes()
+    distinct, inverse = np.unique(lengths, return_inverse=True)
+    heads = [_bytes_entry_head(plan, n) for n in distinct.tolist()]
+    return [_taken(heads, inverse) if len(heads) > 1 else pa.scalar(heads[0], pa.binary()),
+            column]
+
+
+@functools.lru_cache(maxsize=1 << 10)
+def _int_entry_head(key: bytes, k: int) -> bytes:
+    """An ``int64_list`` entry (one packed value) up to its value's varint
+    of ``k`` bytes."""
+    packed = 1 + _vlen(k) + k                # Int64List.value, packed
+    feature = 1 + _vlen(packed) + packed     # Feature.int64_list
+    entry = len(key) + 1 + _vlen(feature) + feature
+    return b"".join((b"\x0a", _varint(entry), key, b"\x12", _varint(feature),
+                     b"\x1a", _varint(packed), b"\x0a", _varint(k)))
+
+
+def _varints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """The protobuf varints of int64 ``values``, all at once: (their bytes
+    one after another, each one's length).  Negative values take 10 bytes
+    (two's complement), as :func:`varint` writes them."""
+    unsigned = values.astype(np.int64, copy=False).view(np.uint64)
+    groups = (unsigned[:, None] >> (np.arange(10, dtype=np.uint64) * np.uint64(7))) \
+        & np.uint64(0x7F)                                 # (n, 10) 7-bit groups
+    nonzero = groups != 0
+    sizes = np.where(nonzero.any(axis=1), 10 - np.argmax(nonzero[:, ::-1], axis=1), 1)
+    keep = np.arange(10) < sizes[:, None]
+    more = np.arange(10) < (sizes - 1)[:, None]           # continuation bits
+    data = (groups.astype(np.uint8) | (more * np.uint8(0x80)).astype(np.uint8))[keep]
+    return data.tobytes(), sizes
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -336,23 +336,6 @@ class SampleSchema:
                 columns[name] = col.to_pylist()
         return columns
 
-    def arrow_encoded_columns(self, table) -> dict[str, Any]:
-        """A table's columns as :meth:`encode_columns` gives them (compact
-        arrays still as their byte strings): Examples are made from Parquet
-        rows without decoding a layer."""
-        n = table.num_rows
-        columns: dict[str, Any] = {}
-        for field in self.fields:
-            col = table.column(field.name)
-            if hasattr(col, "combine_chunks"):
-                col = col.combine_chunks()
-            if field.is_array and not field.compact:
-                flat = col.flatten().to_numpy(zero_copy_only=False)
-                columns[field.name] = flat.astype(field.np_dtype).reshape((n,) + field.shape)
-            else:
-                columns[field.name] = col.to_pylist()
-        return columns
-
     # ------------------------------------------------------------- TFRecord
     @property
     def _encoder(self) -> ExampleEncoder:
@@ -367,14 +350,17 @@ class SampleSchema:
         return self._example_encoder
 
     def to_examples(self, samples: Sequence[Mapping[str, Any]] | None = None, *,
-                    columns: Mapping[str, list] | None = None) -> list[bytes]:
-        """Samples (or their :meth:`encode_columns`) as serialized
-        ``tf.train.Example`` s: strings as UTF-8 bytes, compact arrays as their
-        byte strings, small arrays as raw little-endian bytes, integer scalars
-        as int64 (``schemas.example_wire``: the bytes protobuf would write)."""
-        if columns is None:
-            columns = self.encode_columns(samples or [])
-        return self._encoder.encode_columns(columns)
+                    columns: Mapping[str, list] | None = None,
+                    table=None) -> list[bytes]:
+        """Samples (or their :meth:`encode_columns`, or those as the pyarrow
+        Table of :meth:`to_arrow`, which is what the shard writer holds) as
+        serialized ``tf.train.Example`` s: strings as UTF-8 bytes, compact
+        arrays as their byte strings, small arrays as raw little-endian
+        bytes, integer scalars as int64 (``schemas.example_wire``: the bytes
+        protobuf would write)."""
+        if table is None:
+            table = self.to_arrow(samples, columns=columns)
+        return self._encoder.encode_table(table)
 
     def to_example(self, sample: Mapping[str, Any]) -> bytes:
         """One sample as a serialized ``tf.train.Example`` (see :meth:`to_examples`)."""

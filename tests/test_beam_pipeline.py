@@ -344,6 +344,10 @@ def test_sampling_child_gets_the_malloc_settings_unless_the_caller_set_them(monk
     (they cut its page faults ~10x); a value the caller set is kept."""
     from pipeline.job.worker import CHILD_MALLOC_ENV, TimedWorker
     monkeypatch.setenv("MALLOC_TOP_PAD_", "4096")
+    # (Dask's workers set MALLOC_TRIM_THRESHOLD_ in os.environ, which a
+    # Dask test earlier in the same process leaves behind)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     worker = TimedWorker(60)
     worker._start()
     try:

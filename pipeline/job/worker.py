@@ -11,7 +11,7 @@ dies (out of memory, a crash in native code) makes a ``crashed`` record.
 
 The child writes the replay's batch file itself and returns only a small
 :class:`~pipeline.output.manifest.ReplayResult`, so samples never cross the
-pipe.  The shard step hands its :class:`ShardJob`\s to the same children
+pipe.  The shard step hands its :class:`ShardJob` s to the same children
 (they return the shard's small info dict): the heavy work of a run is then
 all in the children, so the local runner's workers can be threads of one
 process (no worker processes to start, no gRPC between them) and still use

@@ -32,7 +32,7 @@ import gzip
 import io
 import struct
 import uuid
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import google_crc32c
 from zlib_ng import zlib_ng
@@ -334,13 +334,17 @@ def write_shard(task: ShardTask, schema: SampleSchema, output_dir: str,
             sinks["tfrecord"] = _TFRecordSink(temps["tfrecord"], gzip_level)
         if "parquet" in formats:
             sinks["parquet"] = _ParquetSink(temps["parquet"], schema)
+        pending: list = []
         for table in _task_tables(task):
             if first is None:
                 first = _row_key(table, 0)
             last_table = table
             n += table.num_rows
-            for sink in sinks.values():
-                sink.write(table, schema)
+            pending.append(table)
+            if sum(t.num_rows for t in pending) >= PARQUET_ROW_GROUP:
+                _write_to_sinks(pending, sinks, schema)
+                pending = []
+        _write_to_sinks(pending, sinks, schema)
         if n:
             last = _row_key(last_table, last_table.num_rows - 1)
     finally:
@@ -357,6 +361,18 @@ def write_shard(task: ShardTask, schema: SampleSchema, output_dir: str,
     return {"split": task.split, "index": task.index, "count": task.count,
             "num_samples": task.num_samples, "files": finals, "first_key": first,
             "last_key": last, "bytes": sizes}
+
+
+def _write_to_sinks(tables: list, sinks: Mapping[str, Any], schema: SampleSchema) -> None:
+    """The rows of ``tables`` (slices of batches, in order) into every sink,
+    as one table with one chunk per column: Parquet pages and row groups then
+    depend only on the rows, never on the slices they came in, and each
+    sink's per-column work is paid once per :data:`PARQUET_ROW_GROUP` rows."""
+    import pyarrow as pa
+    if tables:
+        table = pa.concat_tables(tables).combine_chunks()
+        for sink in sinks.values():
+            sink.write(table, schema)
 
 
 #: records framed and compressed per call of a TFRecord shard's gzip stream
@@ -383,7 +399,7 @@ class _TFRecordSink:
             self._crc = google_crc32c.extend(self._crc, data)
 
     def write(self, table, schema: SampleSchema) -> None:
-        self._records += schema.to_examples(columns=schema.arrow_encoded_columns(table))
+        self._records += schema.to_examples(table=table)
         full = len(self._records) - len(self._records) % FRAMES_PER_WRITE
         self._compress_records(full)
 
@@ -410,35 +426,21 @@ class _TFRecordSink:
 
 
 class _ParquetSink:
-    """A Parquet shard written from Arrow slices, in full row groups."""
+    """A Parquet shard written from Arrow tables (see :func:`_write_to_sinks`),
+    in row groups of up to :data:`PARQUET_ROW_GROUP` rows."""
 
     def __init__(self, path: str, schema: SampleSchema):
         self._raw = filesystem.create(path)
         self._writer = _parquet_writer(self._raw, schema)
-        self._pending: list = []
-        self._rows = 0
 
     def write(self, table, schema: SampleSchema) -> None:
-        self._pending.append(table)
-        self._rows += table.num_rows
-        if self._rows >= PARQUET_ROW_GROUP:
-            self._flush()
-
-    def _flush(self) -> None:
-        import pyarrow as pa
-        if self._pending:
-            # one chunk per column: Parquet pages then depend only on the
-            # rows, not on the slices they came in (which would change bytes)
-            self._writer.write_table(pa.concat_tables(self._pending).combine_chunks(),
-                                     row_group_size=PARQUET_ROW_GROUP)
-        self._pending, self._rows = [], 0
+        self._writer.write_table(table, row_group_size=PARQUET_ROW_GROUP)
 
     def close(self) -> tuple[int, int]:
         if self._writer is not None:
             try:
-                self._flush()
-            finally:
                 self._writer.close()
+            finally:
                 self._writer = None
                 self._raw.close()
         return 0, 0
