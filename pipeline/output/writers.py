@@ -28,6 +28,7 @@ may be local or ``gs://``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import io
 import struct
@@ -84,8 +85,15 @@ def frame_groups(records: Sequence[bytes], size: int) -> Iterator[bytes]:
 def frame_parts(data: bytes) -> tuple[bytes, bytes, bytes]:
     """A TFRecord frame as (header, data, footer), to be joined with others
     (one copy of ``data``, into the caller's buffer)."""
-    length = _PACK_Q(len(data))
-    return (length + _PACK_I(_masked_crc(length)), data, _PACK_I(_masked_crc(data)))
+    return (_frame_header(len(data)), data, _PACK_I(_masked_crc(data)))
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _frame_header(length: int) -> bytes:
+    """A frame's length and its masked CRC32C (a shard's records take a few
+    hundred distinct lengths: each header is made once)."""
+    packed = _PACK_Q(length)
+    return packed + _PACK_I(_masked_crc(packed))
 
 
 _PACK_Q = struct.Struct("<Q").pack
