@@ -119,6 +119,7 @@ class ExampleEncoder:
         data, widths = _varints(sizes)
         offsets = np.zeros(rows + 1, np.int32)
         np.cumsum(widths + 1, out=offsets[1:])
+        # each row's head is the tag 0x0A, then the row's varint
         heads = np.full(offsets[-1], 0x0A, np.uint8)
         heads[np.delete(np.arange(offsets[-1]), offsets[:-1])] = np.frombuffer(data, np.uint8)
         heads = pa.Array.from_buffers(pa.binary(), rows, [None, pa.py_buffer(offsets),
