@@ -11,7 +11,7 @@ dies (out of memory, a crash in native code) makes a ``crashed`` record.
 
 The child writes the replay's batch file itself and returns only a small
 :class:`~pipeline.output.manifest.ReplayResult`, so samples never cross the
-pipe.  The shard step hands its :class:`ShardJob` s to the same children
+pipe.  The shard step hands its shard jobs (:class:`ShardJob`) to the same children
 (they return the shard's small info dict): the heavy work of a run is then
 all in the children, so the local runner's workers can be threads of one
 process (no worker processes to start, no gRPC between them) and still use
@@ -328,7 +328,7 @@ _CHILD_MAIN = ("import json, os, sys; sys.path[:] = json.loads(os.environ['"
 #: pages, each touched page a fault: 4.0 minor faults per sample of a
 #: 5.0.8 TvT inside a run, at ~2.6 us each on this project's (virtual)
 #: machines.  Served from a heap that keeps up to 64 MiB free at its top,
-#: the same run takes 0.34 faults per sample (docs/pipeline.md, "Writing at
+#: the same run takes 0.3-0.6 faults per sample (docs/pipeline.md, "Writing at
 #: the speed of the source").  Memory the child frees still returns to the
 #: system past those 64 MiB, and blocks over 32 MiB still get their own
 #: mapping.  A variable already set in the environment is kept.

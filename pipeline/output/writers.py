@@ -342,16 +342,17 @@ def write_shard(task: ShardTask, schema: SampleSchema, output_dir: str,
             sinks["tfrecord"] = _TFRecordSink(temps["tfrecord"], gzip_level)
         if "parquet" in formats:
             sinks["parquet"] = _ParquetSink(temps["parquet"], schema)
-        pending: list = []
+        pending, pending_rows = [], 0
         for table in _task_tables(task):
             if first is None:
                 first = _row_key(table, 0)
             last_table = table
             n += table.num_rows
             pending.append(table)
-            if sum(t.num_rows for t in pending) >= PARQUET_ROW_GROUP:
+            pending_rows += table.num_rows
+            if pending_rows >= PARQUET_ROW_GROUP:
                 _write_to_sinks(pending, sinks, schema)
-                pending = []
+                pending, pending_rows = [], 0
         _write_to_sinks(pending, sinks, schema)
         if n:
             last = _row_key(last_table, last_table.num_rows - 1)
