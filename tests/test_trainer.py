@@ -5,6 +5,7 @@ file stays fast; the real-data numbers are in docs/results.md.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -336,3 +337,27 @@ def test_value_input_options_are_checked(spec):
         build_model("fully_conv", spec, value_input="flat")
     with pytest.raises(ValueError, match="dropout"):
         build_model("fully_conv", spec, dropout=1.0)
+
+
+def test_cosine_schedule_decays_to_zero_at_the_last_step_and_resumes(data, tmp_path):
+    data_dir, _ = data
+    run = tmp_path / "run"
+    args = ["--data", str(data_dir), "--model", "atari_net", "--out", str(run),
+            "--batch_size", "4", "--learning_rate", "0.01", "--lr_schedule", "cosine",
+            "--log_every", "2", "--checkpoint_every", "2", "--steps", "4"]
+    assert train_lib.main(args[:-1] + ["2"]) == 0   # stop half way ...
+    half = train_lib.Trainer(train_lib.load_config(run))
+    assert half.restore() == 2
+    # ... a resumed optimizer continues the schedule from its saved step count.
+    assert int(half.optimizer.iterations.numpy()) == 2
+    assert train_lib.main(args) == 0
+    config = train_lib.load_config(run)
+    assert config.lr_schedule == "cosine"
+    trainer = train_lib.Trainer(config)
+    assert trainer.restore() == 4
+    schedule = trainer.optimizer._learning_rate
+    assert float(schedule(0)) == pytest.approx(0.01)
+    assert float(schedule(2)) == pytest.approx(0.005, rel=1e-5)
+    assert float(trainer.optimizer.learning_rate.numpy()) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train_lib.learning_rate(dataclasses.replace(config, lr_schedule="step"))

@@ -46,6 +46,7 @@ CONFIG_NAME = "config.json"
 BEST_NAME = "best.json"
 # Validation metrics a checkpoint can be selected on; all lower-is-better
 # except value_accuracy.
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 SELECT_METRICS: tuple[str, ...] = ("value", "total", "function", "arguments",
                                    "value_accuracy")
 
@@ -60,6 +61,9 @@ class TrainConfig:
     learning_rate: float = 1e-3
     clip_norm: float = 10.0
     weight_decay: float = 0.0  # > 0: AdamW (decoupled weight decay)
+    # "constant", or "cosine": the rate falls from learning_rate to 0 over
+    # ``steps`` (half a cosine), so a long run ends on small updates.
+    lr_schedule: str = "constant"
     seed: int = 0
     value_weight: float = 1.0
     function_weight: float = 1.0
@@ -149,6 +153,19 @@ def load_config(run_dir: str | os.PathLike) -> TrainConfig:
     return TrainConfig(**d)
 
 
+def learning_rate(config: TrainConfig):
+    """The optimizer's learning rate for ``config``: a float, or a schedule of
+    the optimizer's step count (saved in the checkpoint, so a resumed run
+    continues the schedule where it stopped)."""
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate,
+                                                      decay_steps=max(config.steps, 1))
+    raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; expected one of "
+                     f"{LR_SCHEDULES}")
+
+
 def teacher_inputs(inputs: dict, targets: dict) -> dict:
     """Model inputs plus the targets an autoregressive model conditions on."""
     extra = {"function_id": targets["function_id"]}
@@ -163,11 +180,10 @@ class Trainer:
         self.config = config
         self.model = build_model(config.model, config.spec, dropout=config.dropout,
                                  value_input=config.value_input)
+        rate = learning_rate(config)
         self.optimizer = (
-            keras.optimizers.AdamW(learning_rate=config.learning_rate,
-                                   weight_decay=config.weight_decay)
-            if config.weight_decay > 0 else
-            keras.optimizers.Adam(learning_rate=config.learning_rate))
+            keras.optimizers.AdamW(learning_rate=rate, weight_decay=config.weight_decay)
+            if config.weight_decay > 0 else keras.optimizers.Adam(learning_rate=rate))
         self.optimizer.build(self.model.trainable_variables)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.checkpoint = tf.train.Checkpoint(step=self.step, model=self.model,
@@ -408,6 +424,8 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     p.add_argument("--clip_norm", type=float, default=d.clip_norm)
     p.add_argument("--weight_decay", type=float, default=d.weight_decay,
                    help="decoupled weight decay (AdamW); 0 = plain Adam")
+    p.add_argument("--lr_schedule", choices=LR_SCHEDULES, default=d.lr_schedule,
+                   help="constant, or cosine: from --learning_rate down to 0 at --steps")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--value_weight", type=float, default=d.value_weight)
     p.add_argument("--function_weight", type=float, default=d.function_weight)
