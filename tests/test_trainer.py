@@ -361,3 +361,29 @@ def test_cosine_schedule_decays_to_zero_at_the_last_step_and_resumes(data, tmp_p
     assert float(trainer.optimizer.learning_rate.numpy()) == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(ValueError, match="lr_schedule"):
         train_lib.learning_rate(dataclasses.replace(config, lr_schedule="step"))
+
+
+def test_read_shards_sets_how_many_shards_a_batch_mixes(tmp_path, spec):
+    from schemas.sample import SampleSchema
+    from support.trainer_synthetic import write_synthetic
+    # 8 replays x 2 players x 12 loops = 192 samples; sample j lies in shard j % 8.
+    write_synthetic(tmp_path, SampleSchema(RES, RES), replays={"train": 8}, shards=8)
+
+    def shards_of_first_batch(read_shards):
+        ds = make_dataset(tmp_path, "train", spec, batch_size=8, shuffle=True,
+                          repeat=False, shuffle_buffer=1, with_meta=True,
+                          read_shards=read_shards)
+        _, _, meta = next(iter(ds))
+        replay = [int(r.decode()[5:8]) for r in meta["replay_id"].numpy()]
+        index = [24 * r + 12 * (p - 1) + loop // 200 for r, p, loop in
+                 zip(replay, meta["player_id"].numpy(), meta["game_loop"].numpy())]
+        return {j % 8 for j in index}
+
+    assert len(shards_of_first_batch(1)) == 1    # one shard after another
+    assert len(shards_of_first_batch(8)) == 8    # one record from each in turn
+    assert len(shards_of_first_batch(4)) == 4
+    with pytest.raises(TrainerInputError, match="read_shards"):
+        make_dataset(tmp_path, "train", spec, read_shards=0)
+    config = train_lib.parse_args(["--data", "d", "--model", "fully_conv", "--out", "o",
+                                   "--read_shards", "1024"])
+    assert config.read_shards == 1024

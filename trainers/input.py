@@ -418,7 +418,7 @@ def make_dataset(data_dir: str | os.PathLike, split: "str | Selection", spec: Fe
                  drop_remainder: bool | None = None, with_meta: bool = False,
                  source: str = "tfrecord", tfds_data_dir: str | None = None,
                  tfds_name: str = "sc2_replays", every: int = 1,
-                 limit: int | None = None) -> tf.data.Dataset:
+                 limit: int | None = None, read_shards: int = 32) -> tf.data.Dataset:
     """Batches of ``(inputs, targets)`` (plus ``meta`` when ``with_meta``).
 
     ``every=k`` keeps every k-th record and ``limit`` caps the number of
@@ -427,6 +427,13 @@ def make_dataset(data_dir: str | os.PathLike, split: "str | Selection", spec: Fe
     input takes every k-th record of each shard (so of each replay);
     shuffled input every k-th of the interleaved stream (as training's
     ``--train_every`` does: read 32 shards at a time, one record each).
+
+    Shuffled TFRecord input reads ``read_shards`` shards at once, one record
+    from each in turn.  Shards hold windows in replay order (a game of the
+    shared corpus fills about two), so this sets how many games a stretch of
+    batches mixes: with 32, 100 consecutive batches of 64 (``train_every``
+    14) span 84 of its 1,665 training games; with 1,024, 455
+    (docs/results.md).
 
     ``split`` is a split name or a :class:`Selection` (several splits, a
     replay-id subset).  ``source="tfrecord"`` reads ``data_dir``'s shards;
@@ -437,6 +444,8 @@ def make_dataset(data_dir: str | os.PathLike, split: "str | Selection", spec: Fe
     """
     if drop_remainder is None:
         drop_remainder = repeat
+    if read_shards < 1:
+        raise TrainerInputError(f"read_shards must be at least 1, got {read_shards}")
     names = read_fields(spec)
     schema = spec.schema
     autotune = tf.data.AUTOTUNE
@@ -448,8 +457,12 @@ def make_dataset(data_dir: str | os.PathLike, split: "str | Selection", spec: Fe
         if shuffle:
             ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
 
+        cycle = min(len(files), read_shards if shuffle else 8)
+        # Read buffers of at most 32 MiB together (1 MiB each up to 32 shards).
+        read_buffer = max(1 << 16, min(1 << 20, (32 << 20) // max(cycle, 1)))
+
         def records(f):
-            ds = tf.data.TFRecordDataset(f, compression_type="GZIP", buffer_size=1 << 20)
+            ds = tf.data.TFRecordDataset(f, compression_type="GZIP", buffer_size=read_buffer)
             # Unshuffled, every k-th record of each shard: striding the
             # interleaved stream instead would skip whole shards whenever k
             # shares a factor with its 8 x 16 period (k=32 read 4 of 8).
@@ -460,7 +473,7 @@ def make_dataset(data_dir: str | os.PathLike, split: "str | Selection", spec: Fe
             # Shards are sorted by sample key, i.e. runs of one replay: when
             # shuffling, read many shards one record at a time so that a
             # batch mixes many replays (their labels are constant per replay).
-            cycle_length=min(len(files), 32 if shuffle else 8),
+            cycle_length=cycle,
             block_length=1 if shuffle else 16,
             num_parallel_calls=autotune, deterministic=True)
         if selection.replay_ids is not None:

@@ -69,6 +69,9 @@ class TrainConfig:
     function_weight: float = 1.0
     argument_weight: float = 1.0
     shuffle_buffer: int = 2048
+    # Training shards read at once (one record from each in turn): how many
+    # games a stretch of batches mixes (trainers.input.make_dataset).
+    read_shards: int = 32
     # Train on every k-th training window (in the shuffled, interleaved read
     # order, before parsing): spreads a step budget smaller than the split
     # over every training replay instead of the first shards read.
@@ -281,7 +284,8 @@ def train(config: TrainConfig, log=print) -> dict:
     dataset = make_dataset(config.data, config.train_selection, config.spec,
                            batch_size=config.batch_size,
                            shuffle=True, repeat=True, seed=config.seed + start,
-                           shuffle_buffer=config.shuffle_buffer, source=config.source,
+                           shuffle_buffer=config.shuffle_buffer, read_shards=config.read_shards,
+                           source=config.source,
                            tfds_data_dir=config.tfds_data_dir, every=config.train_every)
     writer = tf.summary.create_file_writer(str(out / "tensorboard"))
     validator = Validator(trainer, config, writer, log) if config.validation_every else None
@@ -431,6 +435,9 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     p.add_argument("--function_weight", type=float, default=d.function_weight)
     p.add_argument("--argument_weight", type=float, default=d.argument_weight)
     p.add_argument("--shuffle_buffer", type=int, default=d.shuffle_buffer)
+    p.add_argument("--read_shards", type=int, default=d.read_shards,
+                   help="training shards read at once, one record from each in turn: "
+                        "more mixes more games into each stretch of batches")
     p.add_argument("--train_every", type=int, default=d.train_every,
                    help="train on every k-th training window (spreads a step budget "
                         "smaller than the data over every training replay)")
