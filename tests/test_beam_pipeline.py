@@ -4,6 +4,7 @@ from __future__ import annotations
 import collections
 import os
 import pathlib
+import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -351,7 +352,13 @@ def test_sampling_child_gets_the_malloc_settings_unless_the_caller_set_them(monk
     worker = TimedWorker(60)
     worker._start()
     try:
-        raw = pathlib.Path(f"/proc/{worker.pid}/environ").read_bytes()
+        # Popen returns once the child's exec has begun; on a loaded machine
+        # /proc/PID/environ can still read empty until the kernel has laid out
+        # the new image's environment, so wait for it.
+        deadline = time.monotonic() + 30
+        while not (raw := pathlib.Path(f"/proc/{worker.pid}/environ").read_bytes()):
+            assert time.monotonic() < deadline, "the child's environment never appeared"
+            time.sleep(0.01)
     finally:
         worker.close()
     env = dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
