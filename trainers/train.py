@@ -44,9 +44,9 @@ from trainers.progress import eta_text
 
 CONFIG_NAME = "config.json"
 BEST_NAME = "best.json"
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 # Validation metrics a checkpoint can be selected on; all lower-is-better
 # except value_accuracy.
-LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 SELECT_METRICS: tuple[str, ...] = ("value", "total", "function", "arguments",
                                    "value_accuracy")
 
