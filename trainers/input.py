@@ -426,7 +426,7 @@ def make_dataset(data_dir: str | os.PathLike, split: "str | Selection", spec: Fe
     samples from every replay and every game time).  Unshuffled TFRecord
     input takes every k-th record of each shard (so of each replay);
     shuffled input every k-th of the interleaved stream (as training's
-    ``--train_every`` does: read 32 shards at a time, one record each).
+    ``--train_every`` does: ``read_shards`` shards at a time, one record each).
 
     Shuffled TFRecord input reads ``read_shards`` shards at once, one record
     from each in turn.  Shards hold windows in replay order (a game of the
