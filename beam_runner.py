@@ -32,9 +32,10 @@ from pipeline.job.worker import EnvironmentFailure, close_spares
 from pipeline.output import manifest as manifest_lib
 from pipeline.output import run_directory, writers
 from pipeline.output.run_directory import OutputDirError
-from pipeline.replay import filesystem
+from pipeline import filesystem
 from pipeline.replay.storage import NoReplaysMatchedError, expand_inputs
 from pipeline.sources.registry import DEFAULT_SOURCE, SOURCES, source_spec
+from schemas.run_output import Manifest, RunLayout
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 #: Worker threads, not processes: decoding, sampling and shard writing all run
@@ -208,7 +209,7 @@ def create_pipeline(argv: list[str] | None = None, output_dir: str | None = None
     return p, config
 
 
-def run(argv: list[str] | None = None) -> dict:
+def run(argv: list[str] | None = None) -> Manifest:
     """Runs the pipeline to completion; returns the manifest (with timing).
 
     The job writes into a staging directory beside ``--output`` and is
@@ -235,7 +236,8 @@ def run(argv: list[str] | None = None) -> dict:
             # children the runner's threads left in this process's pool
             close_spares()
         try:
-            manifest = _finish(config, staging, final, result, time.time() - started)
+            manifest = _finish(config, staging, final, result, time.time() - started,
+                               list(argv if argv is not None else sys.argv[1:]))
             run_directory.publish(staging, final)
         except OSError as exc:
             raise EnvironmentFailure.of(exc, staging) from exc
@@ -243,23 +245,43 @@ def run(argv: list[str] | None = None) -> dict:
 
 
 def _finish(config: transforms.RunConfig, staging: str, final: str, result,
-            wall: float) -> dict:
-    """Timing, counters, TFDS metadata and cleanup, in the staging directory;
-    the manifest names ``final``, where the run will be."""
-    manifest = manifest_lib.read_manifest(staging)
+            wall: float, argv: list[str]) -> Manifest:
+    """Timing, counters, provenance, TFDS metadata, the dataset card and
+    cleanup, in the staging directory; the manifest names ``final``, where
+    the run will be."""
+    manifest = Manifest.load(staging)
     manifest_lib.relocate(manifest, staging, final)
     manifest_lib.add_timing(manifest, wall)
-    manifest["metrics"] = beam_counters(result)
-    manifest_lib.write_manifest(staging, manifest)
+    manifest.metrics = beam_counters(result)
+    manifest.provenance = provenance(argv)
+    manifest.save(staging)
     if ("tfrecord" in config.formats and not config.scan_only
-            and manifest["counts"]["samples_total"]):
+            and manifest.counts.samples_total):
         # TFDS metadata over the TFRecord shards, in DIR/tfds (no second copy);
         # imported here: it loads TensorFlow, which the launcher needs nowhere else.
         from datasets.sc2_replays import build as tfds_build
-        manifest["tfds"] = tfds_build.prepare_in_output(staging, recorded_output=final)
-        manifest_lib.write_manifest(staging, manifest)
+        manifest.tfds = tfds_build.prepare_in_output(staging, recorded_output=final)
+        manifest.save(staging)
     _cleanup(staging)
     return manifest
+
+
+def provenance(argv: list[str]) -> dict:
+    """How the run was made: the command line and the code's version."""
+    import importlib.metadata
+    import subprocess
+    try:
+        version = importlib.metadata.version("sc2-replay-pipeline")
+    except importlib.metadata.PackageNotFoundError:
+        version = "not installed"
+    try:
+        commit = subprocess.run(["git", "-C", REPO_ROOT, "describe", "--always", "--dirty"],
+                                capture_output=True, text=True, timeout=10,
+                                check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"command": ["beam_runner.py", *argv], "package_version": version,
+            "git_commit": commit or "unknown"}
 
 
 def beam_counters(result) -> dict[str, int]:
@@ -278,7 +300,7 @@ def beam_counters(result) -> dict[str, int]:
 
 
 def _cleanup(output_dir: str) -> None:
-    tmp = filesystem.join(output_dir, "_tmp")
+    tmp = RunLayout(output_dir).tmp_dir
     if filesystem.exists(tmp):
         filesystem.delete([tmp])
 

@@ -78,7 +78,7 @@ def test_dask_run_equals_direct_run(cluster, pipeline_inputs, tmp_path):
         patterns, tmp_path / "dask", MAX_GAME_LOOPS
         + ["--runner", "DaskRunner", f"--dask_client_address={cluster.scheduler_address}"]))
 
-    assert direct["counts"]["replays_by_status"] == {
+    assert direct.counts.replays_by_status == {
         "sampled": 5, "duplicate": 1, "error": len(bad)}
     direct_files, dask_files = _files(tmp_path / "direct"), _files(tmp_path / "dask")
     assert sorted(dask_files) == sorted(direct_files)
@@ -87,10 +87,10 @@ def test_dask_run_equals_direct_run(cluster, pipeline_inputs, tmp_path):
         assert dask_files[name] == data, name
     # the manifest is built inside the job: equal but for when and how fast
     for key in ("counts", "labels", "duplicates", "source", "filters", "schema"):
-        assert json.dumps(dask[key], sort_keys=True) == json.dumps(direct[key],
-                                                                  sort_keys=True), key
-    assert dask["metrics"] == {}            # the Dask runner collects no Beam metrics
-    assert direct["metrics"]["replays_sampled"] == 5
+        assert json.dumps(dask.to_json()[key], sort_keys=True) == json.dumps(
+            direct.to_json()[key], sort_keys=True), key
+    assert dask.metrics == {}               # the Dask runner collects no Beam metrics
+    assert direct.metrics["replays_sampled"] == 5
     errors = {e["path"]: e["category"] for e in
               pq.read_table(tmp_path / "dask" / "errors" / "errors.parquet").to_pylist()}
     assert errors == bad

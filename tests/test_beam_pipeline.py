@@ -50,12 +50,12 @@ def test_every_input_is_accounted_for(pipeline_run):
     assert status[str(REPLAYS / FILTERED_REPLAY[0])] == FILTERED_REPLAY[1]
     for rel, _, _ in list(PIPELINE_REPLAYS.values())[1:]:
         assert status[str(REPLAYS / rel)] == "ok"
-    counts = pipeline_run.manifest["counts"]
-    assert counts["input_files"] == len(pipeline_run.inputs) == 17
-    assert counts["replays_by_status"] == {"sampled": 3, "filtered": 1, "duplicate": 1,
+    counts = pipeline_run.manifest.counts
+    assert counts.input_files == len(pipeline_run.inputs) == 17
+    assert counts.replays_by_status == {"sampled": 3, "filtered": 1, "duplicate": 1,
                                            "error": len(pipeline_run.bad) + 1}
-    assert counts["filter_reasons"] == {"not_1v1": 1}
-    assert [(d["path"], d["canonical_path"]) for d in pipeline_run.manifest["duplicates"]] \
+    assert counts.filter_reasons == {"not_1v1": 1}
+    assert [(d["path"], d["canonical_path"]) for d in pipeline_run.manifest.duplicates] \
         == [(second, first)]
 
 
@@ -76,18 +76,18 @@ def test_bad_inputs_become_error_records(pipeline_run):
     flipped = os.path.join(os.path.dirname(next(iter(pipeline_run.bad))),
                            "flipped_replay.tracker.events.SC2Replay")
     assert (errors[flipped]["stage"], errors[flipped]["category"]) == ("sample", "corrupt")
-    assert pipeline_run.manifest["counts"]["degraded_replays"] == {}
+    assert pipeline_run.manifest.counts.degraded_replays == {}
 
 
 def test_shards_agree_with_manifest_and_expected_counts(pipeline_run):
     ids = _ids()
-    counts = pipeline_run.manifest["counts"]
+    counts = pipeline_run.manifest.counts
     for name, (rel, loops, split) in PIPELINE_REPLAYS.items():
         expected = expected_samples(loops)
         assert splits_lib.assign_split(ids[name], splits_lib.parse_splits(
             "train=0.15,validation=0.15,test=0.7")) == split
-        assert counts["samples_counted_by_split"][split] == expected
-        assert counts["samples_by_split_and_format"][split] == {
+        assert counts.samples_counted_by_split[split] == expected
+        assert counts.samples_by_split_and_format[split] == {
             "parquet": expected, "tfrecord": expected}
         keys = _parquet_keys(pipeline_run.output, split)
         tf_keys = []
@@ -107,28 +107,30 @@ def test_shards_agree_with_manifest_and_expected_counts(pipeline_run):
 
 def test_manifest_provenance_and_labels(pipeline_run):
     m = pipeline_run.manifest
-    assert m["source"]["name"] == "events"
-    assert m["source"]["fog"] is True and m["source"]["step_mul"] == 8
-    assert m["source"]["resolution"] == 64
-    assert "screen_height_map" in m["source"]["unavailable_layers"]
-    assert m["filters"]["min_mmr"] == 0
-    assert m["schema"]["repr"] == repr(SCHEMA)
-    labels = m["labels"]
-    assert labels["samples"] == m["counts"]["samples_total"] == sum(
+    assert m.source.name == "events"
+    assert m.source.fog is True and m.source.step_mul == 8
+    assert m.source.resolution == 64
+    assert "screen_height_map" in m.source.unavailable_layers
+    assert m.filters["min_mmr"] == 0
+    assert m.schema.repr == repr(SCHEMA)
+    assert m.format_version == 2 and m.provenance["command"][0] == "beam_runner.py"
+    assert m.examples["filtered"] == {"not_1v1": str(REPLAYS / FILTERED_REPLAY[0])}
+    labels = m.labels
+    assert labels["samples"] == m.counts.samples_total == sum(
         expected_samples(loops) for _, loops, _ in PIPELINE_REPLAYS.values())
     assert 0 < labels["noop_fraction"] < 1
     assert 1 < labels["mean_mask_size"] < 573
     top = labels["top_target_functions"]
     assert top[0]["count"] >= top[-1]["count"]
     assert any(t["name"] == "no_op" and t["function_id"] == 0 for t in top)
-    assert m["timing"]["wall_s"] > 0 and m["timing"]["samples_per_s"] > 0
+    assert m.timing["wall_s"] > 0 and m.timing["samples_per_s"] > 0
     # Beam counters agree with the manifest
-    metrics = m["metrics"]
+    metrics = m.metrics
     assert metrics["replays_sampled"] == 3 and metrics["replays_duplicate"] == 1
     assert metrics["filtered_not_1v1"] == 1
-    for split, n in m["counts"]["samples_counted_by_split"].items():
+    for split, n in m.counts.samples_counted_by_split.items():
         assert metrics[f"samples_{split}"] == n
-    assert metrics["replays_error"] == m["counts"]["replays_by_status"]["error"]
+    assert metrics["replays_error"] == m.counts.replays_by_status["error"]
 
 
 def test_scan_only_writes_index_and_errors(pipeline_inputs, tmp_path):
@@ -143,7 +145,7 @@ def test_scan_only_writes_index_and_errors(pipeline_inputs, tmp_path):
     errors = pq.read_table(out / "errors" / "errors.parquet").to_pylist()
     # corrupt event streams are not read by the scan: they are index rows here
     assert len(replays) + len(errors) == 1 + len(bad)
-    assert manifest["counts"]["samples_total"] == 0
+    assert manifest.counts.samples_total == 0
 
 
 def test_rerun_is_byte_identical(pipeline_inputs, tmp_path):
@@ -159,7 +161,7 @@ def test_rerun_is_byte_identical(pipeline_inputs, tmp_path):
             "threads": ([duplicate, real[0]], ["--direct_num_workers=2"])}
     for name, (inputs, extra) in runs.items():
         manifest = beam_runner.run(pipeline_argv(inputs, tmp_path / name, extra))
-        assert manifest["counts"]["replays_by_status"]["duplicate"] == 1
+        assert manifest.counts.replays_by_status["duplicate"] == 1
     outs = [tmp_path / name for name in runs]
     for fmt in ("parquet", "tfrecord"):
         a = sorted(p.relative_to(outs[0]) for p in (outs[0] / fmt).rglob("*") if p.is_file())
@@ -310,11 +312,11 @@ def test_undecodable_tracker_events_degrade_and_index_samples_manifest_agree(
     assert samples and all(s["has_tracker_events"] == 0 for s in samples)
     counts = next(transforms._write_outputs(None, config, [record], [], [], [result], [],
                                             0.0))
-    assert counts["degraded_replays"] == {"no_tracker_events": 1}
+    assert counts.degraded_replays == {"no_tracker_events": 1}
     index = pq.read_table(tmp_path / "index" / "replays.parquet").to_pylist()
     assert [r["has_tracker_events"] for r in index] == [False]
-    from pipeline.output.manifest import read_manifest
-    [entry] = read_manifest(str(tmp_path))["degraded"]
+    from schemas.run_output import Manifest
+    [entry] = Manifest.load(str(tmp_path)).degraded
     assert entry["replay_id"] == record["replay"]["replay_id"] and "test" in entry["reason"]
     # damage is not a limitation: the same part failing its check is an error
     monkeypatch.setattr(ReplayArchive, "tracker_events", property(

@@ -17,6 +17,7 @@ import pytest
 
 from conftest import REPLAYS, pipeline_argv
 
+from schemas.run_output import Manifest  # noqa: E402
 from trainers import evaluate as evaluate_lib  # noqa: E402
 from trainers import export as export_lib  # noqa: E402
 from trainers import inference  # noqa: E402
@@ -59,11 +60,11 @@ def other_data(tmp_path_factory) -> Path:
 
 def test_evaluate_on_another_pipeline_output_uses_the_runs_baselines(
         pipeline_run, tiny_run, other_data, tmp_path):
-    manifest = json.loads((other_data / "manifest.json").read_text())
+    manifest = Manifest.load(str(other_data))
     report = evaluate_lib.evaluate(str(other_data), str(tiny_run), "all", batch_size=128,
                                    resamples=50, plots=False, out=tmp_path / "eval")
     assert report["selection"] == "test"
-    assert report["samples"] == manifest["counts"]["samples_total"] > 0
+    assert report["samples"] == manifest.counts.samples_total > 0
     assert report["replays"] == 1
     # The baselines were fitted on the run's training data, not on OTHER_DIR
     # (which has no train split at all), and saved beside the run.
@@ -83,9 +84,9 @@ def test_evaluate_on_another_pipeline_output_uses_the_runs_baselines(
     strided = evaluate_lib.evaluate(str(other_data), str(tiny_run), "all", batch_size=128,
                                     resamples=50, plots=False, every=5,
                                     out=tmp_path / "eval5")
-    shards = manifest["shards"]["tfrecord"]["test"]
+    shards = manifest.shards["tfrecord"]["test"]
     assert len(shards) > 1
-    assert strided["samples"] == sum(-(-s["num_samples"] // 5) for s in shards)
+    assert strided["samples"] == sum(-(-s.num_samples // 5) for s in shards)
 
 
 def manifest_game_loops(data: Path) -> int:

@@ -39,22 +39,21 @@ def test_rerun_with_changed_flags_leaves_exactly_the_new_run(pipeline_run, tmp_p
     assert _files(out) == before                     # refused: nothing touched
     manifest = beam_runner.run(argv + ["--overwrite"])
     listed = _files(out)
-    shards = sorted(os.path.relpath(s["path"], out)
-                    for by_split in manifest["shards"].values()
+    shards = sorted(s.path for by_split in manifest.shards.values()
                     for entries in by_split.values() for s in entries)
     assert shards == ["tfrecord/train/train-00000-of-00001.tfrecord.gz"]
     # exactly the new run: its shards, index, errors, manifest and TFDS metadata
     assert [f for f in listed if f.startswith(("tfrecord/", "parquet/"))] == shards
     assert {f.split("/")[0] for f in listed} == {"tfrecord", "index", "errors",
                                                  "manifest.json", "tfds"}
-    assert manifest["output_dir"] == str(out)
+    assert manifest.output_dir == str(out)
     replays = pq.read_table(out / "index" / "replays.parquet").to_pylist()
     assert [r["path"] for r in replays] == _one_replay()
     # the trainer's file pattern reads what the manifest counts
     from trainers.input import shard_files
     from pipeline.output.writers import read_tfrecord_file
     records = sum(1 for f in shard_files(out, "train") for _ in read_tfrecord_file(f))
-    assert records == manifest["counts"]["samples_total"] == 944
+    assert records == manifest.counts.samples_total == 944
     # nothing left beside it but the (released) lock
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
     # the TFDS metadata names the published directory, and reads through it
@@ -108,8 +107,8 @@ def test_full_disk_aborts_the_run_and_a_rerun_completes(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock"]
     monkeypatch.undo()
     manifest = beam_runner.run(argv)
-    assert manifest["counts"]["samples_total"] == 944
-    assert manifest["counts"]["error_reasons"] == {}
+    assert manifest.counts.samples_total == 944
+    assert manifest.counts.error_reasons == {}
 
 
 def _mount_tmpfs(where, size: str) -> bool:

@@ -32,7 +32,7 @@ def _parquet_rows(output, split, wanted):
 def test_tfds_load_every_split_matches_parquet(pipeline_run, tfds_dir, monkeypatch):
     import tensorflow_datasets as tfds
     import datasets.sc2_replays  # noqa: F401  (registers the builder)
-    counts = pipeline_run.manifest["counts"]["samples_counted_by_split"]
+    counts = pipeline_run.manifest.counts.samples_counted_by_split
     for split in SPLITS:
         ds = tfds.load("sc2_replays", data_dir=str(tfds_dir), split=split,
                        download=False, try_gcs=False)
@@ -62,14 +62,14 @@ def test_the_run_prepares_tfds_over_its_own_shards_without_a_copy(pipeline_run):
     import tensorflow_datasets as tfds
     import datasets.sc2_replays  # noqa: F401
     output = pipeline_run.output
-    assert pipeline_run.manifest["tfds"]["data_dir"] == "tfds"
+    assert pipeline_run.manifest.tfds["data_dir"] == "tfds"
     tfds_bytes = sum(p.stat().st_size for p in (output / "tfds").rglob("*") if p.is_file())
     shard_bytes = sum(p.stat().st_size for p in (output / "tfrecord").rglob("*.tfrecord.gz"))
     # Metadata only (features.json with every field's doc, dataset_info.json):
     # a fixed ~45 KB, whatever the number of samples (5% of ~0.9 MB of shards).
     assert tfds_bytes < 60_000 and shard_bytes > 500_000, (tfds_bytes, shard_bytes)
     assert not list((output / "tfds").rglob("*.tfrecord*"))
-    counts = pipeline_run.manifest["counts"]["samples_counted_by_split"]
+    counts = pipeline_run.manifest.counts.samples_counted_by_split
     ds = tfds.load("sc2_replays", data_dir=str(output / "tfds"), split="train+test",
                    download=False, try_gcs=False)
     assert sum(1 for _ in ds) == counts["train"] + counts["test"]
@@ -80,7 +80,7 @@ def test_builder_and_metadata(pipeline_run, tfds_dir):
     import datasets.sc2_replays  # noqa: F401
     builder = tfds.builder("sc2_replays/events_64", data_dir=str(tfds_dir))
     info = builder.info
-    counts = pipeline_run.manifest["counts"]["samples_counted_by_split"]
+    counts = pipeline_run.manifest.counts.samples_counted_by_split
     assert {s: info.splits[s].num_examples for s in SPLITS} == counts
     provenance = info.metadata["provenance"]
     assert provenance["source"]["name"] == "events"

@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.index import splits as splits_lib
 from pipeline.output import writers
+from schemas.run_output import RunLayout
 from schemas.sample import SampleSchema
 
 SCHEMA = SampleSchema(8, 8)      # small layers: exactness does not depend on 64x64
@@ -82,7 +83,7 @@ def test_write_shards_round_trip(tmp_path):
                  for rid in ("r2", "r1")}
     batches = []
     for rid, samples in by_replay.items():
-        path = writers.batch_path(out, rid)
+        path = RunLayout(out).batch_path(rid)
         n = writers.write_batch(path, SCHEMA, samples)
         batches.append(writers.ReplayBatch(replay_id=rid, split="train", batch_path=path,
                                            num_samples=n))
@@ -119,7 +120,7 @@ def test_write_shards_round_trip(tmp_path):
 
 def test_verify_shard_detects_wrong_count(tmp_path):
     out = str(tmp_path)
-    path = writers.batch_path(out, "r")
+    path = RunLayout(out).batch_path("r")
     writers.write_batch(path, SCHEMA, [_sample("r", 1, 0), _sample("r", 1, 8)])
     [task] = writers.plan_shards([writers.ReplayBatch(replay_id="r", split="train",
                                                       batch_path=path, num_samples=2)], 10)
@@ -193,7 +194,7 @@ def test_manifest_counts_unknown_targets_and_arguments_by_replay_kind():
 
 def _one_shard(tmp_path, n: int, **kwargs) -> tuple[writers.ShardTask, dict]:
     out = str(tmp_path)
-    path = writers.batch_path(out, "r")
+    path = RunLayout(out).batch_path("r")
     writers.write_batch(path, SCHEMA, [_sample("r", 1, 8 * i) for i in range(n)])
     [task] = writers.plan_shards([writers.ReplayBatch(replay_id="r", split="train",
                                                       batch_path=path, num_samples=n)], n)
@@ -240,7 +241,7 @@ def test_shard_bytes_do_not_depend_on_how_rows_arrive(tmp_path, monkeypatch):
     whether its rows come in one table or in many."""
     out = str(tmp_path)
     samples = [_sample("r", 1, 8 * i) for i in range(300)]
-    path = writers.batch_path(out, "r")
+    path = RunLayout(out).batch_path("r")
     writers.write_batch(path, SCHEMA, samples)
     [task] = writers.plan_shards([writers.ReplayBatch(replay_id="r", split="train",
                                                       batch_path=path, num_samples=300)], 300)

@@ -61,7 +61,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from pipeline.index import apm, filters
 from pipeline.index.player_context import PlayerContext
-from pipeline.replay import filesystem, storage
+from pipeline import filesystem
+from pipeline.replay import storage
 from pipeline.replay.archive import (ERROR_CATEGORIES, ReplayArchive, ReplayError, as_text,
                                      replay_id)
 from pipeline.replay.lobby import join_slots

@@ -34,7 +34,6 @@ import time
 from typing import Any, Iterable
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from pipeline.index import filters, scan
@@ -48,6 +47,7 @@ from pipeline.job.balance import BalancedShuffle
 from pipeline.job.worker import (EnvironmentFailure, JobAborted, JobFailure, ReplayJob,
                                  ShardJob, TimedWorker, prestart)
 from pipeline.sources.registry import SourceSpec
+from schemas.run_output import RunLayout
 from schemas.sample import SampleSchema
 
 NAMESPACE = "sc2"
@@ -389,13 +389,12 @@ def _write_outputs(_, config: RunConfig, index_records, errors, duplicates, resu
         config, index_records=index_records, errors=errors, duplicates=duplicates,
         results=results, shards=shards, started=started)
     try:
-        scan.write_index(replay_rows, player_rows,
-                         FileSystems.join(config.output_dir, "index"))
+        scan.write_index(replay_rows, player_rows, RunLayout(config.output_dir).index_dir)
         manifest_lib.write_errors(config.output_dir, errors)
-        manifest_lib.write_manifest(config.output_dir, manifest)
+        manifest.save(config.output_dir)
     except OSError as exc:
         raise _abort(EnvironmentFailure.of(exc, config.output_dir)) from exc
-    yield manifest["counts"]
+    yield manifest.counts
 
 
 class WriteOutputs(beam.PTransform):

@@ -47,6 +47,7 @@ from pipeline.sources.registry import SourceSpec
 from pipeline.replay import storage
 from pipeline.replay.archive import ReplayArchive, ReplayError
 from schemas import layers
+from schemas.run_output import RunLayout
 from schemas.sample import SampleSchema
 
 
@@ -200,7 +201,7 @@ def sample_replay(job: ReplayJob) -> ReplayResult:
     keys = {(s["player_id"], s["game_loop"]) for s in samples}
     if len(keys) != len(samples):
         raise JobFailed("internal", "the source returned a (player, loop) twice")
-    path = writers.batch_path(job.output_dir, archive.replay_id)
+    path = RunLayout(job.output_dir).batch_path(archive.replay_id)
     try:
         n = writers.write_batch(path, schema, samples) if samples else 0
     except OSError as exc:          # the output's disk, not the replay
@@ -287,8 +288,8 @@ def write_shard_job(job: ShardJob) -> dict[str, Any]:
         return writers.write_shard(task, _schema(job.resolution),
                                    job.output_dir, job.formats, job.gzip_level)
     except OSError as exc:
-        raise EnvironmentFailure.of(exc, writers.shard_path(
-            job.output_dir, job.formats[0], task.split, task.index, task.count)) from exc
+        raise EnvironmentFailure.of(exc, RunLayout(job.output_dir).shard_path(
+            job.formats[0], task.split, task.index, task.count)) from exc
 
 
 def run_job(job: ReplayJob | ShardJob) -> ReplayResult | dict | JobFailure | JobAborted:

@@ -23,18 +23,17 @@ import collections
 import dataclasses
 import functools
 import importlib.metadata
-import json
 import time
 from typing import Any, Iterable, Mapping
 
 from pipeline.index import scan
 from pipeline.output import writers
-from pipeline.replay import filesystem
 from pipeline.pysc2_compat import pysc2_modules
 from pipeline.sources.registry import UnknownSourceError
 from schemas import layers
+from schemas.run_output import (Counts, Manifest, RunLayout, SchemaInfo, ShardFile,
+                                 SourceInfo, shard_relpath)
 
-MANIFEST_NAME = "manifest.json"
 TOP_FUNCTIONS = 20
 PACKAGES = ("sc2-replay-pipeline", "apache-beam", "tensorflow-cpu", "tensorflow-datasets",
             "pyarrow", "numpy", "protobuf", "s2protocol", "mpyq", "pysc2")
@@ -147,38 +146,45 @@ def label_statistics(results: Iterable[ReplayResult]) -> dict[str, Any]:
 
 
 def build_manifest(config, *, index_records, errors, duplicates,
-                   results: Iterable[ReplayResult], shards, started: float) -> dict[str, Any]:
-    """The manifest dict (without the launcher's timing)."""
+                   results: Iterable[ReplayResult], shards, started: float) -> Manifest:
+    """The run's :class:`~schemas.run_output.Manifest` (without the
+    launcher's timing, counters and provenance)."""
     schema = config.schema
     factory, source_unavailable = _source_facts(config)
     status = collections.Counter()
     filter_reasons = collections.Counter()
-    for rec in index_records:
+    examples: dict[str, dict[str, str]] = {"errors": {}, "filtered": {}}
+    for rec in sorted(index_records, key=lambda r: r["replay"]["path"]):
         reason = rec["replay"]["status"]
         if reason != "ok":
             filter_reasons[reason] += 1
             status["filtered"] += 1
+            examples["filtered"].setdefault(reason, rec["replay"]["path"])
     sampled_ids = {r.replay_id for r in results}
     status["sampled"] = len(sampled_ids)
     status["error"] = len(errors)
     status["duplicate"] = len(duplicates)
     error_reasons = collections.Counter(f"{e['stage']}:{e['category']}" for e in errors)
+    for e in sorted(errors, key=lambda e: e["path"]):
+        examples["errors"].setdefault(f"{e['stage']}:{e['category']}", e["path"])
     samples_by_split: dict[str, dict[str, int]] = {}
-    shard_files: dict[str, dict[str, list[dict]]] = {}
+    shard_files: dict[str, dict[str, list[ShardFile]]] = {}
     bytes_by_format: collections.Counter = collections.Counter()
     for info in sorted(shards, key=lambda s: (s["split"], s["index"])):
         per = samples_by_split.setdefault(info["split"], {f: 0 for f in config.formats})
-        for fmt, path in info["files"].items():
+        for fmt in info["files"]:
             per[fmt] += info["num_samples"]
-            shard_files.setdefault(fmt, {}).setdefault(info["split"], []).append(
-                {"path": path, "num_samples": info["num_samples"],
-                 "bytes": int(info.get("bytes", {}).get(fmt, 0))})
-            bytes_by_format[fmt] += int(info.get("bytes", {}).get(fmt, 0))
+            size = int(info.get("bytes", {}).get(fmt, 0))
+            shard_files.setdefault(fmt, {}).setdefault(info["split"], []).append(ShardFile(
+                shard_relpath(fmt, info["split"], info["index"], info["count"]),
+                info["num_samples"], size))
+            bytes_by_format[fmt] += size
     counted = collections.Counter()
     replays_by_split = collections.Counter()
     for r in results:
         counted[r.split] += r.num_samples
         replays_by_split[r.split] += 1
+    total = sum(counted.values())
     degraded = sorted(({"replay_id": r.replay_id, "path": r.path,
                         "kind": "no_tracker_events",
                         "reason": r.tracker_events_degraded}
@@ -186,51 +192,46 @@ def build_manifest(config, *, index_records, errors, duplicates,
                       key=lambda d: d["replay_id"])
     inputs = (sum(1 for _ in index_records) + len(duplicates)
               + len([e for e in errors if e["stage"] in ("scan", "read")]))
-    return {
-        "format_version": 1,
-        "created_unix": started,
-        "output_dir": config.output_dir,
-        "config": _jsonable({k: v for k, v in vars(config).items()
-                             if k not in ("filter_config", "spec")}),
-        "packages": package_versions(),
-        "schema": {"repr": repr(schema), "num_fields": len(schema.fields),
-                   "fields": [f.name for f in schema.fields]},
-        "source": {"name": config.source_name, "factory": factory,
-                   "options": _jsonable(dict(config.spec.options)),
-                   "unavailable_layers": source_unavailable,
-                   "fog": config.fog, "step_mul": config.step_mul,
-                   "resolution": config.resolution},
-        "filters": _jsonable(config.filter_config),
-        "splits": dict(config.fractions),
-        "counts": {
-            "input_files": inputs,
-            "replays_by_status": dict(sorted(status.items())),
-            "filter_reasons": dict(sorted(filter_reasons.items())),
-            "error_reasons": dict(sorted(error_reasons.items())),
-            "replays_by_split": dict(sorted(replays_by_split.items())),
-            "samples_counted_by_split": dict(sorted(counted.items())),
-            "samples_by_split_and_format": samples_by_split,
-            "shards_by_split": {s: len(v) for s, v in
-                                next(iter(shard_files.values()), {}).items()},
-            "samples_total": sum(counted.values()),
-            "shard_bytes_by_format": dict(sorted(bytes_by_format.items())),
-            "shard_bytes_per_sample": {
-                fmt: round(b / sum(counted.values()), 1) if sum(counted.values()) else 0.0
-                for fmt, b in sorted(bytes_by_format.items())},
-            "degraded_replays": dict(sorted(collections.Counter(
-                d["kind"] for d in degraded).items())),
-        },
-        "labels": label_statistics(results),
-        "duplicates": sorted(({"path": d["replay"]["path"],
-                               "replay_id": d["replay"]["replay_id"],
-                               "canonical_path": d["canonical_path"]}
-                              for d in duplicates), key=lambda d: d["path"]),
-        "shards": shard_files,
+    return Manifest(
+        created_unix=started,
+        output_dir=config.output_dir,
+        config=_jsonable({k: v for k, v in vars(config).items()
+                          if k not in ("filter_config", "spec")}),
+        packages=package_versions(),
+        schema=SchemaInfo(repr(schema), len(schema.fields), [f.name for f in schema.fields]),
+        source=SourceInfo(name=config.source_name, factory=factory,
+                          options=_jsonable(dict(config.spec.options)),
+                          unavailable_layers=source_unavailable, fog=config.fog,
+                          step_mul=config.step_mul, resolution=config.resolution),
+        filters=_jsonable(config.filter_config),
+        splits=dict(config.fractions),
+        counts=Counts(
+            input_files=inputs,
+            replays_by_status=dict(sorted(status.items())),
+            filter_reasons=dict(sorted(filter_reasons.items())),
+            error_reasons=dict(sorted(error_reasons.items())),
+            replays_by_split=dict(sorted(replays_by_split.items())),
+            samples_counted_by_split=dict(sorted(counted.items())),
+            samples_by_split_and_format=samples_by_split,
+            shards_by_split={s: len(v) for s, v in
+                             next(iter(shard_files.values()), {}).items()},
+            samples_total=total,
+            shard_bytes_by_format=dict(sorted(bytes_by_format.items())),
+            shard_bytes_per_sample={fmt: round(b / total, 1) if total else 0.0
+                                    for fmt, b in sorted(bytes_by_format.items())},
+            degraded_replays=dict(sorted(collections.Counter(
+                d["kind"] for d in degraded).items()))),
+        labels=label_statistics(results),
+        duplicates=sorted(({"path": d["replay"]["path"],
+                            "replay_id": d["replay"]["replay_id"],
+                            "canonical_path": d["canonical_path"]}
+                           for d in duplicates), key=lambda d: d["path"]),
+        shards=shard_files,
         # Replays sampled with less than their archive holds, and why (only a
         # documented limitation degrades; damage is an error record).
-        "degraded": degraded,
-        "timing": {},
-    }
+        degraded=degraded,
+        examples=examples,
+    )
 
 
 def _source_facts(config) -> tuple[str, list[str]]:
@@ -244,86 +245,67 @@ def _source_facts(config) -> tuple[str, list[str]]:
     return f"{cls.__module__}:{cls.__qualname__}", sorted(source.unavailable_layers())
 
 
-def relocate(manifest: dict[str, Any], old: str, new: str) -> dict[str, Any]:
-    """Rewrites the paths under ``old`` (the staging directory the job wrote)
-    to ``new`` (where the run is published): ``output_dir``, the config's and
-    every shard's path."""
+def relocate(manifest: Manifest, old: str, new: str) -> Manifest:
+    """Names ``new`` (where the run is published) instead of ``old`` (the
+    staging directory the job wrote); shard paths are relative already."""
     def moved(path: str) -> str:
         return new + path[len(old):] if path == old or path.startswith(old + "/") else path
-    manifest["output_dir"] = moved(manifest["output_dir"])
-    if "output_dir" in manifest.get("config", {}):
-        manifest["config"]["output_dir"] = moved(manifest["config"]["output_dir"])
-    for by_split in manifest.get("shards", {}).values():
-        for entries in by_split.values():
-            for entry in entries:
-                entry["path"] = moved(entry["path"])
+    manifest.output_dir = moved(manifest.output_dir)
+    if "output_dir" in manifest.config:
+        manifest.config["output_dir"] = moved(manifest.config["output_dir"])
     return manifest
-
-
-def manifest_path(output_dir: str) -> str:
-    return filesystem.join(output_dir, MANIFEST_NAME)
-
-
-def write_manifest(output_dir: str, manifest: Mapping[str, Any]) -> None:
-    data = json.dumps(manifest, indent=1, sort_keys=False).encode("utf-8")
-    writers.write_bytes_atomic(manifest_path(output_dir), data)
-
-
-def read_manifest(output_dir: str) -> dict[str, Any]:
-    return json.loads(filesystem.read(manifest_path(output_dir)).decode("utf-8"))
-
-
-def errors_dir(output_dir: str) -> str:
-    return filesystem.join(output_dir, "errors")
 
 
 def write_errors(output_dir: str, errors: Iterable[Mapping[str, Any]]) -> None:
     """All error records in ``DIR/errors/errors.parquet`` (the index's layout)."""
-    scan.write_errors(list(errors), errors_dir(output_dir))
+    scan.write_errors(list(errors), RunLayout(output_dir).errors_dir)
 
 
-def add_timing(manifest: dict[str, Any], wall_s: float) -> dict[str, Any]:
-    counts = manifest["counts"]
-    replays = counts["replays_by_status"].get("sampled", 0)
-    manifest["timing"] = {
+def add_timing(manifest: Manifest, wall_s: float) -> Manifest:
+    counts = manifest.counts
+    replays = counts.replays_by_status.get("sampled", 0)
+    manifest.timing = {
         "wall_s": round(wall_s, 3),
         "replays_per_s": replays / wall_s if wall_s > 0 else 0.0,
-        "input_files_per_s": counts["input_files"] / wall_s if wall_s > 0 else 0.0,
-        "samples_per_s": counts["samples_total"] / wall_s if wall_s > 0 else 0.0,
+        "input_files_per_s": counts.input_files / wall_s if wall_s > 0 else 0.0,
+        "samples_per_s": counts.samples_total / wall_s if wall_s > 0 else 0.0,
         "finished_unix": time.time(),
     }
     return manifest
 
 
-def summary(manifest: Mapping[str, Any]) -> str:
+def summary(manifest: Manifest) -> str:
     """A human-readable end-of-run summary."""
-    c = manifest["counts"]
-    t = manifest.get("timing", {})
-    lab = manifest["labels"]
+    c = manifest.counts
+    t = manifest.timing
+    lab = manifest.labels
+    src = manifest.source
     lines = [
-        f"output: {manifest['output_dir']}",
-        f"source: {manifest['source']['name']} (fog={manifest['source']['fog']}, "
-        f"step_mul={manifest['source']['step_mul']}, "
-        f"resolution={manifest['source']['resolution']})",
-        f"input files: {c['input_files']}; replays by status: {c['replays_by_status']}",
+        f"output: {manifest.output_dir}",
+        f"source: {src.name} (fog={src.fog}, step_mul={src.step_mul}, "
+        f"resolution={src.resolution})",
+        f"input files: {c.input_files}; replays by status: {c.replays_by_status}",
     ]
-    if c["filter_reasons"]:
-        lines.append(f"filtered: {c['filter_reasons']}")
-    if c["error_reasons"]:
-        lines.append(f"errors: {c['error_reasons']}")
-    if c.get("degraded_replays"):
+    for title, counts, key in (("filtered", c.filter_reasons, "filtered"),
+                               ("errors", c.error_reasons, "errors")):
+        if counts:
+            first = manifest.examples.get(key, {})
+            lines.append(f"{title}:")
+            lines += [f"  {reason}: {n} (first: {first.get(reason, '?')})"
+                      for reason, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    if c.degraded_replays:
         lines.append(f"degraded (sampled without part of the replay, see 'degraded'): "
-                     f"{c['degraded_replays']}")
-    for split, per in sorted(c["samples_by_split_and_format"].items()):
-        lines.append(f"  {split}: {c['replays_by_split'].get(split, 0)} replays, "
-                     f"{c['samples_counted_by_split'].get(split, 0)} samples, "
-                     f"{c['shards_by_split'].get(split, 0)} shards; per format {per}")
-    lines.append(f"samples: {c['samples_total']}; no-op fraction {lab['noop_fraction']:.3f}; "
+                     f"{c.degraded_replays}")
+    for split, per in sorted(c.samples_by_split_and_format.items()):
+        lines.append(f"  {split}: {c.replays_by_split.get(split, 0)} replays, "
+                     f"{c.samples_counted_by_split.get(split, 0)} samples, "
+                     f"{c.shards_by_split.get(split, 0)} shards; per format {per}")
+    lines.append(f"samples: {c.samples_total}; no-op fraction {lab['noop_fraction']:.3f}; "
                  f"mean mask size {lab['mean_mask_size']:.1f}")
-    if c.get("shard_bytes_by_format"):
+    if c.shard_bytes_by_format:
         lines.append("shards: " + ", ".join(
-            f"{fmt} {b / 2**20:,.1f} MiB ({c['shard_bytes_per_sample'][fmt]:.0f} B/sample)"
-            for fmt, b in c["shard_bytes_by_format"].items()))
+            f"{fmt} {b / 2**20:,.1f} MiB ({c.shard_bytes_per_sample[fmt]:.0f} B/sample)"
+            for fmt, b in c.shard_bytes_by_format.items()))
     unknown = lab.get("unknown")
     if unknown:
         lines.append("target unknown / unknown argument: " + "; ".join(
@@ -334,9 +316,9 @@ def summary(manifest: Mapping[str, Any]) -> str:
                     for f in lab["top_target_functions"][:5])
     if top:
         lines.append(f"top targets: {top}")
-    metrics = manifest.get("metrics")
-    if metrics:
-        lines.append("beam counters: " + ", ".join(f"{k}={v}" for k, v in metrics.items()))
+    if manifest.metrics:
+        lines.append("beam counters: " + ", ".join(
+            f"{k}={v}" for k, v in manifest.metrics.items()))
     if t:
         lines.append(f"wall {t['wall_s']:.1f} s: {t['replays_per_s']:.2f} replays/s, "
                      f"{t['samples_per_s']:.1f} samples/s")

@@ -28,11 +28,8 @@ import shutil
 import uuid
 from typing import IO, Iterator
 
-from pipeline.replay.filesystem import is_remote
-
-#: Names a pipeline output holds at its top level (beam_runner.py, any version).
-OUTPUT_ENTRIES = frozenset({"manifest.json", "index", "errors", "parquet", "tfrecord",
-                            "tfds", "_tmp"})
+from pipeline.filesystem import is_remote
+from schemas.run_output import TOP_LEVEL
 
 
 class OutputDirError(Exception):
@@ -69,7 +66,7 @@ def check_replaceable(final: str, overwrite: bool) -> None:
         raise OutputDirError(f"--output {final} is not empty ({len(entries)} entries: "
                              f"{shown}); give an empty directory, or --overwrite to "
                              "replace the earlier run")
-    foreign = [e for e in entries if e not in OUTPUT_ENTRIES]
+    foreign = [e for e in entries if e not in TOP_LEVEL]
     if foreign:
         raise OutputDirError(f"--output {final} holds files that are not a pipeline "
                              f"output ({', '.join(foreign[:3])}); refusing to replace it "

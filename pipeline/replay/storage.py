@@ -8,7 +8,7 @@ file is read (a stray 4 GB file must not be pulled into memory).
 
 Local paths use ``os``/``glob`` directly (fast for big local corpora); any
 path with a URL scheme goes through ``apache_beam.io.filesystems.FileSystems``
-(``match`` here, reads through :mod:`pipeline.replay.filesystem`).  A directory means every ``*.SC2Replay`` below it,
+(``match`` here, reads through :mod:`pipeline.filesystem`).  A directory means every ``*.SC2Replay`` below it,
 recursively, with the suffix matched case-insensitively.
 
 The replay id is the content hash, computed by
@@ -23,8 +23,8 @@ import re
 from typing import Iterable
 
 from pipeline.replay.archive import ReplayError
-from pipeline.replay import filesystem
-from pipeline.replay.filesystem import is_remote, local as _local
+from pipeline import filesystem
+from pipeline.filesystem import is_remote, local as _local
 
 #: Larger files are ``too_large`` errors, unread: the default of both command
 #: lines (``beam_runner.py`` through ``RunConfig``, ``pipeline.index.scan_cli``).

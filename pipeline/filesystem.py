@@ -18,6 +18,7 @@ import os
 import posixpath
 import re
 import shutil
+import uuid
 from typing import BinaryIO, Iterable
 
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -109,3 +110,18 @@ def size(path: str) -> int:
             raise FileNotFoundError(path)
         return int(metas[0].size_in_bytes)
     return os.stat(local(path)).st_size
+
+
+def temp_name(path: str) -> str:
+    """A hidden, unique name beside ``path`` to write it under, then
+    :func:`rename` to ``path``: a reader never sees a half-written file."""
+    directory, _, name = path.rpartition("/")
+    return f"{directory}/.{name}.tmp-{uuid.uuid4().hex[:12]}"
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """``data`` as the whole of ``path``, written under a temporary name and renamed."""
+    temp = temp_name(path)
+    with create(temp) as f:
+        f.write(data)
+    rename(temp, path)
