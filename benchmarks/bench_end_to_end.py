@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import json
 import os
 import pathlib
 import resource
@@ -58,6 +57,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "replays"
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
+
+from schemas.run_output import Manifest  # noqa: E402
 
 DEFAULTS = [
     SHARED / "python-sc2/20220224 - GAME 1 - Dream vs Spirit - T vs T - Curious Minds LE.SC2Replay",
@@ -116,8 +117,7 @@ def pipeline_cost(path: str | list[str], out: pathlib.Path) -> tuple[int, float,
     wall = time.time() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    manifest = json.loads((out / "manifest.json").read_text())
-    return manifest["counts"]["samples_total"], wall, cpu
+    return Manifest.load(str(out)).counts.samples_total, wall, cpu
 
 
 def growth(k: int, max_loops: int, root: pathlib.Path) -> None:

@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     import tensorflow as tf
-    from trainers.input import (FeatureSpec, infer_resolutions, manifest_unavailable_layers,
+    from trainers.input import (FeatureSpec, data_resolutions, manifest_unavailable_layers,
                                 shard_files)
     tmp = tempfile.TemporaryDirectory(prefix="bench_input_")
     data = a.data
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         {"train": 16, "validation": 1, "test": 1}, loops_per_player=32,
                         shards=4)
     files = shard_files(data, "train")
-    res = infer_resolutions(files)
+    res = data_resolutions(data)
     spec = FeatureSpec.create(res[0], res[1], manifest_unavailable_layers(data))
     threads = tf.config.threading.get_inter_op_parallelism_threads()
     print(f"data {data}: {len(files)} train shards, {res[0]}px, "

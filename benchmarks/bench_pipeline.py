@@ -84,8 +84,8 @@ def run_once(replays: list[str], out: pathlib.Path, workers: int,
         t0 = time.time()
         manifest = beam_runner.run(argv + extra)
         wall = time.time() - t0
-    sampled = manifest["counts"]["replays_by_status"].get("sampled", 0)
-    samples = manifest["counts"]["samples_total"]
+    sampled = manifest.counts.replays_by_status.get("sampled", 0)
+    samples = manifest.counts.samples_total
     return {"runner": runner, "workers": workers, "replays": sampled, "samples": samples, "wall_s": wall,
             "replays_per_s": sampled / wall, "samples_per_s": samples / wall}
 

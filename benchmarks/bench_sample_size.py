@@ -21,7 +21,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from pipeline.output.manifest import read_manifest  # noqa: E402
+from schemas.run_output import open_run  # noqa: E402
 from schemas.sample import SampleSchema  # noqa: E402
 
 
@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", required=True, help="a beam_runner.py output directory")
     args = parser.parse_args(argv)
 
-    manifest = read_manifest(args.output)
-    resolution = manifest["source"]["resolution"]
+    run = open_run(args.output)
+    manifest = run.manifest
+    resolution = manifest.source.resolution
     schema = SampleSchema(resolution, resolution)
     raw = uncompressed_bytes(schema)
     narrow = sum(v for k, v in raw.items() if k != "all_int32")
@@ -58,11 +59,11 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"{'format':9s} {'split':11s} {'samples':>9s} {'MiB':>9s} {'bytes/sample':>13s}"
           f" {'vs raw':>7s}")
-    for fmt, by_split in sorted(manifest["shards"].items()):
+    for fmt, by_split in sorted(manifest.shards.items()):
         total_bytes = total_samples = 0
         for split, shards in sorted(by_split.items()):
-            size = sum(os.path.getsize(s["path"]) for s in shards)
-            samples = sum(s["num_samples"] for s in shards)
+            size = sum(os.path.getsize(run.layout.path(s.path)) for s in shards)
+            samples = sum(s.num_samples for s in shards)
             total_bytes += size
             total_samples += samples
             if samples:

@@ -112,6 +112,14 @@ def size(path: str) -> int:
     return os.stat(local(path)).st_size
 
 
+def listdir(path: str) -> list[str]:
+    """Names in a local directory ([] when it does not exist)."""
+    try:
+        return sorted(os.listdir(local(path)))
+    except FileNotFoundError:
+        return []
+
+
 def temp_name(path: str) -> str:
     """A hidden, unique name beside ``path`` to write it under, then
     :func:`rename` to ``path``: a reader never sees a half-written file."""

@@ -39,6 +39,10 @@ from schemas.sample import SPLITS, SampleSchema, SchemaError, schema_from_repr
 FORMAT_VERSION = 2
 READABLE_VERSIONS: tuple[int, ...] = (1, 2)
 
+#: What a model needs to know about how samples were made (a trained run
+#: records these, and refuses data made otherwise).
+DATA_CONFIG_KEYS: tuple[str, ...] = ("source_name", "resolution", "step_mul", "fog")
+
 MANIFEST_NAME = "manifest.json"
 CARD_NAME = "README.md"
 FORMATS: tuple[str, ...] = ("parquet", "tfrecord")
@@ -294,6 +298,22 @@ class Manifest:
         return sorted((s for s, n in have.items() if n),
                       key=lambda s: (SPLITS.index(s) if s in SPLITS else len(SPLITS), s))
 
+    def why_empty(self, split: str) -> str:
+        """Why ``split`` holds no samples, in one line (for readers' errors)."""
+        held = ", ".join(self.split_names()) or "none"
+        sampled = self.counts.replays_by_status.get("sampled", 0)
+        if split not in self.splits:
+            cause = f"the run asked for splits {', '.join(self.splits)}"
+        elif not sampled:
+            cause = (f"the run sampled no replay (replays by status: "
+                     f"{self.counts.replays_by_status})")
+        else:
+            fraction = self.splits[split]
+            cause = (f"none of the {sampled} sampled replays fell in it at fraction "
+                     f"{fraction:g} (expected {sampled * fraction:.2g}; more replays or a "
+                     "larger fraction with beam_runner.py --splits)")
+        return f"split {split!r} holds no samples: {cause}; splits with samples: {held}"
+
     def split_samples(self, split: str) -> int:
         return int(self.counts.samples_counted_by_split.get(split, 0))
 
@@ -302,9 +322,10 @@ class Manifest:
         return list(self.shards.get(fmt, {}).get(split, []))
 
     def data_config(self) -> dict[str, Any]:
-        """What a model needs to know about how the samples were made."""
-        return {"source_name": self.source.name, "resolution": self.source.resolution,
-                "step_mul": self.source.step_mul, "fog": self.source.fog}
+        """What a model needs to know about how the samples were made
+        (:data:`DATA_CONFIG_KEYS`)."""
+        return dict(zip(DATA_CONFIG_KEYS, (self.source.name, self.source.resolution,
+                                           self.source.step_mul, self.source.fog)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,9 +346,8 @@ class RunOutput:
                                  f"(formats: {', '.join(self.manifest.formats) or 'none'})")
         files = self.manifest.shard_files(fmt, split)
         if not files:
-            held = ", ".join(self.manifest.split_names()) or "none"
-            raise RunOutputError(f"{self.layout.manifest}: split {split!r} holds no "
-                                 f"samples (splits with samples: {held})")
+            raise RunOutputError(f"{self.layout.manifest}: "
+                                 f"{self.manifest.why_empty(split)}")
         return [self.layout.path(s.path) for s in files]
 
     def iter_shards(self, fmt: str, splits: tuple[str, ...] | list[str]
@@ -337,6 +357,35 @@ class RunOutput:
             for path, entry in zip(self.shard_paths(fmt, split),
                                    self.manifest.shard_files(fmt, split)):
                 yield path, entry
+
+
+    def check_shards(self, fmt: str, splits: tuple[str, ...] | list[str]) -> None:
+        """:class:`RunOutputError` naming the first shard of ``splits`` that is
+        missing or not the size the manifest records, or a file in their
+        shard directories that the manifest does not list: a reader must
+        never read a split with a gap (or an extra) silently."""
+        for split in splits:
+            listed = set()
+            for path, entry in self.iter_shards(fmt, (split,)):
+                listed.add(posixpath.basename(entry.path))
+                try:
+                    size = filesystem.size(path)
+                except FileNotFoundError as exc:
+                    raise RunOutputError(f"{path}: missing shard (listed in "
+                                         f"{self.layout.manifest})") from exc
+                if entry.bytes and size < entry.bytes:
+                    raise RunOutputError(f"{path}: truncated shard ({size} of the "
+                                         f"{entry.bytes} bytes the manifest records)")
+                if entry.bytes and size != entry.bytes:
+                    raise RunOutputError(f"{path}: damaged or replaced shard ({size} bytes, "
+                                         f"the manifest records {entry.bytes})")
+            directory = self.layout.shard_dir(fmt, split)
+            if not filesystem.is_remote(directory):
+                extra = sorted(n for n in filesystem.listdir(directory)
+                               if n.endswith(EXTENSIONS[fmt]) and n not in listed)
+                if extra:
+                    raise RunOutputError(f"{filesystem.join(directory, extra[0])}: a shard "
+                                         f"the manifest does not list")
 
 
 def open_run(root: str) -> RunOutput:

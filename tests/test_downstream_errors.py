@@ -30,6 +30,10 @@ def truncate_shard(path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
 
 
+def grow_shard(path: Path) -> None:
+    path.write_bytes(path.read_bytes() + bytes(100))
+
+
 def _first_shard(root: Path, split: str = "train") -> Path:
     return sorted((root / "tfrecord" / split).glob("*.tfrecord.gz"))[0]
 
@@ -94,8 +98,11 @@ def test_trainer_refuses_an_output_without_manifest(synthetic_copy, tmp_path, ca
     assert not (tmp_path / "run").exists()          # no half-made run directory
 
 
-@pytest.mark.parametrize("damage,what", [(corrupt_shard, "corrupt"),
-                                         (truncate_shard, "truncated")])
+# The manifest records every shard's size: a changed size is found before
+# TensorFlow reads a byte (a same-size corruption by the CRCs: evaluation below).
+@pytest.mark.parametrize("damage,what", [(grow_shard, "damaged or replaced shard"),
+                                         (truncate_shard, "truncated shard"),
+                                         (os.remove, "missing shard")])
 def test_trainer_names_a_damaged_shard(synthetic_copy, tmp_path, capsys, damage, what):
     shard = _first_shard(synthetic_copy)
     damage(shard)
@@ -129,8 +136,16 @@ def test_evaluate_fails_in_one_line(synthetic_data, synthetic_copy, output_copy,
     line = evaluate_on(output_copy)
     assert str(output_copy / "manifest.json") in line and "16x16" in line
     shard = _first_shard(synthetic_copy, "test")
-    corrupt_shard(shard)
+    extra = shard.with_name("test-00007-of-00009.tfrecord.gz")
+    shutil.copy(shard, extra)
     line = evaluate_on(synthetic_copy)
-    assert str(shard) in line and "corrupt" in line
+    assert str(extra) in line and "a shard the manifest does not list" in line
+    extra.unlink()
+    # the same size, one byte of the gzip trailer's CRC flipped: found by reading
+    data = bytearray(shard.read_bytes())
+    data[-6] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    line = evaluate_on(synthetic_copy)
+    assert str(shard) in line and "unreadable shard" in line
     os.remove(synthetic_copy / "manifest.json")
     assert "no manifest" in evaluate_on(synthetic_copy)

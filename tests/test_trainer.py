@@ -21,6 +21,7 @@ from trainers import evaluate as evaluate_lib  # noqa: E402
 from trainers import inference  # noqa: E402
 from trainers import train as train_lib  # noqa: E402
 from trainers.action_space import function_arguments  # noqa: E402
+from schemas.run_output import Manifest
 from trainers.input import (FeatureSpec, TrainerInputError, make_dataset,  # noqa: E402
                             manifest_unavailable_layers)
 from trainers.losses import compute_losses  # noqa: E402
@@ -84,10 +85,9 @@ def test_input_batches_match_the_written_samples(data, spec):
 
 def test_manifest_unavailable_layers_are_dropped(tmp_path, data):
     data_dir, _ = data
-    manifest = {"source": {"name": "events",
-                           "unavailable_layers": ["minimap_creep", "screen_power"]},
-                "config": {"resolution": RES}}
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    manifest = Manifest.load(str(data_dir))
+    manifest.source.unavailable_layers = ["minimap_creep", "screen_power"]
+    manifest.save(str(tmp_path))
     drop = manifest_unavailable_layers(tmp_path)
     assert drop == ("minimap_creep", "screen_power")
     spec = FeatureSpec.create(RES, RES, drop)
@@ -115,7 +115,7 @@ def test_no_score_leaves_the_score_out_and_keeps_the_manifest_drops(tmp_path, da
 
 
 def test_missing_data_is_a_clear_error(tmp_path, spec, capsys):
-    with pytest.raises(TrainerInputError, match="no TFRecord shards"):
+    with pytest.raises(TrainerInputError, match="manifest.json: no manifest"):
         make_dataset(tmp_path, "train", spec)
     assert train_lib.main(["--data", str(tmp_path), "--model", "fully_conv",
                            "--out", str(tmp_path / "run")]) == 2

@@ -21,7 +21,8 @@ from typing import Callable, Mapping
 import numpy as np
 
 from trainers import linear_baseline, metrics
-from trainers.input import FeatureSpec, TrainerInputError, read_columns, signed_log1p
+from trainers.input import (FeatureSpec, TrainerInputError, read_columns, read_manifest,
+                            signed_log1p)
 from trainers.train import TrainConfig, write_json_atomic
 
 
@@ -148,10 +149,12 @@ def load_or_fit(run: str | os.PathLike, config: TrainConfig,
     path = Path(run) / "baselines.json"
     if path.exists():
         return Baselines.from_json(json.loads(path.read_text()))
-    if not (Path(config.data) / "manifest.json").exists():
+    try:
+        read_manifest(config.data)
+    except TrainerInputError as exc:
         raise TrainerInputError(
-            f"{path} not found and the run's training data {config.data} is not there to "
-            "fit the baselines on")
+            f"{path} not found and the run's training data {config.data} cannot be read "
+            f"to fit the baselines on ({exc})") from exc
     fitted = fit(config, log)
     write_json_atomic(path, fitted.to_json())
     return fitted

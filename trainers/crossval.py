@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
 import hashlib
 import json
 import os
@@ -49,13 +48,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from schemas.sample import SPLITS, SampleSchema
+from schemas.sample import SampleSchema
 from trainers import metrics
 from trainers.baselines import logistic_inputs, player_logistic
 from trainers.eval_plots import write_crossval_plots
 from trainers.evaluate import LOOPS_PER_MINUTE, predict
 from trainers.inference import choose_checkpoint
-from trainers.input import TrainerInputError, Selection, infer_resolutions, read_columns
+from trainers.input import (TrainerInputError, Selection, data_resolutions, data_splits,
+                            read_columns)
 from trainers.train import (TrainConfig, Trainer, load_config, parse_args as train_args,
                             train, write_json_atomic)
 
@@ -93,16 +93,6 @@ def fold_roles(k: int, folds: int) -> dict[str, object]:
     inner = (k + 1) % folds
     return {"heldout": k, "inner_validation": inner,
             "train": [f for f in range(folds) if f not in (k, inner)]}
-
-
-def data_splits(data_dir: str) -> tuple[str, ...]:
-    """The split directories of DIR that hold TFRecord shards."""
-    found = tuple(s for s in SPLITS
-                  if glob.glob(os.path.join(data_dir, "tfrecord", s, "*.tfrecord.gz")))
-    if not found:
-        raise TrainerInputError(f"no TFRecord shards under {data_dir}/tfrecord/<split>/; run "
-                         f"beam_runner.py first or check --data")
-    return found
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -299,7 +289,7 @@ def crossval(data: str, out: str, folds: int, base: TrainConfig, *, batch_size: 
     out_dir.mkdir(parents=True, exist_ok=True)
     base = dataclasses.replace(base, data=data, out=str(out_dir))
     splits = data_splits(data)
-    screen, minimap = infer_resolutions(Selection(splits).files(data))
+    screen, minimap = data_resolutions(data)
     log(f"reading replay ids and labels of {'+'.join(splits)} in {data}")
     corpus = load_corpus(data, folds, SampleSchema(screen, minimap))
     sizes = corpus.sizes()

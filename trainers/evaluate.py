@@ -27,7 +27,6 @@ forcing), while whole-action accuracy uses each model's own choices.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 from pathlib import Path
@@ -42,7 +41,8 @@ from trainers import baselines, inference, metrics
 from trainers.action_space import function_names
 from trainers.eval_plots import write_plots
 from trainers.input import (Selection, TrainerInputError, check_data_matches, data_error,
-                            make_dataset, strided_size)
+                            data_splits, make_dataset, strided_size)
+from schemas.run_output import RunLayout
 from trainers.progress import Progress
 from trainers.train import teacher_inputs, write_json_atomic
 
@@ -119,12 +119,7 @@ def split_selection(data: str | os.PathLike, split: str) -> Selection:
     """``all``: every split directory the data has; otherwise that split."""
     if split != "all":
         return Selection.of(split)
-    present = tuple(s for s in ("train", "validation", "test")
-                    if glob.glob(os.path.join(os.fspath(data), "tfrecord", s, "*.tfrecord.gz")))
-    if not present:
-        raise TrainerInputError(f"no TFRecord shards under {data}/tfrecord/; run "
-                                "beam_runner.py first or check --data")
-    return Selection(present)
+    return Selection(data_splits(data))
 
 
 def replay_lengths(data: str | os.PathLike, p: Mapping[str, np.ndarray]) -> dict[str, dict]:
@@ -132,8 +127,8 @@ def replay_lengths(data: str | os.PathLike, p: Mapping[str, np.ndarray]) -> dict
     ``DIR/index/replays.parquet`` (length: the last sample's loop where the
     index lacks it)."""
     out: dict[str, dict] = {}
-    path = Path(data) / "index" / "replays.parquet"
-    if path.exists():
+    path = RunLayout(os.fspath(data)).replays_index
+    if os.path.exists(path):
         table = pq.read_table(path, columns=["replay_id", "game_loops", "version"])
         for rid, loops, version in zip(*(table.column(c).to_pylist()
                                          for c in ("replay_id", "game_loops", "version"))):

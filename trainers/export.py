@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
-import glob
 import gzip
 import hashlib
 import os
@@ -43,7 +42,8 @@ import pyarrow.parquet as pq
 
 from trainers import baselines, inference
 from trainers.evaluate import minor_version, version_key
-from trainers.input import TrainerInputError, read_columns, read_manifest
+from schemas.run_output import RunLayout
+from trainers.input import TrainerInputError, open_data, read_columns, read_manifest
 from trainers.train import TrainConfig, write_json_atomic
 
 MAX_MODEL_BYTES = 25 * 1024 * 1024
@@ -56,8 +56,9 @@ def training_replay_ids(config: TrainConfig) -> list[str]:
     if selection.replay_ids is not None:
         return sorted(selection.replay_ids)
     ids: set[str] = set()
-    files = [f for split in selection.splits
-             for f in sorted(glob.glob(os.path.join(config.data, "parquet", split, "*.parquet")))]
+    run = open_data(config.data)
+    files = ([path for path, _ in run.iter_shards("parquet", selection.splits)]
+             if "parquet" in run.manifest.formats else [])
     if files:   # one column of the Parquet shards: seconds for millions of samples
         for path in files:
             ids.update(pq.read_table(path, columns=["replay_id"]).column(0).unique().to_pylist())
@@ -74,16 +75,16 @@ def replay_ids_digest(ids: Sequence[str]) -> str:
 def corpus_counts(data: str, ids: Sequence[str]) -> dict:
     """Builds (major.minor) and matchups of ``ids``, from the data's index."""
     wanted = set(ids)
-    index = Path(data) / "index"
+    layout = RunLayout(data)
     builds: collections.Counter = collections.Counter()
     races: dict[str, list[str]] = collections.defaultdict(list)
-    if (index / "replays.parquet").exists():
-        table = pq.read_table(index / "replays.parquet", columns=["replay_id", "version"])
+    if os.path.exists(layout.replays_index):
+        table = pq.read_table(layout.replays_index, columns=["replay_id", "version"])
         for rid, version in zip(*(table.column(c).to_pylist() for c in table.column_names)):
             if rid in wanted:
                 builds[minor_version(version)] += 1
-    if (index / "players.parquet").exists():
-        table = pq.read_table(index / "players.parquet", columns=["replay_id", "race"])
+    if os.path.exists(layout.players_index):
+        table = pq.read_table(layout.players_index, columns=["replay_id", "race"])
         for rid, race in zip(*(table.column(c).to_pylist() for c in table.column_names)):
             if rid in wanted:
                 races[rid].append((race or "?")[:1])
@@ -118,19 +119,18 @@ def export(run: str | os.PathLike, out: str | os.PathLike, checkpoint: str = "be
             f.write(("\n".join(ids) + "\n").encode("utf-8"))
     fitted = baselines.load_or_fit(run, config, log)
     write_json_atomic(staging / "baselines.json", fitted.to_json())
-    schema_repr = manifest.get("schema", {}).get("repr", "")
+    schema_repr = manifest.schema.repr
     write_json_atomic(staging / inference.DATA_FINGERPRINT_NAME, {
         "data_config": loaded.data_config,
-        "manifest_config": {k: v for k, v in manifest.get("config", {}).items()
+        "manifest_config": {k: v for k, v in manifest.config.items()
                             if k != "output_dir"},
-        "filters": manifest.get("filters"),
+        "filters": manifest.filters,
         "schema_sha256": hashlib.sha256(schema_repr.encode("utf-8")).hexdigest(),
         "train": {"selection": config.train_selection.name, "every": config.train_every,
                   "replays": len(ids), "replay_ids_sha256": replay_ids_digest(ids),
                   "replay_ids_file": REPLAY_IDS_NAME,
-                  "samples_in_split": sum(
-                      manifest.get("counts", {}).get("samples_counted_by_split", {})
-                      .get(s, 0) for s in config.train_selection.splits)},
+                  "samples_in_split": sum(manifest.split_samples(s)
+                                          for s in config.train_selection.splits)},
         **corpus_counts(config.data, ids),
     })
     size = sum(p.stat().st_size for p in staging.iterdir())

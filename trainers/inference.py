@@ -29,7 +29,8 @@ from typing import Any, Mapping
 import numpy as np
 import tensorflow as tf
 
-from trainers.input import (DATA_CONFIG_KEYS, FeatureSpec, TrainerInputError, data_config,
+from schemas.run_output import DATA_CONFIG_KEYS, RunLayout
+from trainers.input import (FeatureSpec, TrainerInputError, data_config, data_config_if_present,
                             manifest_unavailable_layers, read_manifest)
 from trainers.models import build_model
 from trainers.train import BEST_NAME, TrainConfig, Trainer, load_best, load_config
@@ -45,7 +46,7 @@ def check_data_compatible(data_dir: str | os.PathLike, expected: Mapping[str, An
     made as ``expected`` (:func:`data_config` of the training data) and hold
     every layer ``spec`` reads (none of them listed as unavailable)."""
     have = data_config(data_dir)
-    manifest = Path(data_dir) / "manifest.json"
+    manifest = RunLayout(os.fspath(data_dir)).manifest
     for key in DATA_CONFIG_KEYS:
         if key in expected and expected[key] is not None and have.get(key) != expected[key]:
             raise TrainerInputError(
@@ -155,9 +156,7 @@ def load(run: str | os.PathLike, checkpoint: str = "best") -> LoadedModel:
     if chosen["step"] == 0:
         raise TrainerInputError(f"{run} has no trained checkpoint to evaluate")
     # Runs trained before configs recorded it: the training data's manifest.
-    recorded = config.data_config or (data_config(config.data)
-                                      if (Path(config.data) / "manifest.json").exists()
-                                      else {})
+    recorded = config.data_config or data_config_if_present(config.data)
     return LoadedModel(run, config, model, chosen, recorded, shipped=False)
 
 

@@ -18,17 +18,15 @@ Spatial argument targets become a flat pixel index ``y * resolution + x``;
 from __future__ import annotations
 
 import dataclasses
-import glob
-import json
 import os
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import tensorflow as tf
 
 from schemas import layers
-from schemas.sample import SampleSchema, schema_from_repr
+from schemas.run_output import Manifest, RunLayout, RunOutput, RunOutputError, open_run
+from schemas.sample import SampleSchema
 
 # Fields carried next to each batch for evaluation and baselines.
 META_FIELDS: tuple[str, ...] = ("replay_id", "player_id", "game_loop", "race",
@@ -144,90 +142,90 @@ class Selection:
         return text if self.replay_ids is None else f"{text} ({len(self.replay_ids)} replays)"
 
     def files(self, data_dir: str | os.PathLike) -> list[str]:
-        return [f for split in self.splits for f in shard_files(data_dir, split)]
+        """The TFRecord shards of the selected splits, checked against the
+        manifest (a missing, resized or extra shard is a :class:`TrainerInputError`)."""
+        run = open_data(data_dir)
+        try:
+            run.check_shards("tfrecord", self.splits)
+            return [path for path, _ in run.iter_shards("tfrecord", self.splits)]
+        except RunOutputError as exc:
+            raise TrainerInputError(str(exc)) from exc
+
+
+def open_data(data_dir: str | os.PathLike) -> RunOutput:
+    """The pipeline output at ``data_dir`` (``schemas.run_output``);
+    :class:`TrainerInputError` naming the manifest when it is not one."""
+    try:
+        return open_run(os.fspath(data_dir))
+    except RunOutputError as exc:
+        raise TrainerInputError(str(exc)) from exc
 
 
 def shard_files(data_dir: str | os.PathLike, split: str) -> list[str]:
-    """The TFRecord shards of one split, sorted; :class:`TrainerInputError` if none."""
-    pattern = os.path.join(os.fspath(data_dir), "tfrecord", split, "*.tfrecord.gz")
-    files = sorted(glob.glob(pattern))
-    if not files:
-        raise TrainerInputError(f"no TFRecord shards match {pattern}; run beam_runner.py "
-                         f"first or check --data and the split name")
-    return files
+    """The TFRecord shards of one split, in order; :class:`TrainerInputError`
+    if it has none or one is missing or damaged in size."""
+    return Selection((split,)).files(data_dir)
 
 
-# The manifest config entries that decide what a sample means to a model.
-DATA_CONFIG_KEYS: tuple[str, ...] = ("source_name", "resolution", "step_mul", "fog")
-
-
-def read_manifest(data_dir: str | os.PathLike) -> dict:
-    """``DIR/manifest.json``; :class:`TrainerInputError` when there is none."""
-    path = Path(data_dir) / "manifest.json"
-    if not path.exists():
-        raise TrainerInputError(f"{path}: no manifest (not a finished beam_runner.py output; "
-                                "an aborted run writes none)")
-    return json.loads(path.read_text())
+def read_manifest(data_dir: str | os.PathLike) -> Manifest:
+    """The output's :class:`~schemas.run_output.Manifest`;
+    :class:`TrainerInputError` when there is none or it is unreadable."""
+    return open_data(data_dir).manifest
 
 
 def data_config(data_dir: str | os.PathLike) -> dict:
     """What a model needs to know about how ``data_dir``'s samples were made:
     the manifest's source, resolution, step_mul and fog."""
-    config = read_manifest(data_dir).get("config", {})
-    return {k: config.get(k) for k in DATA_CONFIG_KEYS}
+    return read_manifest(data_dir).data_config()
+
+
+def data_config_if_present(data_dir: str | os.PathLike) -> dict:
+    """:func:`data_config`, or {} when ``data_dir`` is gone or not a pipeline
+    output (a shipped model's training data, say: nothing to check against)."""
+    try:
+        return data_config(data_dir)
+    except TrainerInputError:
+        return {}
 
 
 def manifest_unavailable_layers(data_dir: str | os.PathLike) -> tuple[str, ...]:
-    """Layers the manifest lists as unavailable (all zeros), if it says.
+    """Sample fields the output's source could not fill (stored as zeros),
+    from the manifest (``source.unavailable_layers``)."""
+    manifest = read_manifest(data_dir)
+    names = set(manifest.sample_schema().names())
+    return tuple(sorted(n for n in manifest.source.unavailable_layers if n in names))
 
-    Accepts any ``unavailable_layers`` entry in ``DIR/manifest.json`` (a list
-    or a comma-separated string, at any depth).  A missing manifest is an
-    :class:`TrainerInputError`: without it the trainer cannot know which layers are
-    zeros (and an aborted pipeline run writes none).
-    """
-    path = Path(data_dir) / "manifest.json"
-    if not path.exists():
-        raise TrainerInputError(f"{path}: no manifest (not a finished beam_runner.py output; "
-                         "an aborted run writes none)")
-    found: set[str] = set()
 
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == "unavailable_layers":
-                    if isinstance(value, str):
-                        found.update(v.strip() for v in value.split(",") if v.strip())
-                    elif isinstance(value, (list, tuple)):
-                        found.update(str(v) for v in value)
-                else:
-                    walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
+def data_splits(data_dir: str | os.PathLike) -> tuple[str, ...]:
+    """The splits of the output that hold samples (train, validation, test
+    order); :class:`TrainerInputError` when none does."""
+    manifest = read_manifest(data_dir)
+    found = tuple(manifest.split_names())
+    if not found:
+        raise TrainerInputError(
+            f"{RunLayout(os.fspath(data_dir)).manifest}: the run sampled nothing "
+            f"(replays by status: {manifest.counts.replays_by_status}); see its "
+            "errors/errors.parquet and README.md")
+    return found
 
-    walk(json.loads(path.read_text()))
-    schema_names = set(SampleSchema().names())
-    return tuple(sorted(n for n in found if n in schema_names))
+
+def data_resolutions(data_dir: str | os.PathLike) -> tuple[int, int]:
+    """(screen, minimap) resolution of the output's samples."""
+    schema = read_manifest(data_dir).sample_schema()
+    return schema.screen_resolution, schema.minimap_resolution
 
 
 def check_data_matches(data_dir: str | os.PathLike, spec: "FeatureSpec",
                        what: str = "the model") -> None:
-    """:class:`TrainerInputError` unless ``DIR/manifest.json`` exists and its samples
-    have ``spec``'s resolutions (one line naming the manifest)."""
-    path = Path(data_dir) / "manifest.json"
-    if not path.exists():
-        raise TrainerInputError(f"{path}: no manifest (not a finished beam_runner.py output; "
-                         "an aborted run writes none)")
-    try:
-        schema = schema_from_repr(json.loads(path.read_text())["schema"]["repr"])
-    except (KeyError, ValueError) as exc:
-        raise TrainerInputError(f"{path}: no sample schema ({exc})") from exc
-    have = (schema.screen_resolution, schema.minimap_resolution)
+    """:class:`TrainerInputError` unless the output's samples have
+    ``spec``'s resolutions (one line naming the manifest)."""
+    have = data_resolutions(data_dir)
     want = (spec.screen_resolution, spec.minimap_resolution)
     if have != want:
-        raise TrainerInputError(f"{path}: samples are {have[0]}x{have[0]} screen / {have[1]}x"
-                         f"{have[1]} minimap; {what} reads {want[0]}x{want[0]} / "
-                         f"{want[1]}x{want[1]}")
+        raise TrainerInputError(
+            f"{RunLayout(os.fspath(data_dir)).manifest}: samples are {have[0]}x{have[0]} "
+            f"screen / {have[1]}x{have[1]} minimap; {what} reads {want[0]}x{want[0]} / "
+            f"{want[1]}x{want[1]}")
 
 
 def damaged_shard(files: Iterable[str]) -> str | None:
@@ -257,8 +255,8 @@ def data_error(data_dir: str | os.PathLike, selection: "str | Selection",
 
 
 def selection_size(data_dir: str | os.PathLike, selection: "str | Selection") -> int:
-    """Samples a selection holds: its ``samples`` when known, a split's
-    :func:`split_size`, else counted (reads the replay ids of every record)."""
+    """Samples a selection holds: its ``samples`` when known, the manifest's
+    count of whole splits, else counted (reads the replay ids of every record)."""
     selection = Selection.of(selection)
     if selection.samples is not None:
         return int(selection.samples)
@@ -270,46 +268,20 @@ def selection_size(data_dir: str | os.PathLike, selection: "str | Selection") ->
 def strided_size(data_dir: str | os.PathLike, selection: "str | Selection",
                  every: int) -> int | None:
     """Records an unshuffled read with ``every=k`` yields (every k-th of each
-    shard): from the manifest's shard list; None when it cannot say."""
+    shard): from the manifest's shard list; None for a replay subset."""
     selection = Selection.of(selection)
     if every <= 1:
         return selection_size(data_dir, selection)
-    path = Path(data_dir) / "manifest.json"
-    if selection.replay_ids is not None or not path.exists():
+    if selection.replay_ids is not None:
         return None
-    shards = json.loads(path.read_text()).get("shards", {}).get("tfrecord", {})
-    if not all(split in shards for split in selection.splits):
-        return None
-    return sum(-(-int(s["num_samples"]) // every)
-               for split in selection.splits for s in shards[split])
+    manifest = read_manifest(data_dir)
+    return sum(-(-s.num_samples // every) for split in selection.splits
+               for s in manifest.shard_files("tfrecord", split))
 
 
 def split_size(data_dir: str | os.PathLike, split: str) -> int:
-    """Samples in a split's TFRecord shards: the manifest's count when it has
-    one (``counts.samples_by_split_and_format[split].tfrecord``), else counted."""
-    path = Path(data_dir) / "manifest.json"
-    if path.exists():
-        counts = json.loads(path.read_text()).get("counts", {})
-        by_format = counts.get("samples_by_split_and_format", {}).get(split, {})
-        if isinstance(by_format, dict) and isinstance(by_format.get("tfrecord"), int):
-            return by_format["tfrecord"]
-    ds = tf.data.TFRecordDataset(shard_files(data_dir, split), compression_type="GZIP")
-    return int(ds.reduce(np.int64(0), lambda n, _: n + 1))
-
-
-def infer_resolutions(files: list[str]) -> tuple[int, int]:
-    """(screen, minimap) resolution of the shards, from the manifest of the
-    pipeline output they belong to (``DIR/tfrecord/<split>/<shard>``)."""
-    if not files:
-        raise TrainerInputError("no shards to read")
-    path = Path(files[0]).resolve().parents[2] / "manifest.json"
-    if not path.exists():
-        raise TrainerInputError(f"{path}: no manifest next to the shards")
-    try:
-        schema = schema_from_repr(json.loads(path.read_text())["schema"]["repr"])
-    except (KeyError, ValueError) as exc:
-        raise TrainerInputError(f"{path}: no sample schema ({exc})") from exc
-    return schema.screen_resolution, schema.minimap_resolution
+    """Samples in a split's TFRecord shards, from the manifest."""
+    return sum(s.num_samples for s in read_manifest(data_dir).shard_files("tfrecord", split))
 
 
 # -------------------------------------------------------------- conversion

@@ -35,8 +35,8 @@ import keras
 import tensorflow as tf
 
 from schemas import layers
-from trainers.input import (FeatureSpec, Selection, TrainerInputError, data_config, data_error,
-                            infer_resolutions, make_dataset, manifest_unavailable_layers,
+from trainers.input import (FeatureSpec, Selection, TrainerInputError, data_config_if_present, data_error,
+                            data_resolutions, make_dataset, manifest_unavailable_layers,
                             selection_size)
 from trainers.losses import LossWeights, compute_losses
 from trainers.models import MODEL_NAMES, VALUE_INPUTS, build_model
@@ -109,12 +109,12 @@ class TrainConfig:
             drop = (manifest_unavailable_layers(self.data) if self.drop_layers is None
                     else tuple(self.drop_layers))
             self.drop_layers = tuple(drop)
-            screen, minimap = infer_resolutions(self.train_selection.files(self.data))
+            screen, minimap = data_resolutions(self.data)
             self.feature_spec = FeatureSpec.create(
                 screen, minimap, drop + (() if self.score else ("score",)),
                 game_time=self.game_time).to_json()
-        if self.data_config is None and (Path(self.data) / "manifest.json").exists():
-            self.data_config = data_config(self.data)
+        if self.data_config is None:
+            self.data_config = data_config_if_present(self.data) or None
         if self.select_metric not in SELECT_METRICS:
             raise ValueError(f"unknown select_metric {self.select_metric!r}; expected one "
                              f"of {SELECT_METRICS}")

@@ -6,13 +6,14 @@ has more minerals and its own units on screen, so the value head has a signal.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from schemas import layers
+from schemas.run_output import (Counts, Manifest, SchemaInfo, ShardFile, SourceInfo,
+                                 shard_relpath)
 from schemas.sample import SampleSchema
 from trainers.action_space import function_arguments
 
@@ -89,8 +90,36 @@ def write_synthetic(out: Path, schema: SampleSchema, replays: dict[str, int] | N
             with tf.io.TFRecordWriter(str(path), options) as w:
                 for s in samples[i::shards]:
                     w.write(schema.to_example(s))
-    (out / "manifest.json").write_text(json.dumps(
-        {"observation_source": {"name": "events", "unavailable_layers": []},
-         "schema": {"repr": repr(schema)},
-         "counts": {k: len(v) for k, v in by_split.items()}}))
+    synthetic_manifest(out, schema, by_split, shards).save(str(out))
     return by_split
+
+
+def synthetic_manifest(out: Path, schema: SampleSchema, by_split: dict[str, list[dict]],
+                       shards: int, unavailable_layers: tuple[str, ...] = ()) -> Manifest:
+    """The manifest of the synthetic shards, as the pipeline would write it
+    (the contract of ``schemas.run_output``)."""
+    files = {split: [ShardFile(shard_relpath("tfrecord", split, i, shards),
+                               len(samples[i::shards]),
+                               (out / shard_relpath("tfrecord", split, i, shards)).stat().st_size)
+                     for i in range(shards)] for split, samples in by_split.items()}
+    n = {split: len(samples) for split, samples in by_split.items()}
+    replays = {split: len({s["replay_id"] for s in samples})
+               for split, samples in by_split.items()}
+    resolution = schema.screen_resolution
+    return Manifest(
+        created_unix=0.0, output_dir=str(out),
+        config={"formats": ["tfrecord"], "source_name": "events", "resolution": resolution,
+                "step_mul": 8, "fog": True},
+        packages={}, schema=SchemaInfo(repr(schema), len(schema.fields), schema.names()),
+        source=SourceInfo("events", "synthetic", {}, list(unavailable_layers), True, 8,
+                          resolution),
+        filters={}, splits={s: 1 / len(n) for s in n},
+        counts=Counts(input_files=sum(replays.values()),
+                      replays_by_status={"sampled": sum(replays.values())},
+                      filter_reasons={}, error_reasons={}, replays_by_split=replays,
+                      samples_counted_by_split=n,
+                      samples_by_split_and_format={s: {"tfrecord": v} for s, v in n.items()},
+                      shards_by_split={s: shards for s in n}, samples_total=sum(n.values()),
+                      shard_bytes_by_format={}, shard_bytes_per_sample={},
+                      degraded_replays={}),
+        labels={}, duplicates=[], shards={"tfrecord": files}, degraded=[])
