@@ -1,0 +1,81 @@
+"""``--engine sc2`` checks that a game build can run before it reads a replay.
+
+Without one, every replay used to fail one by one (``version_not_installed``)
+and the run exited 0.  The check only looks at files
+(``$SC2PATH/Versions/Base<build>/SC2_x64``); nothing here starts a game.
+"""
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from pipeline.sources.sc2 import versions
+from support.fake_sc2 import harness
+
+
+def _binary(sc2path, build: int, executable: bool = True) -> None:
+    """A file where the game's binary goes (never run by these tests)."""
+    exe = sc2path / "Versions" / ("Base%05d" % build) / versions.LINUX_BINARY
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\nexit 1\n")
+    if executable:
+        exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+
+
+def test_nothing_installed_is_one_line_naming_where_and_what_is_needed(tmp_path, monkeypatch):
+    monkeypatch.setenv("SC2PATH", str(tmp_path / "StarCraftII"))
+    with pytest.raises(versions.GameNotInstalledError) as caught:
+        versions.check_game_installed()
+    line = str(caught.value)
+    assert "\n" not in line
+    assert f"SC2PATH={tmp_path / 'StarCraftII'}" in line
+    assert "installed: none" in line and "does not exist" in line
+    assert "3.16.1 to 4.10" in line and "Base55958 to Base75689" in line
+    assert "docs/headless_sc2.md" in line
+
+
+def test_without_sc2path_it_names_pysc2s_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("SC2PATH", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(versions.GameNotInstalledError,
+                       match=r"StarCraftII \(pysc2's default; SC2PATH is not set\)"):
+        versions.check_game_installed()
+
+
+def test_an_empty_install_folder_says_what_is_missing(tmp_path):
+    (tmp_path / "Maps").mkdir()
+    with pytest.raises(versions.GameNotInstalledError,
+                       match=r"installed: none \(no .*Versions/Base\*/SC2_x64\)"):
+        versions.check_game_installed(str(tmp_path))
+
+
+def test_builds_that_cannot_run_are_each_named(tmp_path):
+    _binary(tmp_path, 52910)                       # 3.13: before the API
+    _binary(tmp_path, 59587, executable=False)     # 4.0.2, not executable
+    (tmp_path / "Versions" / "Base60321").mkdir(parents=True)   # no binary
+    with pytest.raises(versions.GameNotInstalledError) as caught:
+        versions.check_game_installed(str(tmp_path))
+    line = str(caught.value)
+    assert ("installed: Base52910 (3.13.0), older than the API, "
+            "Base59587 (4.0.2) whose SC2_x64 is not executable, "
+            "Base60321 (4.1.2) without SC2_x64; needed:") in line
+
+
+def test_an_installed_build_passes_and_is_listed(tmp_path):
+    _binary(tmp_path, 75689)
+    _binary(tmp_path, 59587)
+    _binary(tmp_path, 52910)                       # ignored: before the API
+    assert versions.check_game_installed(str(tmp_path)) == [59587, 75689]
+
+
+def test_the_stand_in_game_of_the_source_tests_passes(tmp_path):
+    harness.install(tmp_path, [59587])
+    assert versions.check_game_installed(str(tmp_path)) == [59587]
+
+
+def test_linux_packages_come_from_the_version_table():
+    packages = versions.linux_packages()
+    assert packages[0] == ("3.16.1", versions.min_api_base_build())
+    assert packages[-1] == ("4.10", 75689)
+    assert versions.build_label(67926) == "Base67926 (4.6/4.6.1)"
