@@ -10,8 +10,11 @@ import stat
 
 import pytest
 
+from conftest import PIPELINE_REPLAYS, REPLAYS, pipeline_argv, require_shared
 from pipeline.sources.sc2 import versions
 from support.fake_sc2 import harness
+
+IN_PROCESS = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
 
 
 def _binary(sc2path, build: int, executable: bool = True) -> None:
@@ -79,3 +82,39 @@ def test_linux_packages_come_from_the_version_table():
     assert packages[0] == ("3.16.1", versions.min_api_base_build())
     assert packages[-1] == ("4.10", 75689)
     assert versions.build_label(67926) == "Base67926 (4.6/4.6.1)"
+
+
+def test_beam_runner_stops_before_reading_a_replay(tmp_path, monkeypatch, capsys):
+    """Through the command line: rc 1, one line, nothing written (not even
+    the output's lock), no replay read."""
+    require_shared()
+    import beam_runner
+    from pipeline.replay import storage
+    monkeypatch.setenv("SC2PATH", str(tmp_path / "nowhere"))
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a replay was read")
+    monkeypatch.setattr(storage, "read_bytes", no_reading)
+    out = tmp_path / "out"
+    replay = str(REPLAYS / PIPELINE_REPLAYS["dream_spirit"][0])
+    argv = pipeline_argv([replay], out, IN_PROCESS + ["--decode_timeout_s", "0"])
+    argv[argv.index("--engine") + 1] = "sc2"
+    assert beam_runner.main(argv) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("beam_runner.py: run refused: --engine sc2: no StarCraft II "
+                             "build that can run is installed under SC2PATH=")
+    assert "installed: none" in err[0] and "3.16.1 to 4.10" in err[0]
+    assert captured.out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_remote_runners_are_not_checked_on_the_launcher(monkeypatch, tmp_path):
+    """Dataflow and Dask workers carry their own game (the container image)."""
+    import beam_runner
+    monkeypatch.setenv("SC2PATH", str(tmp_path))
+    beam_runner.check_engine("sc2", ["--runner", "DataflowRunner"])
+    beam_runner.check_engine("events", [])
+    with pytest.raises(beam_runner.RunRefused, match="--engine sc2: "):
+        beam_runner.check_engine("sc2", ["--direct_num_workers=1"])
