@@ -401,12 +401,18 @@ def summary(manifest: Manifest) -> str:
     if c.degraded_replays:
         lines.append(f"degraded (sampled without part of the replay, see 'degraded'): "
                      f"{c.degraded_replays}")
+    if c.samples_by_split_and_format or manifest.empty_splits:
+        lines.append("splits:")
     for split, per in sorted(c.samples_by_split_and_format.items()):
         lines.append(f"  {split}: {c.replays_by_split.get(split, 0)} replays, "
                      f"{c.samples_counted_by_split.get(split, 0)} samples, "
                      f"{c.shards_by_split.get(split, 0)} shards; per format {per}")
-    for split, cause in manifest.empty_splits.items():
-        lines.append(f"  {split}: empty ({cause})")
+    causes = set(manifest.empty_splits.values())
+    if not c.samples_total and len(causes) == 1:
+        lines.append(f"  all empty ({causes.pop()})")
+    else:
+        lines += [f"  {split}: empty ({cause})"
+                  for split, cause in manifest.empty_splits.items()]
     lines.append(f"samples: {c.samples_total}; no-op fraction {lab['noop_fraction']:.3f}; "
                  f"mean mask size {lab['mean_mask_size']:.1f}")
     if c.shard_bytes_by_format:
@@ -414,7 +420,7 @@ def summary(manifest: Manifest) -> str:
             f"{fmt} {b / 2**20:,.1f} MiB ({c.shard_bytes_per_sample[fmt]:.0f} B/sample)"
             for fmt, b in c.shard_bytes_by_format.items()))
     unknown = lab.get("unknown")
-    if unknown:
+    if unknown and unknown.get("samples"):
         lines.append("target unknown / unknown argument: " + "; ".join(
             f"{kind.replace('_', ' ')} {u['target_unknown_fraction']:.4f} / "
             f"{u['unknown_argument_fraction']:.4f} of {u['samples']}"
