@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import stat
 
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import PIPELINE_REPLAYS, REPLAYS, pipeline_argv, require_shared
@@ -118,3 +119,25 @@ def test_remote_runners_are_not_checked_on_the_launcher(monkeypatch, tmp_path):
     beam_runner.check_engine("events", [])
     with pytest.raises(beam_runner.RunRefused, match="--engine sc2: "):
         beam_runner.check_engine("sc2", ["--direct_num_workers=1"])
+
+
+def test_a_game_that_plays_none_of_the_replays_fails_the_run_in_its_last_line(
+        tmp_path, monkeypatch, capsys):
+    """A build is installed (the check passes) but not the replay's: the
+    replay becomes a ``version_not_installed`` error without a launch, and
+    the run, having sampled nothing, exits 1 naming it."""
+    require_shared()
+    import beam_runner
+    harness.install(tmp_path / "SC2", [59587])               # 4.0.2; the replay is 5.0.8
+    monkeypatch.setenv("SC2PATH", str(tmp_path / "SC2"))
+    out = tmp_path / "out"
+    replay = str(REPLAYS / PIPELINE_REPLAYS["dream_spirit"][0])
+    argv = pipeline_argv([replay], out, IN_PROCESS + ["--formats", "parquet"])
+    argv[argv.index("--engine") + 1] = "sc2"
+    assert beam_runner.main(argv) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (f"beam_runner.py: run failed: no samples from 1 input files: error "
+                    f"sample:source 1 (first: {replay}); output kept for inspection: {out}")
+    assert harness.launches(tmp_path / "SC2") == []
+    errors = pq.read_table(out / "errors" / "errors.parquet").to_pylist()
+    assert [e["message"].split(":")[0] for e in errors] == ["version_not_installed"]
