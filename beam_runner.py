@@ -106,7 +106,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--no_fog", action="store_true",
                         help="engine-free source: show enemy units outside vision")
     parser.add_argument("--scan_only", action="store_true",
-                        help="write only the index, errors and manifest")
+                        help="write only the index, errors, manifest and card (no samples, "
+                             "by design: not a failure)")
     parser.add_argument("--splits", default=",".join(f"{s}={f:g}" for s, f in d.fractions))
     parser.add_argument("--max_bytes", type=int, default=d.max_bytes,
                         help="larger replay files become 'too_large' errors")

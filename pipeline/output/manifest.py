@@ -11,8 +11,14 @@ with an unknown argument, with unknown arguments counted per argument type,
 overall and by replay kind, tracker events or not: the engine-free source
 knows less without them); the replays sampled degraded (``degraded``: without tracker events that no
 bundled protocol decodes, with the reason; counted in
-``counts["degraded_replays"]``); and, added by the launcher once the job has finished, wall time
-and throughput.  The TFDS builder reads its provenance from here.
+``counts["degraded_replays"]``); sampled replays per split by matchup and
+game version; each split asked for that holds no samples, with its cause
+(:func:`empty_splits`); and, added by the launcher once the job has finished,
+wall time and throughput and the run's outcome (:func:`judge`: a run that
+sampled nothing, or has more errors than ``--max_error_fraction`` of its
+inputs, failed; :func:`top_causes` names why in one line).  The TFDS builder
+reads its provenance from here; the dataset card (``pipeline.output.card``)
+is rendered from it.
 
 ``DIR/errors/errors.parquet`` holds one record per failed replay (the layout
 of :func:`pipeline.index.scan.error_row`).
