@@ -71,6 +71,17 @@ def test_a_run_that_samples_nothing_fails_and_its_last_line_says_why(bad_dir, tm
     assert not (out / "parquet").exists() and not (out / "tfds").exists()
 
 
+def test_the_last_line_stays_one_line_whatever_the_file_names_hold(tmp_path, capsys):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / "two\nlines \x1b[31mred.SC2Replay").write_bytes(b"not a replay")
+    rc, _, stderr = _main(pipeline_argv([str(folder)], tmp_path / "out", IN_PROCESS), capsys)
+    assert rc == 1
+    assert stderr[-1].startswith("beam_runner.py: run failed: no samples from 1 input files: "
+                                 f"error scan:not_mpq 1 (first: {folder}/two?lines ?[31mred")
+    assert Manifest.load(str(tmp_path / "out")).outcome.reason in stderr[-1]
+
+
 def test_max_error_fraction_fails_a_run_with_more_errors(bad_dir, tmp_path, capsys):
     """1 replay sampled, 1 filtered, 2 errors of 4 inputs: over 0.4, not over 0.5."""
     good = str(REPLAYS / PIPELINE_REPLAYS["dream_spirit"][0])

@@ -29,6 +29,7 @@ import collections
 import dataclasses
 import functools
 import importlib.metadata
+import re
 import time
 from typing import Any, Iterable, Mapping
 
@@ -381,6 +382,8 @@ def judge(manifest: Manifest, max_error_fraction: float | None = None) -> Outcom
                   f"{max_error_fraction:g}: {top_causes(manifest, ('errors',))}")
     if reason:
         reason += f"; output kept for inspection: {manifest.output_dir}"
+    # one line whatever the file names hold (a newline, a terminal escape)
+    reason = re.sub(r"[\x00-\x1f\x7f]", "?", reason)
     return Outcome(failed=bool(reason), reason=reason,
                    max_error_fraction=max_error_fraction)
 
