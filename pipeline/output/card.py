@@ -160,7 +160,8 @@ def _left_out(manifest: Manifest) -> list[str]:
                   f"`{PIPELINE_DOC}`."]
     lines.append("")
     for title, counts, kind, none in (
-            ("Filtered out, by reason", c.filter_reasons, "filtered", "No replay was filtered out."),
+            ("Filtered out, by reason", c.filter_reasons, "filtered",
+             "No replay was filtered out."),
             ("Errors, by stage:category", c.error_reasons, "errors", "No file failed.")):
         lines += [f"### {title}", ""]
         if not counts:
@@ -246,8 +247,8 @@ def _loading(manifest: Manifest, schema: SampleSchema) -> list[str]:
               f"({schema.by_name['available_actions'].shape[0]},))",
               "```", "",
               f"The TFRecord shards (`tfrecord/<split>/*.tfrecord.gz`, GZIP) hold "
-              f"`tf.train.Example`s; `SampleSchema.tf_feature_spec` and `tf_decode` read them. Layout and "
-              f"guarantees: `{PIPELINE_DOC}`.", ""]
+              "`tf.train.Example`s; `SampleSchema.tf_feature_spec` and `tf_decode` read "
+              f"them. Layout and guarantees: `{PIPELINE_DOC}`.", ""]
     return lines
 
 
@@ -271,8 +272,8 @@ def render_card(manifest: Manifest, schema: SampleSchema | None = None) -> str:
     """The card of a run, as markdown (``schema``: the manifest's own by default)."""
     schema = schema or manifest.sample_schema()
     lines = ["# StarCraft II replay dataset", "",
-             f"Made by `beam_runner.py` (sc2-replay-pipeline); everything here comes from "
-             f"`manifest.json` beside this file.", ""]
+             "Made by `beam_runner.py` (sc2-replay-pipeline); everything here comes from "
+             "`manifest.json` beside this file.", ""]
     for section in (_status(manifest), _about(manifest, schema), _contents(manifest),
                     _left_out(manifest), _layers(manifest), _schema(schema),
                     _labels(manifest), _loading(manifest, schema), _provenance(manifest)):
