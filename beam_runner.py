@@ -5,7 +5,7 @@
         [--step_mul 8] [--resolution 64] [--no_fog] [--scan_only] \\
         [--splits train=0.9,validation=0.05,test=0.05] [--max_bytes N] \\
         [--max_game_loops N] [--decode_timeout_s S] [--max_samples_per_shard N] \\
-        [--tfrecord_gzip_level 1-9] \\
+        [--tfrecord_gzip_level 1-9] [--max_error_fraction F] \\
         [--overwrite] [--verbose] \\
         [any Beam pipeline option, e.g. --runner DataflowRunner --project P ...]
 
@@ -13,6 +13,14 @@ Runs locally on Beam's FnApiRunner over all local cores by default
 (``--direct_num_workers=0 --direct_running_mode=multi_threading``: the heavy
 work is in one sampling child process per worker thread), or on
 Dataflow or Dask.  Output layout, guarantees and Dataflow set-up: docs/pipeline.md.
+
+Exit status: 0 when the run made what it was asked for; 1 with one line on
+stderr when it is refused before it starts (bad inputs, no game for
+``--engine sc2``, output in use), aborted (the output's disk failed), or
+failed: it sampled nothing, or more than ``--max_error_fraction`` of its
+input files are errors.  A failed run's output is still published -- the
+index, errors, manifest and card say why -- and its manifest's ``outcome``
+marks it failed.
 """
 from __future__ import annotations
 
@@ -29,6 +37,7 @@ from pipeline.index import splits as splits_lib
 from pipeline.index.filters import add_filter_arguments, config_from_args
 from pipeline.job import transforms
 from pipeline.job.worker import EnvironmentFailure, close_spares
+from pipeline.output import card as card_lib
 from pipeline.output import manifest as manifest_lib
 from pipeline.output import run_directory, writers
 from pipeline.output.run_directory import OutputDirError
@@ -54,6 +63,31 @@ DASK_RUNNER = "pipeline.job.dask_runner.DaskRunner"
 DASK_NAMES = ("DaskRunner", "dask", DASK_RUNNER)
 
 
+class RunRefused(Exception):
+    """The run cannot start: its inputs name no replay, or ``--engine sc2``
+    has no game to start.  One line; nothing is written."""
+
+
+class RunFailed(Exception):
+    """The run finished and its output is published, but it did not make what
+    it was asked for (``manifest.outcome``); the message is its one line."""
+
+    def __init__(self, manifest: Manifest):
+        super().__init__(manifest.outcome.reason)
+        self.manifest = manifest
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text!r}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     d = transforms.RunConfig    # the defaults: its fields' (one definition)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -72,7 +106,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--no_fog", action="store_true",
                         help="engine-free source: show enemy units outside vision")
     parser.add_argument("--scan_only", action="store_true",
-                        help="write only the index, errors and manifest")
+                        help="write only the index, errors, manifest and card (no samples, "
+                             "by design: not a failure)")
     parser.add_argument("--splits", default=",".join(f"{s}={f:g}" for s, f in d.fractions))
     parser.add_argument("--max_bytes", type=int, default=d.max_bytes,
                         help="larger replay files become 'too_large' errors")
@@ -86,6 +121,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
                         default=d.tfrecord_gzip_level,
                         help="gzip level of the TFRecord shards (zlib-ng): 3 (default) is "
                              "fast, 6 makes files ~20%% smaller for ~1.6x the compression CPU")
+    parser.add_argument("--max_error_fraction", type=_fraction, default=None,
+                        help="fail the run (exit 1, output still written) when more than "
+                             "this fraction of the input files are errors; default: fail "
+                             "only when nothing was sampled")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the earlier run in a non-empty --output (the new run "
                              "is written beside it and swapped in at the end)")
@@ -185,11 +224,38 @@ def _resolve_local(patterns: list[str]) -> list[str]:
     return [p if "://" in p else os.path.abspath(p) for p in patterns]
 
 
-def create_pipeline(argv: list[str] | None = None, output_dir: str | None = None):
+def count_inputs(patterns: list[str]) -> int:
+    """How many replay files ``patterns`` name; :class:`RunRefused` when
+    one of them names none (a directory is searched recursively)."""
+    try:
+        return len(expand_inputs(patterns))
+    except NoReplaysMatchedError as exc:
+        raise RunRefused(f"--replays: {exc} (directories are searched recursively for "
+                         "*.SC2Replay)") from exc
+
+
+def check_engine(engine: str, beam_args: list[str]) -> None:
+    """``--engine sc2`` on this machine: :class:`RunRefused` unless a game
+    build that can run is installed, before any replay is read.  Remote
+    workers (Dataflow, Dask) carry their own game (the container image), so
+    the launcher's is not checked for them."""
+    if engine != "sc2" or _flag_value(beam_args, "--runner") not in LOCAL_NAMES:
+        return
+    from pipeline.sources.sc2 import versions   # no pysc2 import: only files are looked at
+    try:
+        versions.check_game_installed()
+    except versions.GameNotInstalledError as exc:
+        raise RunRefused(f"--engine sc2: {exc}") from exc
+
+
+def create_pipeline(argv: list[str] | None = None, output_dir: str | None = None,
+                    n_inputs: int | None = None):
     """Parses ``argv`` and builds the job; returns ``(pipeline, config)``.
 
     ``output_dir`` (the run's staging directory) replaces ``--output`` as the
-    place the job writes.  Nothing runs until ``pipeline.run()``.
+    place the job writes; ``n_inputs``, when the caller has counted the
+    inputs already, saves listing them again.  Nothing runs until
+    ``pipeline.run()``.
     """
     import apache_beam as beam
     args, beam_args = parse_args(argv)
@@ -197,10 +263,8 @@ def create_pipeline(argv: list[str] | None = None, output_dir: str | None = None
     if output_dir is not None:
         config = dataclasses.replace(config, output_dir=output_dir)
     patterns = _resolve_local(args.replays)
-    try:
-        n_inputs = len(expand_inputs(patterns))
-    except NoReplaysMatchedError as exc:
-        raise SystemExit(f"--replays: {exc}") from exc
+    if n_inputs is None:
+        n_inputs = count_inputs(patterns)
     logging.getLogger("sc2.progress").info("%d input files", n_inputs)
     options = pipeline_options(beam_args)
     config = dataclasses.replace(config, local_workers=local_workers(options))
@@ -214,16 +278,21 @@ def run(argv: list[str] | None = None) -> Manifest:
 
     The job writes into a staging directory beside ``--output`` and is
     swapped in at the end (:mod:`pipeline.output.run_directory`): ``--output``
-    holds exactly one run.  Raises ``run_directory.OutputDirError`` (output
-    in use, not empty without ``--overwrite``) before anything runs, and
-    :class:`~pipeline.job.worker.EnvironmentFailure` when the output cannot
-    be written (``--output`` is then left as it was).
+    holds exactly one run.  Raises, before anything is written,
+    :class:`RunRefused` (no replay among the inputs; ``--engine sc2`` with no
+    game installed) and ``run_directory.OutputDirError`` (output in use, not
+    empty without ``--overwrite``); :class:`~pipeline.job.worker.EnvironmentFailure`
+    when the output cannot be written (``--output`` is then left as it was);
+    :class:`RunFailed` after publishing a run that sampled nothing or has
+    more errors than ``--max_error_fraction``.
     """
     started = time.time()
-    args, _ = parse_args(argv)
+    args, beam_args = parse_args(argv)
     final = make_config(args).output_dir          # flags checked before any file is touched
+    n_inputs = count_inputs(_resolve_local(args.replays))
+    check_engine(args.engine, beam_args)
     with run_directory.claim(final, args.overwrite) as staging:
-        p, config = create_pipeline(argv, output_dir=staging)
+        p, config = create_pipeline(argv, output_dir=staging, n_inputs=n_inputs)
         try:
             result = p.run()
             result.wait_until_finish()
@@ -237,23 +306,30 @@ def run(argv: list[str] | None = None) -> Manifest:
             close_spares()
         try:
             manifest = _finish(config, staging, final, result, time.time() - started,
-                               list(argv if argv is not None else sys.argv[1:]))
+                               list(argv if argv is not None else sys.argv[1:]),
+                               args.max_error_fraction)
+            # A failed run is published too: its index, errors and card are
+            # the evidence its one line points to (docs/pipeline.md).
             run_directory.publish(staging, final)
         except OSError as exc:
             raise EnvironmentFailure.of(exc, staging) from exc
+    if manifest.outcome.failed:
+        raise RunFailed(manifest)
     return manifest
 
 
 def _finish(config: transforms.RunConfig, staging: str, final: str, result,
-            wall: float, argv: list[str]) -> Manifest:
-    """Timing, counters, provenance, TFDS metadata, the dataset card and
-    cleanup, in the staging directory; the manifest names ``final``, where
-    the run will be."""
+            wall: float, argv: list[str], max_error_fraction: float | None = None
+            ) -> Manifest:
+    """Timing, counters, provenance, the outcome, TFDS metadata, the dataset
+    card and cleanup, in the staging directory; the manifest names
+    ``final``, where the run will be."""
     manifest = Manifest.load(staging)
     manifest_lib.relocate(manifest, staging, final)
     manifest_lib.add_timing(manifest, wall)
     manifest.metrics = beam_counters(result)
     manifest.provenance = provenance(argv)
+    manifest.outcome = manifest_lib.judge(manifest, max_error_fraction)
     manifest.save(staging)
     if ("tfrecord" in config.formats and not config.scan_only
             and manifest.counts.samples_total):
@@ -262,6 +338,7 @@ def _finish(config: transforms.RunConfig, staging: str, final: str, result,
         from datasets.sc2_replays import build as tfds_build
         manifest.tfds = tfds_build.prepare_in_output(staging, recorded_output=final)
         manifest.save(staging)
+    card_lib.write_card(staging, manifest)
     _cleanup(staging)
     return manifest
 
@@ -342,8 +419,10 @@ class _WithoutWorkerTracebacks:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line: 0, or one line on stderr and 1 when the run is
-    refused or aborted (``--verbose``: Beam's logs and the traceback too)."""
+    """The command line: 0, or 1 with one line on stderr when the run is
+    refused, aborted or failed (``--verbose``: Beam's logs and, for a refused
+    or aborted run, the traceback too).  A failed run prints its summary
+    first: the one line is the last."""
     argv = sys.argv[1:] if argv is None else argv
     verbose = "--verbose" in argv
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
@@ -353,11 +432,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr = _WithoutWorkerTracebacks(sys.stderr)
     try:
         manifest = run(argv)
-    except (OutputDirError, EnvironmentFailure) as exc:
+    except (OutputDirError, RunRefused, EnvironmentFailure) as exc:
         if verbose:
             raise
-        what = "refused" if isinstance(exc, OutputDirError) else "aborted, --output unchanged"
+        what = ("aborted, --output unchanged" if isinstance(exc, EnvironmentFailure)
+                else "refused")
         print(f"beam_runner.py: run {what}: {exc}", file=sys.stderr)
+        return 1
+    except RunFailed as exc:
+        print(manifest_lib.summary(exc.manifest), flush=True)
+        print(f"beam_runner.py: run failed: {exc}", file=sys.stderr)
         return 1
     finally:
         if isinstance(sys.stderr, _WithoutWorkerTracebacks):

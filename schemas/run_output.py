@@ -24,6 +24,9 @@ Format versions.  1: shard paths absolute (as the run wrote them); still
 read, their paths made relative to the output.  2: shard paths relative to
 the output directory (an output can be moved or copied whole), first files
 of each error and filter category, provenance (command line, code version).
+Fields added later within version 2 have defaults, so earlier version-2
+manifests still load: per-split matchups and builds, empty splits with their
+cause, and the run's outcome (failed or not, and why).
 """
 from __future__ import annotations
 
@@ -170,6 +173,22 @@ class Counts:
     shard_bytes_by_format: dict[str, int]
     shard_bytes_per_sample: dict[str, float]
     degraded_replays: dict[str, int]
+    #: sampled replays per split by matchup ("PvT"; "other" for games that
+    #: are not two teams) and by game version ("5.0.8.86383")
+    matchups_by_split: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    builds_by_split: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Outcome:
+    """Whether the run made what it was asked for.  A failed run's output is
+    still published (its index, errors and card are the evidence) and
+    ``beam_runner.py`` exits non-zero with ``reason`` as its last line;
+    readers should refuse to train on it."""
+    failed: bool = False
+    reason: str = ""                         # one line; "" when the run did not fail
+    #: ``--max_error_fraction`` (None: only a run that sampled nothing fails)
+    max_error_fraction: float | None = None
 
 
 def _typed(cls, data: Any, where: str):
@@ -211,6 +230,10 @@ class Manifest:
     examples: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     #: how the run was made: command line, code version
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: splits asked for (fraction > 0) that hold no samples -> why, one line
+    #: (e.g. "11 replays at 5% expect 0.55; use --splits ...")
+    empty_splits: dict[str, str] = dataclasses.field(default_factory=dict)
+    outcome: Outcome = dataclasses.field(default_factory=Outcome)
     format_version: int = FORMAT_VERSION
 
     # ------------------------------------------------------------- JSON
@@ -249,7 +272,8 @@ class Manifest:
             format_version=FORMAT_VERSION, shards=shards,
             schema=_typed(SchemaInfo, data.get("schema"), where),
             source=_typed(SourceInfo, data.get("source"), where),
-            counts=_typed(Counts, data.get("counts"), where))
+            counts=_typed(Counts, data.get("counts"), where),
+            outcome=_typed(Outcome, data.get("outcome", {}), where))
         manifest = _typed(cls, data, where)
         try:
             manifest.sample_schema()

@@ -140,7 +140,8 @@ def test_scan_only_writes_index_and_errors(pipeline_inputs, tmp_path):
     manifest = beam_runner.run(pipeline_argv(
         [real[0], bad_dir], out, ["--scan_only", "--direct_num_workers=1",
                                   "--direct_running_mode=in_memory"]))
-    assert sorted(p.name for p in out.iterdir()) == ["errors", "index", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "errors", "index",
+                                                     "manifest.json"]
     replays = pq.read_table(out / "index" / "replays.parquet").to_pylist()
     errors = pq.read_table(out / "errors" / "errors.parquet").to_pylist()
     # corrupt event streams are not read by the scan: they are index rows here

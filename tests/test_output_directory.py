@@ -45,7 +45,7 @@ def test_rerun_with_changed_flags_leaves_exactly_the_new_run(pipeline_run, tmp_p
     # exactly the new run: its shards, index, errors, manifest and TFDS metadata
     assert [f for f in listed if f.startswith(("tfrecord/", "parquet/"))] == shards
     assert {f.split("/")[0] for f in listed} == {"tfrecord", "index", "errors",
-                                                 "manifest.json", "tfds"}
+                                                 "manifest.json", "README.md", "tfds"}
     assert manifest.output_dir == str(out)
     replays = pq.read_table(out / "index" / "replays.parquet").to_pylist()
     assert [r["path"] for r in replays] == _one_replay()

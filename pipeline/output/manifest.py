@@ -11,8 +11,14 @@ with an unknown argument, with unknown arguments counted per argument type,
 overall and by replay kind, tracker events or not: the engine-free source
 knows less without them); the replays sampled degraded (``degraded``: without tracker events that no
 bundled protocol decodes, with the reason; counted in
-``counts["degraded_replays"]``); and, added by the launcher once the job has finished, wall time
-and throughput.  The TFDS builder reads its provenance from here.
+``counts["degraded_replays"]``); sampled replays per split by matchup and
+game version; each split asked for that holds no samples, with its cause
+(:func:`empty_splits`); and, added by the launcher once the job has finished,
+wall time and throughput and the run's outcome (:func:`judge`: a run that
+sampled nothing, or has more errors than ``--max_error_fraction`` of its
+inputs, failed; :func:`top_causes` names why in one line).  The TFDS builder
+reads its provenance from here; the dataset card (``pipeline.output.card``)
+is rendered from it.
 
 ``DIR/errors/errors.parquet`` holds one record per failed replay (the layout
 of :func:`pipeline.index.scan.error_row`).
@@ -23,16 +29,18 @@ import collections
 import dataclasses
 import functools
 import importlib.metadata
+import re
 import time
 from typing import Any, Iterable, Mapping
 
-from pipeline.index import scan
+from pipeline.index import filters, scan
 from pipeline.output import writers
 from pipeline.pysc2_compat import pysc2_modules
 from pipeline.sources.registry import UnknownSourceError
 from schemas import layers
-from schemas.run_output import (Counts, Manifest, RunLayout, SchemaInfo, ShardFile,
-                                 SourceInfo, shard_relpath)
+from schemas.run_output import (Counts, Manifest, Outcome, RunLayout, SchemaInfo,
+                                 ShardFile, SourceInfo, shard_relpath)
+from schemas.sample import SPLITS
 
 TOP_FUNCTIONS = 20
 PACKAGES = ("sc2-replay-pipeline", "apache-beam", "tensorflow-cpu", "tensorflow-datasets",
@@ -192,6 +200,7 @@ def build_manifest(config, *, index_records, errors, duplicates,
                       key=lambda d: d["replay_id"])
     inputs = (sum(1 for _ in index_records) + len(duplicates)
               + len([e for e in errors if e["stage"] in ("scan", "read")]))
+    matchups, builds = _sampled_by_split(index_records, results)
     return Manifest(
         created_unix=started,
         output_dir=config.output_dir,
@@ -220,7 +229,8 @@ def build_manifest(config, *, index_records, errors, duplicates,
             shard_bytes_per_sample={fmt: round(b / total, 1) if total else 0.0
                                     for fmt, b in sorted(bytes_by_format.items())},
             degraded_replays=dict(sorted(collections.Counter(
-                d["kind"] for d in degraded).items()))),
+                d["kind"] for d in degraded).items())),
+            matchups_by_split=matchups, builds_by_split=builds),
         labels=label_statistics(results),
         duplicates=sorted(({"path": d["replay"]["path"],
                             "replay_id": d["replay"]["replay_id"],
@@ -231,7 +241,64 @@ def build_manifest(config, *, index_records, errors, duplicates,
         # documented limitation degrades; damage is an error record).
         degraded=degraded,
         examples=examples,
+        empty_splits={} if config.scan_only else empty_splits(
+            dict(config.fractions), index_records, errors, counted),
     )
+
+
+def _sampled_by_split(index_records, results: Iterable[ReplayResult]
+                      ) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Sampled replays per split by matchup and by game version."""
+    split_of = {r.replay_id: r.split for r in results}
+    matchups: dict[str, collections.Counter] = {}
+    builds: dict[str, collections.Counter] = {}
+    for rec in index_records:
+        split = split_of.get(rec["replay"]["replay_id"])
+        if split is None:
+            continue
+        matchups.setdefault(split, collections.Counter())[
+            filters.matchup(rec["players"]) or "other"] += 1
+        builds.setdefault(split, collections.Counter())[rec["replay"]["version"]] += 1
+
+    def ordered(by_split):
+        return {split: dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
+                for split, c in sorted(by_split.items())}
+    return ordered(matchups), ordered(builds)
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:.3g}%"
+
+
+def empty_splits(fractions: Mapping[str, float], index_records,
+                 errors: Iterable[Mapping[str, Any]],
+                 samples_by_split: Mapping[str, int]) -> dict[str, str]:
+    """Each split asked for (fraction > 0) that holds no samples, with its
+    cause in one line: no replay landed there (too few replays for the
+    fraction), or the replays that did failed."""
+    kept = [rec for rec in index_records if rec["replay"]["status"] == "ok"]
+    assigned = collections.Counter(rec["split"] for rec in kept)
+    split_of = {rec["replay"]["replay_id"]: rec["split"] for rec in kept}
+    failed = collections.Counter(split_of.get(e["replay_id"]) for e in errors
+                                 if e["stage"] == "sample")
+    out = {}
+    for split in SPLITS:
+        fraction = float(fractions.get(split, 0.0))
+        if fraction <= 0 or samples_by_split.get(split, 0):
+            continue
+        if not kept:
+            out[split] = "no replay passed the scan and the filters"
+        elif not assigned[split]:
+            out[split] = (f"{len(kept)} replays at {_percent(fraction)} expect "
+                          f"{len(kept) * fraction:.2f}; use --splits with larger fractions "
+                          "or more replays")
+        elif failed[split] == assigned[split]:
+            out[split] = (f"its {assigned[split]} replays all failed when sampled "
+                          "(see errors/errors.parquet)")
+        else:
+            out[split] = (f"{assigned[split]} replays assigned: {failed[split]} failed when "
+                          f"sampled, {assigned[split] - failed[split]} gave no samples")
+    return out
 
 
 def _source_facts(config) -> tuple[str, list[str]]:
@@ -274,6 +341,53 @@ def add_timing(manifest: Manifest, wall_s: float) -> Manifest:
     return manifest
 
 
+#: error and filter categories a failed run's one line names
+TOP_CAUSES = 3
+
+
+def top_causes(manifest: Manifest, kinds: tuple[str, ...] = ("errors", "filtered"),
+               limit: int = TOP_CAUSES) -> str:
+    """``error sample:source 11 (first: a.SC2Replay); filtered not_1v1 2
+    (first: b.SC2Replay)``: the most frequent error and filter categories
+    with counts and the first file of each, for one line."""
+    c = manifest.counts
+    found = [(n, kind, reason) for kind, counts in (("errors", c.error_reasons),
+                                                     ("filtered", c.filter_reasons))
+             if kind in kinds for reason, n in counts.items()]
+    found.sort(key=lambda t: (-t[0], t[1], t[2]))
+    label = {"errors": "error", "filtered": "filtered"}
+    parts = [f"{label[kind]} {reason} {n} (first: "
+             f"{manifest.examples.get(kind, {}).get(reason, '?')})"
+             for n, kind, reason in found[:limit]]
+    if len(found) > limit:
+        parts.append(f"{len(found) - limit} more categories")
+    return "; ".join(parts)
+
+
+def judge(manifest: Manifest, max_error_fraction: float | None = None) -> Outcome:
+    """The run's :class:`~schemas.run_output.Outcome`: failed when it sampled
+    nothing (unless ``--scan_only``, which samples nothing by design), or
+    when more than ``max_error_fraction`` of its input files are errors."""
+    c = manifest.counts
+    errors = c.replays_by_status.get("error", 0)
+    reason = ""
+    if not c.samples_total and not manifest.config.get("scan_only"):
+        causes = top_causes(manifest) or (
+            f"no errors and nothing filtered; replays by status {c.replays_by_status}")
+        reason = f"no samples from {c.input_files} input files: {causes}"
+    elif (max_error_fraction is not None and c.input_files
+          and errors > max_error_fraction * c.input_files):
+        reason = (f"{errors} of {c.input_files} input files are errors "
+                  f"({errors / c.input_files:.1%}), over --max_error_fraction "
+                  f"{max_error_fraction:g}: {top_causes(manifest, ('errors',))}")
+    if reason:
+        reason += f"; output kept for inspection: {manifest.output_dir}"
+    # one line whatever the file names hold (a newline, a terminal escape)
+    reason = re.sub(r"[\x00-\x1f\x7f]", "?", reason)
+    return Outcome(failed=bool(reason), reason=reason,
+                   max_error_fraction=max_error_fraction)
+
+
 def summary(manifest: Manifest) -> str:
     """A human-readable end-of-run summary."""
     c = manifest.counts
@@ -296,10 +410,18 @@ def summary(manifest: Manifest) -> str:
     if c.degraded_replays:
         lines.append(f"degraded (sampled without part of the replay, see 'degraded'): "
                      f"{c.degraded_replays}")
+    if c.samples_by_split_and_format or manifest.empty_splits:
+        lines.append("splits:")
     for split, per in sorted(c.samples_by_split_and_format.items()):
         lines.append(f"  {split}: {c.replays_by_split.get(split, 0)} replays, "
                      f"{c.samples_counted_by_split.get(split, 0)} samples, "
                      f"{c.shards_by_split.get(split, 0)} shards; per format {per}")
+    causes = set(manifest.empty_splits.values())
+    if not c.samples_total and len(causes) == 1:
+        lines.append(f"  all empty ({causes.pop()})")
+    else:
+        lines += [f"  {split}: empty ({cause})"
+                  for split, cause in manifest.empty_splits.items()]
     lines.append(f"samples: {c.samples_total}; no-op fraction {lab['noop_fraction']:.3f}; "
                  f"mean mask size {lab['mean_mask_size']:.1f}")
     if c.shard_bytes_by_format:
@@ -307,7 +429,7 @@ def summary(manifest: Manifest) -> str:
             f"{fmt} {b / 2**20:,.1f} MiB ({c.shard_bytes_per_sample[fmt]:.0f} B/sample)"
             for fmt, b in c.shard_bytes_by_format.items()))
     unknown = lab.get("unknown")
-    if unknown:
+    if unknown and unknown.get("samples"):
         lines.append("target unknown / unknown argument: " + "; ".join(
             f"{kind.replace('_', ' ')} {u['target_unknown_fraction']:.4f} / "
             f"{u['unknown_argument_fraction']:.4f} of {u['samples']}"

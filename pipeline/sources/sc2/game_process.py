@@ -38,7 +38,7 @@ from typing import Callable, TypeVar
 
 from pipeline.sources.interface import SourceError
 from pipeline.pysc2_compat import apply as _apply_pysc2_compat
-from pipeline.sources.sc2.versions import VersionChoice, require_installed
+from pipeline.sources.sc2.versions import VersionChoice, default_sc2path, require_installed
 
 _apply_pysc2_compat()
 
@@ -129,11 +129,6 @@ class _LinuxAt(platforms.Linux, _LocalStart):
         env["LD_LIBRARY_PATH"] = ":".join(filter(None, [
             os.environ.get("LD_LIBRARY_PATH"), os.path.join(base_dir, "Libs/")]))
         platforms.LocalBase.__init__(self, base_dir, "SC2_x64", version=version, env=env)
-
-
-def default_sc2path() -> str:
-    """``$SC2PATH``, else pysc2's Linux default ``~/StarCraftII``."""
-    return os.path.expanduser(os.environ.get("SC2PATH", "~/StarCraftII"))
 
 
 @dataclasses.dataclass

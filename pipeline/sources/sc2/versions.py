@@ -10,7 +10,9 @@ Replays of 4.1 and later also carry their data version in
 ``replay.gamemetadata.json``, which wins when present, as in pysc2's
 ``replay.get_replay_version``.
 
-This module only chooses; it never starts the game.
+This module only chooses; it never starts the game.  It also answers, before
+a run reads any replay, whether any build it could start is installed at all
+(:func:`check_game_installed`): without one every replay would fail one by one.
 """
 from __future__ import annotations
 
@@ -163,3 +165,89 @@ def require_installed(choice: VersionChoice, sc2path: str) -> None:
             f"replay needs game {choice.game_version} (Versions/{choice.binary_dir}) "
             f"under {sc2path}; installed: "
             f"{sorted('Base%05d' % b for b in installed) or 'none'}; {hint}")
+
+
+# ------------------------------------------------------------ install check
+class GameNotInstalledError(RuntimeError):
+    """No game build that can replay anything is installed: one line saying
+    where it looked, what it found and what is needed."""
+
+
+def default_sc2path() -> str:
+    """``$SC2PATH``, else pysc2's Linux default ``~/StarCraftII``."""
+    return os.path.expanduser(os.environ.get("SC2PATH", "~/StarCraftII"))
+
+
+def linux_packages() -> list[tuple[str, int]]:
+    """The Linux game packages Blizzard published, ``(label, base build)``,
+    oldest first (from the committed table's ``linux_packages``)."""
+    return sorted({(label, int(row["base_build"])) for row in versions()
+                   for label in row["linux_packages"]},
+                  key=lambda p: (p[1], [int(x) for x in p[0].split(".")]))
+
+
+def build_label(base_build: int) -> str:
+    """``Base59587 (4.0.2)``: a base build with the package (else the game
+    version) the table knows it by."""
+    packages = _packages(base_build)
+    if packages:
+        known = "/".join(packages)
+    else:
+        known = next((r["game_version"] for r in versions()
+                      if r["base_build"] == base_build), "unknown version")
+    return "Base%05d (%s)" % (base_build, known)
+
+
+def _where(sc2path: str | None) -> str:
+    if sc2path is not None:
+        return os.path.expanduser(sc2path)
+    if "SC2PATH" in os.environ:
+        return f"SC2PATH={default_sc2path()}"
+    return f"{default_sc2path()} (pysc2's default; SC2PATH is not set)"
+
+
+def check_game_installed(sc2path: str | None = None) -> list[int]:
+    """The installed base builds the pipeline can start, oldest first: an
+    executable ``Versions/Base<build>/SC2_x64`` of a build with the API.
+
+    Only looks at files; never starts the game.  ``sc2path`` defaults to
+    :func:`default_sc2path`, as the workers' :class:`GameProcess` does.
+
+    Raises:
+      GameNotInstalledError: none can run; the message (one line) names the
+        folder, what is installed there, and the Linux builds needed.
+    """
+    root = os.path.expanduser(sc2path) if sc2path is not None else default_sc2path()
+    folder = os.path.join(root, "Versions")
+    found: list[str] = []
+    runnable: list[int] = []
+    names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    for name in names:
+        m = re.fullmatch(r"Base(\d+)", name)
+        if not m:
+            continue
+        build = int(m.group(1))
+        exe = os.path.join(folder, name, LINUX_BINARY)
+        if not os.path.isfile(exe):
+            found.append(f"{build_label(build)} without {LINUX_BINARY}")
+        elif not os.access(exe, os.X_OK):
+            found.append(f"{build_label(build)} whose {LINUX_BINARY} is not executable")
+        elif build < min_api_base_build():
+            found.append(f"{build_label(build)}, older than the API")
+        else:
+            runnable.append(build)
+    if runnable:
+        return runnable
+    if not os.path.isdir(root):
+        installed = f"none ({root} does not exist)"
+    elif not names:
+        installed = f"none (no {os.path.join(root, 'Versions', 'Base*', LINUX_BINARY)})"
+    else:
+        installed = ", ".join(found) or f"none (no Base* folder in {folder})"
+    packages = linux_packages()
+    (first, first_build), (last, last_build) = packages[0], packages[-1]
+    raise GameNotInstalledError(
+        f"no StarCraft II build that can run is installed under {_where(sc2path)}: "
+        f"installed: {installed}; needed: a Linux game package {first} to {last} "
+        f"(Versions/Base{first_build:05d} to Base{last_build:05d}) unzipped there; "
+        f"see docs/headless_sc2.md")
