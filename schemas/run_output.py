@@ -323,19 +323,17 @@ class Manifest:
                       key=lambda s: (SPLITS.index(s) if s in SPLITS else len(SPLITS), s))
 
     def why_empty(self, split: str) -> str:
-        """Why ``split`` holds no samples, in one line (for readers' errors)."""
+        """Why ``split`` holds no samples, in one line (for readers' errors):
+        the cause the run recorded (``empty_splits``), else worked out."""
         held = ", ".join(self.split_names()) or "none"
-        sampled = self.counts.replays_by_status.get("sampled", 0)
-        if split not in self.splits:
-            cause = f"the run asked for splits {', '.join(self.splits)}"
-        elif not sampled:
-            cause = (f"the run sampled no replay (replays by status: "
-                     f"{self.counts.replays_by_status})")
+        if split in self.empty_splits:
+            cause = self.empty_splits[split]
+        elif not self.splits.get(split):
+            cause = ("not asked for (--splits " + ",".join(
+                f"{s}={f:g}" for s, f in self.splits.items()) + ")")
         else:
-            fraction = self.splits[split]
-            cause = (f"none of the {sampled} sampled replays fell in it at fraction "
-                     f"{fraction:g} (expected {sampled * fraction:.2g}; more replays or a "
-                     "larger fraction with beam_runner.py --splits)")
+            cause = (f"{self.counts.replays_by_status.get('sampled', 0)} replays sampled at "
+                     f"fraction {self.splits[split]:g} (this manifest predates recorded causes)")
         return f"split {split!r} holds no samples: {cause}; splits with samples: {held}"
 
     def split_samples(self, split: str) -> int:

@@ -149,3 +149,35 @@ def test_evaluate_fails_in_one_line(synthetic_data, synthetic_copy, output_copy,
     assert str(shard) in line and "unreadable shard" in line
     os.remove(synthetic_copy / "manifest.json")
     assert "no manifest" in evaluate_on(synthetic_copy)
+
+
+# ------------------------------------------------------- what the run recorded
+def test_the_trainer_refuses_a_failed_run(synthetic_copy, tmp_path, capsys):
+    from schemas.run_output import Manifest, Outcome
+    manifest = Manifest.load(str(synthetic_copy))
+    manifest.outcome = Outcome(failed=True, reason="no samples from 3 input files: error "
+                                                   "scan:not_mpq 3 (first: a.SC2Replay)")
+    manifest.save(str(synthetic_copy))
+    assert _train(synthetic_copy, tmp_path / "run") == 2
+    line = _one_line(capsys)
+    assert line.endswith(f"{synthetic_copy / 'manifest.json'}: this run failed (no samples "
+                         "from 3 input files: error scan:not_mpq 3 (first: a.SC2Replay)); "
+                         "not reading it")
+
+
+def test_skipped_validation_names_the_recorded_cause(synthetic_copy, tmp_path, capsys):
+    from schemas.run_output import Manifest
+    manifest = Manifest.load(str(synthetic_copy))
+    del manifest.shards["tfrecord"]["validation"]
+    del manifest.counts.samples_counted_by_split["validation"]
+    shutil.rmtree(synthetic_copy / "tfrecord" / "validation")
+    manifest.empty_splits["validation"] = ("11 replays at 5% expect 0.55; use --splits "
+                                           "with larger fractions or more replays")
+    manifest.save(str(synthetic_copy))
+    assert _train(synthetic_copy, tmp_path / "run", "--validation_every", "1") == 0
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert ("validation skipped: " + str(synthetic_copy / "manifest.json") + ": split "
+            "'validation' holds no samples: 11 replays at 5% expect 0.55; use --splits with "
+            "larger fractions or more replays; splits with samples: train, test") in out
+    assert "run beam_runner.py first" not in out

@@ -105,8 +105,8 @@ def test_an_empty_split_says_why(tmp_path):
     run = open_run(str(tmp_path))
     with pytest.raises(RunOutputError) as caught:
         run.shard_paths("parquet", "validation")
-    assert ("split 'validation' holds no samples: none of the 1 sampled replays fell in "
-            "it at fraction 0.05 (expected 0.05;") in str(caught.value)
+    assert ("split 'validation' holds no samples: 1 replays sampled at fraction 0.05 "
+            "(this manifest predates recorded causes)") in str(caught.value)
     assert "splits with samples: train" in str(caught.value)
     with pytest.raises(RunOutputError, match="the run wrote no avro shards"):
         run.shard_paths("avro", "train")

@@ -154,11 +154,16 @@ class Selection:
 
 def open_data(data_dir: str | os.PathLike) -> RunOutput:
     """The pipeline output at ``data_dir`` (``schemas.run_output``);
-    :class:`TrainerInputError` naming the manifest when it is not one."""
+    :class:`TrainerInputError` naming the manifest when it is not one, or is
+    the output of a run that failed (published as evidence, not as data)."""
     try:
-        return open_run(os.fspath(data_dir))
+        run = open_run(os.fspath(data_dir))
     except RunOutputError as exc:
         raise TrainerInputError(str(exc)) from exc
+    if run.manifest.outcome.failed:
+        raise TrainerInputError(f"{run.layout.manifest}: this run failed "
+                                f"({run.manifest.outcome.reason}); not reading it")
+    return run
 
 
 def shard_files(data_dir: str | os.PathLike, split: str) -> list[str]:
