@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml requirements-pysc2.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (s2protocol imports imp)"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,dask]'
+	$(PY) -m pip install --quiet -e '.[test,dask,recipes]'
 	# pysc2 4.0.0 declares enum34 and other packages it does not need: no deps.
 	$(PY) -m pip install --quiet --no-deps -r requirements-pysc2.txt
 	touch $@

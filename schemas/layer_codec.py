@@ -32,6 +32,14 @@ from typing import Sequence
 
 import numpy as np
 
+#: The version of this byte format (the tags, header and byte order below).
+#: Every Parquet layer column records it in its field metadata
+#: (``encoding_version``; ``schemas.sample``), and readers refuse any other:
+#: a change that an existing decoder would misread must increment it.
+#: Files written before the key existed hold version 1.  The bytes are
+#: specified for decoders in other languages in docs/dataset_format.md.
+FORMAT_VERSION = 1
+
 RAW = 0
 RUNS = 1
 MAX_RUN = 0xFFFF

@@ -28,7 +28,10 @@ or raw, whichever is smaller), encoded once per sample:
   TFDS dataset reads the pipeline's TFRecord shards in place.
 Readers get the dense arrays back: :meth:`SampleSchema.from_arrow`,
 :meth:`SampleSchema.from_example`, :meth:`SampleSchema.tf_decode`, the TFDS
-features, and :func:`read_parquet_samples` for pandas/pyarrow users.
+features, and ``schemas.sample_reader`` (numpy columns of a shard, a split or
+a whole run output, streamed shard by shard) built on
+:meth:`SampleSchema.arrow_columns`.  docs/dataset_format.md specifies the
+columns and the layer bytes for readers in other languages.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ import enum
 import functools
 import operator
 import re
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -47,6 +50,15 @@ from schemas.example_wire import ExampleEncoder, WireError, decode_features
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 OUTCOMES: tuple[str, ...] = ("win", "loss", "tie", "undecided")
 SOURCES: tuple[str, ...] = ("events", "sc2")
+
+#: Parquet metadata keys: the file's sample schema (its ``repr``); a compact
+#: column's encoding and its format version (``layer_codec.FORMAT_VERSION``)
+SCHEMA_KEY = b"sc2_sample_schema"
+ENCODING_KEY = b"encoding"
+ENCODING_VERSION_KEY = b"encoding_version"
+LAYER_ENCODING = b"schemas.layer_codec"
+#: the layer format of files written before ``encoding_version`` was recorded
+UNVERSIONED_LAYER_FORMAT = b"1"
 
 
 class Group(enum.Enum):
@@ -270,15 +282,15 @@ class SampleSchema:
                 typ = pa.binary()
                 meta[b"shape"] = ",".join(map(str, field.shape)).encode()
                 meta[b"dtype"] = field.dtype.encode()
-                meta[b"encoding"] = b"schemas.layer_codec"
+                meta[ENCODING_KEY] = LAYER_ENCODING
+                meta[ENCODING_VERSION_KEY] = str(layer_codec.FORMAT_VERSION).encode()
             elif field.is_array:
                 typ = pa.list_(pa.from_numpy_dtype(field.np_dtype), field.size)
                 meta[b"shape"] = ",".join(map(str, field.shape)).encode()
             else:
                 typ = pa.from_numpy_dtype(field.np_dtype)
             cols.append(pa.field(field.name, typ, nullable=False, metadata=meta))
-        return pa.schema(cols, metadata={
-            b"sc2_sample_schema": repr(self).encode()})
+        return pa.schema(cols, metadata={SCHEMA_KEY: repr(self).encode()})
 
     def to_arrow(self, samples: Sequence[Mapping[str, Any]] | None = None, *,
                  columns: Mapping[str, list] | None = None):
@@ -312,28 +324,53 @@ class SampleSchema:
 
     def from_arrow(self, table) -> list[dict[str, Any]]:
         """A pyarrow Table (or RecordBatch) back to sample dicts, dense arrays."""
-        n = table.num_rows
-        columns = self.arrow_columns(table)
-        return [{name: col[i] for name, col in columns.items()} for i in range(n)]
+        return list(self.rows(self.arrow_columns(table)))
 
-    def arrow_columns(self, table, names: Iterable[str] | None = None) -> dict[str, Any]:
-        """Columns of a pyarrow Table as numpy: arrays stacked dense
-        ``(rows, *shape)``, scalars as arrays, strings as lists."""
+    def rows(self, columns: Mapping[str, np.ndarray]) -> Iterator[dict[str, Any]]:
+        """Sample dicts, one per row of :meth:`arrow_columns`' ``columns``:
+        arrays as their rows (views), scalars as Python ``int`` / ``str`` (a
+        sample in memory, as the module doc says)."""
+        if not columns:
+            return
+        per_row = {name: (col if self.by_name[name].is_array else col.tolist())
+                   for name, col in columns.items()}
+        n = len(next(iter(columns.values())))
+        for i in range(n):
+            yield {name: col[i] for name, col in per_row.items()}
+
+    def arrow_columns(self, table, names: Iterable[str] | None = None
+                      ) -> dict[str, np.ndarray]:
+        """Columns of a pyarrow Table (or RecordBatch) as writable numpy
+        arrays, a row per sample: compact arrays decoded dense ``(rows,
+        *shape)`` and small vectors ``(rows, k)``, of the field's dtype;
+        integer scalars ``(rows,)`` of theirs; strings ``(rows,)`` of dtype
+        ``object`` holding ``str`` (variable length, as pandas holds them; a
+        fixed-width unicode array costs 4 bytes a character at the longest
+        value's width).  The one conversion from stored columns (the reader,
+        :meth:`from_arrow`).  :class:`SchemaError` for an unknown field or a
+        layer column of another encoding or format version."""
         n = table.num_rows
-        columns: dict[str, Any] = {}
-        for name in (names if names is not None else self.names()):
+        wanted = list(names) if names is not None else self.names()
+        unknown = [name for name in wanted if name not in self.by_name]
+        if unknown:
+            raise SchemaError(f"unknown fields {unknown} (not in {self!r})")
+        columns: dict[str, np.ndarray] = {}
+        for name in wanted:
             field = self.by_name[name]
             col = table.column(field.name)
             if hasattr(col, "combine_chunks"):
                 col = col.combine_chunks()
             if field.compact:
+                check_layer_encoding(table.schema.field(field.name))
                 columns[name] = layer_codec.decode_rows(col.to_pylist(), field.np_dtype,
                                                         field.shape)
             elif field.is_array:
                 flat = col.flatten().to_numpy(zero_copy_only=False)
                 columns[name] = flat.astype(field.np_dtype).reshape((n,) + field.shape)
-            else:
-                columns[name] = col.to_pylist()
+            elif field.is_string:
+                columns[name] = np.asarray(col.to_numpy(zero_copy_only=False), object)
+            else:   # (a copy: Arrow's buffers are read-only)
+                columns[name] = col.to_numpy(zero_copy_only=False).astype(field.np_dtype)
         return columns
 
     # ------------------------------------------------------------- TFRecord
@@ -473,32 +510,33 @@ def tf_decode_compact(tensor, field: Field):
     return tf.reshape(dense, tf.concat([tf.shape(tensor), tf.constant(shape, tf.int32)], 0))
 
 
+def check_layer_encoding(arrow_field) -> None:
+    """:class:`SchemaError` unless a compact column's Arrow field is of this
+    code's layer encoding and format version (``layer_codec.FORMAT_VERSION``;
+    a field without the version key is version 1, written before it
+    existed; a field without metadata, as a user's own table has, passes)."""
+    meta = arrow_field.metadata or {}
+    encoding = meta.get(ENCODING_KEY, LAYER_ENCODING)
+    if encoding != LAYER_ENCODING:
+        raise SchemaError(f"{arrow_field.name}: layer encoding {encoding.decode()!r}; "
+                          f"this code reads {LAYER_ENCODING.decode()!r}")
+    version = meta.get(ENCODING_VERSION_KEY, UNVERSIONED_LAYER_FORMAT).decode()
+    if version != str(layer_codec.FORMAT_VERSION):
+        raise SchemaError(f"{arrow_field.name}: layer format version {version}; this code "
+                          f"reads {layer_codec.FORMAT_VERSION} (use the "
+                          "sc2-replay-pipeline version that wrote it)")
+
+
 def read_parquet_samples(path: str, columns: Iterable[str] | None = None,
-                         screen_resolution: int | None = None):
-    """A Parquet shard of the pipeline as dense numpy columns, for
-    numpy/pandas/pyarrow users: ``{name: array (rows, *shape) | list}``.
-
-    The resolution is read from the file's schema metadata unless given.
-    ``pandas.DataFrame({k: list(v) for k, v in cols.items()})`` makes a frame
-    of it.
-    """
-    import pyarrow.parquet as pq
-    table = pq.read_table(path, columns=list(columns) if columns is not None else None)
-    if screen_resolution is None:
-        try:
-            screen_resolution, minimap_resolution = _resolutions_of(table.schema)
-        except SchemaError as exc:
-            raise SchemaError(f"{path}: not a sample Parquet file ({exc})") from exc
-    else:
-        minimap_resolution = screen_resolution
-    schema = SampleSchema(screen_resolution, minimap_resolution)
-    return schema.arrow_columns(table, table.column_names)
-
-
-def _resolutions_of(arrow_schema) -> tuple[int, int]:
-    text = (arrow_schema.metadata or {}).get(b"sc2_sample_schema", b"").decode()
-    schema = schema_from_repr(text)
-    return schema.screen_resolution, schema.minimap_resolution
+                         screen_resolution: int | None = None) -> dict[str, np.ndarray]:
+    """One Parquet shard as numpy columns (:meth:`SampleSchema.arrow_columns`):
+    ``schemas.sample_reader.read_shard``, kept under this name for the
+    callers that used it.  The schema is the file's metadata's unless
+    ``screen_resolution`` (screen and minimap) is given."""
+    from schemas.sample_reader import read_shard   # (it imports this module)
+    schema = (SampleSchema(screen_resolution, screen_resolution)
+              if screen_resolution is not None else None)
+    return read_shard(path, columns, schema=schema)
 
 
 def schema_from_repr(text: str) -> SampleSchema:
