@@ -36,6 +36,7 @@ import posixpath
 from typing import Any, Iterator, Mapping
 
 from pipeline import filesystem
+from schemas import layer_codec
 from schemas.sample import SPLITS, SampleSchema, SchemaError, schema_from_repr
 
 #: The manifest format this code writes, and the ones it reads.
@@ -152,10 +153,13 @@ class SourceInfo:
 
 @dataclasses.dataclass
 class SchemaInfo:
-    """The sample schema: ``repr(SampleSchema(...))`` and its field names."""
+    """The sample schema: ``repr(SampleSchema(...))``, its field names and
+    the version of the layers' byte format (``schemas.layer_codec``), which
+    TFRecord files, having no metadata of their own, cannot carry."""
     repr: str
     num_fields: int
     fields: list[str]
+    layer_encoding_version: int = layer_codec.FORMAT_VERSION
 
 
 @dataclasses.dataclass
@@ -279,6 +283,11 @@ class Manifest:
             manifest.sample_schema()
         except SchemaError as exc:
             raise RunOutputError(f"{where}: {exc}") from exc
+        if manifest.schema.layer_encoding_version != layer_codec.FORMAT_VERSION:
+            raise RunOutputError(
+                f"{where}: layers encoded with schemas.layer_codec version "
+                f"{manifest.schema.layer_encoding_version}; this code reads "
+                f"{layer_codec.FORMAT_VERSION}")
         return manifest
 
     @classmethod

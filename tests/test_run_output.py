@@ -74,6 +74,8 @@ def test_version_1_manifests_load_with_relative_paths(tmp_path):
     (lambda m: m["source"].pop("resolution"), "SourceInfo lacks resolution"),
     (lambda m: m.update(schema={"repr": "x", "num_fields": 1, "fields": []}),
      "not a sample schema: 'x'"),
+    (lambda m: m["schema"].update(layer_encoding_version=2),
+     "layers encoded with schemas.layer_codec version 2; this code reads 1"),
     (lambda m: m.update(shards={"parquet": {"train": [7]}}),
      "expected an object for ShardFile"),
 ])
