@@ -425,7 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     first: the one line is the last."""
     argv = sys.argv[1:] if argv is None else argv
     verbose = "--verbose" in argv
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    # force: each call writes to the sys.stderr of its time (a second call in
+    # one process, as in tests, must not log into the first call's stream)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", force=True)
     logging.getLogger("sc2.progress").setLevel(logging.INFO)
     if not verbose:
         quiet_libraries()

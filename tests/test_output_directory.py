@@ -111,6 +111,28 @@ def test_full_disk_aborts_the_run_and_a_rerun_completes(tmp_path, monkeypatch):
     assert manifest.counts.error_reasons == {}
 
 
+@pytest.mark.parametrize("size", ["400k", "600k", "800k"])
+def test_a_full_disk_while_writing_both_formats_prints_no_traceback(tmp_path, capsys, size):
+    """Sizes at which the shard write (Parquet and TFRecord, in the sampling
+    child) runs out of space: stderr holds the progress lines and the one
+    line, never a writer's traceback from the garbage collector."""
+    import beam_runner
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if not _mount_tmpfs(disk, size):
+        pytest.skip("mounting a tmpfs is not permitted here")
+    try:
+        argv = pipeline_argv(_one_replay(), disk / "out", IN_PROCESS)
+        assert beam_runner.main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert not [l for l in err if "Traceback" in l or "Exception ignored" in l], err
+        assert err[-1].startswith("beam_runner.py: run aborted, --output unchanged: output "
+                                  "failure: ") and err[-1].endswith(
+                                      "No space left on device (ENOSPC)")
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
 def _mount_tmpfs(where, size: str) -> bool:
     if not sys.platform.startswith("linux") or os.geteuid() != 0:
         return False

@@ -324,7 +324,7 @@ def write_shard(task: ShardTask, schema: SampleSchema, output_dir: str,
         if n:
             last = _row_key(last_table, last_table.num_rows - 1)
     finally:
-        written = {fmt: sink.close() for fmt, sink in sinks.items()}
+        written = _close_all(sinks)
     if n != task.num_samples:
         raise ShardVerificationError(f"{task.split} shard {task.index}: read {n} samples, "
                                      f"planned {task.num_samples}")
@@ -337,6 +337,21 @@ def write_shard(task: ShardTask, schema: SampleSchema, output_dir: str,
     return {"split": task.split, "index": task.index, "count": task.count,
             "num_samples": task.num_samples, "files": finals, "first_key": first,
             "last_key": last, "bytes": sizes}
+
+
+def _close_all(sinks: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
+    """Closes every sink even when one fails (a full disk fails them all): a
+    sink left open would be closed again by the garbage collector, whose
+    failure prints a traceback.  Raises the first failure after closing all."""
+    written, failure = {}, None
+    for fmt, sink in sinks.items():
+        try:
+            written[fmt] = sink.close()
+        except OSError as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return written
 
 
 def _write_to_sinks(tables: list, sinks: Mapping[str, Any], schema: SampleSchema) -> None:
@@ -414,10 +429,14 @@ class _ParquetSink:
 
     def close(self) -> tuple[int, int]:
         if self._writer is not None:
+            writer, self._writer = self._writer, None
             try:
-                self._writer.close()
+                writer.close()
             finally:
-                self._writer = None
+                # A close that failed (no space left) must not be retried by
+                # the writer's __del__, which would print its traceback ahead
+                # of the run's one-line message.
+                writer.is_open = False
                 self._raw.close()
         return 0, 0
 
