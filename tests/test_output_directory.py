@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -166,3 +167,51 @@ def test_a_real_full_disk_is_one_line_and_leaves_no_manifest(tmp_path, capsys, w
         assert (out / "manifest.json").is_file()
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_an_output_through_a_symlink_goes_into_its_target(tmp_path):
+    """The link is followed: the run lands in the target, the link stays a link
+    to it, and the lock and staging directory live beside the target."""
+    import beam_runner
+    target = tmp_path / "disk" / "real_out"
+    target.parent.mkdir()
+    link = tmp_path / "linkout"
+    link.symlink_to(target, target_is_directory=True)   # dangling until the run
+    manifest = beam_runner.run(pipeline_argv(_one_replay(), link, IN_PROCESS))
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert (target / "manifest.json").is_file()
+    assert manifest.counts.samples_total == 944
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["disk", "linkout"]
+    assert sorted(p.name for p in target.parent.iterdir()) == [".real_out.lock", "real_out"]
+    # a rerun through the link replaces the run in the target, link untouched
+    beam_runner.run(pipeline_argv(_one_replay(), link, IN_PROCESS + ["--overwrite"]))
+    assert link.is_symlink() and (target / "manifest.json").is_file()
+
+
+def test_a_kill_between_the_swaps_renames_leaves_the_old_run_restored(tmp_path, monkeypatch):
+    """Killed after the old run was renamed away and before the new one was
+    renamed in: the next run puts the old run back before it looks at DIR."""
+    from pipeline.output import run_directory
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text("the old run")
+    real_rename = os.rename
+
+    def killed_on_second_rename(source, destination):
+        if ".staging-" in str(source):
+            raise KeyboardInterrupt                 # the process dies here
+        real_rename(source, destination)
+
+    with pytest.raises(KeyboardInterrupt):
+        with run_directory.claim(str(out), overwrite=True) as staging:
+            (Path(staging) / "manifest.json").write_text("the new run")
+            monkeypatch.setattr(os, "rename", killed_on_second_rename)
+            run_directory.publish(staging, str(out))
+    monkeypatch.undo()
+    assert not out.exists() and any(p.name.startswith(".out.old-") for p in tmp_path.iterdir())
+    # the next run, even without --overwrite, finds the old run back in place
+    with pytest.raises(run_directory.OutputDirError, match="not empty"):
+        with run_directory.claim(str(out), overwrite=False):
+            pass
+    assert (out / "manifest.json").read_text() == "the old run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]

@@ -10,7 +10,13 @@ directory renamed to ``DIR``, the old run deleted.  A reader of ``DIR`` sees
 the old run, for an instant nothing, then the new run -- never a mix.  A run
 that fails (or is interrupted) deletes its staging directory and leaves
 ``DIR`` as it was; the staging directory of a killed run is deleted by the
-next run that takes the lock.
+next run that takes the lock, and a run killed between the swap's two
+renames (no ``DIR``, the old run as ``.DIR.old-*``) has its old run renamed
+back by the next run before anything else.
+
+A ``DIR`` that is a symbolic link to a directory is followed: the run goes
+into the link's target, with the lock, staging directory and swap beside the
+target, and the link is left as it was (:func:`resolve`).
 
 ``overwrite`` replaces only what looks like a pipeline output: a ``DIR``
 holding anything else (``notes.txt``, a home directory given by mistake) is
@@ -36,8 +42,16 @@ class OutputDirError(Exception):
     """The output directory cannot take this run (one line for the user)."""
 
 
+def resolve(final: str) -> str:
+    """The directory a run really writes: ``final`` itself, or, when it is a
+    symbolic link, the directory it points to (the link stays as it is, and
+    the lock, staging directory and swap happen beside the target)."""
+    final = os.path.abspath(final).rstrip(os.sep)
+    return os.path.realpath(final) if os.path.islink(final) else final
+
+
 def _siblings(final: str) -> tuple[str, str]:
-    parent, name = os.path.split(os.path.abspath(final).rstrip(os.sep))
+    parent, name = os.path.split(resolve(final))
     return parent, name
 
 
@@ -93,8 +107,15 @@ def _take_lock(final: str) -> IO[str]:
 
 
 def _remove_stale(final: str) -> None:
-    """Staging and old directories left by runs that were killed (we hold the lock)."""
+    """Cleans up after runs that were killed (we hold the lock): a run killed
+    inside :func:`publish`, between its two renames, left the old run as
+    ``.DIR.old-*`` and no ``DIR``: it is renamed back first.  Then staging
+    and old directories are deleted."""
     parent, name = _siblings(final)
+    entries = sorted(os.listdir(parent))
+    olds = [e for e in entries if e.startswith(f".{name}.old-")]
+    if olds and not os.path.lexists(os.path.join(parent, name)):
+        os.rename(os.path.join(parent, olds[0]), os.path.join(parent, name))
     for entry in os.listdir(parent):
         if entry.startswith((f".{name}.staging-", f".{name}.old-")):
             shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
@@ -111,13 +132,13 @@ def claim(final: str, overwrite: bool = False) -> Iterator[str]:
     if is_remote(final):
         yield _claim_remote(final, overwrite)
         return
-    final = os.path.abspath(final)
+    final = resolve(final)
     parent, name = _siblings(final)
     os.makedirs(parent, exist_ok=True)
     handle = _take_lock(final)
     try:
+        _remove_stale(final)           # first: it may restore the old run
         check_replaceable(final, overwrite)
-        _remove_stale(final)
         staging = os.path.join(parent, f".{name}.staging-{uuid.uuid4().hex[:12]}")
         os.mkdir(staging)
         try:
@@ -132,6 +153,7 @@ def publish(staging: str, final: str) -> None:
     """Replaces ``final`` by ``staging`` (two renames, then the old run is deleted)."""
     if is_remote(final) or staging == final:
         return
+    final = resolve(final)
     parent, name = _siblings(final)
     old = None
     if os.path.lexists(final):
