@@ -3,81 +3,68 @@
     python -m datasets.sc2_replays.build --pipeline_output DIR --data_dir TFDS_DIR \\
         [--config events_64] [--no_verify] [--verbose]
 
-``beam_runner.py`` already does this into ``DIR/tfds`` at the end of a run;
-this command makes another data_dir point at the same shards.  The config
-defaults to the one matching the manifest (source, resolution).  Nothing is
-downloaded and no sample is copied: only TFDS metadata is written, and the
-dataset reads DIR's TFRecord shards where they lie.  Unless ``--no_verify``,
-every shard the manifest lists is read through first (gzip and record CRCs,
-record counts).  Failures -- no manifest, a missing, truncated or corrupt
-shard, a config that does not match the output -- end in one line naming the
-file (``--verbose``: the traceback).
+``beam_runner.py`` already does this into ``DIR/tfds`` at the end of a run
+(:func:`prepare_in_output`); this command makes another data_dir point at the
+same shards (replacing what it held for this config and version).  The
+config defaults to the one matching the manifest (source, resolution).
+Nothing is downloaded and no sample is copied: only TFDS metadata is
+written, and the dataset reads DIR's TFRecord shards where they lie.  Unless
+``--no_verify``, every shard the manifest lists is read through first (gzip
+and record CRCs, record counts).  Failures -- no manifest, a run with no
+samples, a missing, truncated or corrupt shard, a config that does not match
+the output -- end in one line naming the file (``--verbose``: the traceback).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import io
-import json
 import os
 import sys
+import tempfile
 
 import tensorflow_datasets as tfds
 
-from datasets.sc2_replays import Sc2Replays
-from datasets.sc2_replays.sc2_replays import MismatchError
+from datasets.sc2_replays.sc2_replays import Sc2Replays, open_for
+from schemas.run_output import RunLayout, RunOutput, RunOutputError
 
 
-class BuildError(Exception):
-    """The pipeline output cannot back the dataset (one line naming the file)."""
-
-
-def read_manifest(pipeline_output: str) -> dict:
-    """``DIR/manifest.json``; :class:`BuildError` when it is missing or unreadable."""
-    path = os.path.join(pipeline_output, "manifest.json")
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError as exc:
-        raise BuildError(f"{path}: no manifest (not a finished beam_runner.py output; "
-                         "an aborted run writes none)") from exc
-    except (OSError, ValueError) as exc:
-        raise BuildError(f"{path}: unreadable manifest ({exc})") from exc
-
-
-def verify_shards(pipeline_output: str, manifest: dict) -> int:
+def verify_shards(run: RunOutput) -> int:
     """Reads every TFRecord shard the manifest lists (gzip and record CRCs,
-    record counts); returns the records read.  :class:`BuildError` names
-    the first missing, truncated or corrupt shard."""
+    record counts); returns the records read.  :class:`RunOutputError`
+    names the first missing, truncated or corrupt shard."""
     # Here, not at the top: it imports apache_beam (~2 s), which preparing alone
     # (--no_verify, beam_runner's prepare_in_output) never needs.
     from pipeline.output.writers import ShardVerificationError, check_tfrecord_file
-    root = manifest.get("output_dir") or pipeline_output
     total = 0
-    for entries in manifest.get("shards", {}).get("tfrecord", {}).values():
-        for entry in entries:
-            path = entry["path"]
-            path = os.path.join(pipeline_output, os.path.relpath(path, root)
-                                if os.path.isabs(path) else path)
-            try:
-                total += check_tfrecord_file(path, int(entry["num_samples"]))
-            except ShardVerificationError as exc:
-                raise BuildError(str(exc)) from exc
+    for path, entry in run.iter_shards("tfrecord", run.manifest.split_names()):
+        try:
+            total += check_tfrecord_file(path, entry.num_samples)
+        except ShardVerificationError as exc:
+            raise RunOutputError(str(exc)) from exc
     return total
 
 
 def prepare(pipeline_output: str, data_dir: str, config: str | None = None,
-            recorded_output: str | None = None):
-    """Builds the dataset; returns the builder.  ``recorded_output``: the
-    absolute output path to record, when the run is published elsewhere
-    than ``pipeline_output`` (beam_runner.py's staging directory)."""
-    if config is None:
-        source = read_manifest(pipeline_output)["source"]
-        config = f"{source['name']}_{source['resolution']}"
-    builder = Sc2Replays(config=config, data_dir=data_dir)
+            recorded_output: str | None = None, verify: bool = False) -> Sc2Replays:
+    """Writes the dataset's metadata in ``data_dir``; returns the builder.
+    :class:`RunOutputError` (one line naming the file, nothing written)
+    when the output cannot back it.  ``recorded_output``: the output path
+    to record, when the run is published elsewhere than ``pipeline_output``
+    (beam_runner.py's staging directory)."""
+    run, checked = open_for(pipeline_output, config)
+    if verify:
+        verify_shards(run)
+    builder = Sc2Replays(config=checked.name, data_dir=data_dir)
     builder.recorded_output = recorded_output
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=pipeline_output, try_download_gcs=False))
+    with tempfile.TemporaryDirectory(prefix="sc2_replays_tfds_") as downloads, \
+            contextlib.redirect_stdout(io.StringIO()):  # "Downloading and preparing"
+        builder.download_and_prepare(
+            download_dir=downloads,   # nothing is downloaded: no empty folders left
+            download_config=tfds.download.DownloadConfig(
+                manual_dir=pipeline_output, try_download_gcs=False,
+                # metadata only: a former preparation of this config is replaced
+                download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS))
     return builder
 
 
@@ -86,16 +73,16 @@ def prepare_in_output(pipeline_output: str, recorded_output: str | None = None
     """Prepares the dataset in ``pipeline_output/tfds``; returns where it is,
     relative to the output (for the manifest).  The shards are named relative
     to it, so the output may be renamed afterwards (``recorded_output``: its
-    final absolute path)."""
+    final path)."""
     from etils import epath
-    data_dir = os.path.join(pipeline_output, "tfds")
-    if epath.Path(data_dir).exists():      # an earlier run's metadata: never reused
-        epath.Path(data_dir).rmtree()
-    with contextlib.redirect_stdout(io.StringIO()):   # TFDS prints "Downloading and preparing"
-        builder = prepare(pipeline_output, data_dir, recorded_output=recorded_output)
-    return {"data_dir": "tfds", "name": f"{builder.info.full_name}",
-            "load": f"tfds.load('sc2_replays/{builder.builder_config.name}', "
-                    f"data_dir='<output>/tfds')"}
+    tfds_dir = RunLayout(pipeline_output).tfds_dir
+    if epath.Path(tfds_dir).exists():      # an earlier run's metadata: never reused
+        epath.Path(tfds_dir).rmtree()
+    builder = prepare(pipeline_output, tfds_dir, recorded_output=recorded_output)
+    config = builder.builder_config.name
+    return {"data_dir": "tfds", "name": builder.info.full_name,
+            "builder_dir": f"tfds/{builder.name}/{config}/{builder.version}",
+            "load": f"tfds.load('sc2_replays/{config}', data_dir='<output>/tfds')"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,12 +96,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip reading every shard through (CRCs, record counts)")
     parser.add_argument("--verbose", action="store_true", help="on failure, the traceback")
     args = parser.parse_args(argv)
-    output = os.path.abspath(args.pipeline_output)
+    local = "://" not in args.pipeline_output
+    output = os.path.abspath(args.pipeline_output) if local else args.pipeline_output
+    data_dir = os.path.abspath(args.data_dir) if "://" not in args.data_dir else args.data_dir
     try:
-        if not args.no_verify:
-            verify_shards(output, read_manifest(output))
-        builder = prepare(output, os.path.abspath(args.data_dir), args.config)
-    except (BuildError, MismatchError, ValueError) as exc:
+        builder = prepare(output, data_dir, args.config, verify=not args.no_verify)
+    except RunOutputError as exc:
         if args.verbose:
             raise
         print(f"datasets.sc2_replays.build: error: {exc}", file=sys.stderr)

@@ -1,35 +1,38 @@
-"""TFDS dataset ``sc2_replays``: SC2LE-style supervised samples from replays.
+"""TFDS dataset ``sc2_replays``: its definition and the metadata over a run.
 
-One copy of the data: this builder does not copy or re-encode samples.
-Preparing it reads the pipeline's manifest (``DIR/manifest.json``, the
-builder's *manual dir*), checks that the output matches the builder config,
-and writes only TFDS metadata (``dataset_info.json``, ``features.json``,
-split sizes, provenance).  Reading it streams the pipeline's own GZIP TFRecord
-shards (``DIR/tfrecord/<split>/*.tfrecord.gz``) where they lie and decodes
-them with the features of ``SampleSchema.tfds_features()`` -- the compact
-layers through ``schemas.tfds_features.CompactTensor``.  ``beam_runner.py``
-prepares it in ``DIR/tfds`` at the end of every run with TFRecord output; the
-metadata names the shards relative to itself, so ``DIR`` can be moved whole.
-The stable key of an example is ``schemas.sample.sample_key``
-(``{replay_id}_{player}_{loop}``), from its own fields.
+Why this module exists: it defines the dataset (configs, description,
+citation, version, supervised keys) and *prepares* it -- writes the TFDS
+metadata (``dataset_info.json``, ``features.json``, ``metadata.json``) over a
+pipeline output, with no copy of any sample.  It is not needed to *read* the
+dataset: the metadata is standard, so ``tfds.builder_from_directory`` and
+``tfds.load``/``tfds.builder`` read it through TFDS's own reader in a process
+that never imports this package (``schemas.tfds_features`` says how, and
+TFDS imports that module by itself).  This package's top-level name
+(``datasets``) collides with Hugging Face's; readers should not import it.
 
-    import datasets.sc2_replays  # registers the builder
-    tfds.load("sc2_replays", data_dir="DIR/tfds", split="train", try_gcs=False)
+How the metadata reads the run's shards in place: each split's
+``filename_template`` is the pipeline's shard path relative to the dataset
+directory (``../../../../tfrecord/{SPLIT}/{SPLIT}-{SHARD_X_OF_Y}.tfrecord.gz``
+under ``DIR/tfds/sc2_replays/<config>/<version>``), checked at preparation
+against every shard the manifest lists, and ``shard_lengths`` are the
+manifest's records per shard, so TFDS's split slicing (``train[:10%]``) and
+``+`` work.  ``DIR`` can be moved or renamed whole.
+
+    tfds.load("sc2_replays", data_dir="DIR/tfds", split="train[:10%]")
     python -m datasets.sc2_replays.build --pipeline_output DIR --data_dir TFDS_DIR
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
-from typing import Any
+import posixpath
 
 import tensorflow_datasets as tfds
-from etils import epath
-# TFDS' lazy module: TensorFlow loads on first use (reading), not when the
-# metadata is prepared, so beam_runner.py never pays its ~4 s import.
-from tensorflow_datasets.core.utils.lazy_imports_utils import tensorflow as tf
+from tensorflow_datasets.core.dataset_builder import FileReaderBuilder
+from tensorflow_datasets.core.utils import file_utils
 
-from schemas.sample import SPLITS, Group, SampleSchema
+from schemas.run_output import EXTENSIONS, RunOutput, RunOutputError, open_run
+from schemas.sample import Group, SampleSchema
 
 _DESCRIPTION = """\
 Supervised learning data from StarCraft II replays, reproducing section 5 of
@@ -60,13 +63,15 @@ _CITATION = """\
 MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Run the pipeline first, e.g.
   python beam_runner.py --replays REPLAYS_DIR --output DIR --engine events
-then point the builder's manual dir at DIR
+(it prepares this dataset in DIR/tfds itself), or point the builder's manual
+dir at DIR:
   python -m datasets.sc2_replays.build --pipeline_output DIR --data_dir TFDS_DIR
 """
 
-
-class MismatchError(ValueError):
-    """The pipeline output does not match the builder config."""
+#: The TFRecord shards as TFDS names them: ``DIR``-relative, the split and
+#: shard numbers as TFDS's template variables.  Checked against every
+#: shard path of the manifest (``schemas.run_output``) when preparing.
+SHARD_TEMPLATE = "tfrecord/{SPLIT}/{SPLIT}-{SHARD_X_OF_Y}" + EXTENSIONS["tfrecord"]
 
 
 class Sc2ReplaysConfig(tfds.core.BuilderConfig):
@@ -82,8 +87,13 @@ class Sc2ReplaysConfig(tfds.core.BuilderConfig):
         return SampleSchema(self.resolution, self.resolution)
 
 
+def config_name(source: str, resolution: int) -> str:
+    """``events_64``: the config of a source at a resolution."""
+    return f"{source}_{resolution}"
+
+
 def _config(source: str, resolution: int, what: str) -> Sc2ReplaysConfig:
-    return Sc2ReplaysConfig(name=f"{source}_{resolution}", source=source,
+    return Sc2ReplaysConfig(name=config_name(source, resolution), source=source,
                             resolution=resolution, description=what)
 
 
@@ -95,11 +105,91 @@ def supervised_keys(schema: SampleSchema):
     return observation, (target, "value")
 
 
-class Sc2Replays(tfds.core.DatasetBuilder):
-    """SC2LE-style replay samples, read from the pipeline's TFRecord shards."""
+def check_run(run: RunOutput, config: Sc2ReplaysConfig) -> None:
+    """:class:`RunOutputError`, one line naming the manifest, unless ``run``
+    can back ``config``: it holds samples, in TFRecord shards, of the
+    config's source and schema, and its shards hold what it counts."""
+    where, manifest = run.layout.manifest, run.manifest
+    counts = manifest.counts
+    if counts.samples_total <= 0:
+        status = ", ".join(f"{n} {s}" for s, n in sorted(counts.replays_by_status.items()) if n)
+        raise RunOutputError(
+            f"{where}: the run holds no samples ({counts.input_files} input files: "
+            f"{status or 'none read'}); a TFDS dataset needs at least one")
+    if "tfrecord" not in manifest.formats:
+        raise RunOutputError(f"{where}: the run wrote no TFRecord shards (formats: "
+                             f"{', '.join(manifest.formats) or 'none'}; rerun "
+                             "beam_runner.py with --formats including tfrecord)")
+    source = manifest.source
+    if (source.name, source.resolution) != (config.source, config.resolution):
+        raise RunOutputError(
+            f"{where}: the run holds source={source.name} resolution={source.resolution}; "
+            f"builder config {config.name} wants source={config.source} "
+            f"resolution={config.resolution}")
+    if manifest.schema.repr != repr(config.schema):
+        raise RunOutputError(f"{where}: schema {manifest.schema.repr} != {config.schema!r} "
+                             f"(builder config {config.name})")
+    for split in manifest.split_names():
+        listed = sum(s.num_samples for s in manifest.shard_files("tfrecord", split))
+        if listed != manifest.split_samples(split):
+            raise RunOutputError(f"{where}: split {split} counts "
+                                 f"{manifest.split_samples(split)} samples but its "
+                                 f"TFRecord shards list {listed}")
 
-    VERSION = tfds.core.Version("1.2.0")
+
+def relative_path(target: str, start: str) -> str:
+    """``target`` relative to the directory ``start`` (``/``-separated).
+    Both local, or both under one ``scheme://bucket``; otherwise TFDS's
+    templates (joined to the dataset directory) cannot name it."""
+    if "://" not in target and "://" not in start:
+        return os.path.relpath(target, start).replace(os.sep, "/")
+    t_root, _, t_path = target.partition("://")[2].partition("/")
+    s_root, _, s_path = start.partition("://")[2].partition("/")
+    if target.partition("://")[0] != start.partition("://")[0] or t_root != s_root:
+        raise RunOutputError(f"{target}: not on the filesystem or bucket of the TFDS "
+                             f"data dir {start}; prepare the dataset beside the output")
+    return posixpath.relpath("/" + t_path, "/" + s_path)
+
+
+def split_infos(run: RunOutput, builder_dir: str, name: str
+                ) -> list[tfds.core.SplitInfo]:
+    """The SplitInfo of every split with samples: shard lengths and bytes
+    from the manifest, and a filename template naming the run's own
+    shards relative to ``builder_dir`` (the final dataset directory).
+    :class:`RunOutputError` if a listed shard is not where it names."""
+    up = relative_path(run.root, builder_dir)
+    template = posixpath.join(up, SHARD_TEMPLATE)
+    infos = []
+    for split in run.manifest.split_names():
+        files = run.manifest.shard_files("tfrecord", split)
+        named = tfds.core.ShardedFileTemplate(
+            data_dir=builder_dir, template=template, dataset_name=name, split=split,
+            filetype_suffix="tfrecord")
+        for index, entry in enumerate(files):
+            path = named.relative_filepath(shard_index=index, num_shards=len(files))
+            if posixpath.normpath(path) != posixpath.normpath(posixpath.join(up, entry.path)):
+                raise RunOutputError(
+                    f"{run.layout.path(entry.path)}: shard {index} of {len(files)} of split "
+                    f"{split}; TFDS's template {template} names {path} for it")
+        infos.append(tfds.core.SplitInfo(
+            name=split, shard_lengths=[s.num_samples for s in files],
+            num_bytes=sum(s.bytes for s in files), filename_template=named))
+    return infos
+
+
+class Sc2Replays(FileReaderBuilder):
+    """SC2LE-style replay samples: TFDS metadata over the pipeline's shards."""
+
+    VERSION = tfds.core.Version("1.3.0")
     RELEASE_NOTES = {
+        "1.3.0": "Standard TFDS metadata, the same examples: each split's "
+                 "filename template names the pipeline's own GZIP TFRecord shards "
+                 "relative to the dataset directory, so tfds.builder_from_directory "
+                 "and tfds.load read the dataset with TFDS's own reader and without "
+                 "this package imported (schemas.tfds_features, which TFDS imports "
+                 "to restore the features, lets that reader open .gz shards); split "
+                 "slicing ('train[:10%]') works. The data dir's default config is "
+                 "the one prepared last. Preparing refuses a run with no samples.",
         "1.2.0": "Reads the pipeline's shards in place (no second copy). Feature "
                  "layers and the action mask are stored as compact byte strings "
                  "(schemas.layer_codec: empty when all zeros, else run-length or "
@@ -123,6 +213,10 @@ class Sc2Replays(tfds.core.DatasetBuilder):
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
+    #: The output's path to record in the metadata when it is prepared
+    #: elsewhere (beam_runner.py's staging directory); else the manual dir.
+    recorded_output: str | None = None
+
     def _info(self) -> tfds.core.DatasetInfo:
         schema = self.builder_config.schema
         return tfds.core.DatasetInfo(
@@ -135,97 +229,44 @@ class Sc2Replays(tfds.core.DatasetBuilder):
             metadata=tfds.core.MetadataDict(),
         )
 
-    def _read_manifest(self, pipeline_output: str) -> dict[str, Any]:
-        path = os.path.join(pipeline_output, "manifest.json")
-        if not epath.Path(path).exists():
-            raise MismatchError(f"{path}: no manifest (not a finished beam_runner.py output)")
-        manifest = json.loads(epath.Path(path).read_text())
-        cfg = self.builder_config
-        if manifest["source"]["name"] != cfg.source or \
-                manifest["source"]["resolution"] != cfg.resolution:
-            raise MismatchError(
-                f"{pipeline_output} holds source={manifest['source']['name']} resolution="
-                f"{manifest['source']['resolution']}; builder config {cfg.name} wants "
-                f"source={cfg.source} resolution={cfg.resolution}")
-        if manifest["schema"]["repr"] != repr(cfg.schema):
-            raise MismatchError(f"schema {manifest['schema']['repr']} != {cfg.schema!r}")
-        if "tfrecord" not in manifest["config"]["formats"]:
-            raise MismatchError("the pipeline output has no TFRecord shards "
-                                "(run it with --formats including tfrecord)")
-        return manifest
+    def get_default_builder_config(self) -> Sc2ReplaysConfig | None:
+        """When preparing, the config being prepared: the data dir's default
+        (``.config/metadata.json``), so that ``tfds.load("sc2_replays")``
+        finds a run's only config without the code that defines it."""
+        return getattr(self, "_builder_config", None) or super().get_default_builder_config()
 
     def _download_and_prepare(self, dl_manager: tfds.download.DownloadManager,
                               download_config: tfds.download.DownloadConfig) -> None:
         del download_config
-        pipeline_output = os.path.abspath(os.fspath(dl_manager.manual_dir))
-        manifest = self._read_manifest(pipeline_output)
-        shards = manifest["shards"].get("tfrecord", {})
-        # Shard paths are relative to the output the manifest names (a moved
-        # or staged DIR keeps them right).
-        named_output = manifest.get("output_dir") or pipeline_output
+        manual = os.fspath(dl_manager.manual_dir)
+        run = open_run(manual if "://" in manual else os.path.abspath(manual))
+        check_run(run, self.builder_config)
+        manifest = run.manifest
+        # The final directory (self.data_dir is a sibling work directory now).
+        builder_dir = os.fspath(file_utils.get_dataset_dir(
+            self.data_dir_root, self.name, self.builder_config.name, self.version))
         self.info.metadata.update({
-            "provenance": {k: manifest[k] for k in ("source", "filters", "splits",
-                                                    "packages", "schema")},
-            "counts": manifest["counts"],
-            "labels": manifest["labels"],
-            "pipeline_output": getattr(self, "recorded_output", None) or pipeline_output,
-            # The shards relative to this dataset directory (a moved DIR still reads).
-            "pipeline_output_relative": os.path.relpath(pipeline_output,
-                                                        os.fspath(self.data_dir)),
-            "shards": {split: [os.path.relpath(s["path"], named_output)
-                               if os.path.isabs(s["path"]) else s["path"]
-                               for s in shards.get(split, [])] for split in SPLITS},
+            "provenance": {"source": dataclasses.asdict(manifest.source),
+                           "schema": dataclasses.asdict(manifest.schema),
+                           "filters": manifest.filters, "splits": manifest.splits,
+                           "packages": manifest.packages},
+            "counts": dataclasses.asdict(manifest.counts),
+            "labels": manifest.labels,
+            "pipeline_output": self.recorded_output or run.root,
         })
-        split_infos = []
-        for split in SPLITS:
-            entries = shards.get(split, [])
-            if entries:
-                split_infos.append(tfds.core.SplitInfo(
-                    name=split, shard_lengths=[int(s["num_samples"]) for s in entries],
-                    num_bytes=sum(int(s.get("bytes", 0)) for s in entries)))
-        self.info.set_splits(tfds.core.SplitDict(split_infos))
+        self.info.set_splits(tfds.core.SplitDict(split_infos(run, builder_dir, self.name)))
 
-    # ------------------------------------------------------------- reading
-    def pipeline_output(self) -> str:
-        """The pipeline output directory whose shards this dataset reads."""
-        meta = self.info.metadata
-        relative = os.path.normpath(os.path.join(os.fspath(self.data_dir),
-                                                 meta["pipeline_output_relative"]))
-        if epath.Path(relative, "manifest.json").exists():
-            return relative
-        return meta["pipeline_output"]
 
-    def split_files(self, split: str) -> list[str]:
-        """The TFRecord shards of ``split`` (a split name, or names joined by '+')."""
-        names = [n.strip() for n in str(split).split("+")]
-        unknown = [n for n in names if n not in self.info.splits]
-        if unknown:
-            raise ValueError(f"split {split!r}: {unknown} not in {sorted(self.info.splits)} "
-                             "(slices such as 'train[:10%]' are not supported; use "
-                             "Dataset.take/shard)")
-        root = self.pipeline_output()
-        return [os.path.join(root, rel) for n in names for rel in self.info.metadata["shards"][n]]
-
-    def _as_dataset(self, split: Any, decoders: Any = None,
-                    read_config: tfds.ReadConfig | None = None,
-                    shuffle_files: bool = False) -> tf.data.Dataset:
-        read_config = read_config or tfds.ReadConfig()
-        files = self.split_files(split)
-        ds = tf.data.Dataset.from_tensor_slices(files)
-        if shuffle_files:
-            ds = ds.shuffle(len(files), seed=read_config.shuffle_seed,
-                            reshuffle_each_iteration=read_config.shuffle_reshuffle_each_iteration
-                            is not False)
-        cycle = read_config.interleave_cycle_length
-        ds = ds.interleave(
-            lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP", buffer_size=1 << 20),
-            cycle_length=cycle if isinstance(cycle, int) else 16,   # TFDS' default: 'missing'
-            block_length=read_config.interleave_block_length,
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        features = self.info.features
-        parser = tfds.core.example_parser.ExampleParser(features.get_serialized_info())
-
-        def decode(serialized):
-            return features.decode_example(parser.parse_example(serialized), decoders=decoders)
-
-        return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+def open_for(pipeline_output: str, config: str | None = None
+             ) -> tuple[RunOutput, Sc2ReplaysConfig]:
+    """The run at ``pipeline_output`` and the builder config it backs
+    (``config``, or the one matching its source and resolution), checked
+    with :func:`check_run`."""
+    run = open_run(pipeline_output)
+    name = config or config_name(run.manifest.source.name, run.manifest.source.resolution)
+    configs = Sc2Replays.builder_configs
+    if name not in configs:
+        raise RunOutputError(f"{run.layout.manifest}: no sc2_replays config {name} "
+                             f"(configs: {', '.join(configs)})")
+    check_run(run, configs[name])
+    return run, configs[name]
