@@ -178,3 +178,18 @@ def decode_rows(datas: Sequence[bytes], dtype: np.dtype, shape: Sequence[int]) -
         if data:
             out[i] = decode(bytes(data), dtype, shape)
     return out
+
+
+def tf_decode(tensor, dtype: np.dtype, shape: tuple[int, ...]):
+    """Dense TensorFlow tensor ``(*tensor.shape, *shape)`` of encoded byte
+    strings (a scalar or a batch): :func:`decode_rows` inside the graph.
+    The one TensorFlow decoder of compact arrays (the trainer's parsing and
+    the TFDS feature both use it); TensorFlow is imported here only."""
+    import tensorflow as tf
+
+    def decode(values: np.ndarray) -> np.ndarray:
+        return decode_rows(values.reshape(-1), dtype, shape)
+
+    dense = tf.numpy_function(decode, [tf.reshape(tensor, [-1])],
+                              tf.dtypes.as_dtype(dtype), stateful=False)
+    return tf.reshape(dense, tf.concat([tf.shape(tensor), tf.constant(shape, tf.int32)], 0))

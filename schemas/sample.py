@@ -461,7 +461,7 @@ class SampleSchema:
         for name, tensor in parsed.items():
             field = self.by_name[name]
             if field.compact:
-                out[name] = tf_decode_compact(tensor, field)
+                out[name] = layer_codec.tf_decode(tensor, field.np_dtype, field.shape)
             elif field.is_array:
                 decoded = tf.io.decode_raw(tensor, tf.dtypes.as_dtype(field.np_dtype),
                                            little_endian=True)
@@ -495,19 +495,6 @@ class SampleSchema:
             else:
                 feats[field.name] = tfds.features.Scalar(dtype=field.np_dtype, doc=doc)
         return tfds.features.FeaturesDict(feats)
-
-
-def tf_decode_compact(tensor, field: Field):
-    """Dense tensor of a compact field from its (batched or scalar) byte strings."""
-    import tensorflow as tf
-    dtype, shape = field.np_dtype, field.shape
-
-    def decode(values: np.ndarray) -> np.ndarray:
-        return layer_codec.decode_rows(values.reshape(-1), dtype, shape)
-
-    flat = tf.reshape(tensor, [-1])
-    dense = tf.numpy_function(decode, [flat], tf.dtypes.as_dtype(dtype), stateful=False)
-    return tf.reshape(dense, tf.concat([tf.shape(tensor), tf.constant(shape, tf.int32)], 0))
 
 
 def check_layer_encoding(arrow_field) -> None:

@@ -94,14 +94,7 @@ class CompactTensor(tfds.features.FeatureConnector):
         return layer_codec.decode(example_data, self._np_dtype, self._shape)
 
     def _decode(self, data: tf.Tensor) -> tf.Tensor:
-        shape, dtype = self._shape, self._np_dtype
-
-        def decode(values: np.ndarray) -> np.ndarray:
-            return layer_codec.decode_rows(values.reshape(-1), dtype, shape)
-
-        dense = tf.numpy_function(decode, [tf.reshape(data, [-1])],
-                                  tf.dtypes.as_dtype(dtype), stateful=False)
-        return tf.reshape(dense, tf.concat([tf.shape(data), tf.constant(shape, tf.int32)], 0))
+        return layer_codec.tf_decode(data, self._np_dtype, self._shape)
 
     @classmethod
     def from_json_content(cls, value: dict, doc: Any = None) -> "CompactTensor":

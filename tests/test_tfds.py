@@ -234,9 +234,11 @@ def empty_run(tmp_path_factory):
     from conftest import FILTERED_REPLAY, REPLAYS, pipeline_argv, require_shared
     require_shared()
     out = tmp_path_factory.mktemp("empty") / "out"
-    manifest = beam_runner.run(pipeline_argv(
-        [str(REPLAYS / FILTERED_REPLAY[0])], out,
-        ["--direct_num_workers=1", "--direct_running_mode=in_memory"]))
+    with pytest.raises(beam_runner.RunFailed) as failed:   # published as evidence
+        beam_runner.run(pipeline_argv(
+            [str(REPLAYS / FILTERED_REPLAY[0])], out,
+            ["--direct_num_workers=1", "--direct_running_mode=in_memory"]))
+    manifest = failed.value.manifest
     assert manifest.counts.samples_total == 0 and manifest.tfds is None
     return out
 
@@ -305,3 +307,27 @@ def test_batched_decoding_gives_the_per_example_values(pipeline_run):
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
         rows += len(a["game_loop"])
     assert rows == first_pct(pipeline_run.manifest.split_samples("train"), 5)
+
+
+def test_the_trainers_tfds_source_reads_what_its_tfrecord_source_reads(pipeline_run):
+    """``make_dataset(source="tfds")`` goes through the standard TFDS load of
+    the output's metadata and gives the same model batches as the shards."""
+    from trainers.input import FeatureSpec, make_dataset
+    output = pipeline_run.output
+    spec = FeatureSpec.create(64, 64, drop=("score",))
+    kwargs = dict(batch_size=256, shuffle=False, repeat=False, with_meta=True)
+    by_source = {}
+    for source in ("tfrecord", "tfds"):
+        ds = make_dataset(output, "test", spec, source=source,
+                          tfds_data_dir=str(output / "tfds"), **kwargs)
+        rows = {}
+        for inputs, targets, meta in ds.as_numpy_iterator():
+            for i in range(len(targets["value"])):
+                key = (meta["replay_id"][i], int(meta["player_id"][i]),
+                       int(meta["game_loop"][i]))
+                rows[key] = (int(targets["function_id"][i]), float(targets["value"][i]),
+                             int(targets["arg_minimap"][i]), inputs["minimap"][i].sum(),
+                             inputs["available_actions"][i].sum())
+        by_source[source] = rows
+    assert len(by_source["tfds"]) == pipeline_run.manifest.split_samples("test") > 0
+    assert by_source["tfds"] == by_source["tfrecord"]

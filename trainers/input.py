@@ -461,10 +461,12 @@ def make_dataset(data_dir: str | os.PathLike, split: "str | Selection", spec: Fe
             return schema.tf_decode(tf.io.parse_example(serialized, feature_spec))
     elif source == "tfds":
         import tensorflow_datasets as tfds
-        import datasets.sc2_replays  # noqa: F401  (registers the builder)
+        # TFDS opens the output's metadata by itself (schemas.tfds_features);
+        # no autocache: the recorded size is the GZIP shards', ~1/400 of the
+        # decoded examples it would hold in memory.
         ds = tfds.load(tfds_name, split="+".join(selection.splits), data_dir=tfds_data_dir,
                        download=False, try_gcs=False, shuffle_files=shuffle,
-                       read_config=tfds.ReadConfig(shuffle_seed=seed))
+                       read_config=tfds.ReadConfig(shuffle_seed=seed, try_autocache=False))
         if selection.replay_ids is not None:
             wanted = tf.constant(sorted(selection.replay_ids), tf.string)
             ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["replay_id"], wanted)))
