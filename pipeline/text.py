@@ -31,6 +31,10 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 def _escape(char: str) -> str:
     if char in _NAMED:
         return _NAMED[char]
+    return _escape_unnamed(char)
+
+
+def _escape_unnamed(char: str) -> str:
     if char.isascii() and char.isprintable():
         return char
     if unicodedata.category(char) not in _ESCAPED_CATEGORIES:
@@ -41,21 +45,29 @@ def _escape(char: str) -> str:
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
-def terminal_safe(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
-    """``value`` as one line of inert text: backslashes doubled, control
-    and invisible characters escaped, at most ``limit`` characters of the
-    original (the rest counted)."""
+def _cut(value: object, limit: int) -> tuple[str, str]:
     text = value if isinstance(value, str) else str(value)
-    cut = ""
     if limit and len(text) > limit:
-        text, cut = text[:limit], f"...[{len(text) - limit} more characters]"
+        return text[:limit], f"...[{len(text) - limit} more characters]"
+    return text, ""
+
+
+def terminal_safe(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
+    """``value`` as one line of inert text: backslashes doubled (so that an
+    escape in the output is never the string's own text), control and
+    invisible characters escaped, at most ``limit`` characters of the
+    original (the rest counted)."""
+    text, cut = _cut(value, limit)
     return "".join(map(_escape, text)) + cut
 
 
 def plot_text(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
     """Text for a Matplotlib label or title (draw it with
-    ``parse_math=False``): escaped as for a terminal."""
-    return terminal_safe(value, limit)
+    ``parse_math=False``): control and invisible characters escaped as for a
+    terminal, backslashes and ``$`` left as they are (no mathtext reads
+    them)."""
+    text, cut = _cut(value, limit)
+    return "".join(_escape(c) if c in "\n\r\t" else _escape_unnamed(c) for c in text) + cut
 
 
 def storable(value: str) -> str:

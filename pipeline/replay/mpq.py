@@ -11,9 +11,10 @@ becomes (a 13 KB bzip2 stream declared as 13,314 bytes inflates to 16 GiB).
 function, but before a table is read its size is checked against the file
 and :data:`pipeline.replay.limits.MAX_TABLE_ENTRIES`, and every member is
 inflated incrementally (``BZ2Decompressor`` / ``decompressobj`` with
-``max_length``) so that no member grows past its declared size, no member
-declares more than ``max_member_bytes`` and the archive's members together
-stay under ``max_inflated_bytes``.  A breach raises
+``max_length``) so that no member grows past its declared size.  When the
+archive opens, no member may declare more than ``max_member_bytes`` and
+all of them together no more than ``max_inflated_bytes``; what is inflated
+is counted against the same limits again.  A breach raises
 :class:`~pipeline.replay.decoded.ReplayError` (``too_large`` for an honest
 but oversized member, ``corrupt`` for a lie) before the memory is spent.
 Every other failure to read a member is ``corrupt`` too, or ``encrypted``.
@@ -59,6 +60,7 @@ class BoundedMPQ(mpyq.MPQArchive):
         self._check_table("block")
         self.hash_table = self.read_table("hash")
         self.block_table = self.read_table("block")
+        self._check_declared_sizes()
         listing = self.read_file("(listfile)")
         if listing is None:
             raise ReplayError("corrupt", "MPQ archive has no (listfile)")
@@ -81,6 +83,20 @@ class BoundedMPQ(mpyq.MPQArchive):
             raise ReplayError("corrupt", f"the MPQ {kind} table ({entries} entries at "
                                          f"{offset}) ends at byte {end}, past the file's "
                                          f"{len(self._data)}")
+
+    def _check_declared_sizes(self) -> None:
+        """Every member's declared size against the limits, when the archive
+        opens: a replay whose members claim more than they may inflate to
+        is refused before any part is decoded (and before a model loads,
+        or a sampling child is spent on it)."""
+        declared = [b.size for b in self.block_table if b.flags & mpyq.MPQ_FILE_EXISTS]
+        largest = max(declared, default=0)
+        if largest > self.limits.max_member_bytes:
+            raise ReplayError("too_large", f"a member declares {largest} bytes > limit "
+                                           f"{self.limits.max_member_bytes}")
+        if sum(declared) > self.limits.max_inflated_bytes:
+            raise ReplayError("too_large", f"the members declare {sum(declared)} bytes in "
+                                           f"all > limit {self.limits.max_inflated_bytes}")
 
     def read_file(self, filename: str, force_decompress: bool = False) -> bytes | None:
         """A member's bytes, None if the archive has no such member."""
