@@ -42,7 +42,7 @@ from s2protocol import versions as s2_versions
 
 from pipeline.replay import game_event_decoder, s2protocol_speedup
 from pipeline.replay import lobby as lobby_lib
-from pipeline.replay.limits import InflateLimits
+from pipeline.replay.limits import InflateLimits, max_events
 from pipeline.replay.mpq import BoundedMPQ
 # ERROR_CATEGORIES, ReplayError and as_text are this module's public names too.
 from pipeline.replay.decoded import ERROR_CATEGORIES, ReplayError, as_text  # noqa: F401
@@ -319,15 +319,19 @@ class ReplayArchive:
             wol = (fn_name == "decode_replay_game_events"
                    and getattr(module, "replay_userid_typeid", 0) is None)
             wings_of_liberty = wings_of_liberty or wol
+            most = max_events(self.game_loops)
             try:
                 if fn_name == "decode_replay_game_events":  # same output, ~3x faster
-                    result = game_event_decoder.decode_game_events(module, raw)
+                    result = game_event_decoder.decode_game_events(module, raw, most)
                 else:
                     result = fn(raw)
                 if fn_name.endswith("events"):
-                    result = list(result)
+                    result = game_event_decoder.bounded_list(result, most)
                     if wol or build != self.protocol_build or not self.protocol_exact:
                         self._check_event_loops(result)
+            except game_event_decoder.TooManyEvents as exc:   # a flood, whatever the protocol
+                raise ReplayError("corrupt", f"decoding {what}: {exc} for a game of "
+                                             f"{self.game_loops} loops") from exc
             except MemoryError:
                 raise
             except Exception as exc:  # s2protocol raises TruncatedError, CorruptedError...
