@@ -125,6 +125,9 @@ class BoundedMPQ(mpyq.MPQArchive):
         elif compressed and (force_decompress or block.size > block.archived_size):
             # compressed only when that saves at least a byte (as mpyq reads it)
             data = _inflate(filename, raw, block.size)
+        elif len(raw) > block.size:      # stored as it is, yet longer than declared
+            raise ReplayError("corrupt", f"{filename} stores {len(raw)} bytes, more than "
+                                         f"its declared size of {block.size}")
         else:
             data = raw
         self._count(filename, len(data))
