@@ -54,7 +54,7 @@ from pipeline.replay import storage
 from pipeline.job.balance import BalancedShuffle
 from pipeline.job.worker import (EnvironmentFailure, JobAborted, JobFailure, ReplayJob,
                                  ScanJob, ShardJob, TimedWorker, prestart)
-from pipeline.text import terminal_safe
+from pipeline.text import storable, terminal_safe
 from pipeline.sources.registry import SourceSpec
 from schemas.run_output import RunLayout
 from schemas.sample import SampleSchema
@@ -134,8 +134,18 @@ def _error(path: str, replay_id: str, stage: str, category: str, message: str) -
 
 
 # --------------------------------------------------------------- matching
+def _expand(pattern: str) -> Iterable[str | bytes]:
+    """The replay paths of one pattern.  A local file name that is not UTF-8
+    (Python holds its bytes as surrogate escapes) cannot travel as text --
+    Beam's coders encode strings as UTF-8 and would stop the run -- so it
+    travels as its bytes, and the scan makes it an error record."""
+    for path in storage.expand_inputs([pattern]):
+        yield path if storable(path) == path else os.fsencode(path)
+
+
 class MatchReplays(beam.PTransform):
-    """Patterns (files, directories, globs, gs://...) to distinct replay paths."""
+    """Patterns (files, directories, globs, gs://...) to distinct replay paths
+    (``bytes`` for a file name that is not UTF-8: see :func:`_expand`)."""
 
     def __init__(self, patterns: Iterable[str]):
         super().__init__()
@@ -144,7 +154,7 @@ class MatchReplays(beam.PTransform):
     def expand(self, pbegin):
         return (pbegin
                 | "Patterns" >> beam.Create(self.patterns)
-                | "Expand" >> beam.FlatMap(lambda p: storage.expand_inputs([p]))
+                | "Expand" >> beam.FlatMap(_expand)
                 | "DistinctPaths" >> beam.Distinct())
 
 
@@ -181,8 +191,14 @@ class _ScanFn(_ChildDoFn):
         prestart(self.config.scan_timeout_s, self.config.local_workers,
                  self.config.memory_limit_mb)
 
-    def process(self, path: str):
+    def process(self, path: str | bytes):
         _count("inputs")
+        if isinstance(path, bytes):          # see _expand
+            yield beam.pvalue.TaggedOutput("errors", _error(
+                storable(os.fsdecode(path)), "", "read", "io_error",
+                "the file name is not UTF-8 (the pipeline carries names as UTF-8 text); "
+                "rename the file"))
+            return
         cfg = self.config
         job = ScanJob(path, cfg.filter_config, cfg.max_bytes, cfg.limits.inflate,
                       cfg.max_game_loops)
