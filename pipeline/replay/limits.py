@@ -29,9 +29,10 @@ DEFAULT_MAX_MEMBER_BYTES = 16 * 2 ** 20
 #: (``too_large``): the largest real total is 2.16 MB.
 DEFAULT_MAX_INFLATED_BYTES = 32 * 2 ** 20
 #: A process reading replay content is killed past this resident size
-#: (``resource``).  The sampling child peaks at about 0.16 GB plus 92 KB a
-#: sample at 64 px (1.0 GB for a 32-minute 1v1, the most of the shared
-#: corpus); a two-hour game, the default length limit, needs ~3.6 GB.
+#: (``resource``).  The sampling child peaks at 1.41 GB on the longest and
+#: largest games of the shared corpus (about 0.15 GB plus up to 75 KB a
+#: sample held, at 64 px); a two-hour game, the default length limit, would
+#: need ~3.2 GB.
 DEFAULT_MEMORY_LIMIT_MB = 4096
 #: The metadata scan of one file, in its child process (``timeout``): a
 #: real replay scans in well under a second.
