@@ -165,7 +165,8 @@ def classify_bounded(worker, path: str, out_dir: str) -> str:
     pipeline's own jobs in ``worker``'s bounded child: the scan, then the
     sampling step (ScanJob, ReplayJob)."""
     from pipeline.index.filters import FilterConfig
-    from pipeline.job.worker import JobFailure, ReplayJob, ScanJob
+    from pipeline.index.scan import ScanJob
+    from pipeline.job.worker import JobFailure, ReplayJob
     from pipeline.replay.limits import InflateLimits
     from pipeline.sources.registry import source_spec
     scanned = worker.run(ScanJob(path, FilterConfig(min_mmr=0), None, InflateLimits()),
@@ -189,7 +190,7 @@ def test_hostile_files_become_records_within_the_limits(tmp_path):
     nesting, header overflows, names with escape sequences -- each end as
     the category it must, through the pipeline's scan and sampling jobs, in a
     child process that stays within its memory limit."""
-    from pipeline.job.child import TimedWorker
+    from pipeline.replay.bounded_process import TimedWorker
     from support.bad_replays import hostile_files
     require_shared()
     data = (REPLAYS / PIPELINE_REPLAYS["maru_byun"][0]).read_bytes()

@@ -82,7 +82,7 @@ def hostile_run(tmp_path_factory):
     if not HOSTILE.is_dir():
         pytest.skip(f"hostile replays not found at {HOSTILE}")
     import beam_runner
-    from pipeline.job.child import children_peak_bytes
+    from pipeline.replay.bounded_process import children_peak_bytes
     from pipeline.replay.limits import DEFAULT_MAX_BYTES
     from support.bad_replays import hostile_files
     root = tmp_path_factory.mktemp("hostile")

@@ -73,19 +73,19 @@ def test_limit_flags_parse_and_refuse_nonsense():
 def test_a_memory_error_in_the_job_is_a_resource_record(monkeypatch):
     """In-process (the child's code path): MemoryError -> 'resource'."""
     from pipeline.index import scan
-    from pipeline.job import worker
+    from pipeline.replay import bounded_process
 
     def exhausted(*args, **kwargs):
         raise MemoryError
     monkeypatch.setattr(scan, "scan_path", exhausted)
-    outcome = worker.run_job(worker.ScanJob("x.SC2Replay", None, None))
-    assert outcome == worker.JobFailure("resource", "scanning the replay: out of memory "
-                                                    "(MemoryError)")
+    outcome = bounded_process.run_job(scan.ScanJob("x.SC2Replay", None, None))
+    assert outcome == bounded_process.JobFailure("resource", "scanning the replay: out of "
+                                                             "memory (MemoryError)")
 
 
 def test_the_child_is_killed_at_its_time_limit():
-    from pipeline.job.child import TimedWorker
-    from pipeline.job.worker import ScanJob
+    from pipeline.index.scan import ScanJob
+    from pipeline.replay.bounded_process import TimedWorker
     worker = TimedWorker(60, 1024)
     try:
         start = time.monotonic()

@@ -255,7 +255,7 @@ def test_hostile_replays_end_in_one_line_within_the_limit(tiny_run, tmp_path, ca
     plot draws the title as text; the child that reads the file stays under
     the memory limit."""
     from conftest import SHARED
-    from pipeline.job.child import children_peak_bytes
+    from pipeline.replay.bounded_process import children_peak_bytes
     from test_hostile_replays import EXPECTED
     hostile = SHARED / "hostile-replays"
     if not hostile.is_dir():

@@ -20,7 +20,7 @@ writes ``DIR/prediction.json`` (deterministic: no timestamps) and
 
 The file is untrusted, as it is in the pipeline, and goes through the same
 code under the same limits (:mod:`pipeline.replay.limits`, the same flags):
-it is scanned (:class:`pipeline.job.worker.ScanJob`) and sampled
+it is scanned (:class:`pipeline.index.scan.ScanJob`) and sampled
 (:class:`~pipeline.job.worker.ReplayJob`, whose batch file this process
 reads back) in a child process with a time and a memory limit, so a bomb
 or a flood ends in one line naming the pipeline's error category.  Strings
@@ -47,7 +47,8 @@ import tensorflow as tf
 
 from pipeline.index import scan
 from pipeline.index.player_context import PlayerContext
-from pipeline.job.worker import JobAborted, JobFailure, ReplayJob, ScanJob, TimedWorker
+from pipeline.index.scan import ScanJob
+from pipeline.job.worker import JobAborted, JobFailure, ReplayJob, TimedWorker
 from pipeline.output import writers
 from pipeline.replay import limits as limits_lib
 from pipeline.replay import storage

@@ -57,7 +57,7 @@ import datetime
 import io
 import os
 import re
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 from pipeline.index import apm, filters, values
 from pipeline.index.player_context import PlayerContext
@@ -373,6 +373,23 @@ def scan_path(path: str, config=None, max_bytes: int | None = None, *,
         return ScanResult(None, [], error_row(path, "", "read", "io_error", repr(exc)))
     return scan_bytes(data, path, config, max_bytes, inflate=inflate,
                       max_game_loops=max_game_loops)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanJob:
+    """One file to read and scan in a bounded child process
+    (:class:`pipeline.replay.bounded_process.TimedWorker`): the launcher and
+    the Beam workers never hold a replay's content."""
+    DOING: ClassVar[str] = "scanning the replay"
+    path: str
+    filter_config: Any               # pipeline.index.filters.FilterConfig or None
+    max_bytes: int | None
+    inflate: InflateLimits = InflateLimits()
+    max_game_loops: int | None = None
+
+    def run(self) -> ScanResult:
+        return scan_path(self.path, self.filter_config, self.max_bytes,
+                         inflate=self.inflate, max_game_loops=self.max_game_loops)
 
 
 def kept_replays(paths: Iterable[str], config=None

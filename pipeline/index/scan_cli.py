@@ -26,8 +26,8 @@ import time
 from typing import Any, Iterable, Sequence, TextIO
 
 from pipeline.index import filters, scan
-from pipeline.job.worker import JobFailure, ScanJob, TimedWorker
 from pipeline.replay import limits as limits_lib
+from pipeline.replay.bounded_process import JobFailure, TimedWorker
 from pipeline.replay import storage
 from pipeline.text import terminal_safe
 
@@ -51,8 +51,8 @@ class _BoundedScanner:
                                                       self.limits.memory_limit_mb)
             with self._lock:
                 self._workers.append(worker)
-        outcome = worker.run(ScanJob(path, self.config, self.limits.max_bytes,
-                                     self.limits.inflate))
+        outcome = worker.run(scan.ScanJob(path, self.config, self.limits.max_bytes,
+                                          self.limits.inflate))
         if isinstance(outcome, JobFailure):
             return scan.ScanResult(None, [], scan.error_row(path, "", "scan", outcome.category,
                                                             outcome.message))

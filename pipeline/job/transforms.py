@@ -16,7 +16,7 @@ Guarantees built here:
 * the split is a function of the replay id (:mod:`pipeline.index.splits`);
 * no replay stops the run: everything that reads replay content -- the
   scan included -- runs in a child process with a time and a memory limit
-  (:mod:`pipeline.job.child`), and whatever a replay's content makes it
+  (:mod:`pipeline.replay.bounded_process`), and whatever a replay's content makes it
   raise comes back as that replay's error record (``timeout``, ``resource``,
   ``crashed``, a decoding category, or ``internal`` with the traceback for
   a bug);
@@ -53,7 +53,7 @@ from pipeline.replay import limits as limits_lib
 from pipeline.replay import storage
 from pipeline.job.balance import BalancedShuffle
 from pipeline.job.worker import (EnvironmentFailure, JobAborted, JobFailure, ReplayJob,
-                                 ScanJob, ShardJob, TimedWorker, prestart)
+                                 ShardJob, TimedWorker, prestart)
 from pipeline.text import storable, terminal_safe
 from pipeline.sources.registry import SourceSpec
 from schemas.run_output import RunLayout
@@ -200,8 +200,8 @@ class _ScanFn(_ChildDoFn):
                 "rename the file"))
             return
         cfg = self.config
-        job = ScanJob(path, cfg.filter_config, cfg.max_bytes, cfg.limits.inflate,
-                      cfg.max_game_loops)
+        job = scan.ScanJob(path, cfg.filter_config, cfg.max_bytes, cfg.limits.inflate,
+                           cfg.max_game_loops)
         outcome = self._worker.run(job, timeout_s=cfg.scan_timeout_s)
         if isinstance(outcome, JobFailure):     # timeout, resource, crashed, internal
             yield beam.pvalue.TaggedOutput(

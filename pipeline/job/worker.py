@@ -1,14 +1,15 @@
-"""The jobs that touch replay content, and what a child process does with them.
+"""Decoding and sampling one replay, and writing a shard: the jobs of the
+sampling and shard steps, as a bounded child process runs them.
 
-Scanning a replay's metadata (:class:`ScanJob`), decoding and sampling it
-(:class:`ReplayJob`) and writing a shard (:class:`ShardJob`) all run in a
-persistent child process with a time and a memory limit
-(:class:`pipeline.job.child.TimedWorker`, re-exported here), never in the
-launcher or a Beam worker thread: a hostile replay can make a decoder spin
-or grow without end, and only a process can be killed.  This module is the
-child's side: :func:`run_job` turns every job into its result or a
-:class:`JobFailure` with a category (a ``MemoryError`` is ``resource``;
-a bug is ``internal`` with its traceback) and never raises for a replay.
+Like the metadata scan (:class:`pipeline.index.scan.ScanJob`), these jobs run
+in a persistent child process with a time and a memory limit
+(:class:`pipeline.replay.bounded_process.TimedWorker`, re-exported here),
+never in the launcher or a Beam worker thread: a hostile replay can make a
+decoder spin or grow without end, and only a process can be killed.  Each
+job's ``run()`` returns its result, a :class:`JobFailure` with a category,
+or a :class:`JobAborted` when the output cannot be written; the child's
+boundary (:func:`run_job`) adds ``resource`` for a ``MemoryError`` and
+``internal`` for a bug.
 
 The child writes the replay's batch file itself and returns only a small
 :class:`~pipeline.output.manifest.ReplayResult`, so samples never cross the
@@ -20,41 +21,28 @@ core.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import gc
-import multiprocessing.connection
 import operator
-import traceback
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from pipeline.index import scan
-from pipeline.job.child import (CHILD_MALLOC_ENV, JobFailure, TimedWorker,  # noqa: F401
-                                children_peak_bytes, close_spares, prestart)
 from pipeline.output import writers
 from pipeline.output.manifest import ReplayResult
-from pipeline.sources.interface import ObservationSource, SourceError
-from pipeline.sources.registry import SourceSpec
 from pipeline.replay import storage
 from pipeline.replay.archive import ReplayArchive, ReplayError
+# The bounded child process and its boundary, where these jobs run:
+from pipeline.replay.bounded_process import (CHILD_MALLOC_ENV, JobFailure,  # noqa: F401
+                                             TimedWorker, children_peak_bytes,
+                                             close_spares, gc_paused, prestart, run_job)
 from pipeline.replay.limits import InflateLimits
+from pipeline.sources.interface import ObservationSource, SourceError
+from pipeline.sources.registry import SourceSpec
 from schemas import layers
 from schemas.run_output import RunLayout
 from schemas.sample import SampleSchema
-
-
-@dataclasses.dataclass(frozen=True)
-class ScanJob:
-    """One file to read and scan (:func:`pipeline.index.scan.scan_path`)."""
-    DOING: ClassVar[str] = "scanning the replay"
-    path: str
-    filter_config: Any               # pipeline.index.filters.FilterConfig or None
-    max_bytes: int | None
-    inflate: InflateLimits = InflateLimits()
-    max_game_loops: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +59,15 @@ class ReplayJob:
     max_bytes: int | None
     inflate: InflateLimits = InflateLimits()
 
+    def run(self) -> "ReplayResult | JobFailure | JobAborted":
+        """The replay's result, why it failed, or :class:`JobAborted`."""
+        try:
+            return sample_replay(self)
+        except JobFailed as exc:
+            return JobFailure(exc.category, exc.message)
+        except EnvironmentFailure as exc:
+            return JobAborted(exc.line, exc.kind)
+
 
 @dataclasses.dataclass(frozen=True)
 class ShardJob:
@@ -81,6 +78,13 @@ class ShardJob:
     output_dir: str
     formats: tuple[str, ...]
     gzip_level: int
+
+    def run(self) -> "dict[str, Any] | JobAborted":
+        """The shard's info dict, or :class:`JobAborted`."""
+        try:
+            return write_shard_job(self)
+        except EnvironmentFailure as exc:
+            return JobAborted(exc.line, exc.kind)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,26 +264,6 @@ def _label_counts(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for one replay's work.
-
-    Decoding and featurizing a replay create hundreds of thousands of
-    container objects (events, observations, samples) that live until its
-    batch is written; meanwhile every full collection walks all of them and
-    everything else alive in the process (Beam's and pyarrow's modules), to
-    find almost nothing: reference counting frees the replay's objects.  The
-    few cycles left wait for the first collection after the replay.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def write_shard_job(job: ShardJob) -> dict[str, Any]:
     """Writes and verifies one shard; its info dict (see
     :func:`pipeline.output.writers.write_shard`).  Raises
@@ -291,49 +275,3 @@ def write_shard_job(job: ShardJob) -> dict[str, Any]:
     except OSError as exc:
         raise EnvironmentFailure.of(exc, RunLayout(job.output_dir).shard_path(
             job.formats[0], task.split, task.index, task.count)) from exc
-
-
-def run_job(job: ScanJob | ReplayJob | ShardJob
-            ) -> scan.ScanResult | ReplayResult | dict | JobFailure | JobAborted:
-    """The scan's result, the replay's result (a shard job: the shard's info),
-    why it failed, or, when the output cannot be written, a
-    :class:`JobAborted` (see :class:`EnvironmentFailure`).
-
-    The boundary of the process that reads replay content: it never raises
-    for a replay's failure.  ``MemoryError`` (an allocation the machine
-    refused) is a ``resource`` failure; anything else unexpected is a bug,
-    category ``internal`` with the traceback, so it is reported (a replay's
-    in the errors table; a shard's stops the run), never hidden."""
-    try:
-        with gc_paused():
-            if isinstance(job, ScanJob):
-                return scan.scan_path(job.path, job.filter_config, job.max_bytes,
-                                      inflate=job.inflate, max_game_loops=job.max_game_loops)
-            if isinstance(job, ShardJob):
-                return write_shard_job(job)
-            return sample_replay(job)
-    except JobFailed as exc:
-        return JobFailure(exc.category, exc.message)
-    except EnvironmentFailure as exc:
-        return JobAborted(exc.line, exc.kind)
-    except MemoryError:
-        return JobFailure("resource", f"{job.DOING}: out of memory (MemoryError)")
-    except Exception:  # noqa: BLE001 -- a bug: reported as 'internal' with traceback
-        return JobFailure("internal", traceback.format_exc(limit=8))
-
-
-def child_main(fd: int) -> None:
-    """The child process (:class:`TimedWorker` starts it): jobs from the
-    socket ``fd`` until it closes."""
-    _child_loop(multiprocessing.connection.Connection(fd))
-
-
-def _child_loop(conn) -> None:
-    while True:
-        try:
-            job = conn.recv()
-        except EOFError:
-            return
-        if job is None:
-            return
-        conn.send(run_job(job))

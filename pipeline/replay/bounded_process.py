@@ -1,35 +1,43 @@
 """A persistent child process that runs one job at a time, within a time and
-a memory limit.
+a memory limit: where everything that reads a replay's content runs.
 
 Untrusted replays can make a decoder spin or grow without end (a 112 KB
 file of 200 million valid game events took a process to 7.7 GB in 28 s).  A
 Beam worker thread can be neither interrupted (``signal.alarm`` works only
 in a process's main thread, and Beam runs DoFns in threads) nor capped in
-memory, so every job that touches replay content -- the metadata scan,
-decoding and sampling, and shard writing -- runs in a child process
-(:class:`TimedWorker`) that the DoFn talks to over a socket.  While a job
-runs, the parent watches it:
+memory, so every job that touches replay content -- the metadata scan
+(:class:`pipeline.index.scan.ScanJob`), decoding and sampling, and shard
+writing (:mod:`pipeline.job.worker`) -- runs in a child process
+(:class:`TimedWorker`) that its caller talks to over a socket.  A job is a
+picklable object with a ``run()`` method and a ``DOING`` phrase; the child
+runs it through :func:`run_job`, which turns ``MemoryError`` into a
+``resource`` failure and any other exception into ``internal`` (a bug, with
+its traceback), and sends back the result.  While a job runs, the parent
+watches the child:
 
 * past its time limit the child is killed and the job is a ``timeout``;
 * past its memory limit -- its resident set size, read from
   ``/proc/PID/statm`` every :data:`WATCH_INTERVAL_S` -- the child is killed
   and the job is a ``resource`` failure.  (``RLIMIT_AS`` would count the
   address space that the libraries reserve and never touch: the child
-  maps 1.5 - 2.6 GB of virtual memory for 0.2 - 1.4 GB resident, and the
-  reservations grow with the machine's core count.)  A ``MemoryError``
-  inside the child becomes ``resource`` too (:func:`pipeline.job.worker.run_job`),
-  and the child is replaced;
+  maps 1.6 - 2.7 GB of virtual memory for 0.13 - 1.4 GB resident, and the
+  reservations grow with the machine's core count.)  After a
+  ``MemoryError`` inside the child, the child is replaced too;
 * a child that dies otherwise (a native crash) gives ``crashed``.
 
-The child is restarted for the next job.  The limits come with the run's
-configuration (:class:`pipeline.job.transforms.RunConfig`), so they hold on
-Dask and Dataflow workers as on a laptop.  Idle children wait in a
-per-process pool (:meth:`TimedWorker.take` / :meth:`TimedWorker.give_back`),
-so the scan, sampling and shard steps reuse the same children.
+The child is restarted for the next job.  The limits come with the caller's
+configuration (:class:`pipeline.job.transforms.RunConfig` carries them to
+Dask and Dataflow workers), and this module is in the ``replay`` stage so
+that every stage that reads replays -- ``pipeline.index.scan_cli`` included
+-- can use it.  Idle children wait in a per-process pool
+(:meth:`TimedWorker.take` / :meth:`TimedWorker.give_back`), so the scan,
+sampling and shard steps reuse the same children.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import json
 import multiprocessing.connection
 import os
@@ -38,7 +46,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+import traceback
+from typing import Any, Iterator
 
 from pipeline.replay.limits import DEFAULT_MEMORY_LIMIT_MB
 
@@ -54,6 +63,57 @@ class JobFailure:
     :data:`pipeline.replay.archive.ERROR_CATEGORIES`."""
     category: str
     message: str
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for one job's work.
+
+    Decoding and featurizing a replay create hundreds of thousands of
+    container objects (events, observations, samples) that live until its
+    batch is written; meanwhile every full collection walks all of them and
+    everything else alive in the process (Beam's and pyarrow's modules), to
+    find almost nothing: reference counting frees the replay's objects.  The
+    few cycles left wait for the first collection after the replay.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def run_job(job: Any) -> Any:
+    """``job.run()``: the boundary of the process that reads replay content,
+    which never raises for a replay.  A job returns its result or its own
+    failure (:class:`JobFailure`, or what its module defines); here
+    ``MemoryError`` (an allocation the machine refused) becomes a
+    ``resource`` failure, and anything else unexpected is a bug, category
+    ``internal`` with the traceback, so it is reported (a replay's in the
+    errors table; a shard's stops the run), never hidden."""
+    try:
+        with gc_paused():
+            return job.run()
+    except MemoryError:
+        return JobFailure("resource", f"{job.DOING}: out of memory (MemoryError)")
+    except Exception:  # noqa: BLE001 -- a bug: reported as 'internal' with traceback
+        return JobFailure("internal", traceback.format_exc(limit=8))
+
+
+def child_main(fd: int) -> None:
+    """The child process (:class:`TimedWorker` starts it): jobs from the
+    socket ``fd`` until it closes.  Unpickling a job imports its module."""
+    conn = multiprocessing.connection.Connection(fd)
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        conn.send(run_job(job))
 
 
 def resident_bytes(pid: int) -> int:
@@ -97,8 +157,8 @@ def children_peak_bytes() -> int:
 #: an uninstalled checkout included -- and nothing is reordered.
 _PATH_VARIABLE = "SC2_SAMPLER_SYS_PATH"
 _CHILD_MAIN = ("import json, os, sys; sys.path[:] = json.loads(os.environ['"
-               + _PATH_VARIABLE + "']); from pipeline.job.worker import child_main; "
-               "child_main(int(sys.argv[1]))")
+               + _PATH_VARIABLE + "']); from pipeline.replay.bounded_process import "
+               "child_main; child_main(int(sys.argv[1]))")
 
 
 #: glibc ``malloc`` settings of the child (environment variables read when
@@ -155,14 +215,14 @@ def close_spares() -> None:
 
 
 class TimedWorker:
-    """Runs :func:`pipeline.job.worker.run_job` in a persistent child process
-    with a time limit and a memory limit (0: none).
+    """Runs :func:`run_job` in a persistent child process with a time limit
+    and a memory limit (0: none).
 
     The child is a plain subprocess, not a ``multiprocessing.Process``, so a
     daemonic worker may start it too (Dask's nanny starts its workers as
     daemons, and ``multiprocessing`` refuses children to a daemon).  It cannot
     outlive its worker for long: it exits when its socket to the worker
-    closes (``_child_loop`` returns on ``EOFError``), which happens when
+    closes (:func:`child_main` returns on ``EOFError``), which happens when
     the worker dies however it dies.
     """
 
@@ -233,13 +293,12 @@ class TimedWorker:
         self.restarts += 1
 
     def run(self, job: Any, timeout_s: float | None = None) -> Any:
-        """The job's outcome (see :func:`pipeline.job.worker.run_job`), or a
-        :class:`JobFailure` ``timeout``, ``resource`` or ``crashed``.
+        """The job's outcome (see :func:`run_job`), or a :class:`JobFailure`
+        ``timeout``, ``resource`` or ``crashed``.
         ``timeout_s`` (default: the worker's) of 0 runs the job in this
         process, without either limit."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
         if timeout <= 0:
-            from pipeline.job.worker import run_job   # the child's own entry point
             return run_job(job)
         if not self._alive():
             self._start()
@@ -291,4 +350,4 @@ class TimedWorker:
 
 def _doing(job: Any) -> str:
     """What a job was doing, for its failure's message."""
-    return getattr(job, "DOING", "the job")
+    return job.DOING
