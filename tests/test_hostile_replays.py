@@ -10,7 +10,9 @@ file under a name that is not UTF-8 and a sampled game under a name holding
 an escape sequence and a newline.  It must finish with rc 0, record every
 hostile file with its category, sample the good games exactly as a run
 without the hostile files does, keep every process under the memory limit,
-and print no raw control character.
+and print no raw control character.  The run without hostile files is
+conftest's ``pipeline_run`` (the same settings; it samples these two games
+among others).
 """
 from __future__ import annotations
 
@@ -77,7 +79,9 @@ class _Lines(logging.Handler):
 
 
 @pytest.fixture(scope="module")
-def hostile_run(tmp_path_factory):
+def hostile_run(tmp_path_factory, pipeline_run):
+    """The hostile run; ``pipeline_run`` (conftest's, shared with the Beam
+    tests) is the run without hostile files that the good games must match."""
     require_shared()
     if not HOSTILE.is_dir():
         pytest.skip(f"hostile replays not found at {HOSTILE}")
@@ -99,9 +103,6 @@ def hostile_run(tmp_path_factory):
     limits = ["--max_bytes", str(DEFAULT_MAX_BYTES), "--memory_limit_mb",
               str(MEMORY_LIMIT_MB), "--direct_num_workers=1",
               "--direct_running_mode=in_memory"]
-    clean = root / "clean"
-    beam_runner.run(pipeline_argv(good, clean, limits))
-
     lines = _Lines()
     progress = logging.getLogger("sc2.progress")
     progress.addHandler(lines)
@@ -116,9 +117,11 @@ def hostile_run(tmp_path_factory):
     finally:
         progress.removeHandler(lines)
         progress.setLevel(level)
-    return {"rc": rc, "out": out, "clean": clean, "good": good, "lines": lines.lines,
+    return {"rc": rc, "out": out, "clean": pipeline_run.output, "good": good,
+            "lines": lines.lines,
             "evil_named": str(evil_named), "not_utf8": os.fsdecode(not_utf8),
             "launcher_growth": _status("VmHWM") - launcher_before,
+            "launcher_peak": _status("VmHWM"),
             "children_peak": children_peak_bytes()}
 
 
@@ -157,11 +160,13 @@ def test_the_run_finishes_and_records_every_hostile_file(hostile_run):
 
 
 def test_good_replays_are_sampled_as_in_a_clean_run(hostile_run):
-    clean = _samples(hostile_run["clean"])
-    good_ids = set(clean.column("replay_id").to_pylist())
+    """Row for row as conftest's run of real games without hostile files
+    (the same resolution, step_mul, fog and splits) samples them."""
+    index = pq.read_table(hostile_run["out"] / "index" / "replays.parquet").to_pylist()
+    good_ids = {r["replay_id"] for r in index if r["path"] in hostile_run["good"]}
     assert len(good_ids) == len(GOOD)
     hostile = _rows_of(_samples(hostile_run["out"]), good_ids)
-    expected = _rows_of(clean, good_ids)
+    expected = _rows_of(_samples(hostile_run["clean"]), good_ids)
     assert hostile.num_rows == expected.num_rows > 0
     assert hostile.equals(expected)
 
@@ -171,8 +176,9 @@ def test_every_process_stays_under_the_memory_bound(hostile_run):
     assert 0 < peak <= MEMORY_LIMIT_MB * 2 ** 20, peak
     assert hostile_run["launcher_growth"] < LAUNCHER_GROWTH_MB * 2 ** 20, \
         hostile_run["launcher_growth"]
-    print(f"peak child {peak / 2 ** 20:.0f} MB; launcher grew "
-          f"{hostile_run['launcher_growth'] / 2 ** 20:.0f} MB")
+    print(f"peak child {peak / 2 ** 20:.1f} MB; launcher peak "
+          f"{hostile_run['launcher_peak'] / 2 ** 20:.1f} MB, grown by "
+          f"{max(0, hostile_run['launcher_growth']) / 2 ** 20:.0f} MB during the run")
 
 
 def test_progress_lines_escape_file_names(hostile_run):
