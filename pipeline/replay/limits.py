@@ -47,8 +47,8 @@ MAX_TABLE_ENTRIES = 4096
 
 #: An event stream may hold at most this many events a game loop, plus
 #: :data:`EVENTS_MARGIN` (``corrupt`` past it, counted while decoding): the
-#: densest of the shared replays hold 4.6 game events and 0.8 tracker
-#: events a loop.  A flood of tiny valid events stops here long before
+#: 150 shared replays with the most event bytes a loop hold at most 4.6
+#: game events and 0.8 tracker events a loop.  A flood of tiny valid events stops here long before
 #: it reaches the memory limit.
 MAX_EVENTS_PER_LOOP = 64
 EVENTS_MARGIN = 100_000
