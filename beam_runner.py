@@ -5,7 +5,8 @@
         [--step_mul 8] [--resolution 64] [--no_fog] [--scan_only] \\
         [--splits train=0.9,validation=0.05,test=0.05] [--max_bytes N] \\
         [--max_game_loops N] [--decode_timeout_s S] [--max_samples_per_shard N] \\
-        [--tfrecord_gzip_level 1-9] [--max_error_fraction F] \\
+        [--max_member_bytes N] [--max_inflated_bytes N] [--memory_limit_mb MB] \\
+        [--scan_timeout_s S] [--tfrecord_gzip_level 1-9] [--max_error_fraction F] \\
         [--overwrite] [--verbose] \\
         [any Beam pipeline option, e.g. --runner DataflowRunner --project P ...]
 
@@ -42,6 +43,7 @@ from pipeline.output import manifest as manifest_lib
 from pipeline.output import run_directory, writers
 from pipeline.output.run_directory import OutputDirError
 from pipeline import filesystem
+from pipeline.replay import limits as limits_lib
 from pipeline.replay.storage import NoReplaysMatchedError, expand_inputs
 from pipeline.sources.registry import DEFAULT_SOURCE, SOURCES, source_spec
 from schemas.run_output import Manifest, RunLayout
@@ -109,13 +111,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
                         help="write only the index, errors, manifest and card (no samples, "
                              "by design: not a failure)")
     parser.add_argument("--splits", default=",".join(f"{s}={f:g}" for s, f in d.fractions))
-    parser.add_argument("--max_bytes", type=int, default=d.max_bytes,
-                        help="larger replay files become 'too_large' errors")
     parser.add_argument("--max_game_loops", type=int, default=d.max_game_loops,
                         help="longer games become 'too_long' errors (default 2 h)")
-    parser.add_argument("--decode_timeout_s", type=float, default=d.decode_timeout_s,
-                        help="per-replay limit for decoding and sampling, enforced by "
-                             "killing the sampling child process; 0 = no limit, in-process")
+    limits_lib.add_arguments(parser)    # --max_bytes, --decode_timeout_s, memory...
     parser.add_argument("--max_samples_per_shard", type=int, default=d.max_samples_per_shard)
     parser.add_argument("--tfrecord_gzip_level", type=int, choices=writers.TFRECORD_GZIP_LEVELS,
                         default=d.tfrecord_gzip_level,
@@ -150,13 +148,19 @@ def make_config(args: argparse.Namespace) -> transforms.RunConfig:
     except splits_lib.SplitConfigError as exc:
         raise SystemExit(f"--splits: {exc}") from exc
     output = args.output if "://" in args.output else os.path.abspath(args.output)
+    try:
+        limits = limits_lib.from_args(args)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
     return transforms.RunConfig(
         output_dir=output,
         spec=source_spec(args.engine, step_mul=args.step_mul, fog=not args.no_fog),
         source_name=args.engine, resolution=args.resolution, step_mul=args.step_mul,
         fog=not args.no_fog, formats=formats, fractions=tuple(fractions.items()),
-        filter_config=config_from_args(args), max_bytes=args.max_bytes,
-        max_game_loops=args.max_game_loops, decode_timeout_s=args.decode_timeout_s,
+        filter_config=config_from_args(args), max_bytes=limits.max_bytes,
+        max_member_bytes=limits.max_member_bytes, max_inflated_bytes=limits.max_inflated_bytes,
+        memory_limit_mb=limits.memory_limit_mb, scan_timeout_s=limits.scan_timeout_s,
+        max_game_loops=args.max_game_loops, decode_timeout_s=limits.decode_timeout_s,
         max_samples_per_shard=args.max_samples_per_shard, scan_only=args.scan_only,
         tfrecord_gzip_level=args.tfrecord_gzip_level)
 

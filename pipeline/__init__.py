@@ -2,8 +2,8 @@
 
 Data flows one way, and so do imports: a stage imports only the stages
 before it in :data:`STAGES` (and the shared helpers at the top of the package,
-``pipeline.coords``, ``pipeline.filesystem`` and ``pipeline.pysc2_compat``,
-which import no stage).
+``pipeline.coords``, ``pipeline.filesystem``, ``pipeline.pysc2_compat`` and
+``pipeline.text``, which import no stage).
 ``tests/test_layering.py`` checks every import of every module against this
 order, the ones inside functions included.
 
@@ -20,4 +20,4 @@ order, the ones inside functions included.
 STAGES: tuple[str, ...] = ("replay", "index", "actions", "sampling", "sources",
                            "output", "job")
 #: Modules at the top of the package every stage may import.
-SHARED_HELPERS: tuple[str, ...] = ("coords", "filesystem", "pysc2_compat")
+SHARED_HELPERS: tuple[str, ...] = ("coords", "filesystem", "pysc2_compat", "text")

@@ -7,6 +7,12 @@ pipeline reads) and inside each part; truncations; zeroed blocks; swapped
 parts; a valid MPQ that is not a replay; an empty and an oversized file.
 Each is scanned and has every part the sampling step reads decoded -- the
 same :class:`ReplayArchive` calls as the pipeline, without drawing samples.
+
+And hostile files (``support.bad_replays.hostile_files``, issue "Hostile
+replays"): what an attacker builds on purpose -- bombs, size lies, event
+floods, metadata overflows, escape sequences -- each run through the
+pipeline's own scan and sampling jobs in a child process with a memory
+limit, never in the test's process.
 """
 from __future__ import annotations
 
@@ -35,7 +41,10 @@ ALLOWED = {
     "flip_user_header": {"unreadable_header", "truncated", "corrupt", "ok"},
     "flip_mpq_header": {"truncated", "corrupt", "missing_part", "encrypted"},
     "flip_hash_table": {"corrupt", "missing_part", "encrypted", "ok"},
-    "flip_block_table": {"corrupt", "missing_part", "encrypted", "truncated", "ok"},
+    # (a flipped high bit of a member's declared size claims more than
+    # --max_member_bytes: refused as too_large before anything is inflated)
+    "flip_block_table": {"corrupt", "missing_part", "encrypted", "truncated", "too_large",
+                         "ok"},
     "flip_part": {"corrupt"},
     "truncate": {"truncated"},
     "zero_block": {"corrupt", "missing_part", "unreadable_header", "truncated"},
@@ -142,3 +151,72 @@ def test_fuzzed_replays_get_the_defined_categories():
     counts = collections.Counter(got for _, got in found.values())
     print("fuzz categories:", dict(sorted(counts.items())))
     assert counts["truncated"] >= 8 and counts["corrupt"] >= 15
+
+
+# ------------------------------------------------------------ hostile files
+HOSTILE_SEED = 28
+#: The child's memory limit here: a few hundred MB over what sampling this
+#: replay takes (~160 MB), so that the event flood is stopped in ~1 s.
+HOSTILE_MEMORY_MB = 400
+
+
+def classify_bounded(worker, path: str, out_dir: str) -> str:
+    """The category the pipeline gives the file ("ok": sampled), through the
+    pipeline's own jobs in ``worker``'s bounded child: the scan, then the
+    sampling step (ScanJob, ReplayJob)."""
+    from pipeline.index.filters import FilterConfig
+    from pipeline.index.scan import ScanJob
+    from pipeline.job.worker import JobFailure, ReplayJob
+    from pipeline.replay.limits import InflateLimits
+    from pipeline.sources.registry import source_spec
+    scanned = worker.run(ScanJob(path, FilterConfig(min_mmr=0), None, InflateLimits()),
+                         timeout_s=30)
+    if isinstance(scanned, JobFailure):
+        return scanned.category
+    if scanned.error is not None:
+        return scanned.error["category"]
+    outcome = worker.run(ReplayJob(path=path, replay_row=scanned.replay,
+                                   player_rows=scanned.players, split="train",
+                                   output_dir=out_dir, spec=source_spec("events", step_mul=8,
+                                                                        fog=True),
+                                   resolution=32, max_bytes=None))
+    return outcome.category if isinstance(outcome, JobFailure) else "ok"
+
+
+def test_hostile_files_become_records_within_the_limits(tmp_path):
+    """Files built to attack a reader -- inflation bombs in every member (a
+    declared size that lies, and honest sizes past the limits), declared-size
+    and table-size lies, floods of valid events, metadata overflows and deep
+    nesting, header overflows, names with escape sequences -- each end as
+    the category it must, through the pipeline's scan and sampling jobs, in a
+    child process that stays within its memory limit."""
+    from pipeline.replay.bounded_process import TimedWorker
+    from support.bad_replays import hostile_files
+    require_shared()
+    data = (REPLAYS / PIPELINE_REPLAYS["maru_byun"][0]).read_bytes()
+    files = hostile_files(data, HOSTILE_SEED)
+    assert len(files) >= 40 and len({n for n, _, _, _ in files}) == len(files)
+    again = hostile_files(data, HOSTILE_SEED)                          # fixed seed
+    assert [(n, b) for n, _, b, _ in again] == [(n, b) for n, _, b, _ in files]
+    assert max(len(b) for _, _, b, _ in files) < 200_000              # small on disk
+    kinds = collections.Counter(kind for _, kind, _, _ in files)
+    assert set(kinds) == {"bomb_lie", "bomb_honest", "bomb_total", "size_lie", "table_lie",
+                          "flood", "metadata", "header", "names"}
+    worker = TimedWorker(60, HOSTILE_MEMORY_MB)
+    found = {}
+    try:
+        for name, kind, blob, allowed in files:
+            path = tmp_path / f"{name}.SC2Replay"
+            path.write_bytes(blob)
+            found[name] = (classify_bounded(worker, str(path), str(tmp_path / "out")), allowed)
+    finally:
+        worker.close()
+    wrong = {name: got for name, (got, allowed) in found.items() if got not in allowed}
+    assert not wrong, wrong
+    counts = collections.Counter(got for got, _ in found.values())
+    print("hostile categories:", dict(sorted(counts.items())))
+    assert counts["resource"] == 1 and counts["too_large"] >= 8 and counts["ok"] >= 5
+    # The flood was stopped at the limit: the child's sampled size when it
+    # was killed is at most one watch interval's growth past it.
+    limit = HOSTILE_MEMORY_MB * 2 ** 20
+    assert limit < worker.peak_bytes <= limit + 64 * 2 ** 20, worker.peak_bytes

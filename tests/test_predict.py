@@ -238,3 +238,81 @@ def test_a_shipped_model_directory_predicts_the_same(tiny_run, result, tmp_path)
     other = predict_lib.predict_replay(str(shipped), replay_path(UNSEEN))
     assert other["model"]["checkpoint"] == {"selected": "shipped", "step": 2}
     assert_same_prediction(other, result, same_checkpoint_info=False)
+
+
+# ------------------------------------------------------------ hostile files
+HOSTILE_LIMIT_MB = 1024
+
+
+def _no_control_characters(text: str) -> bool:
+    import unicodedata
+    return not any(unicodedata.category(c) == "Cc" for c in text.replace("\n", ""))
+
+
+def test_hostile_replays_end_in_one_line_within_the_limit(tiny_run, tmp_path, capsys):
+    """trainers.predict on each of ../shared/hostile-replays: one line naming
+    the pipeline's category, or (the mathtext title) a prediction whose
+    plot draws the title as text; the child that reads the file stays under
+    the memory limit."""
+    from conftest import SHARED
+    from pipeline.replay.bounded_process import children_peak_bytes
+    from test_hostile_replays import EXPECTED
+    hostile = SHARED / "hostile-replays"
+    if not hostile.is_dir():
+        pytest.skip(f"hostile replays not found at {hostile}")
+    for name, expected in sorted(EXPECTED.items()):
+        replay = str(hostile / f"{name}.SC2Replay")
+        out = tmp_path / name
+        rc = predict_lib.main(["--run", str(tiny_run), "--replay", replay, "--out", str(out),
+                               "--checkpoint", "latest",
+                               "--memory_limit_mb", str(HOSTILE_LIMIT_MB)])
+        printed = capsys.readouterr()
+        assert _no_control_characters(printed.out + printed.err), name
+        if expected is None:
+            assert rc == 0 and printed.err == "", (name, printed.err)
+            assert "Map $\\\\frac{$ x" in printed.out        # shown escaped
+            result = json.loads((out / "prediction.json").read_text())
+            assert result["replay"]["map"] == "Map $\\frac{$ x"  # the data keeps it
+            assert (out / "win_probability.png").stat().st_size > 10_000
+        else:
+            assert rc == 2 and printed.out.count("\n") <= 1, (name, printed.out)
+            assert printed.err.startswith("trainers.predict: error: ")
+            assert printed.err.count("\n") == 1 and f"({expected[1]}: " in printed.err
+            assert not out.exists()
+    assert 0 < children_peak_bytes() <= HOSTILE_LIMIT_MB * 2 ** 20
+
+
+def test_replay_strings_are_escaped_on_the_console_and_kept_in_the_data(tiny_run, tmp_path,
+                                                                       capsys):
+    """A game whose player name, races and map title hold terminal escape
+    sequences (OSC title, clear line, cursor up, NUL, CR/LF) and mathtext:
+    the console shows them escaped, the plot is drawn, prediction.json keeps
+    the original strings."""
+    from support import bad_replays
+    data = open(replay_path(UNSEEN), "rb").read()
+    details = bad_replays._details(data)
+    players = details["m_playerList"]
+    evil_map = "\x1b]0;pwned\x07Map $\\frac{$ x\x1b[2K\r\n\x00"
+    evil_race = "\x1b[31mZerg\x1b[1A\n../\x00"
+    edited = bad_replays.replace_blob(data, "replay.details", details["m_title"],
+                                      evil_map.encode())
+    edited = bad_replays.replace_blob(edited, "replay.details", players[0]["m_race"],
+                                      evil_race.encode())
+    edited = bad_replays.replace_blob(edited, "replay.details", players[1]["m_name"],
+                                      b"\x1b[2J\x1b[HSerral\r\nforged")
+    edited = bad_replays._metadata(edited, lambda t: t.replace('"AssignedRace": "',
+                                                               '"AssignedRace": "x'))
+    replay = tmp_path / "evil.SC2Replay"
+    replay.write_bytes(edited)
+    out = tmp_path / "out"
+    assert predict_lib.main(["--run", str(tiny_run), "--replay", str(replay), "--out", str(out),
+                             "--checkpoint", "latest"]) == 0
+    printed = capsys.readouterr()
+    assert _no_control_characters(printed.out + printed.err)
+    assert "\\x1b]0;pwned\\x07Map $\\\\frac{$ x\\x1b[2K\\r\\n\\x00" in printed.out
+    assert "\\x1b[31mZerg\\x1b[1A\\n../\\x00" in printed.out
+    result = json.loads((out / "prediction.json").read_text())
+    assert result["replay"]["map"] == evil_map
+    assert {p["race"] for p in result["players"]} == {evil_race}
+    assert result["players"][1]["name"] == "\x1b[2J\x1b[HSerral\r\nforged"
+    assert (out / "win_probability.png").stat().st_size > 10_000

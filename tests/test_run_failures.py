@@ -78,7 +78,7 @@ def test_the_last_line_stays_one_line_whatever_the_file_names_hold(tmp_path, cap
     rc, _, stderr = _main(pipeline_argv([str(folder)], tmp_path / "out", IN_PROCESS), capsys)
     assert rc == 1
     assert stderr[-1].startswith("beam_runner.py: run failed: no samples from 1 input files: "
-                                 f"error scan:not_mpq 1 (first: {folder}/two?lines ?[31mred")
+                                 f"error scan:not_mpq 1 (first: {folder}/two\\nlines \\x1b[31mred")
     assert Manifest.load(str(tmp_path / "out")).outcome.reason in stderr[-1]
 
 

@@ -13,9 +13,20 @@ whether the end-of-game call matches the real outcome::
 
     python -m trainers.predict --run RUN --replay FILE [--out DIR]
         [--checkpoint best|latest|PATH] [--moments N] [--verbose]
+        [--memory_limit_mb MB] [--decode_timeout_s S] [limit flags...]
 
 writes ``DIR/prediction.json`` (deterministic: no timestamps) and
 ``DIR/win_probability.png``.
+
+The file is untrusted, as it is in the pipeline, and goes through the same
+code under the same limits (:mod:`pipeline.replay.limits`, the same flags):
+it is scanned (:class:`pipeline.index.scan.ScanJob`) and sampled
+(:class:`~pipeline.job.worker.ReplayJob`, whose batch file this process
+reads back) in a child process with a time and a memory limit, so a bomb
+or a flood ends in one line naming the pipeline's error category.  Strings
+from the replay reach the terminal through
+:func:`pipeline.text.terminal_safe` and the plot as plain text, never
+mathtext; ``prediction.json`` keeps them as they are.
 """
 from __future__ import annotations
 
@@ -27,6 +38,7 @@ import os
 import sys
 import tempfile
 import traceback
+from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -35,10 +47,15 @@ import tensorflow as tf
 
 from pipeline.index import scan
 from pipeline.index.player_context import PlayerContext
+from pipeline.index.scan import ScanJob
+from pipeline.job.worker import JobAborted, JobFailure, ReplayJob, TimedWorker
+from pipeline.output import writers
+from pipeline.replay import limits as limits_lib
 from pipeline.replay import storage
-from pipeline.replay.archive import ReplayArchive, ReplayError
+from pipeline.replay.archive import ReplayError
 from pipeline.sources.interface import SourceError
 from pipeline.sources.registry import DEFAULT_SOURCE, source_spec
+from pipeline.text import plot_text, terminal_safe
 from schemas import layers
 from schemas.sample import SampleSchema
 from trainers import inference
@@ -50,6 +67,8 @@ from trainers.input import (FeatureSpec, TrainerInputError, read_fields,
 TOP_K = 3
 CONSOLE_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)       # win probability shown at these
 PREDICTION_NAME = "prediction.json"
+#: The one error line shows at most this much of its message.
+MAX_ERROR_CHARS = 1000
 PLOT_NAME = "win_probability.png"
 
 
@@ -94,33 +113,62 @@ def _replay_errors(replay: str) -> Iterator[None]:
         raise ReplayInputError(f"{replay}: {exc}") from exc
 
 
-def open_replay(replay: str) -> tuple[ReplayArchive, dict, list[dict], list[PlayerContext]]:
-    """The archive, index rows and player contexts of one file, as a pipeline
-    worker gets them (``scan.scan_replay``, ``scan.player_contexts``)."""
+def _failed(outcome: Any) -> None:
+    """A child's failure as the pipeline's :class:`ReplayError` (its category)."""
+    if isinstance(outcome, JobFailure):
+        raise ReplayError(outcome.category, outcome.message)
+    if isinstance(outcome, scan.ScanResult) and outcome.error is not None:
+        raise ReplayError(outcome.error["category"], outcome.error["message"])
+
+
+def open_replay(replay: str, worker: TimedWorker, limits: limits_lib.Limits
+                ) -> tuple[dict, list[dict], list[PlayerContext]]:
+    """The index rows and player contexts of one file, as a pipeline worker
+    gets them: the same :class:`ScanJob` in ``worker``'s bounded child
+    (``scan.scan_path``), then ``scan.player_contexts``."""
     with _replay_errors(replay):
-        data = storage.read_bytes(replay, storage.DEFAULT_MAX_BYTES)
-        archive = ReplayArchive(data, path=replay, max_bytes=storage.DEFAULT_MAX_BYTES)
-        replay_row, player_rows = scan.scan_replay(archive)
+        storage.file_size(replay)          # "no such file" before a child starts
+        outcome = worker.run(ScanJob(replay, None, limits.max_bytes, limits.inflate),
+                             timeout_s=limits.scan_timeout_s)
+        _failed(outcome)
+        replay_row, player_rows = outcome.replay, outcome.players
         players = scan.player_contexts(replay_row, player_rows)
         if len(players) != 2:
             raise ValueError(f"needs a game of two human players, found "
                              f"{len(players)} human(s) ({replay_row['game_type']})")
-    return archive, replay_row, player_rows, players
+    return replay_row, player_rows, players
 
 
-def replay_samples(archive: ReplayArchive, players: Sequence[PlayerContext],
-                   settings: Mapping[str, Any]) -> dict[int, list[dict]]:
+def replay_samples(worker: TimedWorker, replay_row: Mapping[str, Any],
+                   player_rows: Sequence[Mapping[str, Any]], settings: Mapping[str, Any],
+                   limits: limits_lib.Limits) -> dict[int, list[dict]]:
     """Samples by player id, from the registry's source with the model's data
-    settings, as ``pipeline.job.worker.sample_replay`` makes them."""
+    settings: the pipeline's :class:`ReplayJob` in ``worker``'s bounded child
+    (``pipeline.job.worker.sample_replay``, split ``test``), its batch file
+    read back."""
     resolution = int(settings["resolution"])
-    with _replay_errors(archive.path):
-        source = source_spec(settings["source_name"], step_mul=int(settings["step_mul"]),
-                             fog=bool(settings["fog"])).build(
-            SampleSchema(resolution, resolution))
-        by_player = source.replay_samples(archive, players)
-    if any(not by_player.get(p.player_id) for p in players):
-        raise ReplayInputError(f"{archive.path}: the source produced no samples for a player")
-    return {p.player_id: by_player[p.player_id] for p in players}
+    schema = SampleSchema(resolution, resolution)
+    path = replay_row["path"]
+    spec = source_spec(settings["source_name"], step_mul=int(settings["step_mul"]),
+                       fog=bool(settings["fog"]))
+    with tempfile.TemporaryDirectory(prefix="predict_") as tmp:
+        outcome = worker.run(ReplayJob(
+            path=path, replay_row=replay_row, player_rows=player_rows, split="test",
+            output_dir=tmp, spec=spec, resolution=resolution, max_bytes=limits.max_bytes,
+            inflate=limits.inflate))
+        if isinstance(outcome, JobAborted):        # the temporary directory, not the file
+            raise OSError(outcome.line)
+        with _replay_errors(path):
+            _failed(outcome)
+        samples = schema.from_arrow(writers.read_batch(outcome.batch_path)) \
+            if outcome.num_samples else []
+    by_player: dict[int, list[dict]] = defaultdict(list)
+    for sample in samples:                        # (player, game loop) order
+        by_player[int(sample["player_id"])].append(sample)
+    wanted = sorted(int(p["player_id"]) for p in player_rows if p["control"] == "human")
+    if any(not by_player.get(pid) for pid in wanted):
+        raise ReplayInputError(f"{path}: the source produced no samples for a player")
+    return {pid: by_player[pid] for pid in wanted}
 
 
 def decoded_batch(samples: Sequence[Mapping[str, Any]], spec: FeatureSpec) -> dict:
@@ -198,21 +246,29 @@ def _moment(out: dict[str, np.ndarray], i: int, loops: list[int], fraction: floa
 
 
 def predict_replay(run: str, replay: str, *, checkpoint: str = "best", batch_size: int = 256,
-                   moments: int = 4, log: Callable[[str], None] | None = None) -> dict:
+                   moments: int = 4, log: Callable[[str], None] | None = None,
+                   limits: limits_lib.Limits | None = None) -> dict:
     """The model of ``run`` (training run or shipped model) on one replay
     file: the JSON-able result :func:`write_outputs` writes (no files here).
+    The file is scanned and sampled in a child process under ``limits``
+    (default: the pipeline's defaults).
 
     Raises :class:`TrainerInputError` (the run), :class:`ReplayInputError`
     (the file)."""
     log = log or (lambda message: None)
     if batch_size < 1 or moments < 1:
         raise ValueError("batch_size and moments must be positive")
-    archive, replay_row, player_rows, contexts = open_replay(replay)   # fails fast
-    loaded = inference.load(run, checkpoint)   # checks every weight was restored
-    settings = data_settings(loaded)
-    log(f"sampling {replay} with the {settings['source_name']} source "
-        f"({replay_row['game_loops']} game loops)")
-    by_player = replay_samples(archive, contexts, settings)
+    limits = limits or limits_lib.Limits()
+    worker = TimedWorker(limits.decode_timeout_s, limits.memory_limit_mb)
+    try:
+        replay_row, player_rows, _ = open_replay(replay, worker, limits)   # fails fast
+        loaded = inference.load(run, checkpoint)   # checks every weight was restored
+        settings = data_settings(loaded)
+        log(f"sampling {terminal_safe(replay)} with the {settings['source_name']} source "
+            f"({replay_row['game_loops']} game loops)")
+        by_player = replay_samples(worker, replay_row, player_rows, settings, limits)
+    finally:
+        worker.close()
     step = inference_step(loaded.model)
     rows = {int(p["player_id"]): p for p in player_rows}
     game_loops = int(replay_row["game_loops"])
@@ -273,17 +329,24 @@ def final_call(players: Sequence[Mapping[str, Any]], game_loops: int) -> dict:
 
 
 def write_outputs(result: Mapping[str, Any], out_dir: str | os.PathLike) -> list[Path]:
-    """``prediction.json`` (atomically) and ``win_probability.png`` in ``out_dir``."""
+    """``prediction.json`` and ``win_probability.png`` in ``out_dir``, each
+    atomically; the plot is drawn first, so a failure leaves neither."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    target = out / PREDICTION_NAME
-    with tempfile.NamedTemporaryFile("w", dir=out, prefix=".prediction.", suffix=".tmp",
-                                     delete=False) as f:
-        json.dump(result, f, indent=1)
-        f.write("\n")
-    os.chmod(f.name, 0o644)              # mkstemp's 0600 is for secrets, not results
-    os.replace(f.name, target)
-    return [target, plot(result, out / PLOT_NAME)]
+    target, picture = out / PREDICTION_NAME, out / PLOT_NAME
+    drawn = plot(result, out / f".{PLOT_NAME}.tmp.png")
+    try:
+        with tempfile.NamedTemporaryFile("w", dir=out, prefix=".prediction.", suffix=".tmp",
+                                         delete=False) as f:
+            json.dump(result, f, indent=1)
+            f.write("\n")
+        os.chmod(f.name, 0o644)              # mkstemp's 0600 is for secrets, not results
+        os.replace(f.name, target)
+    except OSError:
+        drawn.unlink(missing_ok=True)
+        raise
+    os.replace(drawn, picture)
+    return [target, picture]
 
 
 def plot(result: Mapping[str, Any], path: Path) -> Path:
@@ -293,7 +356,10 @@ def plot(result: Mapping[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     replay, players = result["replay"], result["players"]
-    label = "player {player_id} ({race})".format_map
+
+    def label(p: Mapping[str, Any]) -> str:
+        return f"player {p['player_id']} ({plot_text(p['race'], 40)})"
+
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
     ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="0.5: even game")
     ax.axvspan(0.75 * replay["game_minutes"], replay["game_minutes"], color="0.93",
@@ -310,17 +376,21 @@ def plot(result: Mapping[str, Any], path: Path) -> Path:
             ax.annotate("winner", (s["minutes"][-1], s["win_probability"][-1]),
                         textcoords="offset points", xytext=(-50, 10), fontsize=9)
     winner = [p for p in players if p["outcome"] == "win"]
-    matchup = " vs ".join(p["race"] for p in players)
-    ax.set_title(f"{replay['map']}: {matchup}\nactual winner: "
+    matchup = " vs ".join(plot_text(p["race"], 40) for p in players)
+    # Replay strings are drawn as text: escaped, and never parsed as mathtext
+    # (a map title 'Map $\\frac{$ x' made Matplotlib fail).
+    ax.set_title(f"{plot_text(replay['map'], 80)}: {matchup}\nactual winner: "
                  + (label(winner[0]) if len(winner) == 1 else "none")
                  + f"  |  model {result['model']['model']}, step "
-                 f"{result['model']['checkpoint'].get('step')}", fontsize=11)
+                 f"{result['model']['checkpoint'].get('step')}", fontsize=11,
+                 parse_math=False)
     ax.set_xlabel("game time (minutes, faster speed)")
     ax.set_ylabel("predicted win probability")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlim(0, max(replay["game_minutes"], 1e-3) * 1.03)   # room for the star
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=9)
+    for text in ax.legend(loc="best", fontsize=9).get_texts():
+        text.set_parse_math(False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -336,18 +406,20 @@ def summary(result: Mapping[str, Any]) -> list[str]:
     """The console summary of a result."""
     replay, model = result["replay"], result["model"]
     ckpt = model["checkpoint"]
-    lines = [f"model:  {model['run']} ({model['model']}, checkpoint {ckpt.get('selected')} "
-             f"step {ckpt.get('step')})",
-             f"replay: {replay['path']}",
-             f"        {replay['map']}, {replay['version']}, {_clock(replay['game_minutes'])} "
-             f"({replay['game_loops']} loops)"]
+    safe = terminal_safe       # every string from the replay (or a path) is shown escaped
+    lines = [f"model:  {safe(model['run'])} ({model['model']}, checkpoint "
+             f"{ckpt.get('selected')} step {ckpt.get('step')})",
+             f"replay: {safe(replay['path'])}",
+             f"        {safe(replay['map'])}, {replay['version']}, "
+             f"{_clock(replay['game_minutes'])} ({replay['game_loops']} loops)"]
     if not replay["has_tracker_events"]:
         lines.append("        note: no tracker events: unit layers, player and score are "
                      "zeros; the predictions mean little")
     for p in result["players"]:
         s, n = p["series"], p["samples"]
         at = [min(n - 1, round(f * (n - 1))) for f in CONSOLE_FRACTIONS]
-        lines.append(f"player {p['player_id']} {p['race']} vs {p['opponent_race']}: "
+        lines.append(f"player {p['player_id']} {safe(p['race'])} vs "
+                     f"{safe(p['opponent_race'])}: "
                      f"{'won' if p['outcome'] == 'win' else 'lost'}; win probability "
                      + "  ".join(f"{_clock(s['minutes'][i])} {s['win_probability'][i]:.2f}"
                                  for i in at))
@@ -386,7 +458,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--verbose", action="store_true",
                         help="TensorFlow logs and tracebacks")
+    limits_lib.add_arguments(parser)        # the pipeline's limits, the same flags
     args = parser.parse_args(argv)
+    try:
+        limits = limits_lib.from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     if not args.verbose:
         import absl.logging
         absl.logging.set_verbosity(absl.logging.ERROR)
@@ -394,16 +471,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or f"predict_{Path(args.replay).stem}"
     try:
         result = predict_replay(args.run, args.replay, checkpoint=args.checkpoint,
-                                batch_size=args.batch_size, moments=args.moments, log=print)
+                                batch_size=args.batch_size, moments=args.moments, log=print,
+                                limits=limits)
         written = write_outputs(result, out)
     except (TrainerInputError, ReplayError, SourceError, ValueError, OSError) as exc:
         if args.verbose:
             traceback.print_exc()
         message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"trainers.predict: error: {message}", file=sys.stderr)
+        print(f"trainers.predict: error: {terminal_safe(message, MAX_ERROR_CHARS)}",
+              file=sys.stderr)
         return 2
     print("\n".join(summary(result)))
-    print("wrote " + ", ".join(str(p) for p in written))
+    print("wrote " + ", ".join(terminal_safe(p) for p in written))
     return 0
 
 

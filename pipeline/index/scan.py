@@ -57,14 +57,15 @@ import datetime
 import io
 import os
 import re
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
 
-from pipeline.index import apm, filters
+from pipeline.index import apm, filters, values
 from pipeline.index.player_context import PlayerContext
 from pipeline import filesystem
+from pipeline.text import storable
 from pipeline.replay import storage
-from pipeline.replay.archive import (ERROR_CATEGORIES, ReplayArchive, ReplayError, as_text,
-                                     replay_id)
+from pipeline.replay.archive import ERROR_CATEGORIES, ReplayArchive, ReplayError, replay_id
+from pipeline.replay.limits import InflateLimits
 from pipeline.replay.lobby import join_slots
 
 #: Game loops per second at the "faster" game speed (all ladder games).
@@ -176,21 +177,22 @@ def _filetime_to_iso(value: Any) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
 
-def _player_name(raw: Any) -> str:
+def _player_name(raw: Any, what: str = "player name") -> str:
     """The name without a clan tag ('[TAG]<sp/>Name' or '[TAG]Name' in old builds).
 
     Battle.net names cannot contain brackets, so a leading '[...]' is a tag.
     """
-    text = as_text(raw).split("<sp/>")[-1]
+    text = values.text(raw, what).split("<sp/>")[-1]
     return re.sub(r"^\[[^\]]*\]", "", text) or text
 
 
-def _race(details_race: Any, meta_player: Mapping[str, Any] | None) -> str:
+def _race(details_race: Any, meta_player: Mapping[str, Any] | None,
+          what: str = "race") -> str:
     if meta_player:
         assigned = _RACES.get(str(meta_player.get("AssignedRace", "")).lower()[:4])
         if assigned:
             return assigned
-    text = as_text(details_race)
+    text = values.text(details_race, what)
     return _LOCALIZED_RACES.get(text.lower()) or _RACES.get(text.lower()[:4], text)
 
 
@@ -220,7 +222,8 @@ def scan_replay(archive: ReplayArchive, config=None) -> tuple[dict, list[dict]]:
 
     ``config`` is a :class:`pipeline.index.filters.FilterConfig` (default: the
     published recipe); its verdict goes into the replay row's ``status``.
-    Raises :class:`ReplayError` for replays whose parts do not decode.
+    Raises :class:`ReplayError` for replays whose parts do not decode, and
+    ``corrupt`` for a value out of range (:mod:`pipeline.index.values`).
     """
     details = archive.details
     metadata = archive.metadata
@@ -228,10 +231,7 @@ def scan_replay(archive: ReplayArchive, config=None) -> tuple[dict, list[dict]]:
     try:
         details_players = list(details["m_playerList"])
         slots = join_slots(details_players, init)
-        meta_players = {}
-        if metadata and isinstance(metadata.get("Players"), list):
-            meta_players = {int(p["PlayerID"]): p for p in metadata["Players"]
-                            if isinstance(p, dict) and "PlayerID" in p}
+        meta_players = values.metadata_players(metadata)
         players, num_observers = [], 0
         for index, (entry, slot) in enumerate(zip(details_players, slots)):
             player_id = index + 1
@@ -262,8 +262,8 @@ def scan_replay(archive: ReplayArchive, config=None) -> tuple[dict, list[dict]]:
                 "replay_id": archive.replay_id,
                 "player_id": player_id,
                 "user_id": -1 if user_id is None else int(user_id),
-                "name": _player_name(entry.get("m_name")),
-                "race": _race(entry.get("m_race"), meta),
+                "name": _player_name(entry.get("m_name"), f"player {player_id} name"),
+                "race": _race(entry.get("m_race"), meta, f"player {player_id} race"),
                 "control": control,
                 "team": int(slot.team if slot else entry.get("m_teamId") or 0),
                 "result": result,
@@ -283,7 +283,7 @@ def scan_replay(archive: ReplayArchive, config=None) -> tuple[dict, list[dict]]:
             "protocol_build": archive.protocol_build,
             "protocol_exact": archive.protocol_exact,
             "init_decoder": init.decoder if init else "none",
-            "map_name": as_text(details.get("m_title")),
+            "map_name": values.text(details.get("m_title"), "map title"),
             "map_width": init.map_width if init else 0,
             "map_height": init.map_height if init else 0,
             "game_loops": archive.game_loops,
@@ -306,6 +306,9 @@ def scan_replay(archive: ReplayArchive, config=None) -> tuple[dict, list[dict]]:
     if cfg.apm_from_events:
         _fill_apm_from_events(archive, players)
     row["status"] = filters.filter_reason(row, players, cfg) or "ok"
+    values.check_columns(row, REPLAY_COLUMNS, "replay row")
+    for player in players:
+        values.check_columns(player, PLAYER_COLUMNS, f"player {player['player_id']} row")
     return row, players
 
 
@@ -334,13 +337,20 @@ class ScanResult:
     error: dict | None
 
 
-def scan_bytes(data: bytes, path: str, config=None,
-               max_bytes: int | None = None) -> ScanResult:
-    """Scans one replay's bytes; bad input becomes an error record, never an exception."""
+def scan_bytes(data: bytes, path: str, config=None, max_bytes: int | None = None, *,
+               inflate: InflateLimits | None = None,
+               max_game_loops: int | None = None) -> ScanResult:
+    """Scans one replay's bytes; bad input becomes an error record, never an
+    exception (``MemoryError`` aside: the process boundary of
+    :mod:`pipeline.job.worker` makes it a ``resource`` record).  Games longer
+    than ``max_game_loops`` are ``too_long``."""
     rid = ""
     try:
-        archive = ReplayArchive(data, path=path, max_bytes=max_bytes)
+        archive = ReplayArchive(data, path=path, max_bytes=max_bytes, inflate=inflate)
         rid = archive.replay_id
+        if max_game_loops and archive.game_loops > max_game_loops:
+            raise ReplayError("too_long", f"{archive.game_loops} game loops > limit "
+                                          f"{max_game_loops}")
         row, players = scan_replay(archive, config)
         return ScanResult(row, players, None)
     except ReplayError as exc:
@@ -351,7 +361,9 @@ def scan_bytes(data: bytes, path: str, config=None,
         return ScanResult(None, [], error_row(path, rid, "scan", "corrupt", repr(exc)))
 
 
-def scan_path(path: str, config=None, max_bytes: int | None = None) -> ScanResult:
+def scan_path(path: str, config=None, max_bytes: int | None = None, *,
+              inflate: InflateLimits | None = None,
+              max_game_loops: int | None = None) -> ScanResult:
     """Reads (``pipeline.replay.storage.read_bytes``) and scans one file."""
     try:
         data = storage.read_bytes(path, max_bytes)
@@ -359,7 +371,25 @@ def scan_path(path: str, config=None, max_bytes: int | None = None) -> ScanResul
         return ScanResult(None, [], error_row(path, "", "read", exc.category, exc.message))
     except OSError as exc:
         return ScanResult(None, [], error_row(path, "", "read", "io_error", repr(exc)))
-    return scan_bytes(data, path, config, max_bytes)
+    return scan_bytes(data, path, config, max_bytes, inflate=inflate,
+                      max_game_loops=max_game_loops)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanJob:
+    """One file to read and scan in a bounded child process
+    (:class:`pipeline.replay.bounded_process.TimedWorker`): the launcher and
+    the Beam workers never hold a replay's content."""
+    DOING: ClassVar[str] = "scanning the replay"
+    path: str
+    filter_config: Any               # pipeline.index.filters.FilterConfig or None
+    max_bytes: int | None
+    inflate: InflateLimits = InflateLimits()
+    max_game_loops: int | None = None
+
+    def run(self) -> ScanResult:
+        return scan_path(self.path, self.filter_config, self.max_bytes,
+                         inflate=self.inflate, max_game_loops=self.max_game_loops)
 
 
 def kept_replays(paths: Iterable[str], config=None
@@ -420,8 +450,10 @@ def _write_table(rows: Iterable[Mapping[str, Any]], columns, path: str) -> None:
     import pyarrow.parquet as pq
     schema = arrow_schema(columns)
     rows = list(rows)
-    table = pa.Table.from_pydict({name: [r[name] for r in rows] for name, _, _ in columns},
-                                 schema=schema)
+    # Paths are file names, which need not be UTF-8 (surrogate escapes).
+    table = pa.Table.from_pydict(
+        {name: [storable(r[name]) for r in rows] if typ == "string" else
+         [r[name] for r in rows] for name, typ, _ in columns}, schema=schema)
     buf = io.BytesIO()
     pq.write_table(table, buf)
     tmp = f"{path}.tmp-{os.getpid()}"

@@ -1,8 +1,10 @@
 """``python -m pipeline.index.scan_cli``: what does a pile of replays hold?
 
 Scans every replay named by ``--replays`` (files, directories, globs, any
-Beam filesystem) reading only metadata, in parallel over local cores, and
-writes:
+Beam filesystem) reading only metadata, in parallel over local cores -- each
+file in a child process under the limits of :mod:`pipeline.replay.limits`
+(``--memory_limit_mb``, ``--scan_timeout_s``, ``--max_member_bytes``...), so
+that no file stops the scan -- and writes:
 
 * ``OUTPUT/index/replays.parquet`` and ``OUTPUT/index/players.parquet``
   (every readable replay, with the filter verdict in ``status``);
@@ -16,32 +18,66 @@ from __future__ import annotations
 
 import argparse
 import collections
-import multiprocessing
+import concurrent.futures
 import os
 import sys
+import threading
 import time
 from typing import Any, Iterable, Sequence, TextIO
 
 from pipeline.index import filters, scan
+from pipeline.replay import limits as limits_lib
+from pipeline.replay.bounded_process import JobFailure, TimedWorker
 from pipeline.replay import storage
+from pipeline.text import terminal_safe
 
 
-def _scan_one(job: tuple[str, filters.FilterConfig, int | None]) -> scan.ScanResult:
-    path, config, max_bytes = job
-    return scan.scan_path(path, config, max_bytes)
+class _BoundedScanner:
+    """Scans files in child processes, one per calling thread, each under
+    the scan's time limit and the memory limit; a breach, a crash or a bug
+    is that file's error record (stage ``scan``)."""
+
+    def __init__(self, config: filters.FilterConfig, limits: limits_lib.Limits):
+        self.config = config
+        self.limits = limits
+        self._local = threading.local()
+        self._workers: list[TimedWorker] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, path: str) -> scan.ScanResult:
+        worker = getattr(self._local, "worker", None)
+        if worker is None:
+            worker = self._local.worker = TimedWorker(self.limits.scan_timeout_s,
+                                                      self.limits.memory_limit_mb)
+            with self._lock:
+                self._workers.append(worker)
+        outcome = worker.run(scan.ScanJob(path, self.config, self.limits.max_bytes,
+                                          self.limits.inflate))
+        if isinstance(outcome, JobFailure):
+            return scan.ScanResult(None, [], scan.error_row(path, "", "scan", outcome.category,
+                                                            outcome.message))
+        return outcome
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.close()
 
 
 def scan_corpus(paths: Sequence[str], config: filters.FilterConfig, *,
                 max_bytes: int | None = None, workers: int = 1,
                 progress: TextIO | None = None, every: int = 50,
+                limits: limits_lib.Limits | None = None,
                 ) -> tuple[list[dict], list[dict], list[dict]]:
     """(replay rows, player rows, error rows) of ``paths``, in input order.
 
     Every file ends as a replay row or an error row.  A file whose bytes equal
     an earlier one's (same replay id) gets a replay row with status
     "duplicate" and no player rows, so it is never processed twice.
+    ``limits`` (default: the defaults, with ``max_bytes``) bound each file.
     """
-    jobs = [(p, config, max_bytes) for p in paths]
+    if limits is None:
+        limits = limits_lib.Limits(max_bytes=max_bytes)
+    jobs = list(paths)
     replays: list[dict] = []
     players: list[dict] = []
     errors: list[dict] = []
@@ -63,11 +99,15 @@ def scan_corpus(paths: Sequence[str], config: filters.FilterConfig, *,
                 print(f"scanned {i}/{len(jobs)} files ({rate:.0f}/s), "
                       f"{len(errors)} errors", file=progress, flush=True)
 
-    if workers <= 1:
-        consume(map(_scan_one, jobs))
-    else:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            consume(pool.imap(_scan_one, jobs, chunksize=8))
+    scanner = _BoundedScanner(config, limits)
+    try:
+        if workers <= 1:
+            consume(map(scanner, jobs))
+        else:
+            with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+                consume(pool.map(scanner, jobs))
+    finally:
+        scanner.close()
     return replays, players, errors
 
 
@@ -126,8 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "gs:// and other Beam filesystems work too")
     parser.add_argument("--output", required=True,
                         help="output directory (index/ and errors/ are written inside)")
-    parser.add_argument("--max_bytes", type=int, default=storage.DEFAULT_MAX_BYTES,
-                        help="skip files larger than this (default: %(default)s)")
+    limits_lib.add_arguments(parser, decode=False)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="parallel processes (default: all cores, %(default)s)")
     parser.add_argument("--progress_every", type=int, default=100,
@@ -136,14 +175,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = filters.config_from_args(args)
+        limits = limits_lib.from_args(args)
         paths = storage.expand_inputs(args.replays)
-    except ValueError as exc:  # NoReplaysMatchedError, bad matchup / race
+    except ValueError as exc:  # NoReplaysMatchedError, bad matchup / race, a bad limit
         parser.error(str(exc))
     print(f"scanning {len(paths)} files with {args.workers} worker(s)", file=sys.stderr)
     start = time.perf_counter()
     replays, players, errors = scan_corpus(
-        paths, config, max_bytes=args.max_bytes, workers=args.workers,
-        progress=sys.stderr, every=max(1, args.progress_every))
+        paths, config, workers=args.workers, progress=sys.stderr,
+        every=max(1, args.progress_every), limits=limits)
     elapsed = time.perf_counter() - start
     out = args.output.rstrip("/")
     written = scan.write_index(replays, players, out + "/index")
@@ -151,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(summary(replays, players, errors))
     print(f"scan time: {elapsed:.1f} s ({len(paths) / max(elapsed, 1e-9):.0f} files/s)")
     for path in written:
-        print(f"wrote {path}")
+        print(f"wrote {terminal_safe(path)}")
     return 0
 
 

@@ -14,15 +14,24 @@ Guarantees built here:
   one batch file per replay only after the whole replay succeeded; see
   :mod:`pipeline.job.worker` and :mod:`pipeline.output.writers`);
 * the split is a function of the replay id (:mod:`pipeline.index.splits`);
-* only specific exceptions are turned into error records; a bug surfaces as
-  an ``internal`` error record with its traceback;
+* no replay stops the run: everything that reads replay content -- the
+  scan included -- runs in a child process with a time and a memory limit
+  (:mod:`pipeline.replay.bounded_process`), and whatever a replay's content makes it
+  raise comes back as that replay's error record (``timeout``, ``resource``,
+  ``crashed``, a decoding category, or ``internal`` with the traceback for
+  a bug);
 * a failure to write the output (``OSError``: no space, I/O, permission) is
   never a replay's error: it raises :class:`~pipeline.job.worker.EnvironmentFailure`
   and stops the run before the manifest is written.
 
 Beam ``Metrics`` counters (namespace ``sc2``): ``replays_<status>``,
-``errors_<stage>_<category>``, ``filtered_<reason>``, ``samples_<split>``,
-``shards_<split>``, ``environment_<errno name>`` (e.g. ``environment_enospc``).
+``errors_<stage>_<category>`` (one for every failure kind, ``resource`` and
+``timeout`` of the scan and the sampling included), ``filtered_<reason>``,
+``samples_<split>``, ``shards_<split>``, ``environment_<errno name>`` (e.g.
+``environment_enospc``).
+
+Progress lines print file names through :func:`pipeline.text.terminal_safe`:
+a name holding an escape sequence or a newline cannot forge a line.
 """
 from __future__ import annotations
 
@@ -40,12 +49,12 @@ from pipeline.index import filters, scan
 from pipeline.index import splits as splits_lib
 from pipeline.output import manifest as manifest_lib
 from pipeline.output import writers
+from pipeline.replay import limits as limits_lib
 from pipeline.replay import storage
-from pipeline.replay.archive import ReplayArchive, ReplayError
-from pipeline.replay.archive import replay_id as content_id
 from pipeline.job.balance import BalancedShuffle
 from pipeline.job.worker import (EnvironmentFailure, JobAborted, JobFailure, ReplayJob,
                                  ShardJob, TimedWorker, prestart)
+from pipeline.text import storable, terminal_safe
 from pipeline.sources.registry import SourceSpec
 from schemas.run_output import RunLayout
 from schemas.sample import SampleSchema
@@ -83,9 +92,14 @@ class RunConfig:
     formats: tuple[str, ...] = writers.FORMATS
     fractions: tuple[tuple[str, float], ...] = tuple(splits_lib.DEFAULT_FRACTIONS.items())
     filter_config: Any = None          # pipeline.index.filters.FilterConfig
-    max_bytes: int | None = storage.DEFAULT_MAX_BYTES
+    # The limits (pipeline.replay.limits, where their defaults are defined):
+    max_bytes: int | None = limits_lib.DEFAULT_MAX_BYTES
+    max_member_bytes: int = limits_lib.DEFAULT_MAX_MEMBER_BYTES
+    max_inflated_bytes: int = limits_lib.DEFAULT_MAX_INFLATED_BYTES
+    memory_limit_mb: int = limits_lib.DEFAULT_MEMORY_LIMIT_MB
+    scan_timeout_s: float = limits_lib.DEFAULT_SCAN_TIMEOUT_S
+    decode_timeout_s: float = limits_lib.DEFAULT_DECODE_TIMEOUT_S
     max_game_loops: int | None = 22 * 60 * 120      # two hours at 'faster'
-    decode_timeout_s: float = 600.0
     max_samples_per_shard: int = 2000
     tfrecord_gzip_level: int = writers.TFRECORD_GZIP_LEVEL
     scan_only: bool = False
@@ -97,6 +111,13 @@ class RunConfig:
     @property
     def schema(self) -> SampleSchema:
         return SampleSchema(self.resolution, self.resolution)
+
+    @property
+    def limits(self) -> limits_lib.Limits:
+        return limits_lib.Limits(
+            max_bytes=self.max_bytes, max_member_bytes=self.max_member_bytes,
+            max_inflated_bytes=self.max_inflated_bytes, memory_limit_mb=self.memory_limit_mb,
+            scan_timeout_s=self.scan_timeout_s, decode_timeout_s=self.decode_timeout_s)
 
 
 def _abort(failure: EnvironmentFailure) -> EnvironmentFailure:
@@ -113,8 +134,18 @@ def _error(path: str, replay_id: str, stage: str, category: str, message: str) -
 
 
 # --------------------------------------------------------------- matching
+def _expand(pattern: str) -> Iterable[str | bytes]:
+    """The replay paths of one pattern.  A local file name that is not UTF-8
+    (Python holds its bytes as surrogate escapes) cannot travel as text --
+    Beam's coders encode strings as UTF-8 and would stop the run -- so it
+    travels as its bytes, and the scan makes it an error record."""
+    for path in storage.expand_inputs([pattern]):
+        yield path if storable(path) == path else os.fsencode(path)
+
+
 class MatchReplays(beam.PTransform):
-    """Patterns (files, directories, globs, gs://...) to distinct replay paths."""
+    """Patterns (files, directories, globs, gs://...) to distinct replay paths
+    (``bytes`` for a file name that is not UTF-8: see :func:`_expand`)."""
 
     def __init__(self, patterns: Iterable[str]):
         super().__init__()
@@ -123,44 +154,67 @@ class MatchReplays(beam.PTransform):
     def expand(self, pbegin):
         return (pbegin
                 | "Patterns" >> beam.Create(self.patterns)
-                | "Expand" >> beam.FlatMap(lambda p: storage.expand_inputs([p]))
+                | "Expand" >> beam.FlatMap(_expand)
                 | "DistinctPaths" >> beam.Distinct())
 
 
 # --------------------------------------------------------------- scanning
-class _ScanFn(beam.DoFn):
+class _ChildDoFn(beam.DoFn):
+    """A DoFn whose work runs in a child process (:class:`TimedWorker`),
+    borrowed from the process's pool for each bundle and returned after it:
+    the shard step reuses the children the sampling step used."""
+
     def __init__(self, config: RunConfig):
-        self.max_bytes = config.max_bytes
-        self.max_game_loops = config.max_game_loops
-        self.filter_config = config.filter_config
-        self.prestart_s = 0.0 if config.scan_only else config.decode_timeout_s
-        self.local_workers = config.local_workers
+        self.config = config
+        self._worker = None
+
+    def start_bundle(self):
+        self._worker = TimedWorker.take(self.config.decode_timeout_s,
+                                        self.config.memory_limit_mb)
+
+    def finish_bundle(self):
+        self._worker, worker = None, self._worker
+        worker.give_back()
+
+    def teardown(self):
+        if self._worker is not None:
+            self._worker.close()
+
+
+class _ScanFn(_ChildDoFn):
+    """Reads and scans each file in the child process, under the scan's time
+    limit and the memory limit: the launcher and the Beam worker never hold
+    a replay's content."""
 
     def setup(self):
-        # The sampling step's child starts importing now, while this worker scans.
-        prestart(self.prestart_s, self.local_workers)
+        # The child starts importing now, while the runner is still busy.
+        prestart(self.config.scan_timeout_s, self.config.local_workers,
+                 self.config.memory_limit_mb)
 
-    def process(self, path: str):
+    def process(self, path: str | bytes):
         _count("inputs")
-        replay_id = ""
-        try:
-            data = storage.read_bytes(path, self.max_bytes)
-            replay_id = content_id(data) if data else ""
-            archive = ReplayArchive(data, path=path, max_bytes=self.max_bytes)
-            if self.max_game_loops and archive.game_loops > self.max_game_loops:
-                raise ReplayError("too_long", f"{archive.game_loops} game loops > limit "
-                                              f"{self.max_game_loops}")
-            replay_row, player_rows = scan.scan_replay(archive, self.filter_config)
-        except ReplayError as exc:
-            yield beam.pvalue.TaggedOutput(
-                "errors", _error(path, replay_id, "scan", exc.category, exc.message))
+        if isinstance(path, bytes):          # see _expand
+            yield beam.pvalue.TaggedOutput("errors", _error(
+                storable(os.fsdecode(path)), "", "read", "io_error",
+                "the file name is not UTF-8 (the pipeline carries names as UTF-8 text); "
+                "rename the file"))
             return
-        except OSError as exc:
+        cfg = self.config
+        job = scan.ScanJob(path, cfg.filter_config, cfg.max_bytes, cfg.limits.inflate,
+                           cfg.max_game_loops)
+        outcome = self._worker.run(job, timeout_s=cfg.scan_timeout_s)
+        if isinstance(outcome, JobFailure):     # timeout, resource, crashed, internal
             yield beam.pvalue.TaggedOutput(
-                "errors", _error(path, replay_id, "read", "io_error", repr(exc)))
+                "errors", _error(path, "", "scan", outcome.category, outcome.message))
             return
-        replay_row = dict(replay_row, path=path)
-        yield replay_row["replay_id"], {"replay": replay_row, "players": list(player_rows)}
+        if outcome.error is not None:
+            e = outcome.error
+            yield beam.pvalue.TaggedOutput(
+                "errors", _error(path, e["replay_id"], e["stage"], e["category"],
+                                 e["message"]))
+            return
+        replay_row = dict(outcome.replay, path=path)
+        yield replay_row["replay_id"], {"replay": replay_row, "players": list(outcome.players)}
 
 
 class ScanReplays(beam.PTransform):
@@ -235,27 +289,6 @@ class FilterReplays(beam.PTransform):
 
 
 # --------------------------------------------------------------- sampling
-class _ChildDoFn(beam.DoFn):
-    """A DoFn whose work runs in a child process (:class:`TimedWorker`),
-    borrowed from the process's pool for each bundle and returned after it:
-    the shard step reuses the children the sampling step used."""
-
-    def __init__(self, config: RunConfig):
-        self.config = config
-        self._worker = None
-
-    def start_bundle(self):
-        self._worker = TimedWorker.take(self.config.decode_timeout_s)
-
-    def finish_bundle(self):
-        self._worker, worker = None, self._worker
-        worker.give_back()
-
-    def teardown(self):
-        if self._worker is not None:
-            self._worker.close()
-
-
 def _replay_cost(record) -> float:
     """A kept replay's estimated sampling cost: samples to make, about
     game loops x sampled players (decode and featurize grow with both)."""
@@ -282,7 +315,8 @@ class _SampleFn(_ChildDoFn):
         row = record["replay"]
         job = ReplayJob(path=row["path"], replay_row=row, player_rows=record["players"],
                         split=record["split"], output_dir=cfg.output_dir, spec=cfg.spec,
-                        resolution=cfg.resolution, max_bytes=cfg.max_bytes)
+                        resolution=cfg.resolution, max_bytes=cfg.max_bytes,
+                        inflate=cfg.limits.inflate)
         t0 = time.time()
         outcome = self._worker.run(job)
         if isinstance(outcome, JobAborted):     # the output's disk failed: stop the run
@@ -293,16 +327,17 @@ class _SampleFn(_ChildDoFn):
                 "errors", _error(row["path"], row["replay_id"], "sample", outcome.category,
                                  outcome.message))
             progress_log.info("[pid %d] replay %d failed (%s): %s", self._worker.pid, self._done,
-                              outcome.category, row["path"])
+                              outcome.category, terminal_safe(row["path"]))
             return
         _count("replays_sampled")
         _count(f"samples_{outcome.split}", outcome.num_samples)
         self._samples += outcome.num_samples
         elapsed = max(time.time() - self._started, 1e-9)
         progress_log.info("[pid %d] %d replays, %d samples (%.1f samples/s); last: %s "
-                          "%d samples in %.1f s", self._worker.pid, self._done, self._samples,
-                          self._samples / elapsed, os.path.basename(row["path"]),
-                          outcome.num_samples, time.time() - t0)
+                          "%d samples in %.1f s; peak %.0f MB", self._worker.pid, self._done,
+                          self._samples, self._samples / elapsed,
+                          terminal_safe(os.path.basename(row["path"])), outcome.num_samples,
+                          time.time() - t0, self._worker.peak_bytes / 2 ** 20)
         yield outcome
 
 

@@ -1,51 +1,45 @@
-"""Decodes and samples one replay -- and writes shards -- in a child process.
+"""Decoding and sampling one replay, and writing a shard: the jobs of the
+sampling and shard steps, as a bounded child process runs them.
 
-Untrusted replays can make a decoder spin or blow up; a Beam worker thread
-cannot be interrupted (``signal.alarm`` works only in a process's main thread,
-and Beam runs DoFns in worker threads).  So the expensive step -- full decode,
-observation source, batch file -- runs in a persistent child process
-(``multiprocessing`` "spawn" context, one per DoFn instance) that the DoFn
-talks to over a pipe.  If a replay exceeds the limit the child is killed and
-restarted, and the replay becomes a ``timeout`` error record; a child that
-dies (out of memory, a crash in native code) makes a ``crashed`` record.
+Like the metadata scan (:class:`pipeline.index.scan.ScanJob`), these jobs run
+in a persistent child process with a time and a memory limit
+(:class:`pipeline.replay.bounded_process.TimedWorker`, re-exported here),
+never in the launcher or a Beam worker thread: a hostile replay can make a
+decoder spin or grow without end, and only a process can be killed.  Each
+job's ``run()`` returns its result, a :class:`JobFailure` with a category,
+or a :class:`JobAborted` when the output cannot be written; the child's
+boundary (:func:`run_job`) adds ``resource`` for a ``MemoryError`` and
+``internal`` for a bug.
 
 The child writes the replay's batch file itself and returns only a small
 :class:`~pipeline.output.manifest.ReplayResult`, so samples never cross the
-pipe.  The shard step hands its shard jobs (:class:`ShardJob`) to the same children
-(they return the shard's small info dict): the heavy work of a run is then
-all in the children, so the local runner's workers can be threads of one
-process (no worker processes to start, no gRPC between them) and still use
-every core.  Idle children wait in a per-process pool (:meth:`TimedWorker.take`
-/ :meth:`TimedWorker.give_back`), so the shard step reuses the children that
-sampled instead of starting new ones.
+pipe.  The shard step hands its shard jobs to the same children (they
+return the shard's small info dict): the heavy work of a run is then all in
+the children, so the local runner's workers can be threads of one process
+(no worker processes to start, no gRPC between them) and still use every
+core.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import gc
-import json
-import multiprocessing
-import multiprocessing.connection
 import operator
-import os
-import socket
-import subprocess
-import sys
-import threading
-import traceback
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from pipeline.index import scan
 from pipeline.output import writers
 from pipeline.output.manifest import ReplayResult
-from pipeline.sources.interface import ObservationSource, SourceError
-from pipeline.sources.registry import SourceSpec
 from pipeline.replay import storage
 from pipeline.replay.archive import ReplayArchive, ReplayError
+# The bounded child process and its boundary, where these jobs run:
+from pipeline.replay.bounded_process import (CHILD_MALLOC_ENV, JobFailure,  # noqa: F401
+                                             TimedWorker, children_peak_bytes,
+                                             close_spares, gc_paused, prestart, run_job)
+from pipeline.replay.limits import InflateLimits
+from pipeline.sources.interface import ObservationSource, SourceError
+from pipeline.sources.registry import SourceSpec
 from schemas import layers
 from schemas.run_output import RunLayout
 from schemas.sample import SampleSchema
@@ -54,6 +48,7 @@ from schemas.sample import SampleSchema
 @dataclasses.dataclass(frozen=True)
 class ReplayJob:
     """One kept replay to sample: what the child process needs, pickled."""
+    DOING: ClassVar[str] = "decoding and sampling"
     path: str
     replay_row: Mapping[str, Any]            # the index's replay row
     player_rows: Sequence[Mapping[str, Any]]  # the index's player rows
@@ -62,25 +57,34 @@ class ReplayJob:
     spec: SourceSpec
     resolution: int
     max_bytes: int | None
+    inflate: InflateLimits = InflateLimits()
+
+    def run(self) -> "ReplayResult | JobFailure | JobAborted":
+        """The replay's result, why it failed, or :class:`JobAborted`."""
+        try:
+            return sample_replay(self)
+        except JobFailed as exc:
+            return JobFailure(exc.category, exc.message)
+        except EnvironmentFailure as exc:
+            return JobAborted(exc.line, exc.kind)
 
 
 @dataclasses.dataclass(frozen=True)
 class ShardJob:
     """One planned shard to write, in every format, and verify."""
+    DOING: ClassVar[str] = "writing the shard"
     task: writers.ShardTask
     resolution: int
     output_dir: str
     formats: tuple[str, ...]
     gzip_level: int
 
-
-@dataclasses.dataclass(frozen=True)
-class JobFailure:
-    """A job that failed: a replay in the sampling step, or a shard (which
-    stops the run); ``category`` is one of
-    :data:`pipeline.replay.archive.ERROR_CATEGORIES`."""
-    category: str
-    message: str
+    def run(self) -> "dict[str, Any] | JobAborted":
+        """The shard's info dict, or :class:`JobAborted`."""
+        try:
+            return write_shard_job(self)
+        except EnvironmentFailure as exc:
+            return JobAborted(exc.line, exc.kind)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +178,8 @@ def sample_replay(job: ReplayJob) -> ReplayResult:
     schema = _schema(job.resolution)
     try:
         data = storage.read_bytes(job.path, job.max_bytes)
-        archive = ReplayArchive(data, path=job.path, max_bytes=job.max_bytes)
+        archive = ReplayArchive(data, path=job.path, max_bytes=job.max_bytes,
+                                inflate=job.inflate)
         if archive.replay_id != job.replay_row["replay_id"]:
             raise JobFailed("io_error", f"{job.path} changed since it was scanned")
         players = scan.player_contexts(job.replay_row, job.player_rows)
@@ -259,26 +264,6 @@ def _label_counts(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for one replay's work.
-
-    Decoding and featurizing a replay create hundreds of thousands of
-    container objects (events, observations, samples) that live until its
-    batch is written; meanwhile every full collection walks all of them and
-    everything else alive in the process (Beam's and pyarrow's modules), to
-    find almost nothing: reference counting frees the replay's objects.  The
-    few cycles left wait for the first collection after the replay.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def write_shard_job(job: ShardJob) -> dict[str, Any]:
     """Writes and verifies one shard; its info dict (see
     :func:`pipeline.output.writers.write_shard`).  Raises
@@ -290,205 +275,3 @@ def write_shard_job(job: ShardJob) -> dict[str, Any]:
     except OSError as exc:
         raise EnvironmentFailure.of(exc, RunLayout(job.output_dir).shard_path(
             job.formats[0], task.split, task.index, task.count)) from exc
-
-
-def run_job(job: ReplayJob | ShardJob) -> ReplayResult | dict | JobFailure | JobAborted:
-    """The replay's result (a shard job: the shard's info), why it failed, or,
-    when the output cannot be written, a :class:`JobAborted` (see
-    :class:`EnvironmentFailure`); never raises for a replay's failure.  Bugs
-    become category ``internal`` with the traceback, so they are reported
-    (a replay's in the errors table; a shard's stops the run), never hidden."""
-    try:
-        with gc_paused():
-            if isinstance(job, ShardJob):
-                return write_shard_job(job)
-            return sample_replay(job)
-    except JobFailed as exc:
-        return JobFailure(exc.category, exc.message)
-    except EnvironmentFailure as exc:
-        return JobAborted(exc.line, exc.kind)
-    except Exception:  # noqa: BLE001 -- a bug: reported as 'internal' with traceback
-        return JobFailure("internal", traceback.format_exc(limit=8))
-
-
-#: The child runs with the parent's ``sys.path`` (as ``multiprocessing``'s
-#: "spawn" does), so it imports this package from where the parent did --
-#: an uninstalled checkout included -- and nothing is reordered.
-_PATH_VARIABLE = "SC2_SAMPLER_SYS_PATH"
-_CHILD_MAIN = ("import json, os, sys; sys.path[:] = json.loads(os.environ['"
-               + _PATH_VARIABLE + "']); from pipeline.job.worker import child_main; "
-               "child_main(int(sys.argv[1]))")
-
-
-#: glibc ``malloc`` settings of the child (environment variables read when
-#: it starts).  By default glibc serves every block over its (dynamic) mmap
-#: threshold with a fresh ``mmap`` and gives the top of the heap back to the
-#: system as soon as 128 KB are free there; a replay's work allocates and
-#: frees arrays of a few hundred KB to a few MB over and over (layer stacks,
-#: codec chunks, Arrow and gzip buffers), so most of them came back as fresh
-#: pages, each touched page a fault: 4.0 minor faults per sample of a
-#: 5.0.8 TvT inside a run, at ~2.6 us each on this project's (virtual)
-#: machines.  Served from a heap that keeps up to 64 MiB free at its top,
-#: the same run takes 0.3-0.6 faults per sample (docs/pipeline.md, "Writing at
-#: the speed of the source").  Memory the child frees still returns to the
-#: system past those 64 MiB, and blocks over 32 MiB still get their own
-#: mapping.  A variable already set in the environment is kept.
-CHILD_MALLOC_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
-    "MALLOC_TRIM_THRESHOLD_": str(64 << 20),
-    "MALLOC_TOP_PAD_": str(16 << 20),
-}
-
-
-def child_main(fd: int) -> None:
-    """The sampling child: jobs from the socket ``fd`` until it closes."""
-    _child_loop(multiprocessing.connection.Connection(fd))
-
-
-def _child_loop(conn) -> None:
-    while True:
-        try:
-            job = conn.recv()
-        except EOFError:
-            return
-        if job is None:
-            return
-        conn.send(run_job(job))
-
-
-_SPARE: list["TimedWorker"] = []
-_SPARE_LOCK = threading.Lock()
-
-
-def prestart(timeout_s: float, most: int = 1) -> None:
-    """Starts a sampling child in this process ahead of need, for a later
-    :meth:`TimedWorker.take`, unless ``most`` already wait.  A fresh child
-    spends about a second importing before it can sample; started while the
-    worker still scans replays, that second overlaps the scan instead of
-    delaying the first replay.  Each scanning DoFn calls this once, so a
-    process whose runner works in N threads gets N children (``most``: the
-    local worker count, so that runs one after another in one process do
-    not pile them up).  Nothing waits for it; a child nobody takes exits
-    with the process (its socket closes) or at :func:`close_spares`."""
-    if timeout_s <= 0:
-        return
-    with _SPARE_LOCK:
-        if len(_SPARE) < max(1, most):
-            worker = TimedWorker(timeout_s)
-            worker._start()
-            _SPARE.append(worker)
-
-
-def close_spares() -> None:
-    """Closes the idle children of this process (the end of a run whose
-    runner worked in this process's threads)."""
-    with _SPARE_LOCK:
-        spares = list(_SPARE)
-        _SPARE.clear()
-    for worker in spares:
-        worker.close()
-
-
-class TimedWorker:
-    """Runs :func:`run_job` in a persistent child process with a time limit.
-
-    The child is a plain subprocess, not a ``multiprocessing.Process``, so a
-    daemonic worker may start it too (Dask's nanny starts its workers as
-    daemons, and ``multiprocessing`` refuses children to a daemon).  It cannot
-    outlive its worker for long: it exits when its socket to the worker
-    closes (:func:`_child_loop` returns on ``EOFError``), which happens when
-    the worker dies however it dies.
-    """
-
-    def __init__(self, timeout_s: float):
-        self.timeout_s = timeout_s
-        self._proc = None
-        self._conn = None
-        self.restarts = 0
-
-    @classmethod
-    def take(cls, timeout_s: float) -> "TimedWorker":
-        """A worker for a DoFn's bundle: an idle one from this process's pool
-        -- one :func:`prestart` started (its child has been importing
-        meanwhile) or one an earlier bundle gave back -- else a new one whose
-        child starts with its first job."""
-        with _SPARE_LOCK:
-            spare = _SPARE.pop() if _SPARE else None
-        if spare is None or not spare._alive():
-            if spare is not None:
-                spare.close()
-            return cls(timeout_s)
-        spare.timeout_s = timeout_s
-        return spare
-
-    @property
-    def pid(self) -> int:
-        """The child's process id (this process's when it runs jobs itself)."""
-        return self._proc.pid if self._proc is not None else os.getpid()
-
-    def give_back(self) -> None:
-        """Puts this worker, child still running, in the process's pool for
-        the next :meth:`take` (the shard step takes the sampling step's)."""
-        if self._alive():
-            with _SPARE_LOCK:
-                _SPARE.append(self)
-        else:
-            self.close()
-
-    def _start(self) -> None:
-        parent, child = socket.socketpair()
-        with child:
-            env = dict(CHILD_MALLOC_ENV, **os.environ)   # the caller's own settings win
-            env[_PATH_VARIABLE] = json.dumps(sys.path)
-            self._proc = subprocess.Popen(
-                [sys.executable, "-c", _CHILD_MAIN, str(child.fileno())],
-                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env)
-        self._conn = multiprocessing.connection.Connection(parent.detach())
-
-    def _alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def _kill(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait(10)
-        if self._conn is not None:
-            self._conn.close()
-        self._proc = self._conn = None
-        self.restarts += 1
-
-    def run(self, job: ReplayJob | ShardJob) -> ReplayResult | dict | JobFailure | JobAborted:
-        if self.timeout_s <= 0:
-            return run_job(job)
-        if not self._alive():
-            self._start()
-        self._conn.send(job)
-        # The first job of a fresh child also pays its imports; the limit
-        # counts from the send, so keep it well above import time.
-        if not self._conn.poll(self.timeout_s):
-            self._kill()
-            what = "writing the shard" if isinstance(job, ShardJob) else "decoding and sampling"
-            return JobFailure("timeout", f"{what} took over "
-                                         f"{self.timeout_s:g} s; child process killed")
-        try:
-            return self._conn.recv()
-        except (EOFError, OSError) as exc:
-            code = self._proc.poll() if self._proc is not None else None
-            self._kill()
-            return JobFailure("crashed", f"sampling process died (exit code {code}): "
-                                         f"{exc!r}")
-
-    def close(self) -> None:
-        if self._alive():
-            try:
-                self._conn.send(None)
-            except OSError:
-                pass
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
-        if self._conn is not None:
-            self._conn.close()
-        self._proc = self._conn = None

@@ -13,11 +13,11 @@ field table is the schema's.
 from __future__ import annotations
 
 import datetime
-import re
 import shlex
 from typing import Iterable, Mapping, Sequence
 
 from pipeline import filesystem
+from pipeline.text import terminal_safe
 from schemas.run_output import Manifest, RunLayout
 from schemas.sample import SPLITS, Field, SampleSchema
 
@@ -29,13 +29,11 @@ NUMPY_READER = "schemas.sample_reader"
 #: how many target functions the card lists
 TOP_TARGETS = 5
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
 
 def _cell(value: object) -> str:
-    """Text safe in a markdown table cell: no control characters (a hostile
-    path's terminal escapes), no unescaped ``|``."""
-    return _CONTROL.sub(" ", str(value)).replace("|", "\\|")
+    """Text safe in a markdown table cell: control characters (a hostile
+    path's terminal escapes) shown escaped, no unescaped ``|``."""
+    return terminal_safe(value, limit=0).replace("|", "\\|")
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
@@ -221,10 +219,13 @@ def _loading(manifest: Manifest, schema: SampleSchema) -> list[str]:
         data_dir = f"{root}/{tfds['data_dir']}"
         name = tfds["name"]                       # sc2_replays/<config>/<version>
         config = "/".join(name.split("/")[:2])
-        lines += ["```python", "import tensorflow_datasets as tfds",
-                  "import datasets.sc2_replays  # registers the builder",
+        lines += ["Nothing of this project needs importing: TFDS opens the metadata by "
+                  "itself (with `sc2-replay-pipeline` installed, for the layers' "
+                  "decoder). Slices such as `train[:10%]` work.", "",
+                  "```python", "import tensorflow_datasets as tfds",
                   f"builder = tfds.builder_from_directory('{data_dir}/{name}')",
-                  f"ds = tfds.load('{config}', data_dir='{data_dir}', split='train')",
+                  f"ds = tfds.load('{config}', data_dir='{data_dir}', split='train[:10%]',",
+                  "               read_config=tfds.ReadConfig(try_autocache=False))",
                   "```", ""]
     else:
         why = ("the run wrote no TFRecord shards" if "tfrecord" not in manifest.formats

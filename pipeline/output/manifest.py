@@ -29,12 +29,12 @@ import collections
 import dataclasses
 import functools
 import importlib.metadata
-import re
 import time
 from typing import Any, Iterable, Mapping
 
 from pipeline.index import filters, scan
 from pipeline.output import writers
+from pipeline.text import terminal_safe
 from pipeline.pysc2_compat import pysc2_modules
 from pipeline.sources.registry import UnknownSourceError
 from schemas import layers
@@ -357,7 +357,7 @@ def top_causes(manifest: Manifest, kinds: tuple[str, ...] = ("errors", "filtered
     found.sort(key=lambda t: (-t[0], t[1], t[2]))
     label = {"errors": "error", "filtered": "filtered"}
     parts = [f"{label[kind]} {reason} {n} (first: "
-             f"{manifest.examples.get(kind, {}).get(reason, '?')})"
+             f"{terminal_safe(manifest.examples.get(kind, {}).get(reason, '?'))})"
              for n, kind, reason in found[:limit]]
     if len(found) > limit:
         parts.append(f"{len(found) - limit} more categories")
@@ -380,10 +380,8 @@ def judge(manifest: Manifest, max_error_fraction: float | None = None) -> Outcom
         reason = (f"{errors} of {c.input_files} input files are errors "
                   f"({errors / c.input_files:.1%}), over --max_error_fraction "
                   f"{max_error_fraction:g}: {top_causes(manifest, ('errors',))}")
-    if reason:
-        reason += f"; output kept for inspection: {manifest.output_dir}"
-    # one line whatever the file names hold (a newline, a terminal escape)
-    reason = re.sub(r"[\x00-\x1f\x7f]", "?", reason)
+    if reason:   # one line whatever the paths hold (a newline, a terminal escape)
+        reason += f"; output kept for inspection: {terminal_safe(manifest.output_dir, 0)}"
     return Outcome(failed=bool(reason), reason=reason,
                    max_error_fraction=max_error_fraction)
 
@@ -395,7 +393,7 @@ def summary(manifest: Manifest) -> str:
     lab = manifest.labels
     src = manifest.source
     lines = [
-        f"output: {manifest.output_dir}",
+        f"output: {terminal_safe(manifest.output_dir)}",
         f"source: {src.name} (fog={src.fog}, step_mul={src.step_mul}, "
         f"resolution={src.resolution})",
         f"input files: {c.input_files}; replays by status: {c.replays_by_status}",
@@ -405,7 +403,7 @@ def summary(manifest: Manifest) -> str:
         if counts:
             first = manifest.examples.get(key, {})
             lines.append(f"{title}:")
-            lines += [f"  {reason}: {n} (first: {first.get(reason, '?')})"
+            lines += [f"  {reason}: {n} (first: {terminal_safe(first.get(reason, '?'))})"
                       for reason, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     if c.degraded_replays:
         lines.append(f"degraded (sampled without part of the replay, see 'degraded'): "

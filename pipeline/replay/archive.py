@@ -16,25 +16,34 @@ which the lobby shares), so callers can write an error record and go on.
 Decoding is lazy and cached: the metadata scan reads the header, details and
 ``replay.gamemetadata.json`` only; events are decoded on first use, game
 events with :mod:`pipeline.replay.game_event_decoder`.
+
+The file is hostile until proven otherwise: members are read by
+:class:`pipeline.replay.mpq.BoundedMPQ` (tables checked against the file,
+nothing inflated past its declared size or the configured limits), header
+numbers are range-checked (:func:`header_number`) and the metadata JSON is
+parsed strictly (:func:`parse_metadata_json`).  ``MemoryError`` is never
+taken for a decoder's failure: it reaches the process boundary, which
+makes it a ``resource`` record (:mod:`pipeline.job.worker`).
 """
 from __future__ import annotations
 
 import bisect
 import functools
 import hashlib
-import io
 import json
+import math
 import os
 import re
 import struct
 import threading
 from typing import Any
 
-import mpyq
 from s2protocol import versions as s2_versions
 
 from pipeline.replay import game_event_decoder, s2protocol_speedup
 from pipeline.replay import lobby as lobby_lib
+from pipeline.replay.limits import InflateLimits, max_events
+from pipeline.replay.mpq import BoundedMPQ
 # ERROR_CATEGORIES, ReplayError and as_text are this module's public names too.
 from pipeline.replay.decoded import ERROR_CATEGORIES, ReplayError, as_text  # noqa: F401
 
@@ -126,17 +135,72 @@ def check_declared_size(data: bytes) -> None:
         raise ReplayError("truncated", f"{len(data)} bytes: the MPQ header at offset "
                                        f"{offset} needs {needed}")
     if data[offset:offset + 4] != b"MPQ\x1a":
-        return                                   # not ours to judge: mpyq decides
+        return                                   # not ours to judge: the reader decides
     (archive_size,) = struct.unpack_from("<I", data, offset + 8)
     if len(data) < offset + archive_size:
         raise ReplayError("truncated", f"{len(data)} bytes; the MPQ archive declares "
                                        f"{offset + archive_size}")
 
 
-class ReplayArchive:
-    """Lazy, cached access to the decoded parts of one replay."""
+#: Header numbers land in the index's int32 columns: larger ones are damage.
+INT32_MAX = 2 ** 31 - 1
 
-    def __init__(self, data: bytes, *, path: str = "", max_bytes: int | None = None):
+
+def header_number(value: Any, what: str) -> int:
+    """A header field as an int in [0, 2^31): ``ReplayError("corrupt")``
+    otherwise (a duration of 2^63 loops or a base build of 2^40 would pass
+    every check and overflow the index at its final write)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT32_MAX:
+        raise ReplayError("corrupt", f"replay header: {what} {value!r} outside "
+                                     f"[0, {INT32_MAX}]")
+    return value
+
+
+#: The longest integer literal ``replay.gamemetadata.json`` may hold (real
+#: ones are build numbers, MMRs and durations: 6 digits at most).
+MAX_JSON_DIGITS = 20
+
+
+def _json_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number")
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} overflows")
+    return value
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_DIGITS:
+        raise ValueError(f"integer of {len(text)} digits")
+    return int(text)
+
+
+def parse_metadata_json(raw: bytes) -> Any:
+    """``replay.gamemetadata.json``, parsed; ``ReplayError("corrupt")`` for
+    anything but plain JSON of finite numbers: malformed text, nesting past
+    the interpreter's recursion limit, ``NaN``/``Infinity``, numbers that
+    overflow a float (``1e999``) or integers longer than
+    :data:`MAX_JSON_DIGITS` digits."""
+    try:
+        return json.loads(raw.decode("utf-8", "replace"), parse_constant=_json_constant,
+                          parse_float=_json_float, parse_int=_json_int)
+    except (ValueError, RecursionError) as exc:   # JSONDecodeError is a ValueError
+        message = " ".join(str(exc).split())[:200]
+        raise ReplayError("corrupt", f"gamemetadata.json: {type(exc).__name__}: "
+                                     f"{message}") from exc
+
+
+class ReplayArchive:
+    """Lazy, cached access to the decoded parts of one replay.
+
+    Members are read through :class:`pipeline.replay.mpq.BoundedMPQ` within
+    ``inflate`` (default :class:`pipeline.replay.limits.InflateLimits`)."""
+
+    def __init__(self, data: bytes, *, path: str = "", max_bytes: int | None = None,
+                 inflate: InflateLimits | None = None):
         self.path = path
         self.size = len(data)
         if not data:
@@ -149,24 +213,24 @@ class ReplayArchive:
         if not data.startswith(b"MPQ"):
             raise ReplayError("not_mpq", "no MPQ signature")
         check_declared_size(data)
-        try:
-            self._mpq = mpyq.MPQArchive(io.BytesIO(data), listfile=True)
-        except NotImplementedError as exc:  # mpyq: "Encryption is not supported"
-            raise ReplayError("encrypted", f"MPQ archive does not open: {exc!r}") from exc
-        except Exception as exc:  # mpyq raises bare Exception, struct.error, ...
-            # It has the MPQ signature and its declared size: a damaged archive.
-            raise ReplayError("corrupt", f"MPQ archive does not open: {exc!r}") from exc
+        # It has the MPQ signature and its declared size; whatever else is
+        # wrong is a ReplayError from the bounded reader (corrupt, too_large).
+        self._mpq = BoundedMPQ(data, inflate)
         try:
             content = self._mpq.header["user_data_header"]["content"]
             self.header = protocol_module(_bundled_builds()[-1]).decode_replay_header(content)
             version = self.header["m_version"]
-            self.base_build = int(version["m_baseBuild"])
-            self.version = "{m_major}.{m_minor}.{m_revision}.{m_build}".format(**version)
-            self.game_loops = int(self.header.get("m_elapsedGameLoops", 0))
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            raise ReplayError("unreadable_header", f"replay header: {exc!r}") from exc
+            numbers = {k: version[k] for k in ("m_major", "m_minor", "m_revision", "m_build",
+                                               "m_baseBuild")}
+            numbers["m_elapsedGameLoops"] = self.header.get("m_elapsedGameLoops", 0)
+        except MemoryError:
+            raise
         except Exception as exc:  # s2protocol's decoders raise CorruptedError etc.
             raise ReplayError("unreadable_header", f"replay header: {exc!r}") from exc
+        numbers = {k: header_number(v, k) for k, v in numbers.items()}   # range-checked
+        self.version = "{m_major}.{m_minor}.{m_revision}.{m_build}".format(**numbers)
+        self.base_build = numbers["m_baseBuild"]
+        self.game_loops = numbers["m_elapsedGameLoops"]
         self.part_protocols: dict[str, int] = {}
         self.protocol_build, self.protocol_exact, self._details = self._choose_protocol()
 
@@ -180,11 +244,7 @@ class ReplayArchive:
     def read(self, name: str, *, required: bool = True) -> bytes | None:
         """Contents of an archive file (or its ``.backup`` twin)."""
         for candidate in (name, name + ".backup"):
-            try:
-                data = self._mpq.read_file(candidate)
-            except Exception as exc:  # mpyq: bad decompression, encryption...
-                raise ReplayError("encrypted" if "crypt" in repr(exc).lower() else "corrupt",
-                                  f"reading {candidate}: {exc!r}") from exc
+            data = self._mpq.read_file(candidate)   # bounded; raises ReplayError
             if data is not None:
                 return data
         if required:
@@ -203,6 +263,8 @@ class ReplayArchive:
                 if players is None or not isinstance(players, list):
                     raise ValueError("no player list")
                 return build, exact, details
+            except MemoryError:
+                raise
             except Exception as exc:  # any decoder failure means: try the next
                 errors.append(f"{build}: {_stable_repr(exc)}")
         if candidates and candidates[0][1]:
@@ -257,15 +319,21 @@ class ReplayArchive:
             wol = (fn_name == "decode_replay_game_events"
                    and getattr(module, "replay_userid_typeid", 0) is None)
             wings_of_liberty = wings_of_liberty or wol
+            most = max_events(self.game_loops)
             try:
                 if fn_name == "decode_replay_game_events":  # same output, ~3x faster
-                    result = game_event_decoder.decode_game_events(module, raw)
+                    result = game_event_decoder.decode_game_events(module, raw, most)
                 else:
                     result = fn(raw)
                 if fn_name.endswith("events"):
-                    result = list(result)
+                    result = game_event_decoder.bounded_list(result, most)
                     if wol or build != self.protocol_build or not self.protocol_exact:
                         self._check_event_loops(result)
+            except game_event_decoder.TooManyEvents as exc:   # a flood, whatever the protocol
+                raise ReplayError("corrupt", f"decoding {what}: {exc} for a game of "
+                                             f"{self.game_loops} loops") from exc
+            except MemoryError:
+                raise
             except Exception as exc:  # s2protocol raises TruncatedError, CorruptedError...
                 errors.append(f"{build}: {_stable_repr(exc)}")
                 continue
@@ -308,10 +376,7 @@ class ReplayArchive:
         raw = self.read("replay.gamemetadata.json", required=False)
         if raw is None:
             return None
-        try:
-            return json.loads(raw.decode("utf-8", "replace"))
-        except json.JSONDecodeError as exc:
-            raise ReplayError("corrupt", f"gamemetadata.json: {exc}") from exc
+        return parse_metadata_json(raw)
 
     @property
     def has_tracker_events(self) -> bool:

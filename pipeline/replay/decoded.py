@@ -24,7 +24,8 @@ ERROR_CATEGORIES = (
                           # (compression, CRC) or the exact protocol does not decode it
     "too_long",           # game longer than the configured limit
     "timeout",            # decoding exceeded the time limit
-    "crashed",            # the sampling process died (out of memory, native crash)
+    "crashed",            # the sampling process died (a native crash)
+    "resource",           # a process reading the replay went past its memory limit
     "source",             # the observation source failed (message names its category)
     "internal",           # a bug in this project (reported, never hidden)
 )

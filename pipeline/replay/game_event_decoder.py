@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import sys
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from s2protocol.decoders import CorruptedError, TruncatedError
 
@@ -66,6 +67,12 @@ class _Static:
 
 class UnsupportedType(ValueError):
     """The protocol uses a type kind the compiler does not handle."""
+
+
+class TooManyEvents(ValueError):
+    """A stream holds more events than its game could (a flood of tiny,
+    valid events): raised as soon as the count passes the limit, before
+    their memory is spent."""
 
 
 class _Writer:
@@ -312,7 +319,7 @@ class _Writer:
 
 def _compile(source: str, name: str, label: str) -> Callable:
     namespace = {"MASKS": _MASKS, "TruncatedError": TruncatedError,
-                 "CorruptedError": CorruptedError}
+                 "CorruptedError": CorruptedError, "TooManyEvents": TooManyEvents}
     exec(compile(source, label, "exec"), namespace)  # noqa: S102 - generated from type tables
     return namespace[name]
 
@@ -391,7 +398,7 @@ class _GameEventDecoder:
             w.emit("delta = next(iter(delta.values()), 0)", 2)
             self._header(w, st, 2)
         source = "\n".join([
-            "def decode(data, readers, compile_reader):",
+            "def decode(data, readers, compile_reader, max_events):",
             "    events = []", "    append = events.append",
             "    size = len(data)", "    used = 0", "    gameloop = 0",
             "    while used < size:",
@@ -400,25 +407,37 @@ class _GameEventDecoder:
             "        gameloop += delta",
             "        used, event = read(data, used, start, gameloop, userid)",
             "        append(event)",
+            "        if len(events) > max_events:",
+            "            raise TooManyEvents('over %d game events' % max_events)",
             "    return events", ""])
         return _compile(source, "decode", f"<{m.__name__} game event loop>")
 
-    def __call__(self, data: bytes) -> list[dict[str, Any]]:
+    def __call__(self, data: bytes, max_events: int) -> list[dict[str, Any]]:
         try:
-            return self.loop(data, self.readers, self.reader)
+            return self.loop(data, self.readers, self.reader, max_events)
         except IndexError as exc:  # a read past the end of the data
             raise TruncatedError(f"game events end inside an event (byte {exc})") from exc
         except UnsupportedType:  # an event type this compiler cannot write
-            return list(self.module.decode_replay_game_events(data))
+            return bounded_list(self.module.decode_replay_game_events(data), max_events)
 
 
 #: Decoders by protocol module name (None: not compilable, use s2protocol).
 _CACHE: dict[str, _GameEventDecoder | None] = {}
 
 
-def decode_game_events(module: ModuleType, data: bytes) -> list[dict[str, Any]]:
+def bounded_list(events: Iterable[dict[str, Any]], max_events: int) -> list[dict[str, Any]]:
+    """``list(events)``, raising :class:`TooManyEvents` at event ``max_events + 1``."""
+    out = list(itertools.islice(events, max_events + 1))
+    if len(out) > max_events:
+        raise TooManyEvents(f"over {max_events} events")
+    return out
+
+
+def decode_game_events(module: ModuleType, data: bytes,
+                       max_events: int = sys.maxsize - 1) -> list[dict[str, Any]]:
     """Every game event of ``data`` as s2protocol's ``decode_replay_game_events``
-    yields them, decoded with protocol ``module``."""
+    yields them, decoded with protocol ``module``; :class:`TooManyEvents`
+    past ``max_events``."""
     name = module.__name__
     if name not in _CACHE:
         try:
@@ -427,5 +446,5 @@ def decode_game_events(module: ModuleType, data: bytes) -> list[dict[str, Any]]:
             _CACHE[name] = None
     decoder = _CACHE[name]
     if decoder is None:
-        return list(module.decode_replay_game_events(data))
-    return decoder(data)
+        return bounded_list(module.decode_replay_game_events(data), max_events)
+    return decoder(data, max_events)

@@ -116,6 +116,8 @@ def parse_init_data(archive: ArchiveParts) -> InitData | None:
         raw = InitDataReader()(data, types.SimpleNamespace(base_build=archive.base_build,
                                                              build=build))
         init = _init_from_sc2reader(raw)
+    except MemoryError:   # the process's limit, not this decoder's failure
+        raise
     except Exception:  # sc2reader's bit reader raises anything on hostile bytes
         return None
     return init if _plausible(init) else None

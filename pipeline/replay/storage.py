@@ -25,10 +25,8 @@ from typing import Iterable
 from pipeline.replay.archive import ReplayError
 from pipeline import filesystem
 from pipeline.filesystem import is_remote, local as _local
-
-#: Larger files are ``too_large`` errors, unread: the default of both command
-#: lines (``beam_runner.py`` through ``RunConfig``, ``pipeline.index.scan_cli``).
-DEFAULT_MAX_BYTES = 64 * 2 ** 20
+# Larger files are ``too_large`` errors, unread: defined with the other limits.
+from pipeline.replay.limits import DEFAULT_MAX_BYTES  # noqa: F401
 
 #: Suffix of replay files (compared case-insensitively).
 REPLAY_SUFFIX = ".sc2replay"

@@ -148,7 +148,8 @@ class EventsObservationSource:
             return self._replay_samples(archive, players)
         except (ReplayError, SourceError):
             raise
-        except (KeyError, ValueError, IndexError, TypeError, AttributeError) as exc:
+        except (KeyError, ValueError, IndexError, TypeError, AttributeError, ArithmeticError,
+                RecursionError) as exc:     # what a replay's content can make the work raise
             raise SourceError("events", f"{archive.path or archive.replay_id}: {exc!r}") from exc
 
     # ------------------------------------------------------------- work
