@@ -188,3 +188,37 @@ def test_progress_lines_escape_file_names(hostile_run):
         assert not any(unicodedata.category(c) == "Cc" for c in line), ascii(line)
     evil = [line for line in lines if "evil " in line]
     assert len(evil) == 1 and "\\x1b[2K\\rname\\n2026-01-01 progress" in evil[0], evil
+
+
+def test_a_named_pipe_among_the_inputs_is_a_record_not_a_hang(tmp_path, capsys):
+    """A FIFO named like a replay, with no writer: opening it would block
+    before any time limit applies.  It is a ``read:not_a_file`` record, found
+    without blocking, and the good replay beside it is sampled."""
+    import time
+    import beam_runner
+    require_shared()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = REPLAYS / PIPELINE_REPLAYS["dream_spirit"][0]
+    shutil.copy(good, folder / good.name)
+    os.mkfifo(folder / "pipe.SC2Replay")
+    start = time.monotonic()
+    manifest = beam_runner.run(pipeline_argv(
+        [str(folder)], tmp_path / "out",
+        ["--decode_timeout_s", "10", "--direct_num_workers=1",
+         "--direct_running_mode=in_memory"]))
+    assert time.monotonic() - start < 60
+    assert manifest.counts.error_reasons == {"read:not_a_file": 1}
+    assert manifest.counts.samples_total == 944
+    errors = pq.read_table(tmp_path / "out" / "errors" / "errors.parquet").to_pylist()
+    assert [(e["path"], e["category"], e["message"]) for e in errors] == [
+        (str(folder / "pipe.SC2Replay"), "not_a_file",
+         "a named pipe (FIFO), not a regular file")]
+    # the predictor reads through the same code: one line, no hang
+    from trainers import predict
+    assert predict.main(["--run", str(Path(__file__).parents[1] / "models" / "fully_conv"),
+                         "--replay", str(folder / "pipe.SC2Replay"),
+                         "--out", str(tmp_path / "pred")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("not a usable replay (not_a_file: a named pipe (FIFO), not a "
+                            "regular file)")

@@ -13,6 +13,7 @@ from typing import Any
 ERROR_CATEGORIES = (
     "empty",              # zero-byte file
     "io_error",           # the file cannot be read (missing, permissions, network)
+    "not_a_file",         # a FIFO, socket, device or directory: never opened for reading
     "too_large",          # over the configured size limit
     "not_mpq",            # not an MPQ archive at all (no MPQ signature)
     "truncated",          # an MPQ archive that ends before its declared size

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 import re
 from typing import Iterable
 
@@ -113,11 +114,36 @@ def file_size(path: str) -> int:
 def read_bytes(path: str, max_bytes: int | None = None) -> bytes:
     """The whole file; ``ReplayError("too_large")`` before reading if over ``max_bytes``.
 
-    I/O failures (missing file, permissions, network) raise ``OSError``.
+    A local path that is not a regular file -- a named pipe, a socket, a
+    device, a directory -- is ``ReplayError("not_a_file")``, found without
+    blocking: the file is opened ``O_NONBLOCK`` (a FIFO with no writer would
+    otherwise wait forever, before any time limit applies) and checked with
+    ``fstat`` on the descriptor it will be read from.  I/O failures
+    (missing file, permissions, network) raise ``OSError``.
     """
-    if max_bytes is not None:
-        size = file_size(path)
-        if size > max_bytes:
+    if is_remote(path):
+        if max_bytes is not None:
+            size = file_size(path)
+            if size > max_bytes:
+                raise ReplayError("too_large", f"{size} bytes > limit {max_bytes}")
+        with filesystem.open_read(path) as f:
+            return f.read() if max_bytes is None else f.read(max_bytes + 1)
+    fd = os.open(_local(path), os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ReplayError("not_a_file", f"a {_kind(mode)}, not a regular file")
+        size = os.fstat(fd).st_size
+        if max_bytes is not None and size > max_bytes:
             raise ReplayError("too_large", f"{size} bytes > limit {max_bytes}")
-    with filesystem.open_read(path) as f:
         return f.read() if max_bytes is None else f.read(max_bytes + 1)
+
+
+def _kind(mode: int) -> str:
+    """What a ``st_mode`` that is not a regular file's is, for a message."""
+    for test, name in ((stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISDIR, "directory")):
+        if test(mode):
+            return name
+    return "special file"
