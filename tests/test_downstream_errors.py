@@ -181,3 +181,11 @@ def test_skipped_validation_names_the_recorded_cause(synthetic_copy, tmp_path, c
             "'validation' holds no samples: 11 replays at 5% expect 0.55; use --splits with "
             "larger fractions or more replays; splits with samples: train, test") in out
     assert "run beam_runner.py first" not in out
+
+
+def test_a_manifest_with_bad_json_is_named(synthetic_copy, tmp_path, capsys):
+    manifest = synthetic_copy / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"samples_total":', '"samples_total"'))
+    assert _train(synthetic_copy, tmp_path / "run") == 2
+    line = _one_line(capsys)
+    assert f"{manifest}: unreadable manifest (Expecting ':' delimiter" in line

@@ -65,6 +65,7 @@ from pipeline import filesystem
 from pipeline.text import storable
 from pipeline.replay import storage
 from pipeline.replay.archive import ERROR_CATEGORIES, ReplayArchive, ReplayError, replay_id
+from pipeline.replay.decoded import stable_text
 from pipeline.replay.limits import InflateLimits
 from pipeline.replay.lobby import join_slots
 
@@ -161,7 +162,7 @@ def error_row(path: str, replay_id: str, stage: str, category: str,
     if category not in ERROR_CATEGORIES:
         raise ValueError(f"unknown error category {category!r}")
     return {"replay_id": replay_id or "", "path": path, "stage": stage,
-            "category": category, "message": message}
+            "category": category, "message": stable_text(message)}
 
 
 # --------------------------------------------------------------- decoding

@@ -45,20 +45,12 @@ from pipeline.replay import lobby as lobby_lib
 from pipeline.replay.limits import InflateLimits, max_events
 from pipeline.replay.mpq import BoundedMPQ
 # ERROR_CATEGORIES, ReplayError and as_text are this module's public names too.
-from pipeline.replay.decoded import ERROR_CATEGORIES, ReplayError, as_text  # noqa: F401
+from pipeline.replay.decoded import (ERROR_CATEGORIES, ReplayError, as_text,  # noqa: F401
+                                     stable_repr)
 
 # Bit-identical, ~1.5x faster bit reading for every s2protocol decode (see
 # that module); game events go through the compiled decoder instead.
 s2protocol_speedup.install()
-
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-
-
-def _stable_repr(exc: BaseException) -> str:
-    """``repr(exc)`` without object addresses (s2protocol's CorruptedError
-    shows its decoder's): error records must not differ between runs."""
-    return _ADDRESS.sub("", repr(exc))
-
 
 def replay_id(data: bytes) -> str:
     """The replay id: SHA-256 of the file's bytes, hex."""
@@ -266,7 +258,7 @@ class ReplayArchive:
             except MemoryError:
                 raise
             except Exception as exc:  # any decoder failure means: try the next
-                errors.append(f"{build}: {_stable_repr(exc)}")
+                errors.append(f"{build}: {stable_repr(exc)}")
         if candidates and candidates[0][1]:
             # The build's own decoder fails: the file is damaged, not unsupported.
             raise ReplayError("corrupt", f"details do not decode with the exact protocol "
@@ -335,7 +327,7 @@ class ReplayArchive:
             except MemoryError:
                 raise
             except Exception as exc:  # s2protocol raises TruncatedError, CorruptedError...
-                errors.append(f"{build}: {_stable_repr(exc)}")
+                errors.append(f"{build}: {stable_repr(exc)}")
                 continue
             self.part_protocols[what] = build
             return result

@@ -7,6 +7,7 @@ using the names through ``pipeline.replay.archive``.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 # Reason categories for error records (stable strings: they end up in data).
@@ -41,6 +42,24 @@ class ReplayError(Exception):
         super().__init__(f"{category}: {message}")
         self.category = category
         self.message = message
+
+
+#: what differs between two runs over the same file: object addresses
+#: (``<... object at 0x7f...>``) and process ids
+_UNSTABLE = re.compile(r" at 0x[0-9a-fA-F]+|\b(pid|process) \d+")
+
+
+def stable_text(message: str) -> str:
+    """``message`` with object addresses and process ids removed: error
+    records must be the same on every rerun (byte-identical errors.parquet)."""
+    return _UNSTABLE.sub(lambda m: "" if m.group(0).startswith(" at 0x")
+                         else f"{m.group(1)} N", message)
+
+
+def stable_repr(exc: BaseException) -> str:
+    """``repr(exc)`` made :func:`stable_text` (s2protocol's CorruptedError
+    shows its decoder object's address)."""
+    return stable_text(repr(exc))
 
 
 def as_text(value: Any) -> str:
