@@ -375,18 +375,22 @@ def test_sampling_child_gets_the_malloc_settings_unless_the_caller_set_them(monk
 def test_reruns_write_byte_identical_error_records(pipeline_inputs, tmp_path):
     """Error messages hold no object address or process id: two runs over
     the damaged inputs (a flipped user-data header among them, whose
-    s2protocol error names a decoder object) write the same errors.parquet."""
+    s2protocol error names a decoder object) and the hostile replays write
+    the same errors.parquet."""
     import beam_runner
     real, duplicate, bad, bad_dir = pipeline_inputs
+    hostile = sorted(str(p) for p in (REPLAYS.parent / "hostile-replays").glob("*.SC2Replay"))
     outputs = []
     for name in ("first", "second"):
         out = tmp_path / name
         try:
-            beam_runner.run(pipeline_argv([bad_dir], out, ["--direct_num_workers=1"]))
+            beam_runner.run(pipeline_argv([bad_dir, *hostile], out,
+                                          ["--direct_num_workers=1"]))
         except beam_runner.RunFailed:      # nothing sampled: published as evidence
             pass
         outputs.append((out / "errors" / "errors.parquet").read_bytes())
     assert outputs[0] == outputs[1]
     messages = [e["message"] for e in
                 pq.read_table(tmp_path / "first" / "errors" / "errors.parquet").to_pylist()]
-    assert len(messages) == len(bad) and not [m for m in messages if " at 0x" in m]
+    assert len(messages) >= len(bad) + len(hostile) - 1      # one hostile file samples
+    assert not [m for m in messages if " at 0x" in m]
