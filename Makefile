@@ -4,6 +4,8 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# the installed commands (pyproject.toml [project.scripts])
+BIN    := $(VENV)/bin
 REPLAYS ?= ../shared/replays/python-sc2
 OUT    ?= demo_out
 STEPS  ?= 100
@@ -32,14 +34,14 @@ $(VENV)/.installed: pyproject.toml requirements-pysc2.txt
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m pipeline.index.scan_cli --replays '$(REPLAYS)' --output $(OUT)/scan
-	$(PY) beam_runner.py --replays '$(REPLAYS)' --output $(OUT)/data --splits $(SPLITS) --overwrite
-	$(PY) -m datasets.sc2_replays.build --pipeline_output $(OUT)/data --data_dir $(OUT)/tfds
-	$(PY) -m trainers.train --data $(OUT)/data --model fully_conv --out $(OUT)/run \
+	$(BIN)/sc2-scan --replays '$(REPLAYS)' --out $(OUT)/scan
+	$(BIN)/sc2-pipeline --replays '$(REPLAYS)' --out $(OUT)/data --splits $(SPLITS) --overwrite
+	$(BIN)/sc2-tfds-build --data $(OUT)/data --out $(OUT)/tfds
+	$(BIN)/sc2-train --data $(OUT)/data --model fully_conv --out $(OUT)/run \
 	    --steps $(STEPS) --batch_size $(BATCH)
-	$(PY) -m trainers.evaluate --data $(OUT)/data --run $(OUT)/run --split $(EVAL_SPLIT)
+	$(BIN)/sc2-evaluate --data $(OUT)/data --run $(OUT)/run --split $(EVAL_SPLIT)
 	@echo "--- the shipped model $(MODEL) on a game it never trained on (held out in its protocol):"
-	$(PY) -m trainers.predict --run $(MODEL) --replay '$(PREDICT_REPLAY)' --out $(OUT)/predict
+	$(BIN)/sc2-predict --run $(MODEL) --replay '$(PREDICT_REPLAY)' --out $(OUT)/predict
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider --timeout 900 tests

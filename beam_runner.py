@@ -1,6 +1,6 @@
 """Replays to a sharded, split, documented training set, with Apache Beam.
 
-    python beam_runner.py --replays DIR_OR_GLOB [...] --output DIR \\
+    python beam_runner.py --replays DIR_OR_GLOB [...] --out DIR \\
         [--engine events|sc2] [--formats parquet,tfrecord] [filter flags] \\
         [--step_mul 8] [--resolution 64] [--no_fog] [--scan_only] \\
         [--splits train=0.9,validation=0.05,test=0.05] [--max_bytes N] \\
@@ -37,12 +37,13 @@ import traceback
 from pipeline.index import splits as splits_lib
 from pipeline.index.filters import add_filter_arguments, config_from_args
 from pipeline.job import transforms
+from pipeline.job.run_progress import RUN
 from pipeline.job.worker import EnvironmentFailure, close_spares
 from pipeline.output import card as card_lib
 from pipeline.output import manifest as manifest_lib
 from pipeline.output import run_directory, writers
 from pipeline.output.run_directory import OutputDirError
-from pipeline import filesystem
+from pipeline import cli_flags, filesystem
 from pipeline.replay import limits as limits_lib
 from pipeline.replay.storage import NoReplaysMatchedError, expand_inputs
 from pipeline.sources.registry import DEFAULT_SOURCE, SOURCES, source_spec
@@ -90,13 +91,14 @@ def _fraction(text: str) -> float:
     return value
 
 
-def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+def parser() -> "cli_flags.Parser":
+    """The command line's own flags (Beam's options are checked apart)."""
     d = transforms.RunConfig    # the defaults: its fields' (one definition)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_flags.Parser(prog="sc2-pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--replays", nargs="+", required=True,
                         help="replay files, directories (recursive) or globs; local or gs://")
-    parser.add_argument("--output", required=True, help="output directory (local or gs://)")
+    parser.add_argument("--out", required=True,
+                        help="the run directory to write (local or gs://); it holds one run")
     parser.add_argument("--engine", choices=sorted(SOURCES), default=DEFAULT_SOURCE,
                         help="observation source: engine-free (events) or the game (sc2)")
     parser.add_argument("--formats", default=",".join(d.formats),
@@ -104,33 +106,76 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--step_mul", type=int, default=d.step_mul,
                         help="game loops per sample")
     parser.add_argument("--resolution", type=int, default=d.resolution,
-                        help="screen and minimap resolution")
+                        help="screen and minimap resolution (pixels per side)")
     parser.add_argument("--no_fog", action="store_true",
                         help="engine-free source: show enemy units outside vision")
     parser.add_argument("--scan_only", action="store_true",
                         help="write only the index, errors, manifest and card (no samples, "
                              "by design: not a failure)")
-    parser.add_argument("--splits", default=",".join(f"{s}={f:g}" for s, f in d.fractions))
+    parser.add_argument("--splits", default=",".join(f"{s}={f:g}" for s, f in d.fractions),
+                        help="split=fraction pairs; each replay goes to one split, chosen "
+                             "by a hash of its id")
     parser.add_argument("--max_game_loops", type=int, default=d.max_game_loops,
-                        help="longer games become 'too_long' errors (default 2 h)")
+                        help="longer games become 'too_long' errors (2 h)")
     limits_lib.add_arguments(parser)    # --max_bytes, --decode_timeout_s, memory...
-    parser.add_argument("--max_samples_per_shard", type=int, default=d.max_samples_per_shard)
+    parser.add_argument("--max_samples_per_shard", type=int, default=d.max_samples_per_shard,
+                        help="a shard holding more samples is closed and the next one "
+                             "started")
     parser.add_argument("--tfrecord_gzip_level", type=int, choices=writers.TFRECORD_GZIP_LEVELS,
                         default=d.tfrecord_gzip_level,
-                        help="gzip level of the TFRecord shards (zlib-ng): 3 (default) is "
+                        help="gzip level of the TFRecord shards (zlib-ng): 3 is "
                              "fast, 6 makes files ~20%% smaller for ~1.6x the compression CPU")
     parser.add_argument("--max_error_fraction", type=_fraction, default=None,
                         help="fail the run (exit 1, output still written) when more than "
                              "this fraction of the input files are errors; default: fail "
                              "only when nothing was sampled")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace the earlier run in a non-empty --output (the new run "
+                        help="replace the earlier run in a non-empty --out (the new run "
                              "is written beside it and swapped in at the end)")
-    parser.add_argument("--verbose", action="store_true",
-                        help="show Beam's and TensorFlow's own log lines, and on failure "
-                             "the traceback")
+    parser.add_argument("--progress_every_s", type=float, default=10.0,
+                        help="seconds between progress lines when stderr is not a terminal "
+                             "(on a terminal the line is updated in place)")
+    cli_flags.add_verbose(parser)
     add_filter_arguments(parser)
-    return parser.parse_known_args(argv)
+    return parser
+
+
+def beam_option_names() -> set[str]:
+    """Every flag Beam's pipeline options accept (those of this project's Dask
+    runner too, when dask is installed): what the command passes through."""
+    from apache_beam.options import pipeline_options as po
+    try:
+        import pipeline.job.dask_runner  # noqa: F401 -- registers --dask_* options
+    except ImportError:
+        pass
+    names: set[str] = set()
+    seen: set[type] = set()
+    pending = list(po.PipelineOptions.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        pending.extend(cls.__subclasses__())
+        collector = po._BeamArgumentParser(add_help=False, conflict_handler="resolve")
+        try:
+            cls._add_argparse_args(collector)
+        except (argparse.ArgumentError, TypeError, ValueError):
+            continue
+        names.update(s for action in collector._actions for s in action.option_strings)
+    return names
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """(this command's flags, the Beam options to pass through).  A flag that
+    is neither is refused in one line naming the closest valid flag: Beam's
+    own parser would drop it silently."""
+    p = parser()
+    args, beam_args = p.parse_known_args(argv)
+    flags = [a for a in beam_args if a.startswith("-")]
+    if flags:
+        p.refuse_unknown(flags, set(p.option_names()) | beam_option_names())
+    return args, beam_args
 
 
 def make_config(args: argparse.Namespace) -> transforms.RunConfig:
@@ -147,7 +192,7 @@ def make_config(args: argparse.Namespace) -> transforms.RunConfig:
         fractions = splits_lib.parse_splits(args.splits)
     except splits_lib.SplitConfigError as exc:
         raise SystemExit(f"--splits: {exc}") from exc
-    output = args.output if "://" in args.output else os.path.abspath(args.output)
+    output = args.out if "://" in args.out else os.path.abspath(args.out)
     try:
         limits = limits_lib.from_args(args)
     except ValueError as exc:
@@ -256,7 +301,7 @@ def create_pipeline(argv: list[str] | None = None, output_dir: str | None = None
                     n_inputs: int | None = None):
     """Parses ``argv`` and builds the job; returns ``(pipeline, config)``.
 
-    ``output_dir`` (the run's staging directory) replaces ``--output`` as the
+    ``output_dir`` (the run's staging directory) replaces ``--out`` as the
     place the job writes; ``n_inputs``, when the caller has counted the
     inputs already, saves listing them again.  Nothing runs until
     ``pipeline.run()``.
@@ -280,13 +325,13 @@ def create_pipeline(argv: list[str] | None = None, output_dir: str | None = None
 def run(argv: list[str] | None = None) -> Manifest:
     """Runs the pipeline to completion; returns the manifest (with timing).
 
-    The job writes into a staging directory beside ``--output`` and is
-    swapped in at the end (:mod:`pipeline.output.run_directory`): ``--output``
+    The job writes into a staging directory beside ``--out`` and is
+    swapped in at the end (:mod:`pipeline.output.run_directory`): ``--out``
     holds exactly one run.  Raises, before anything is written,
     :class:`RunRefused` (no replay among the inputs; ``--engine sc2`` with no
     game installed) and ``run_directory.OutputDirError`` (output in use, not
     empty without ``--overwrite``); :class:`~pipeline.job.worker.EnvironmentFailure`
-    when the output cannot be written (``--output`` is then left as it was);
+    when the output cannot be written (``--out`` is then left as it was);
     :class:`RunFailed` after publishing a run that sampled nothing or has
     more errors than ``--max_error_fraction``.
     """
@@ -297,6 +342,7 @@ def run(argv: list[str] | None = None) -> Manifest:
     check_engine(args.engine, beam_args)
     with run_directory.claim(final, args.overwrite) as staging:
         p, config = create_pipeline(argv, output_dir=staging, n_inputs=n_inputs)
+        RUN.begin(n_inputs, args.progress_every_s)
         try:
             result = p.run()
             result.wait_until_finish()
@@ -306,6 +352,7 @@ def run(argv: list[str] | None = None) -> Manifest:
                 raise
             raise failure from exc
         finally:
+            RUN.finish()
             # children the runner's threads left in this process's pool
             close_spares()
         try:
@@ -441,13 +488,13 @@ def main(argv: list[str] | None = None) -> int:
     except (OutputDirError, RunRefused, EnvironmentFailure) as exc:
         if verbose:
             raise
-        what = ("aborted, --output unchanged" if isinstance(exc, EnvironmentFailure)
+        what = ("aborted, --out unchanged" if isinstance(exc, EnvironmentFailure)
                 else "refused")
-        print(f"beam_runner.py: run {what}: {exc}", file=sys.stderr)
+        print(f"sc2-pipeline: run {what}: {exc}", file=sys.stderr)
         return 1
     except RunFailed as exc:
         print(manifest_lib.summary(exc.manifest), flush=True)
-        print(f"beam_runner.py: run failed: {exc}", file=sys.stderr)
+        print(f"sc2-pipeline: run failed: {exc}", file=sys.stderr)
         return 1
     finally:
         if isinstance(sys.stderr, _WithoutWorkerTracebacks):

@@ -109,7 +109,7 @@ def pipeline_cost(path: str | list[str], out: pathlib.Path) -> tuple[int, float,
     """(samples, wall seconds, CPU seconds of every process of the run) of
     ``beam_runner.py`` on one file (or several), 1 worker."""
     paths = [path] if isinstance(path, str) else list(path)
-    argv = [sys.executable, str(REPO / "beam_runner.py"), "--replays", *paths, "--output",
+    argv = [sys.executable, str(REPO / "beam_runner.py"), "--replays", *paths, "--out",
             str(out), "--min_mmr", "0", "--direct_num_workers=1"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.time()

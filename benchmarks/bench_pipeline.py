@@ -78,7 +78,7 @@ def runner_args(runner: str, workers: int, mode: str = "multi_processing"):
 def run_once(replays: list[str], out: pathlib.Path, workers: int,
              runner: str = "direct", mode: str = "multi_processing") -> dict:
     import beam_runner
-    argv = ["--replays", *replays, "--output", str(out), "--min_mmr", "0",
+    argv = ["--replays", *replays, "--out", str(out), "--min_mmr", "0",
             "--max_samples_per_shard", "1000"]
     with runner_args(runner, workers, mode) as extra:
         t0 = time.time()

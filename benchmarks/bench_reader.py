@@ -98,7 +98,7 @@ def child(data: str, call: str, kind: str, batch_rows: int | None, repeats: int)
 def make_output(out: Path, shard_samples: int) -> None:
     import beam_runner
     replays = REPO.parent / "shared" / "replays" / "python-sc2"
-    beam_runner.run(["--replays", str(replays), "--output", str(out), "--engine", "events",
+    beam_runner.run(["--replays", str(replays), "--out", str(out), "--engine", "events",
                      "--formats", "parquet", "--min_mmr", "0", "--splits", "train=1.0",
                      "--max_samples_per_shard", str(shard_samples),
                      "--direct_num_workers=1", "--direct_running_mode=in_memory"])

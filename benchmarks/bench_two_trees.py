@@ -42,7 +42,7 @@ DEFAULTS = [
 def run_once(tree: pathlib.Path, replays: list[str], out: pathlib.Path,
              workers: int) -> dict:
     """One ``beam_runner.py`` run of ``tree``: wall, CPU, samples and bytes."""
-    argv = [sys.executable, "beam_runner.py", "--replays", *replays, "--output", str(out),
+    argv = [sys.executable, "beam_runner.py", "--replays", *replays, "--out", str(out),
             "--min_mmr", "0", f"--direct_num_workers={workers}"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()

@@ -2,8 +2,10 @@
 
 Data flows one way, and so do imports: a stage imports only the stages
 before it in :data:`STAGES` (and the shared helpers at the top of the package,
-``pipeline.coords``, ``pipeline.filesystem``, ``pipeline.pysc2_compat`` and
-``pipeline.text``, which import no stage).
+``pipeline.coords``, ``pipeline.filesystem``, ``pipeline.pysc2_compat``,
+``pipeline.text``, and the command-line helpers ``pipeline.cli_flags``,
+``pipeline.progress`` and ``pipeline.commands`` -- the last imports each
+command's module by name, when it runs -- which import no stage).
 ``tests/test_layering.py`` checks every import of every module against this
 order, the ones inside functions included.
 
@@ -20,4 +22,5 @@ order, the ones inside functions included.
 STAGES: tuple[str, ...] = ("replay", "index", "actions", "sampling", "sources",
                            "output", "job")
 #: Modules at the top of the package every stage may import.
-SHARED_HELPERS: tuple[str, ...] = ("coords", "filesystem", "pysc2_compat", "text")
+SHARED_HELPERS: tuple[str, ...] = ("cli_flags", "commands", "coords", "filesystem", "progress",
+                                   "pysc2_compat", "text")

@@ -1,6 +1,6 @@
 """The public contract of a pipeline run's output: its layout and its manifest.
 
-A run of ``beam_runner.py --output DIR`` leaves::
+A run of ``beam_runner.py --out DIR`` leaves::
 
     DIR/manifest.json                                   Manifest (this module), JSON
     DIR/README.md                                       the dataset card, from the manifest

@@ -64,7 +64,7 @@ class PipelineRun:
 
 
 def pipeline_argv(inputs: list[str], output: Path, extra: list[str]) -> list[str]:
-    return (["--replays", *inputs, "--output", str(output), "--engine", "events",
+    return (["--replays", *inputs, "--out", str(output), "--engine", "events",
              "--min_mmr", "0", "--max_bytes", str(MAX_BYTES), "--max_game_loops", "5000",
              "--splits", PIPELINE_SPLITS,
              "--max_samples_per_shard", str(MAX_SAMPLES_PER_SHARD),

@@ -20,7 +20,7 @@ EXPECTED_STEPS = [
 ]
 
 
-DATAFLOW_ARGS = ["--output", "gs://example-bucket/sc2/out", "--engine", "events",
+DATAFLOW_ARGS = ["--out", "gs://example-bucket/sc2/out", "--engine", "events",
                  "--runner=DataflowRunner", "--project=example-project",
                  "--region=us-central1", "--temp_location=gs://example-bucket/tmp",
                  "--dry_run=True", "--no_auth", "--job_name=sc2-replays-test"]

@@ -104,7 +104,7 @@ def demo_output(tmp_path_factory) -> Path:
     require_shared()
     import beam_runner
     out = tmp_path_factory.mktemp("demo") / "data"
-    assert beam_runner.main(["--replays", str(REPLAYS / "python-sc2"), "--output", str(out),
+    assert beam_runner.main(["--replays", str(REPLAYS / "python-sc2"), "--out", str(out),
                              "--splits", DEMO_SPLITS, "--direct_num_workers=1"]) == 0
     return out
 

@@ -56,8 +56,8 @@ def synthetic_copy(synthetic_data, tmp_path) -> Path:
 def test_build_without_manifest_is_one_line(output_copy, tmp_path, capsys):
     from datasets.sc2_replays import build
     (output_copy / "manifest.json").unlink()
-    assert build.main(["--pipeline_output", str(output_copy),
-                       "--data_dir", str(tmp_path / "tfds")]) == 2
+    assert build.main(["--data", str(output_copy),
+                       "--out", str(tmp_path / "tfds")]) == 2
     line = _one_line(capsys)
     assert str(output_copy / "manifest.json") in line and "no manifest" in line
 
@@ -68,8 +68,8 @@ def test_build_names_a_damaged_shard(output_copy, tmp_path, capsys, damage, what
     from datasets.sc2_replays import build
     shard = _first_shard(output_copy, "test")
     damage(shard)
-    assert build.main(["--pipeline_output", str(output_copy),
-                       "--data_dir", str(tmp_path / "tfds")]) == 2
+    assert build.main(["--data", str(output_copy),
+                       "--out", str(tmp_path / "tfds")]) == 2
     line = _one_line(capsys)
     assert str(shard) in line and what in line
     assert not (tmp_path / "tfds").exists()
@@ -77,7 +77,7 @@ def test_build_names_a_damaged_shard(output_copy, tmp_path, capsys, damage, what
 
 def test_build_config_mismatch_is_one_line(output_copy, tmp_path, capsys):
     from datasets.sc2_replays import build
-    assert build.main(["--pipeline_output", str(output_copy), "--data_dir",
+    assert build.main(["--data", str(output_copy), "--out",
                        str(tmp_path / "tfds"), "--config", "events_32", "--no_verify"]) == 2
     assert "events_32" in _one_line(capsys)
 

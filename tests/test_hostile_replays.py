@@ -113,7 +113,8 @@ def hostile_run(tmp_path_factory, pipeline_run):
     launcher_before = _status("VmRSS")
     out = root / "out"
     try:
-        rc = beam_runner.main(pipeline_argv([str(HOSTILE), str(extra)] + good, out, limits))
+        rc = beam_runner.main(pipeline_argv([str(HOSTILE), str(extra)] + good, out,
+                                            limits + ["--progress_every_s", "0"]))
     finally:
         progress.removeHandler(lines)
         progress.setLevel(level)

@@ -102,7 +102,7 @@ def test_scan_cli_records_the_hostile_files(tmp_path, capsys):
     hostile = SHARED / "hostile-replays"
     if not hostile.is_dir():
         pytest.skip(f"hostile replays not found at {hostile}")
-    assert scan_cli.main(["--replays", str(hostile), "--output", str(tmp_path),
+    assert scan_cli.main(["--replays", str(hostile), "--out", str(tmp_path),
                           "--workers", "2", "--memory_limit_mb", "512"]) == 0
     assert "replays indexed: 1  errors: 6" in capsys.readouterr().out
     errors = {e["path"].rsplit("/", 1)[-1]: e["category"]

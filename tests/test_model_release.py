@@ -106,7 +106,7 @@ def test_data_made_another_way_is_refused_in_one_line(tiny_run, other_data, tmp_
                               "--out", str(tmp_path / "eval")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
-    assert err[0].startswith("trainers.evaluate: error: ") and "step_mul is 16" in err[0]
+    assert err[0].startswith("sc2-evaluate: error: ") and "step_mul is 16" in err[0]
     assert not (tmp_path / "eval").exists()
 
 

@@ -55,8 +55,8 @@ def test_rerun_with_changed_flags_leaves_exactly_the_new_run(pipeline_run, tmp_p
     from pipeline.output.writers import read_tfrecord_file
     records = sum(1 for f in shard_files(out, "train") for _ in read_tfrecord_file(f))
     assert records == manifest.counts.samples_total == 944
-    # nothing left beside it but the (released) lock
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
+    # nothing left beside it, not even the lock
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     # the TFDS metadata names the published directory, and reads its shards
     import tensorflow_datasets as tfds
     builder = tfds.builder("sc2_replays/events_64", data_dir=str(out / "tfds"))
@@ -80,9 +80,11 @@ def test_a_directory_in_use_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
     with run_directory.claim(str(out)):
         assert beam_runner.main(pipeline_argv(_one_replay(), out, IN_PROCESS)) == 1
+        assert run_directory.lock_path(str(out)) == str(tmp_path / ".out.lock")
+        assert ".out.lock" in os.listdir(tmp_path)       # the holder's, while it holds it
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "in use by another run" in err[0] and str(out) in err[0]
-    assert not out.exists()
+    assert not out.exists() and list(tmp_path.iterdir()) == []   # released: none left
 
 
 def test_full_disk_aborts_the_run_and_a_rerun_completes(tmp_path, monkeypatch):
@@ -105,7 +107,7 @@ def test_full_disk_aborts_the_run_and_a_rerun_completes(tmp_path, monkeypatch):
     assert "\n" not in line and "No space left on device (ENOSPC)" in line
     assert "_tmp/batches/" in line and caught.value.kind == "enospc"
     assert not out.exists()                            # no manifest, nothing half-made
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
     monkeypatch.undo()
     manifest = beam_runner.run(argv)
     assert manifest.counts.samples_total == 944
@@ -127,7 +129,7 @@ def test_a_full_disk_while_writing_both_formats_prints_no_traceback(tmp_path, ca
         assert beam_runner.main(argv) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert not [l for l in err if "Traceback" in l or "Exception ignored" in l], err
-        assert err[-1].startswith("beam_runner.py: run aborted, --output unchanged: output "
+        assert err[-1].startswith("sc2-pipeline: run aborted, --out unchanged: output "
                                   "failure: ") and err[-1].endswith(
                                       "No space left on device (ENOSPC)")
     finally:
@@ -161,7 +163,7 @@ def test_a_real_full_disk_is_one_line_and_leaves_no_manifest(tmp_path, capsys, w
         assert len(err) == 1, err
         assert "aborted" in err[0] and "No space left on device (ENOSPC)" in err[0]
         assert str(disk) in err[0]
-        assert not out.exists() and os.listdir(disk) == [".out.lock"]
+        assert not out.exists() and os.listdir(disk) == []
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
         assert beam_runner.main(argv) == 0
         assert (out / "manifest.json").is_file()
@@ -182,7 +184,7 @@ def test_an_output_through_a_symlink_goes_into_its_target(tmp_path):
     assert (target / "manifest.json").is_file()
     assert manifest.counts.samples_total == 944
     assert sorted(p.name for p in tmp_path.iterdir()) == ["disk", "linkout"]
-    assert sorted(p.name for p in target.parent.iterdir()) == [".real_out.lock", "real_out"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["real_out"]
     # a rerun through the link replaces the run in the target, link untouched
     beam_runner.run(pipeline_argv(_one_replay(), link, IN_PROCESS + ["--overwrite"]))
     assert link.is_symlink() and (target / "manifest.json").is_file()
@@ -214,4 +216,4 @@ def test_a_kill_between_the_swaps_renames_leaves_the_old_run_restored(tmp_path, 
         with run_directory.claim(str(out), overwrite=False):
             pass
     assert (out / "manifest.json").read_text() == "the old run"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -187,13 +187,13 @@ def test_bad_inputs_are_one_line_errors(tiny_run, tmp_path, capsys):
         assert predict_lib.main(["--run", str(tiny_run), "--replay", replay,
                                  "--out", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err
-        assert err.startswith("trainers.predict: error: ") and err.count("\n") == 1, err
+        assert err.startswith("sc2-predict: error: ") and err.count("\n") == 1, err
         assert replay in err and why in err, err
     assert not (tmp_path / "out").exists()
     no_run = str(tmp_path / "no_run")
     assert predict_lib.main(["--run", no_run, "--replay", replay_path(UNSEEN)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("trainers.predict: error: ") and err.count("\n") == 1, err
+    assert err.startswith("sc2-predict: error: ") and err.count("\n") == 1, err
     assert no_run in err, err
 
 
@@ -276,7 +276,7 @@ def test_hostile_replays_end_in_one_line_within_the_limit(tiny_run, tmp_path, ca
             assert (out / "win_probability.png").stat().st_size > 10_000
         else:
             assert rc == 2 and printed.out.count("\n") <= 1, (name, printed.out)
-            assert printed.err.startswith("trainers.predict: error: ")
+            assert printed.err.startswith("sc2-predict: error: ")
             assert printed.err.count("\n") == 1 and f"({expected[1]}: " in printed.err
             assert not out.exists()
     assert 0 < children_peak_bytes() <= HOSTILE_LIMIT_MB * 2 ** 20

@@ -231,7 +231,7 @@ def test_scan_command(tmp_path, capsys, astrea_bytes):
     (src / "copy.SC2Replay").write_bytes(astrea_bytes)    # same bytes: a duplicate
     (src / "junk.SC2Replay").write_bytes(b"not a replay")
     out = tmp_path / "out"
-    assert scan_cli.main(["--replays", str(src), "--output", str(out), "--workers", "1",
+    assert scan_cli.main(["--replays", str(src), "--out", str(out), "--workers", "1",
                           "--progress_every", "2"]) == 0
     captured = capsys.readouterr()
     assert "scanned 7/7 files" in captured.err
@@ -242,7 +242,7 @@ def test_scan_command(tmp_path, capsys, astrea_bytes):
     errors = scan.read_table(str(out / "errors" / "errors.parquet"))
     assert [(Path(e["path"]).name, e["category"]) for e in errors] == [("junk.SC2Replay", "not_mpq")]
     # Filter flags reach the scan: only PvP kept.
-    assert scan_cli.main(["--replays", str(src), "--output", str(out), "--workers", "2",
+    assert scan_cli.main(["--replays", str(src), "--out", str(out), "--workers", "2",
                           "--matchups", "PvP"]) == 0
     statuses = sorted(r["status"] for r in
                       scan.read_table(str(out / "index" / "replays.parquet")))

@@ -50,7 +50,7 @@ def test_a_run_that_samples_nothing_fails_and_its_last_line_says_why(bad_dir, tm
     assert rc == 1
     first_error, first_filtered = bad_dir / "a.SC2Replay", bad_dir / "vs_ai.SC2Replay"
     assert stderr[-1] == (
-        f"beam_runner.py: run failed: no samples from 3 input files: error scan:not_mpq 2 "
+        f"sc2-pipeline: run failed: no samples from 3 input files: error scan:not_mpq 2 "
         f"(first: {first_error}); filtered not_1v1 1 (first: {first_filtered}); "
         f"output kept for inspection: {out}")
     # the console summary: errors and filter reasons by category, first file each
@@ -69,6 +69,7 @@ def test_a_run_that_samples_nothing_fails_and_its_last_line_says_why(bad_dir, tm
     card = (out / "README.md").read_text()
     assert f"> **This run failed:** {manifest.outcome.reason}." in card
     assert not (out / "parquet").exists() and not (out / "tfds").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]     # no lock, no staging left
 
 
 def test_the_last_line_stays_one_line_whatever_the_file_names_hold(tmp_path, capsys):
@@ -77,7 +78,7 @@ def test_the_last_line_stays_one_line_whatever_the_file_names_hold(tmp_path, cap
     (folder / "two\nlines \x1b[31mred.SC2Replay").write_bytes(b"not a replay")
     rc, _, stderr = _main(pipeline_argv([str(folder)], tmp_path / "out", IN_PROCESS), capsys)
     assert rc == 1
-    assert stderr[-1].startswith("beam_runner.py: run failed: no samples from 1 input files: "
+    assert stderr[-1].startswith("sc2-pipeline: run failed: no samples from 1 input files: "
                                  f"error scan:not_mpq 1 (first: {folder}/two\\nlines \\x1b[31mred")
     assert Manifest.load(str(tmp_path / "out")).outcome.reason in stderr[-1]
 
@@ -90,7 +91,7 @@ def test_max_error_fraction_fails_a_run_with_more_errors(bad_dir, tmp_path, caps
     rc, stdout, stderr = _main(argv + ["--max_error_fraction", "0.4"], capsys)
     assert rc == 1
     assert stderr[-1] == (
-        "beam_runner.py: run failed: 2 of 4 input files are errors (50.0%), over "
+        "sc2-pipeline: run failed: 2 of 4 input files are errors (50.0%), over "
         f"--max_error_fraction 0.4: error scan:not_mpq 2 (first: {bad_dir / 'a.SC2Replay'}); "
         f"output kept for inspection: {out}")
     manifest = Manifest.load(str(out))
@@ -107,7 +108,7 @@ def test_max_error_fraction_fails_a_run_with_more_errors(bad_dir, tmp_path, caps
 def test_a_bad_max_error_fraction_is_a_usage_error(tmp_path, capsys):
     import beam_runner
     with pytest.raises(SystemExit) as caught:
-        beam_runner.main(["--replays", str(tmp_path), "--output", str(tmp_path / "o"),
+        beam_runner.main(["--replays", str(tmp_path), "--out", str(tmp_path / "o"),
                           "--max_error_fraction", "1.5"])
     assert caught.value.code == 2
     assert "expected a fraction in [0, 1], got '1.5'" in capsys.readouterr().err
@@ -132,9 +133,9 @@ def test_a_folder_without_replays_is_refused_in_one_line(tmp_path, capsys):
     folder.mkdir()
     (folder / "readme.txt").write_text("no replays here")
     out = tmp_path / "out"
-    rc, stdout, stderr = _main(["--replays", str(folder), "--output", str(out)], capsys)
+    rc, stdout, stderr = _main(["--replays", str(folder), "--out", str(out)], capsys)
     assert rc == 1 and stdout == []
-    assert stderr == [f"beam_runner.py: run refused: --replays: no replay files match: "
+    assert stderr == [f"sc2-pipeline: run refused: --replays: no replay files match: "
                       f"'{folder}' (directories are searched recursively for *.SC2Replay)"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"]   # not even a lock
 

@@ -104,7 +104,7 @@ def test_beam_runner_stops_before_reading_a_replay(tmp_path, monkeypatch, capsys
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
     assert len(err) == 1, err
-    assert err[0].startswith("beam_runner.py: run refused: --engine sc2: no StarCraft II "
+    assert err[0].startswith("sc2-pipeline: run refused: --engine sc2: no StarCraft II "
                              "build that can run is installed under SC2PATH=")
     assert "installed: none" in err[0] and "3.16.1 to 4.10" in err[0]
     assert captured.out == ""
@@ -136,7 +136,7 @@ def test_a_game_that_plays_none_of_the_replays_fails_the_run_in_its_last_line(
     argv[argv.index("--engine") + 1] = "sc2"
     assert beam_runner.main(argv) == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last == (f"beam_runner.py: run failed: no samples from 1 input files: error "
+    assert last == (f"sc2-pipeline: run failed: no samples from 1 input files: error "
                     f"sample:source 1 (first: {replay}); output kept for inspection: {out}")
     assert harness.launches(tmp_path / "SC2") == []
     errors = pq.read_table(out / "errors" / "errors.parquet").to_pylist()

@@ -464,7 +464,7 @@ def test_beam_pipeline_with_the_game_engine(tmp_path, monkeypatch, archive):
     monkeypatch.setenv("SC2PATH", str(sc2))
     missing = SHARED / "replays" / "spawningtool" / "patch_4_6_0_pvt.SC2Replay"  # Base67926
     out = tmp_path / "out"
-    beam_runner.run(["--replays", str(REPLAY), str(missing), "--output", str(out),
+    beam_runner.run(["--replays", str(REPLAY), str(missing), "--out", str(out),
                      "--engine", "sc2", "--resolution", str(res), "--min_mmr", "0",
                      "--max_game_loops", "40000", "--formats", "parquet",
                      "--direct_num_workers=1", "--direct_running_mode=in_memory",

@@ -80,4 +80,4 @@ def test_shipped_model_refuses_data_made_another_way(model_dir, step16_data, tmp
                               "--split", "all", "--out", str(tmp_path / "eval")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
-    assert err[0].startswith("trainers.evaluate: error: ") and "step_mul is 16" in err[0]
+    assert err[0].startswith("sc2-evaluate: error: ") and "step_mul is 16" in err[0]

@@ -180,8 +180,8 @@ def tfds_dir(pipeline_run, tmp_path_factory):
     """The offline command, into another data dir (shards verified first)."""
     from datasets.sc2_replays import build
     data_dir = tmp_path_factory.mktemp("tfds")
-    assert build.main(["--pipeline_output", str(pipeline_run.output),
-                       "--data_dir", str(data_dir)]) == 0
+    assert build.main(["--data", str(pipeline_run.output),
+                       "--out", str(data_dir)]) == 0
     return data_dir
 
 
@@ -246,7 +246,7 @@ def empty_run(tmp_path_factory):
 def test_a_run_without_samples_is_refused_in_one_line(empty_run, tmp_path, capsys):
     from datasets.sc2_replays import build
     data_dir = tmp_path / "tfds"
-    assert build.main(["--pipeline_output", str(empty_run), "--data_dir", str(data_dir)]) == 2
+    assert build.main(["--data", str(empty_run), "--out", str(data_dir)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert str(empty_run / "manifest.json") in err[0] and "no samples" in err[0]

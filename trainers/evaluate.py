@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import tensorflow as tf
 
+from pipeline import cli_flags
 from schemas import layers
 from trainers import baselines, inference, metrics
 from trainers.action_space import function_names
@@ -43,7 +44,7 @@ from trainers.eval_plots import write_plots
 from trainers.input import (Selection, TrainerInputError, check_data_matches, data_error,
                             data_splits, make_dataset, strided_size)
 from schemas.run_output import RunLayout
-from trainers.progress import Progress
+from pipeline.progress import Progress
 from trainers.train import teacher_inputs, write_json_atomic
 
 LOOPS_PER_MINUTE = 22.4 * 60  # "faster" game speed: 22.4 game loops per second
@@ -313,9 +314,8 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m trainers.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="pipeline output DIR")
+    p = cli_flags.Parser(prog="sc2-evaluate", description=__doc__)
+    cli_flags.add_data(p)
     p.add_argument("--run", required=True,
                    help="training run directory, or a shipped model (models/<name>)")
     p.add_argument("--split", default="test", choices=SPLIT_CHOICES,
@@ -326,17 +326,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=None,
                    help="where the report goes (default: the run directory; for a shipped "
                         "model ./eval_<name>)")
-    p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--within_pixels", type=int, default=3)
+    p.add_argument("--batch_size", type=int, default=64, help="samples per forward pass")
+    p.add_argument("--within_pixels", type=int, default=3,
+                   help="a spatial argument this close to the target counts as right")
     p.add_argument("--bucket_minutes", default="0,2,4,6,8,10,12,14,16,18,20,22,24",
                    help="left edges of the game-time buckets, in minutes")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the bootstrap")
     p.add_argument("--checkpoint", default="best",
                    help="'best' (validation-selected, else latest), 'latest', or a path")
     p.add_argument("--min_function_count", type=int, default=20,
                    help="functions with fewer test targets are left out of the breakdown")
-    p.add_argument("--verbose", action="store_true", help="on failure, the traceback")
+    cli_flags.add_verbose(p)
     return p.parse_args(argv)
 
 
@@ -362,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         line = (data_error(a.data, split_selection(a.data, a.split), e)
                 if isinstance(e, tf.errors.OpError) else str(e))
-        print(f"trainers.evaluate: error: {line}", file=sys.stderr)
+        print(f"sc2-evaluate: error: {line}", file=sys.stderr)
         return 2
     m, b = report["metrics"], report["baselines"]
 

@@ -27,7 +27,6 @@ holds what inference and honest evaluation need, and nothing else:
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import gzip
@@ -39,6 +38,8 @@ from pathlib import Path
 from typing import Sequence
 
 import pyarrow.parquet as pq
+
+from pipeline import cli_flags
 
 from trainers import baselines, inference
 from trainers.evaluate import minor_version, version_key
@@ -149,20 +150,19 @@ def export(run: str | os.PathLike, out: str | os.PathLike, checkpoint: str = "be
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trainers.export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_flags.Parser(prog="sc2-export", description=__doc__)
     p.add_argument("--run", required=True, help="training run directory")
     p.add_argument("--out", required=True, help="model directory to write, e.g. models/NAME")
     p.add_argument("--checkpoint", default="best",
                    help="'best' (validation-selected, else latest), 'latest', or a path")
-    p.add_argument("--verbose", action="store_true", help="on failure, the traceback")
+    cli_flags.add_verbose(p)
     a = p.parse_args(argv)
     try:
         export(a.run, a.out, a.checkpoint, log=lambda m: print(m, flush=True))
     except (TrainerInputError, ValueError, FileNotFoundError, OSError) as e:
         if a.verbose:
             raise
-        print(f"trainers.export: error: {e}", file=sys.stderr)
+        print(f"sc2-export: error: {e}", file=sys.stderr)
         return 2
     return 0
 

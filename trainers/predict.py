@@ -30,7 +30,6 @@ mathtext; ``prediction.json`` keeps them as they are.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -45,6 +44,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
+from pipeline import cli_flags
 from pipeline.index import scan
 from pipeline.index.player_context import PlayerContext
 from pipeline.index.scan import ScanJob
@@ -447,17 +447,16 @@ def summary(result: Mapping[str, Any]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="trainers.predict", description=__doc__.split("\n")[0])
+    parser = cli_flags.Parser(prog="sc2-predict", description=__doc__.split("\n")[0])
     parser.add_argument("--run", required=True,
                         help="training run directory or shipped model directory")
     parser.add_argument("--replay", required=True, help="one .SC2Replay file")
-    parser.add_argument("--out", help="output directory (default ./predict_<replay stem>)")
+    parser.add_argument("--out", help="directory to write (default: ./predict_<replay stem>)")
     parser.add_argument("--checkpoint", default="best", help="best, latest or a path")
     parser.add_argument("--moments", type=int, default=4,
                         help="moments at which to show the most likely actions")
-    parser.add_argument("--batch_size", type=int, default=256)
-    parser.add_argument("--verbose", action="store_true",
-                        help="TensorFlow logs and tracebacks")
+    parser.add_argument("--batch_size", type=int, default=256, help="samples per forward pass")
+    cli_flags.add_verbose(parser)
     limits_lib.add_arguments(parser)        # the pipeline's limits, the same flags
     args = parser.parse_args(argv)
     try:
@@ -478,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             traceback.print_exc()
         message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"trainers.predict: error: {terminal_safe(message, MAX_ERROR_CHARS)}",
+        print(f"sc2-predict: error: {terminal_safe(message, MAX_ERROR_CHARS)}",
               file=sys.stderr)
         return 2
     print("\n".join(summary(result)))

@@ -1,6 +1,6 @@
 """Trains a two-headed SC2LE baseline on the pipeline's shards.
 
-    python -m trainers.train --data DIR --model fully_conv --out RUN_DIR --steps 2000
+    sc2-train --data DIR --model fully_conv --out RUN_DIR --steps 2000
 
 RUN_DIR receives ``config.json`` (everything needed to rebuild the model and
 rerun), ``checkpoints/`` (``tf.train.CheckpointManager``: weights, optimizer
@@ -21,7 +21,6 @@ batches already seen.  Runs on CPU, and on a GPU when TensorFlow sees one.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -34,13 +33,14 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
+from pipeline import cli_flags
 from schemas import layers
 from trainers.input import (FeatureSpec, Selection, TrainerInputError, data_config_if_present, data_error,
                             data_resolutions, make_dataset, manifest_unavailable_layers,
                             selection_size)
 from trainers.losses import LossWeights, compute_losses
 from trainers.models import MODEL_NAMES, VALUE_INPUTS, build_model
-from trainers.progress import eta_text
+from pipeline.progress import eta_text
 
 CONFIG_NAME = "config.json"
 BEST_NAME = "best.json"
@@ -416,33 +416,42 @@ class Validator:
 
 
 def parse_args(argv: Sequence[str] | None) -> TrainConfig:
-    p = argparse.ArgumentParser(prog="python -m trainers.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_flags.Parser(prog="sc2-train", description=__doc__)
     d = TrainConfig(data="", model="", out="")
-    p.add_argument("--data", required=True, help="pipeline output DIR (tfrecord/<split>/...)")
-    p.add_argument("--model", required=True, choices=MODEL_NAMES)
-    p.add_argument("--out", required=True, help="run directory (created; resumed if present)")
+    cli_flags.add_data(p)
+    p.add_argument("--model", required=True, choices=MODEL_NAMES, help="the architecture")
+    p.add_argument("--out", required=True,
+                   help="the run directory to write (created; resumed if present)")
     p.add_argument("--steps", type=int, default=d.steps, help="total training steps")
-    p.add_argument("--batch_size", type=int, default=d.batch_size)
-    p.add_argument("--learning_rate", type=float, default=d.learning_rate)
-    p.add_argument("--clip_norm", type=float, default=d.clip_norm)
+    p.add_argument("--batch_size", type=int, default=d.batch_size, help="samples per step")
+    p.add_argument("--learning_rate", type=float, default=d.learning_rate,
+                   help="Adam's (peak) learning rate")
+    p.add_argument("--clip_norm", type=float, default=d.clip_norm,
+                   help="global gradient-norm clipping")
     p.add_argument("--weight_decay", type=float, default=d.weight_decay,
                    help="decoupled weight decay (AdamW); 0 = plain Adam")
     p.add_argument("--lr_schedule", choices=LR_SCHEDULES, default=d.lr_schedule,
                    help="constant, or cosine: from --learning_rate down to 0 at --steps")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--value_weight", type=float, default=d.value_weight)
-    p.add_argument("--function_weight", type=float, default=d.function_weight)
-    p.add_argument("--argument_weight", type=float, default=d.argument_weight)
-    p.add_argument("--shuffle_buffer", type=int, default=d.shuffle_buffer)
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seeds the weights and the data order")
+    p.add_argument("--value_weight", type=float, default=d.value_weight,
+                   help="weight of the value (win) loss")
+    p.add_argument("--function_weight", type=float, default=d.function_weight,
+                   help="weight of the action-function loss")
+    p.add_argument("--argument_weight", type=float, default=d.argument_weight,
+                   help="weight of the action-argument losses")
+    p.add_argument("--shuffle_buffer", type=int, default=d.shuffle_buffer,
+                   help="samples held by the shuffle buffer")
     p.add_argument("--read_shards", type=int, default=d.read_shards,
                    help="training shards read at once, one record from each in turn: "
                         "more mixes more games into each stretch of batches")
     p.add_argument("--train_every", type=int, default=d.train_every,
                    help="train on every k-th training window (spreads a step budget "
                         "smaller than the data over every training replay)")
-    p.add_argument("--log_every", type=int, default=d.log_every)
-    p.add_argument("--checkpoint_every", type=int, default=d.checkpoint_every)
+    p.add_argument("--log_every", type=int, default=d.log_every,
+                   help="steps between progress lines")
+    p.add_argument("--checkpoint_every", type=int, default=d.checkpoint_every,
+                   help="steps between checkpoints")
     p.add_argument("--validation_every", type=int, default=d.validation_every,
                    help="steps between validations and best-checkpoint selection "
                         "(0: never)")
@@ -461,12 +470,14 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
                    help="leave the score vector out of the non-spatial input")
     p.add_argument("--game_time", action="store_true",
                    help="give the model the game time (game loop) as a non-spatial input")
-    p.add_argument("--source", choices=("tfrecord", "tfds"), default=d.source)
-    p.add_argument("--tfds_data_dir", default=None)
+    p.add_argument("--source", choices=("tfrecord", "tfds"), default=d.source,
+                   help="read --data's TFRecord shards directly, or through TFDS")
+    p.add_argument("--tfds_data_dir", default=None,
+                   help="with --source tfds: the TFDS data directory (default: --data's tfds/)")
     p.add_argument("--drop_layers", default=None,
                    help="comma-separated sample fields to leave out (default: the "
                         "manifest's unavailable layers)")
-    p.add_argument("--verbose", action="store_true", help="on failure, the traceback")
+    cli_flags.add_verbose(p)
     a = p.parse_args(argv)
     drop = (None if a.drop_layers is None
             else tuple(x.strip() for x in a.drop_layers.split(",") if x.strip()))
@@ -500,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     remove_failed_start(out, existed)
     if getattr(config, "verbose", False):
         raise error
-    print(f"trainers.train: error: {line}", file=sys.stderr)
+    print(f"sc2-train: error: {line}", file=sys.stderr)
     return 2
 
 

@@ -1,7 +1,9 @@
 """Prepares the ``sc2_replays`` TFDS dataset over a pipeline output, offline.
 
-    python -m datasets.sc2_replays.build --pipeline_output DIR --data_dir TFDS_DIR \\
-        [--config events_64] [--no_verify] [--verbose]
+    sc2-tfds-build --data DIR --out TFDS_DIR [--config events_64] [--no_verify] [--verbose]
+
+(also ``python -m datasets.sc2_replays.build``; the old names ``--pipeline_output``
+and ``--data_dir`` still work for one release).
 
 ``beam_runner.py`` already does this into ``DIR/tfds`` at the end of a run
 (:func:`prepare_in_output`); this command makes another data_dir point at the
@@ -16,17 +18,18 @@ the output -- end in one line naming the file (``--verbose``: the traceback).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import os
 import sys
 import tempfile
+from typing import TYPE_CHECKING
 
-import tensorflow_datasets as tfds
-
-from datasets.sc2_replays.sc2_replays import Sc2Replays, open_for
+from pipeline import cli_flags
 from schemas.run_output import RunLayout, RunOutput, RunOutputError
+
+if TYPE_CHECKING:       # imported where used: --help must not load TensorFlow
+    from datasets.sc2_replays.sc2_replays import Sc2Replays
 
 
 def verify_shards(run: RunOutput) -> int:
@@ -46,12 +49,14 @@ def verify_shards(run: RunOutput) -> int:
 
 
 def prepare(pipeline_output: str, data_dir: str, config: str | None = None,
-            recorded_output: str | None = None, verify: bool = False) -> Sc2Replays:
+            recorded_output: str | None = None, verify: bool = False) -> "Sc2Replays":
     """Writes the dataset's metadata in ``data_dir``; returns the builder.
     :class:`RunOutputError` (one line naming the file, nothing written)
     when the output cannot back it.  ``recorded_output``: the output path
     to record, when the run is published elsewhere than ``pipeline_output``
     (beam_runner.py's staging directory)."""
+    import tensorflow_datasets as tfds
+    from datasets.sc2_replays.sc2_replays import Sc2Replays, open_for
     run, checked = open_for(pipeline_output, config)
     if verify:
         verify_shards(run)
@@ -86,25 +91,29 @@ def prepare_in_output(pipeline_output: str, recorded_output: str | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pipeline_output", required=True,
-                        help="beam_runner.py --output directory")
-    parser.add_argument("--data_dir", required=True, help="TFDS data directory")
+    """The command line: 0, or 2 with one line on stderr."""
+    verbose = cli_flags.quiet_unless_verbose(argv)
+    parser = cli_flags.Parser(prog="sc2-tfds-build", description=__doc__.split("\n\n")[0])
+    cli_flags.add_data(parser)
+    parser.add_argument("--out", required=True,
+                        help="the TFDS data directory to write (tfds.load's data_dir)")
     parser.add_argument("--config", default=None,
                         help="builder config, e.g. events_64 (default: from the manifest)")
     parser.add_argument("--no_verify", action="store_true",
                         help="skip reading every shard through (CRCs, record counts)")
-    parser.add_argument("--verbose", action="store_true", help="on failure, the traceback")
+    cli_flags.add_verbose(parser)
     args = parser.parse_args(argv)
-    local = "://" not in args.pipeline_output
-    output = os.path.abspath(args.pipeline_output) if local else args.pipeline_output
-    data_dir = os.path.abspath(args.data_dir) if "://" not in args.data_dir else args.data_dir
+    local = "://" not in args.data
+    output = os.path.abspath(args.data) if local else args.data
+    data_dir = os.path.abspath(args.out) if "://" not in args.out else args.out
+    with cli_flags.native_stderr_hidden(not verbose):
+        import tensorflow_datasets  # noqa: F401 -- its start-up lines hidden
     try:
         builder = prepare(output, data_dir, args.config, verify=not args.no_verify)
     except RunOutputError as exc:
         if args.verbose:
             raise
-        print(f"datasets.sc2_replays.build: error: {exc}", file=sys.stderr)
+        print(f"sc2-tfds-build: error: {exc}", file=sys.stderr)
         return 2
     info = builder.info
     print(f"{info.full_name} prepared in {builder.data_dir}")

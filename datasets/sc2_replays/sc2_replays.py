@@ -19,7 +19,7 @@ manifest's records per shard, so TFDS's split slicing (``train[:10%]``) and
 ``+`` work.  ``DIR`` can be moved or renamed whole.
 
     tfds.load("sc2_replays", data_dir="DIR/tfds", split="train[:10%]")
-    python -m datasets.sc2_replays.build --pipeline_output DIR --data_dir TFDS_DIR
+    sc2-tfds-build --data DIR --out TFDS_DIR
 """
 from __future__ import annotations
 
@@ -62,10 +62,10 @@ _CITATION = """\
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Run the pipeline first, e.g.
-  python beam_runner.py --replays REPLAYS_DIR --output DIR --engine events
+  sc2-pipeline --replays REPLAYS_DIR --out DIR --engine events
 (it prepares this dataset in DIR/tfds itself), or point the builder's manual
 dir at DIR:
-  python -m datasets.sc2_replays.build --pipeline_output DIR --data_dir TFDS_DIR
+  sc2-tfds-build --data DIR --out TFDS_DIR
 """
 
 #: The TFRecord shards as TFDS names them: ``DIR``-relative, the split and

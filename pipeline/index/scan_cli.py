@@ -6,9 +6,9 @@ file in a child process under the limits of :mod:`pipeline.replay.limits`
 (``--memory_limit_mb``, ``--scan_timeout_s``, ``--max_member_bytes``...), so
 that no file stops the scan -- and writes:
 
-* ``OUTPUT/index/replays.parquet`` and ``OUTPUT/index/players.parquet``
+* ``OUT/index/replays.parquet`` and ``OUT/index/players.parquet``
   (every readable replay, with the filter verdict in ``status``);
-* ``OUTPUT/errors/errors.parquet`` (every file that could not be used, with
+* ``OUT/errors/errors.parquet`` (every file that could not be used, with
   a reason category);
 
 then prints a summary: counts by version, game type, status and error
@@ -16,7 +16,6 @@ category, and MMR / APM / length percentiles of the kept replays.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import concurrent.futures
 import os
@@ -25,6 +24,7 @@ import threading
 import time
 from typing import Any, Iterable, Sequence, TextIO
 
+from pipeline import cli_flags
 from pipeline.index import filters, scan
 from pipeline.replay import limits as limits_lib
 from pipeline.replay.bounded_process import JobFailure, TimedWorker
@@ -158,17 +158,17 @@ def summary(replays: Sequence[dict], players: Sequence[dict],
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.index.scan_cli",
+    parser = cli_flags.Parser(
+        prog="sc2-scan",
         description="Index a replay corpus (metadata only) and report what it holds.")
     parser.add_argument("--replays", nargs="+", required=True,
                         help="replay files, directories (recursive) or globs; "
                              "gs:// and other Beam filesystems work too")
-    parser.add_argument("--output", required=True,
-                        help="output directory (index/ and errors/ are written inside)")
+    parser.add_argument("--out", required=True,
+                        help="directory to write (index/ and errors/ are written inside)")
     limits_lib.add_arguments(parser, decode=False)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="parallel processes (default: all cores, %(default)s)")
+                        help="parallel processes (default: all cores, here %(default)s)")
     parser.add_argument("--progress_every", type=int, default=100,
                         help="print a progress line every N files (default: %(default)s)")
     filters.add_filter_arguments(parser)
@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths, config, workers=args.workers, progress=sys.stderr,
         every=max(1, args.progress_every), limits=limits)
     elapsed = time.perf_counter() - start
-    out = args.output.rstrip("/")
+    out = args.out.rstrip("/")
     written = scan.write_index(replays, players, out + "/index")
     written.append(scan.write_errors(errors, out + "/errors"))
     print(summary(replays, players, errors))

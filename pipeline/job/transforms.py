@@ -52,6 +52,7 @@ from pipeline.output import writers
 from pipeline.replay import limits as limits_lib
 from pipeline.replay import storage
 from pipeline.job.balance import BalancedShuffle
+from pipeline.job.run_progress import RUN
 from pipeline.job.worker import (EnvironmentFailure, JobAborted, JobFailure, ReplayJob,
                                  ShardJob, TimedWorker, prestart)
 from pipeline.text import storable, terminal_safe
@@ -60,7 +61,7 @@ from schemas.run_output import RunLayout
 from schemas.sample import SampleSchema
 
 NAMESPACE = "sc2"
-progress_log = logging.getLogger("sc2.progress")
+progress_log = logging.getLogger("sc2.progress")     # the same logger as run_progress's
 
 
 def _progress_to_stderr() -> None:
@@ -187,11 +188,16 @@ class _ScanFn(_ChildDoFn):
     a replay's content."""
 
     def setup(self):
+        _progress_to_stderr()
         # The child starts importing now, while the runner is still busy.
         prestart(self.config.scan_timeout_s, self.config.local_workers,
                  self.config.memory_limit_mb)
 
     def process(self, path: str | bytes):
+        yield from self._scan(path)
+        RUN.scanned()
+
+    def _scan(self, path: str | bytes):
         _count("inputs")
         if isinstance(path, bytes):          # see _expand
             yield beam.pvalue.TaggedOutput("errors", _error(
@@ -272,6 +278,7 @@ class _FilterFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput("filtered", out)
         else:
             _count("replays_kept")
+            RUN.kept(expected_samples(record, self.config.step_mul))
             yield out
 
 
@@ -289,6 +296,12 @@ class FilterReplays(beam.PTransform):
 
 
 # --------------------------------------------------------------- sampling
+def expected_samples(record, step_mul: int) -> int:
+    """About how many samples a kept replay makes: one per ``step_mul`` game
+    loops per player (the progress line's total, marked as an estimate)."""
+    return record["replay"]["game_loops"] // max(1, step_mul) * max(1, len(record["players"]))
+
+
 def _replay_cost(record) -> float:
     """A kept replay's estimated sampling cost: samples to make, about
     game loops x sampled players (decode and featurize grow with both)."""
@@ -300,15 +313,8 @@ def _replay_key(record) -> str:
 
 
 class _SampleFn(_ChildDoFn):
-    def __init__(self, config: RunConfig):
-        super().__init__(config)
-        self._done = 0
-        self._samples = 0
-        self._started = 0.0
-
     def setup(self):
         _progress_to_stderr()
-        self._started = time.time()
 
     def process(self, record):
         cfg = self.config
@@ -317,27 +323,18 @@ class _SampleFn(_ChildDoFn):
                         split=record["split"], output_dir=cfg.output_dir, spec=cfg.spec,
                         resolution=cfg.resolution, max_bytes=cfg.max_bytes,
                         inflate=cfg.limits.inflate)
-        t0 = time.time()
         outcome = self._worker.run(job)
         if isinstance(outcome, JobAborted):     # the output's disk failed: stop the run
             raise _abort(outcome.failure())
-        self._done += 1
         if isinstance(outcome, JobFailure):
             yield beam.pvalue.TaggedOutput(
                 "errors", _error(row["path"], row["replay_id"], "sample", outcome.category,
                                  outcome.message))
-            progress_log.info("[pid %d] replay %d failed (%s): %s", self._worker.pid, self._done,
-                              outcome.category, terminal_safe(row["path"]))
+            RUN.sampled(0, terminal_safe(os.path.basename(row["path"])), failed=True)
             return
         _count("replays_sampled")
         _count(f"samples_{outcome.split}", outcome.num_samples)
-        self._samples += outcome.num_samples
-        elapsed = max(time.time() - self._started, 1e-9)
-        progress_log.info("[pid %d] %d replays, %d samples (%.1f samples/s); last: %s "
-                          "%d samples in %.1f s; peak %.0f MB", self._worker.pid, self._done,
-                          self._samples, self._samples / elapsed,
-                          terminal_safe(os.path.basename(row["path"])), outcome.num_samples,
-                          time.time() - t0, self._worker.peak_bytes / 2 ** 20)
+        RUN.sampled(outcome.num_samples, terminal_safe(os.path.basename(row["path"])))
         yield outcome
 
 

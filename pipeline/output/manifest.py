@@ -386,6 +386,24 @@ def judge(manifest: Manifest, max_error_fraction: float | None = None) -> Outcom
                    max_error_fraction=max_error_fraction)
 
 
+def _split_table(c) -> list[str]:
+    """The samples per split as an aligned table, one column per format
+    (the formats hold the same samples: a column that differs shows it)."""
+    if not c.samples_by_split_and_format:
+        return []
+    formats = sorted({f for per in c.samples_by_split_and_format.values() for f in per})
+    header = ["split", "replays", "samples", "shards", *formats]
+    rows = [[split, f"{c.replays_by_split.get(split, 0):,}",
+             f"{c.samples_counted_by_split.get(split, 0):,}",
+             f"{c.shards_by_split.get(split, 0):,}",
+             *(f"{per.get(f, 0):,}" for f in formats)]
+            for split, per in sorted(c.samples_by_split_and_format.items())]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return ["  " + "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                             for i, (cell, w) in enumerate(zip(row, widths)))
+            for row in [header, *rows]]
+
+
 def summary(manifest: Manifest) -> str:
     """A human-readable end-of-run summary."""
     c = manifest.counts
@@ -396,7 +414,10 @@ def summary(manifest: Manifest) -> str:
         f"output: {terminal_safe(manifest.output_dir)}",
         f"source: {src.name} (fog={src.fog}, step_mul={src.step_mul}, "
         f"resolution={src.resolution})",
-        f"input files: {c.input_files}; replays by status: {c.replays_by_status}",
+        f"input files: {c.input_files:,}; replays: " + (", ".join(
+            f"{n:,} {status}" for status, n in sorted(c.replays_by_status.items(),
+                                                       key=lambda kv: (-kv[1], kv[0]))
+            if n) or "none"),
     ]
     for title, counts, key in (("filtered", c.filter_reasons, "filtered"),
                                ("errors", c.error_reasons, "errors")):
@@ -410,17 +431,14 @@ def summary(manifest: Manifest) -> str:
                      f"{c.degraded_replays}")
     if c.samples_by_split_and_format or manifest.empty_splits:
         lines.append("splits:")
-    for split, per in sorted(c.samples_by_split_and_format.items()):
-        lines.append(f"  {split}: {c.replays_by_split.get(split, 0)} replays, "
-                     f"{c.samples_counted_by_split.get(split, 0)} samples, "
-                     f"{c.shards_by_split.get(split, 0)} shards; per format {per}")
+    lines += _split_table(c)
     causes = set(manifest.empty_splits.values())
     if not c.samples_total and len(causes) == 1:
         lines.append(f"  all empty ({causes.pop()})")
     else:
         lines += [f"  {split}: empty ({cause})"
                   for split, cause in manifest.empty_splits.items()]
-    lines.append(f"samples: {c.samples_total}; no-op fraction {lab['noop_fraction']:.3f}; "
+    lines.append(f"samples: {c.samples_total:,}; no-op fraction {lab['noop_fraction']:.3f}; "
                  f"mean mask size {lab['mean_mask_size']:.1f}")
     if c.shard_bytes_by_format:
         lines.append("shards: " + ", ".join(
@@ -436,9 +454,6 @@ def summary(manifest: Manifest) -> str:
                     for f in lab["top_target_functions"][:5])
     if top:
         lines.append(f"top targets: {top}")
-    if manifest.metrics:
-        lines.append("beam counters: " + ", ".join(
-            f"{k}={v}" for k, v in manifest.metrics.items()))
     if t:
         lines.append(f"wall {t['wall_s']:.1f} s: {t['replays_per_s']:.2f} replays/s, "
                      f"{t['samples_per_s']:.1f} samples/s")

@@ -2,7 +2,9 @@
 
 A run never writes into ``DIR`` itself.  :func:`claim` takes a lock next to
 it (``.DIR.lock``, ``fcntl.flock``: released by the kernel when the process
-ends, so a killed run never blocks the next), refuses a non-empty ``DIR``
+ends, so a killed run never blocks the next; the file is removed when the
+run ends, finished, failed or refused, so only a killed run leaves one for
+the next run to take), refuses a non-empty ``DIR``
 unless ``overwrite``, and yields a fresh *staging* directory beside it
 (``.DIR.staging-<id>``, same filesystem).  The job writes everything there;
 :func:`publish` then swaps it in: ``DIR`` is renamed away, the staging
@@ -66,7 +68,7 @@ def _entries(path: str) -> list[str]:
     except FileNotFoundError:
         return []
     except NotADirectoryError as exc:
-        raise OutputDirError(f"--output {path}: exists and is not a directory") from exc
+        raise OutputDirError(f"--out {path}: exists and is not a directory") from exc
 
 
 def check_replaceable(final: str, overwrite: bool) -> None:
@@ -77,33 +79,63 @@ def check_replaceable(final: str, overwrite: bool) -> None:
         return
     shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
     if not overwrite:
-        raise OutputDirError(f"--output {final} is not empty ({len(entries)} entries: "
+        raise OutputDirError(f"--out {final} is not empty ({len(entries)} entries: "
                              f"{shown}); give an empty directory, or --overwrite to "
                              "replace the earlier run")
     foreign = [e for e in entries if e not in TOP_LEVEL]
     if foreign:
-        raise OutputDirError(f"--output {final} holds files that are not a pipeline "
+        raise OutputDirError(f"--out {final} holds files that are not a pipeline "
                              f"output ({', '.join(foreign[:3])}); refusing to replace it "
                              "even with --overwrite")
 
 
 def _take_lock(final: str) -> IO[str]:
+    """Opens and locks ``.DIR.lock``; :class:`OutputDirError` when another
+    run holds it.  A run removes its lock file when it ends, while it still
+    holds the lock (:func:`_release_lock`), so a process that opened the file
+    just before may lock an unlinked file: after locking, the file on disk
+    must still be the one locked, else the lock is taken again."""
     import fcntl
     path = lock_path(final)
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise OutputDirError(f"--output {final} is in use by another run ({holder}; "
-                             f"lock {path})") from exc
+    while True:
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise OutputDirError(f"--out {final} is in use by another run ({holder}; "
+                                 f"lock {path})") from exc
+        if _same_file(handle, path):
+            break
+        handle.close()              # the holder removed it meanwhile: lock the new one
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
     handle.flush()
     return handle
+
+
+def _same_file(handle: IO[str], path: str) -> bool:
+    """Whether ``path`` still names the open file ``handle``."""
+    try:
+        on_disk = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(handle.fileno())
+    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _release_lock(handle: IO[str], final: str) -> None:
+    """Removes the lock file, then releases the lock: no ``.DIR.lock`` is
+    left beside the output after a run, whatever its end."""
+    path = lock_path(final)
+    try:
+        if _same_file(handle, path):
+            os.unlink(path)
+    finally:
+        handle.close()
 
 
 def _remove_stale(final: str) -> None:
@@ -146,7 +178,7 @@ def claim(final: str, overwrite: bool = False) -> Iterator[str]:
         finally:
             shutil.rmtree(staging, ignore_errors=True)   # gone after publish()
     finally:
-        handle.close()                                   # releases the lock
+        _release_lock(handle, final)
 
 
 def publish(staging: str, final: str) -> None:
@@ -168,7 +200,7 @@ def _claim_remote(final: str, overwrite: bool) -> str:
     from apache_beam.io.filesystems import FileSystems
     matches = FileSystems.match([final.rstrip("/") + "/**"])[0].metadata_list
     if matches and not overwrite:
-        raise OutputDirError(f"--output {final} is not empty ({len(matches)} objects); "
+        raise OutputDirError(f"--out {final} is not empty ({len(matches)} objects); "
                              "give an empty location, or --overwrite to replace it")
     if matches:
         FileSystems.delete([m.path for m in matches])

@@ -12,7 +12,6 @@ Each loop is rounded down to its window start; one PNG per loop.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pipeline import cli_flags
 from pipeline.sources.events.source import EventsObservationSource
 from pipeline.index.player_context import PlayerContext
 from pipeline.pysc2_compat import pysc2_modules
@@ -84,14 +84,16 @@ def render_sample(sample: dict[str, Any], path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Render engine-free samples to PNG.")
-    parser.add_argument("--replay", required=True)
-    parser.add_argument("--player", type=int, default=1)
+    parser = cli_flags.Parser(prog="sc2-render",
+                              description="Render engine-free samples to PNG.")
+    parser.add_argument("--replay", required=True, help="one .SC2Replay file")
+    parser.add_argument("--player", type=int, default=1, help="whose view: player 1 or 2")
     parser.add_argument("--loops", default="800,4000,12000",
                         help="comma-separated game loops")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--no-fog", action="store_true", help="show every unit")
-    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--out", required=True, help="directory to write the PNGs into")
+    parser.add_argument("--no_fog", action="store_true", help="show every unit")
+    parser.add_argument("--resolution", type=int, default=64,
+                        help="screen and minimap resolution (pixels per side)")
     args = parser.parse_args(argv)
     with open(args.replay, "rb") as f:
         archive = ReplayArchive(f.read(), path=args.replay)
