@@ -135,6 +135,18 @@ def add_data(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument("--data", required=required, help=DATA_HELP)
 
 
+def module_doc(module: str) -> str:
+    """A module's docstring, read from its source without importing it (a
+    parser's description, for ``--help`` without the module's heavy imports)."""
+    import ast
+    import importlib.util
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin:
+        return ""
+    with open(spec.origin, encoding="utf-8") as f:
+        return ast.get_docstring(ast.parse(f.read())) or ""
+
+
 def verbose_in(argv: Sequence[str] | None) -> bool:
     """Whether ``--verbose`` is among ``argv`` (default ``sys.argv``); read
     before parsing, since quieting libraries must precede their import."""

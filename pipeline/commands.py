@@ -29,11 +29,19 @@ COMMANDS: dict[str, str] = {
 }
 
 
+#: The commands whose modules load TensorFlow: their flags are parsed first.
+TRAINERS = ("sc2-train", "sc2-evaluate", "sc2-predict", "sc2-export", "sc2-crossval")
+
+
 def run_command(name: str, argv: Sequence[str] | None = None) -> int:
     """Runs command ``name`` (a key of :data:`COMMANDS`) on ``argv``
     (default: ``sys.argv[1:]``); returns its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = cli_flags.quiet_unless_verbose(argv)
+    if name in TRAINERS:
+        # --help and usage errors end here, before TensorFlow is loaded
+        from trainers.cli import PARSERS
+        PARSERS[name](argv)
     with cli_flags.native_stderr_hidden(not verbose):
         module = importlib.import_module(COMMANDS[name])
     return module.main(argv)

@@ -48,7 +48,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from pipeline import cli_flags
 
 from schemas.sample import SampleSchema
 from trainers import metrics
@@ -58,7 +57,7 @@ from trainers.evaluate import LOOPS_PER_MINUTE, predict
 from trainers.inference import choose_checkpoint
 from trainers.input import (TrainerInputError, Selection, data_resolutions, data_splits,
                             read_columns)
-from trainers.train import (TrainConfig, Trainer, load_config, parse_args as train_args,
+from trainers.train import (TrainConfig, Trainer, load_config,
                             train, write_json_atomic)
 
 REPORT_NAME = "crossval.json"
@@ -347,18 +346,8 @@ def crossval(data: str, out: str, folds: int, base: TrainConfig, *, batch_size: 
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
-    p = cli_flags.Parser(prog="sc2-crossval", description=__doc__,
-                         epilog="and every flag of sc2-train (sc2-train --help): --data, "
-                                "--model, --out, --steps, ...")
-    p.add_argument("--folds", type=int, default=5, help="folds, grouped by replay")
-    p.add_argument("--eval_batch_size", type=int, default=256,
-                   help="samples per forward pass when a fold is scored")
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
-    p.add_argument("--bootstrap_seed", type=int, default=0, help="seeds the bootstrap")
-    p.add_argument("--bucket_minutes", default="0,2,4,6,8,10,12,14,16,18,20,22,24",
-                   help="left edges of the game-time buckets, in minutes")
-    own, rest = p.parse_known_args(argv)
-    return own, train_args(rest)  # --data, --model, --out and the training flags
+    from trainers.cli import parse_crossval
+    return parse_crossval(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,12 @@ def _err(intervals: list[dict]) -> tuple[list[float], list[list[float]]]:
     return means, [lo, hi]
 
 
+def _legend_below(ax, ncol: int = 4, fontsize: float = 8) -> None:
+    """The legend under the axes, where it hides no bar, curve or error bar."""
+    ax.legend(fontsize=fontsize, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol,
+              frameon=False)
+
+
 def _save(fig, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
     os.close(fd)
@@ -54,7 +60,7 @@ def write_plots(report: dict, out: Path, split: str) -> list[Path]:
             (f"screen ±{report['within_pixels']}px",
              m[f"screen_within_{report['within_pixels']}px"], None, None),
             ("minimap exact", m["minimap_exact"], None, None)]
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(10, 5))
     labels, model_vals, base_vals = [], [], []
     for name, model_i, base_name, base_i in rows:
         labels.append(name if base_name is None else f"{name}\nvs {base_name}")
@@ -65,7 +71,9 @@ def write_plots(report: dict, out: Path, split: str) -> list[Path]:
     bm, be = _err(base_vals)
     ax.bar([i - 0.2 for i in x], mm, 0.4, yerr=me, capsize=3, label="model")
     ax.bar([i + 0.2 for i in x], bm, 0.4, yerr=be, capsize=3, label="baseline")
-    ax.set_xticks(list(x), labels, fontsize=7)
+    # two-line labels, eight bars: slanted, so that neighbours never overlap
+    ax.set_xticks(list(x), labels, fontsize=8, rotation=30, ha="right",
+                  rotation_mode="anchor")
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
     ax.set_title(title, fontsize=8)
@@ -89,7 +97,10 @@ def write_plots(report: dict, out: Path, split: str) -> list[Path]:
                 label="most frequent available")
         ax.set_yticks(list(y), [f"{r['name']} (n={r['count']})" for r in rows_f], fontsize=7)
         ax.invert_yaxis()
-        ax.legend(fontsize=8)
+        # under the x label, whose height in axes units grows as the figure shrinks
+        below = 0.08 + 0.55 / fig.get_size_inches()[1]
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -below), ncol=2,
+                  frameon=False)
     ax.set_xlim(0, 1)
     ax.set_xlabel("function-id top-1 accuracy (recall per target function)")
     ax.set_title(title, fontsize=8)
@@ -119,7 +130,7 @@ def _value_by_time(rows: list[dict], title: str, path: Path) -> None:
     ax.set_ylabel("value accuracy")
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=8)
-    ax.legend(fontsize=8)
+    _legend_below(ax)
     _save(fig, path)
 
 
@@ -141,12 +152,13 @@ def write_crossval_plots(report: dict, out: Path) -> list[Path]:
                                (0.25, "logistic_accuracy", "player-features LR")):
         ax.bar([i + offset for i in x], [f[key] for f in folds], 0.25, label=label)
     ax.set_xticks(x, [f"fold {f['fold']}\n{f['replays']} replays" for f in folds],
-                  fontsize=7)
+                  fontsize=8)
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_ylim(0, 1)
     ax.set_ylabel("held-out value accuracy")
     ax.set_title(title, fontsize=8)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3,
+              frameon=False)
     paths.append(out / "crossval_folds.png")
     _save(fig, paths[-1])
     return paths

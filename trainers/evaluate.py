@@ -36,7 +36,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import tensorflow as tf
 
-from pipeline import cli_flags
 from schemas import layers
 from trainers import baselines, inference, metrics
 from trainers.action_space import function_names
@@ -111,7 +110,6 @@ def action_correct(p: dict[str, np.ndarray]) -> np.ndarray:
     return ok
 
 
-SPLIT_CHOICES: tuple[str, ...] = ("all", "train", "validation", "test")
 # Fewer evaluated replays than this get a plain warning in the console.
 FEW_REPLAYS = 10
 
@@ -314,31 +312,8 @@ def evaluate(data: str, run: str, split: str = "test", *, batch_size: int = 64,
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = cli_flags.Parser(prog="sc2-evaluate", description=__doc__)
-    cli_flags.add_data(p)
-    p.add_argument("--run", required=True,
-                   help="training run directory, or a shipped model (models/<name>)")
-    p.add_argument("--split", default="test", choices=SPLIT_CHOICES,
-                   help="a split of --data, or 'all' (e.g. games from another source)")
-    p.add_argument("--every", type=int, default=1,
-                   help="evaluate every k-th window of the split (file order: every replay, "
-                        "every game time)")
-    p.add_argument("--out", default=None,
-                   help="where the report goes (default: the run directory; for a shipped "
-                        "model ./eval_<name>)")
-    p.add_argument("--batch_size", type=int, default=64, help="samples per forward pass")
-    p.add_argument("--within_pixels", type=int, default=3,
-                   help="a spatial argument this close to the target counts as right")
-    p.add_argument("--bucket_minutes", default="0,2,4,6,8,10,12,14,16,18,20,22,24",
-                   help="left edges of the game-time buckets, in minutes")
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
-    p.add_argument("--seed", type=int, default=0, help="seeds the bootstrap")
-    p.add_argument("--checkpoint", default="best",
-                   help="'best' (validation-selected, else latest), 'latest', or a path")
-    p.add_argument("--min_function_count", type=int, default=20,
-                   help="functions with fewer test targets are left out of the breakdown")
-    cli_flags.add_verbose(p)
-    return p.parse_args(argv)
+    from trainers.cli import evaluate_parser
+    return evaluate_parser().parse_args(argv)
 
 
 def default_out(run: str) -> str:

@@ -39,7 +39,6 @@ from typing import Sequence
 
 import pyarrow.parquet as pq
 
-from pipeline import cli_flags
 
 from trainers import baselines, inference
 from trainers.evaluate import minor_version, version_key
@@ -150,13 +149,8 @@ def export(run: str | os.PathLike, out: str | os.PathLike, checkpoint: str = "be
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = cli_flags.Parser(prog="sc2-export", description=__doc__)
-    p.add_argument("--run", required=True, help="training run directory")
-    p.add_argument("--out", required=True, help="model directory to write, e.g. models/NAME")
-    p.add_argument("--checkpoint", default="best",
-                   help="'best' (validation-selected, else latest), 'latest', or a path")
-    cli_flags.add_verbose(p)
-    a = p.parse_args(argv)
+    from trainers.cli import export_parser
+    a = export_parser().parse_args(argv)
     try:
         export(a.run, a.out, a.checkpoint, log=lambda m: print(m, flush=True))
     except (TrainerInputError, ValueError, FileNotFoundError, OSError) as e:

@@ -34,11 +34,7 @@ from schemas import layers
 from trainers.action_space import function_arguments
 from trainers.input import FeatureSpec
 
-MODEL_NAMES: tuple[str, ...] = ("atari_net", "fully_conv", "ar_fully_conv")
-# What the value head reads: the 256-unit layer (the paper), or the spatial
-# state averaged over the image (FullyConv family: 96 numbers that say what is
-# on screen and minimap but not where, a smaller value-head capacity).
-VALUE_INPUTS: tuple[str, ...] = ("fc", "pooled")
+from trainers.config import MODEL_NAMES, VALUE_INPUTS  # noqa: E402,F401 -- one definition
 MASKED_LOGIT = -1e9
 
 

@@ -44,7 +44,6 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from pipeline import cli_flags
 from pipeline.index import scan
 from pipeline.index.player_context import PlayerContext
 from pipeline.index.scan import ScanJob
@@ -292,7 +291,8 @@ def predict_replay(run: str, replay: str, *, checkpoint: str = "best", batch_siz
                         for f in picks],
         })
     return {
-        "replay": {"path": str(Path(replay).resolve()), "replay_id": replay_row["replay_id"],
+        "replay": {"path": str(Path(replay).resolve()), "given_path": str(replay),
+                   "replay_id": replay_row["replay_id"],
                    "map": replay_row["map_name"], "base_build": int(replay_row["base_build"]),
                    "version": replay_row["version"], "game_loops": game_loops,
                    "game_minutes": round(game_loops / LOOPS_PER_MINUTE, 4),
@@ -349,39 +349,58 @@ def write_outputs(result: Mapping[str, Any], out_dir: str | os.PathLike) -> list
     return [target, picture]
 
 
+def smoothed(values: Sequence[float], minutes: Sequence[float], window_min: float = 1.0
+             ) -> list[float]:
+    """A centred moving average over ``window_min`` minutes of game time (the
+    raw per-sample probabilities jump from one sample to the next)."""
+    t = np.asarray(minutes, dtype=float)
+    v = np.asarray(values, dtype=float)
+    if len(v) < 3:
+        return v.tolist()
+    sums = np.concatenate([[0.0], np.cumsum(v)])
+    lo = np.searchsorted(t, t - window_min / 2, side="left")
+    hi = np.searchsorted(t, t + window_min / 2, side="right")
+    return ((sums[hi] - sums[lo]) / np.maximum(hi - lo, 1)).tolist()
+
+
+def player_label(p: Mapping[str, Any]) -> str:
+    """``"Serral (Zerg), won"``: the name from the replay, the race, the result."""
+    name = plot_text(p.get("name") or f"player {p['player_id']}", 40)
+    return f"{name} ({plot_text(p['race'], 20)}), {'won' if p['outcome'] == 'win' else 'lost'}"
+
+
 def plot(result: Mapping[str, Any], path: Path) -> Path:
-    """Both players' win probability against game time, the actual winner marked."""
+    """Both players' win probability against game time in minutes: the raw
+    per-sample points faint, a moving average over them (15 s to 1 min); the
+    players named (name, race, result) in a legend below the axes, so that
+    no label sits on a curve."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     replay, players = result["replay"], result["players"]
-
-    def label(p: Mapping[str, Any]) -> str:
-        return f"player {p['player_id']} ({plot_text(p['race'], 40)})"
-
-    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
+    fig, ax = plt.subplots(figsize=(9, 5.4), dpi=110)
     ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="0.5: even game")
     ax.axvspan(0.75 * replay["game_minutes"], replay["game_minutes"], color="0.93",
                label="last quarter (end-of-game call)")
+    # about 12 windows a game, from 15 s to a minute
+    window = min(1.0, max(0.25, replay["game_minutes"] / 12))
     for p, colour in zip(players, ("tab:blue", "tab:red")):
         s = p["series"]
-        won = p["outcome"] == "win"
-        ax.plot(s["minutes"], s["win_probability"], color=colour, linewidth=1.6,
-                label=f"{label(p)}: {'won' if won else 'lost'}")
-        if won:
-            ax.plot(s["minutes"][-1], s["win_probability"][-1], marker="*", markersize=16,
+        ax.plot(s["minutes"], s["win_probability"], color=colour, linewidth=0.6, alpha=0.3)
+        curve = smoothed(s["win_probability"], s["minutes"], window)
+        ax.plot(s["minutes"], curve, color=colour, linewidth=2.2,
+                label=f"{player_label(p)} ({window * 60:.0f} s average; faint: raw)")
+        if p["outcome"] == "win":
+            ax.plot(s["minutes"][-1], curve[-1], marker="*", markersize=15,
                     color=colour, markeredgecolor="black", linestyle="none",
-                    label="actual winner")
-            ax.annotate("winner", (s["minutes"][-1], s["win_probability"][-1]),
-                        textcoords="offset points", xytext=(-50, 10), fontsize=9)
-    winner = [p for p in players if p["outcome"] == "win"]
-    matchup = " vs ".join(plot_text(p["race"], 40) for p in players)
+                    label="the winner at the end")
+    names = " vs ".join(plot_text(p.get("name") or f"player {p['player_id']}", 40)
+                        for p in players)
     # Replay strings are drawn as text: escaped, and never parsed as mathtext
     # (a map title 'Map $\\frac{$ x' made Matplotlib fail).
-    ax.set_title(f"{plot_text(replay['map'], 80)}: {matchup}\nactual winner: "
-                 + (label(winner[0]) if len(winner) == 1 else "none")
-                 + f"  |  model {result['model']['model']}, step "
+    ax.set_title(f"{names} on {plot_text(replay['map'], 80)}\n"
+                 f"model {result['model']['model']}, step "
                  f"{result['model']['checkpoint'].get('step')}", fontsize=11,
                  parse_math=False)
     ax.set_xlabel("game time (minutes, faster speed)")
@@ -389,10 +408,12 @@ def plot(result: Mapping[str, Any], path: Path) -> Path:
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlim(0, max(replay["game_minutes"], 1e-3) * 1.03)   # room for the star
     ax.grid(alpha=0.3)
-    for text in ax.legend(loc="best", fontsize=9).get_texts():
+    legend = ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8.5,
+                       frameon=False)
+    for text in legend.get_texts():
         text.set_parse_math(False)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -409,7 +430,7 @@ def summary(result: Mapping[str, Any]) -> list[str]:
     safe = terminal_safe       # every string from the replay (or a path) is shown escaped
     lines = [f"model:  {safe(model['run'])} ({model['model']}, checkpoint "
              f"{ckpt.get('selected')} step {ckpt.get('step')})",
-             f"replay: {safe(replay['path'])}",
+             f"replay: {safe(replay.get('given_path', replay['path']))}",  # as typed
              f"        {safe(replay['map'])}, {replay['version']}, "
              f"{_clock(replay['game_minutes'])} ({replay['game_loops']} loops)"]
     if not replay["has_tracker_events"]:
@@ -447,17 +468,8 @@ def summary(result: Mapping[str, Any]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = cli_flags.Parser(prog="sc2-predict", description=__doc__.split("\n")[0])
-    parser.add_argument("--run", required=True,
-                        help="training run directory or shipped model directory")
-    parser.add_argument("--replay", required=True, help="one .SC2Replay file")
-    parser.add_argument("--out", help="directory to write (default: ./predict_<replay stem>)")
-    parser.add_argument("--checkpoint", default="best", help="best, latest or a path")
-    parser.add_argument("--moments", type=int, default=4,
-                        help="moments at which to show the most likely actions")
-    parser.add_argument("--batch_size", type=int, default=256, help="samples per forward pass")
-    cli_flags.add_verbose(parser)
-    limits_lib.add_arguments(parser)        # the pipeline's limits, the same flags
+    from trainers.cli import predict_parser
+    parser = predict_parser()
     args = parser.parse_args(argv)
     try:
         limits = limits_lib.from_args(args)

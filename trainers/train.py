@@ -33,110 +33,16 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
-from pipeline import cli_flags
 from schemas import layers
-from trainers.input import (FeatureSpec, Selection, TrainerInputError, data_config_if_present, data_error,
-                            data_resolutions, make_dataset, manifest_unavailable_layers,
-                            selection_size)
-from trainers.losses import LossWeights, compute_losses
-from trainers.models import MODEL_NAMES, VALUE_INPUTS, build_model
+from trainers.input import TrainerInputError, data_error, make_dataset, selection_size
+from trainers.losses import compute_losses
+from trainers.config import LR_SCHEDULES, TrainConfig
+from trainers.models import build_model
+from trainers.cli import parse_train as parse_args
 from pipeline.progress import eta_text
 
 CONFIG_NAME = "config.json"
 BEST_NAME = "best.json"
-LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
-# Validation metrics a checkpoint can be selected on; all lower-is-better
-# except value_accuracy.
-SELECT_METRICS: tuple[str, ...] = ("value", "total", "function", "arguments",
-                                   "value_accuracy")
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    data: str
-    model: str
-    out: str
-    steps: int = 1000
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    clip_norm: float = 10.0
-    weight_decay: float = 0.0  # > 0: AdamW (decoupled weight decay)
-    # "constant", or "cosine": the rate falls from learning_rate to 0 over
-    # ``steps`` (half a cosine), so a long run ends on small updates.
-    lr_schedule: str = "constant"
-    seed: int = 0
-    value_weight: float = 1.0
-    function_weight: float = 1.0
-    argument_weight: float = 1.0
-    shuffle_buffer: int = 2048
-    # Training shards read at once (one record from each in turn): how many
-    # games a stretch of batches mixes (trainers.input.make_dataset).
-    read_shards: int = 32
-    # Train on every k-th training window (in the shuffled, interleaved read
-    # order, before parsing): spreads a step budget smaller than the split
-    # over every training replay instead of the first shards read.
-    train_every: int = 1
-    log_every: int = 10
-    checkpoint_every: int = 200
-    validation_every: int = 0
-    validation_batches: int = 4   # unused since validation_samples (old configs)
-    validation_samples: int = 2048
-    select_metric: str = "value"  # a validation loss name, or "value_accuracy"
-    early_stop_patience: int = 0  # validations without improvement; 0 = never stop
-    dropout: float = 0.0
-    game_time: bool = False
-    score: bool = True            # the score vector as a non-spatial input
-    value_input: str = "fc"       # trainers.models.VALUE_INPUTS
-    source: str = "tfrecord"
-    tfds_data_dir: str | None = None
-    drop_layers: tuple[str, ...] | None = None  # None: from the manifest
-    feature_spec: dict | None = None            # filled in by resolve()
-    # Which samples train and validate (``trainers.input.Selection`` JSON:
-    # splits + replay ids); None: the "train" / "validation" split.  Set by
-    # ``trainers.crossval`` for a fold, so a fold's config.json records
-    # exactly which replays it trained and selected its checkpoint on.
-    train_data: dict | None = None
-    validation_data: dict | None = None
-    # How the training samples were made (``trainers.input.data_config``:
-    # source, resolution, step_mul, fog): data made otherwise is refused.
-    data_config: dict | None = None
-
-    def resolve(self) -> "TrainConfig":
-        """Fills the feature spec from the data (resolution, unavailable layers)."""
-        if self.model not in MODEL_NAMES:
-            raise ValueError(f"unknown model {self.model!r}; expected one of {MODEL_NAMES}")
-        if self.feature_spec is None:
-            drop = (manifest_unavailable_layers(self.data) if self.drop_layers is None
-                    else tuple(self.drop_layers))
-            self.drop_layers = tuple(drop)
-            screen, minimap = data_resolutions(self.data)
-            self.feature_spec = FeatureSpec.create(
-                screen, minimap, drop + (() if self.score else ("score",)),
-                game_time=self.game_time).to_json()
-        if self.data_config is None:
-            self.data_config = data_config_if_present(self.data) or None
-        if self.select_metric not in SELECT_METRICS:
-            raise ValueError(f"unknown select_metric {self.select_metric!r}; expected one "
-                             f"of {SELECT_METRICS}")
-        return self
-
-    @property
-    def train_selection(self) -> Selection:
-        return Selection.of(self.train_data or "train")
-
-    @property
-    def validation_selection(self) -> Selection:
-        return Selection.of(self.validation_data or "validation")
-
-    @property
-    def spec(self) -> FeatureSpec:
-        return FeatureSpec.from_json(self.feature_spec)
-
-    @property
-    def loss_weights(self) -> LossWeights:
-        return LossWeights(self.value_weight, self.function_weight, self.argument_weight)
-
-
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Writes JSON to a temporary file in the same folder, then renames it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -413,78 +319,6 @@ class Validator:
                      f"{self.best['step']})")
             return True
         return False
-
-
-def parse_args(argv: Sequence[str] | None) -> TrainConfig:
-    p = cli_flags.Parser(prog="sc2-train", description=__doc__)
-    d = TrainConfig(data="", model="", out="")
-    cli_flags.add_data(p)
-    p.add_argument("--model", required=True, choices=MODEL_NAMES, help="the architecture")
-    p.add_argument("--out", required=True,
-                   help="the run directory to write (created; resumed if present)")
-    p.add_argument("--steps", type=int, default=d.steps, help="total training steps")
-    p.add_argument("--batch_size", type=int, default=d.batch_size, help="samples per step")
-    p.add_argument("--learning_rate", type=float, default=d.learning_rate,
-                   help="Adam's (peak) learning rate")
-    p.add_argument("--clip_norm", type=float, default=d.clip_norm,
-                   help="global gradient-norm clipping")
-    p.add_argument("--weight_decay", type=float, default=d.weight_decay,
-                   help="decoupled weight decay (AdamW); 0 = plain Adam")
-    p.add_argument("--lr_schedule", choices=LR_SCHEDULES, default=d.lr_schedule,
-                   help="constant, or cosine: from --learning_rate down to 0 at --steps")
-    p.add_argument("--seed", type=int, default=d.seed,
-                   help="seeds the weights and the data order")
-    p.add_argument("--value_weight", type=float, default=d.value_weight,
-                   help="weight of the value (win) loss")
-    p.add_argument("--function_weight", type=float, default=d.function_weight,
-                   help="weight of the action-function loss")
-    p.add_argument("--argument_weight", type=float, default=d.argument_weight,
-                   help="weight of the action-argument losses")
-    p.add_argument("--shuffle_buffer", type=int, default=d.shuffle_buffer,
-                   help="samples held by the shuffle buffer")
-    p.add_argument("--read_shards", type=int, default=d.read_shards,
-                   help="training shards read at once, one record from each in turn: "
-                        "more mixes more games into each stretch of batches")
-    p.add_argument("--train_every", type=int, default=d.train_every,
-                   help="train on every k-th training window (spreads a step budget "
-                        "smaller than the data over every training replay)")
-    p.add_argument("--log_every", type=int, default=d.log_every,
-                   help="steps between progress lines")
-    p.add_argument("--checkpoint_every", type=int, default=d.checkpoint_every,
-                   help="steps between checkpoints")
-    p.add_argument("--validation_every", type=int, default=d.validation_every,
-                   help="steps between validations and best-checkpoint selection "
-                        "(0: never)")
-    p.add_argument("--validation_samples", type=int, default=d.validation_samples,
-                   help="size of the fixed validation subset (every k-th record)")
-    p.add_argument("--select_metric", choices=SELECT_METRICS, default=d.select_metric,
-                   help="validation metric that picks the best checkpoint")
-    p.add_argument("--early_stop_patience", type=int, default=d.early_stop_patience,
-                   help="stop after this many validations without improvement (0: never)")
-    p.add_argument("--dropout", type=float, default=d.dropout,
-                   help="dropout on the 256-unit layer of the non-spatial heads")
-    p.add_argument("--value_input", choices=VALUE_INPUTS, default=d.value_input,
-                   help="value head input: the 256-unit layer (paper) or the spatial "
-                        "state averaged over the image (FullyConv family)")
-    p.add_argument("--no_score", dest="score", action="store_false",
-                   help="leave the score vector out of the non-spatial input")
-    p.add_argument("--game_time", action="store_true",
-                   help="give the model the game time (game loop) as a non-spatial input")
-    p.add_argument("--source", choices=("tfrecord", "tfds"), default=d.source,
-                   help="read --data's TFRecord shards directly, or through TFDS")
-    p.add_argument("--tfds_data_dir", default=None,
-                   help="with --source tfds: the TFDS data directory (default: --data's tfds/)")
-    p.add_argument("--drop_layers", default=None,
-                   help="comma-separated sample fields to leave out (default: the "
-                        "manifest's unavailable layers)")
-    cli_flags.add_verbose(p)
-    a = p.parse_args(argv)
-    drop = (None if a.drop_layers is None
-            else tuple(x.strip() for x in a.drop_layers.split(",") if x.strip()))
-    kwargs = {k: v for k, v in vars(a).items() if k not in ("drop_layers", "verbose")}
-    config = TrainConfig(**kwargs, drop_layers=drop)
-    config.verbose = a.verbose      # not a field: not saved in config.json
-    return config
 
 
 def remove_failed_start(out: Path, existed: bool) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 from pipeline import cli_flags
 from pipeline.sources.events.source import EventsObservationSource
 from pipeline.index.player_context import PlayerContext
+from pipeline.index.scan import LOOPS_PER_SECOND
 from pipeline.pysc2_compat import pysc2_modules
 from pipeline.replay.archive import ReplayArchive
 from schemas.sample import SampleSchema
@@ -67,10 +68,15 @@ def render_sample(sample: dict[str, Any], path: str) -> None:
         ax.set_xticks([])
         ax.set_yticks([])
     fid = int(sample["function_id"])
-    fig.suptitle(f"replay {sample['replay_id'][:12]}  player {sample['player_id']}  "
-                 f"loop {sample['game_loop']}  target {fid} {function_name(fid)}  "
-                 f"player {sample['player'].tolist()}  mask {int(sample['available_actions'].sum())}",
-                 fontsize=10)
+    # pysc2's player vector: id, minerals, vespene, food used, food cap, ...
+    vector = [int(v) for v in sample["player"].tolist()]
+    seconds = int(int(sample["game_loop"]) / LOOPS_PER_SECOND)
+    fig.suptitle(f"replay {sample['replay_id'][:12]}, player {sample['player_id']}, "
+                 f"{seconds // 60}:{seconds % 60:02d} (game loop {sample['game_loop']})\n"
+                 f"minerals {vector[1]}, vespene {vector[2]}, supply {vector[3]}/{vector[4]}; "
+                 f"action taken: {function_name(fid)} (id {fid}), one of "
+                 f"{int(sample['available_actions'].sum())} available; x: its target point",
+                 fontsize=11)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".png.tmp")
     os.close(fd)
