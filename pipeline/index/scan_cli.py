@@ -26,6 +26,7 @@ from typing import Any, Iterable, Sequence, TextIO
 
 from pipeline import cli_flags
 from pipeline.index import filters, scan
+from pipeline.progress import StatusLine, eta_text, share_text
 from pipeline.replay import limits as limits_lib
 from pipeline.replay.bounded_process import JobFailure, TimedWorker
 from pipeline.replay import storage
@@ -83,6 +84,9 @@ def scan_corpus(paths: Sequence[str], config: filters.FilterConfig, *,
     errors: list[dict] = []
     seen: set[str] = set()
     start = time.perf_counter()
+    # in place on a terminal, a line every ``every`` files elsewhere
+    status = (StatusLine(lambda text: print(text, file=progress, flush=True), stream=progress)
+              if progress else None)
 
     def consume(results: Iterable[scan.ScanResult]) -> None:
         for i, result in enumerate(results, 1):
@@ -94,10 +98,14 @@ def scan_corpus(paths: Sequence[str], config: filters.FilterConfig, *,
                 seen.add(result.replay["replay_id"])
                 replays.append(result.replay)
                 players.extend(result.players)
-            if progress and (i % every == 0 or i == len(jobs)):
-                rate = i / max(time.perf_counter() - start, 1e-9)
-                print(f"scanned {i}/{len(jobs)} files ({rate:.0f}/s), "
-                      f"{len(errors)} errors", file=progress, flush=True)
+            if status and (i % every == 0 or i == len(jobs)):
+                elapsed = max(time.perf_counter() - start, 1e-9)
+                line = (f"scanned {share_text(i, len(jobs), 'files')}, {i / elapsed:.1f} "
+                        f"files/s{eta_text(i, len(jobs), elapsed)}, {len(errors)} errors")
+                if i == len(jobs):
+                    status.finish(line)
+                else:
+                    status.update(line, force=True)
 
     scanner = _BoundedScanner(config, limits)
     try:
