@@ -140,3 +140,13 @@ def test_training_and_evaluation_print_only_the_projects_lines(synthetic_data, t
                       f"commands.run_command('sc2-export', ['--run', {str(tmp_path / 'none')!r},"
                       f" '--out', {str(tmp_path / 'model')!r}, '--verbose'])\n")
     assert re.search(r"absl|oneDNN", verbose.stderr), verbose.stderr
+
+
+def test_python_dash_m_and_beam_runner_py_keep_working_quietly():
+    """The former ways to run a command: the same parser, and (for a trainer,
+    whose module loads TensorFlow) no start-up line either."""
+    for argv in (["beam_runner.py", "--help"], ["-m", "trainers.export", "--help"]):
+        done = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True,
+                              text=True, timeout=120, check=False)
+        assert done.returncode == 0 and done.stdout.startswith("usage: "), done.stderr
+        assert done.stderr == "", argv
