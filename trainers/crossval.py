@@ -359,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           bucket_minutes=[float(x) for x in own.bucket_minutes.split(",")],
                           log=lambda m: print(m, flush=True))
     except (TrainerInputError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"sc2-crossval: error: {e}", file=sys.stderr)
         return 2
     pooled = report["pooled"]
 
