@@ -38,6 +38,9 @@ DEPRECATED: dict[str, str] = {
     "--no-fog": "--no_fog",             # sc2-render
 }
 
+#: (command, old name) pairs already noted in this process.
+_NOTED: set[tuple[str, str]] = set()
+
 DATA_HELP = "the pipeline output to read (the directory sc2-pipeline --out wrote)"
 VERBOSE_HELP = ("show the libraries' own log lines (TensorFlow, absl, Beam, TFDS) and, "
                 "on failure, the traceback")
@@ -80,8 +83,10 @@ def rename_deprecated(argv: Sequence[str], known: Iterable[str], prog: str) -> l
         name, eq, value = arg.partition("=")
         new = DEPRECATED.get(name)
         if new is not None and new in known and name not in known:
-            print(f"{prog}: note: {name} is deprecated and will be removed; use {new}",
-                  file=sys.stderr)
+            if (prog, name) not in _NOTED:      # once, though a command may parse twice
+                _NOTED.add((prog, name))
+                print(f"{prog}: note: {name} is deprecated and will be removed; use {new}",
+                      file=sys.stderr)
             arg = new + eq + value
         out.append(arg)
     return out

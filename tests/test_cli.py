@@ -101,6 +101,8 @@ def test_a_misspelled_flag_is_refused_in_one_line_naming_the_closest(tmp_path, c
 def test_old_flag_names_still_work_with_a_one_line_note(tmp_path, capsys):
     import beam_runner
     from datasets.sc2_replays import build
+    from pipeline import cli_flags
+    cli_flags._NOTED.clear()        # each old name is noted once a process
     args, _ = beam_runner.parse_args(["--replays", "r", "--output", "o"])
     assert args.out == "o"
     assert capsys.readouterr().err == ("sc2-pipeline: note: --output is deprecated and will "
@@ -113,6 +115,14 @@ def test_old_flag_names_still_work_with_a_one_line_note(tmp_path, capsys):
                        "sc2-tfds-build: note: --data_dir is deprecated and will be removed; "
                        "use --out"]
     assert len(err) == 3 and err[2].startswith("sc2-tfds-build: error: ") and "none" in err[2]
+    # a command that parses twice (the trainers: before and after TensorFlow loads)
+    # notes an old name once
+    from pipeline import commands
+    assert commands.run_command("sc2-export", ["--run", str(tmp_path / "none"),
+                                               "--output", str(tmp_path / "model")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "sc2-export: note: --output is deprecated and will be removed; use --out"
+    assert len(err) == 2 and err[1].startswith("sc2-export: error: ")
 
 
 def test_training_and_evaluation_print_only_the_projects_lines(synthetic_data, tmp_path):
