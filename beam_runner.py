@@ -314,7 +314,8 @@ def create_pipeline(argv: list[str] | None = None, output_dir: str | None = None
     patterns = _resolve_local(args.replays)
     if n_inputs is None:
         n_inputs = count_inputs(patterns)
-    logging.getLogger("sc2.progress").info("%d input files", n_inputs)
+    transforms.progress_to_stderr()          # every progress line in one format
+    transforms.progress_log.info("%d input files", n_inputs)
     options = pipeline_options(beam_args)
     config = dataclasses.replace(config, local_workers=local_workers(options))
     p = beam.Pipeline(options=options)

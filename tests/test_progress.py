@@ -74,7 +74,8 @@ def test_a_real_run_shows_files_and_samples_out_of_the_total(tmp_path, capsys):
     printed = capsys.readouterr()
     progress = [line.split(" progress ", 1)[1] for line in printed.err.splitlines()
                 if " progress " in line]
-    assert progress[0].startswith("scanned 1/1 files (100.0%), ") and "files/s" in progress[0]
+    assert progress[0] == "1 input files"
+    assert progress[1].startswith("scanned 1/1 files (100.0%), ") and "files/s" in progress[1]
     assert progress[-1].startswith("sampled 1/1 replays, 944/~944 samples (100.0%), ")
     assert "samples/s" in progress[-1] and progress[-1].endswith(f"last: {replay.name} in "
                                                                  + progress[-1].rsplit(" ", 1)[1])

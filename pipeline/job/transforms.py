@@ -64,12 +64,26 @@ NAMESPACE = "sc2"
 progress_log = logging.getLogger("sc2.progress")     # the same logger as run_progress's
 
 
-def _progress_to_stderr() -> None:
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is when a record is
+    emitted, not the stream of the moment it was made (a second run in one
+    process -- tests, notebooks -- must not write into a closed stream)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def progress_to_stderr() -> None:
     """Progress lines go straight to the worker's stderr (the local terminal on
     the DirectRunner, the worker log on Dataflow), not through Beam's log
     forwarding, which drops INFO records."""
     if not progress_log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s progress %(message)s"))
         progress_log.addHandler(handler)
         progress_log.setLevel(logging.INFO)
@@ -188,7 +202,7 @@ class _ScanFn(_ChildDoFn):
     a replay's content."""
 
     def setup(self):
-        _progress_to_stderr()
+        progress_to_stderr()
         # The child starts importing now, while the runner is still busy.
         prestart(self.config.scan_timeout_s, self.config.local_workers,
                  self.config.memory_limit_mb)
@@ -314,7 +328,7 @@ def _replay_key(record) -> str:
 
 class _SampleFn(_ChildDoFn):
     def setup(self):
-        _progress_to_stderr()
+        progress_to_stderr()
 
     def process(self, record):
         cfg = self.config
