@@ -102,6 +102,7 @@ def test_data_made_another_way_is_refused_in_one_line(tiny_run, other_data, tmp_
     # The same replay at step_mul 16: same layers and resolution, other windows.
     other = tmp_path / "step16"
     _beam([str(REPLAYS / OTHER_REPLAY)], other, ["--splits", "test=1.0", "--step_mul", "16"])
+    capsys.readouterr()                   # the pipeline's progress lines
     code = evaluate_lib.main(["--data", str(other), "--run", str(tiny_run), "--split", "all",
                               "--out", str(tmp_path / "eval")])
     err = capsys.readouterr().err.strip().splitlines()
