@@ -38,7 +38,8 @@ from pipeline.index import splits as splits_lib
 from pipeline.index.filters import add_filter_arguments, config_from_args
 from pipeline.job import transforms
 from pipeline.job.run_progress import RUN
-from pipeline.job.worker import EnvironmentFailure, close_spares
+from pipeline.job.worker import EnvironmentFailure
+from pipeline.replay.bounded_process import close_spares
 from pipeline.output import card as card_lib
 from pipeline.output import manifest as manifest_lib
 from pipeline.output import run_directory, writers

@@ -71,7 +71,7 @@ FILTERED = SHARED / "sc2reader/4.3.0.64469/1.SC2Replay"   # a game against the A
 def _source_cpu(path: str) -> tuple[int, float]:
     """(samples, CPU seconds) of decode + featurize of one replay file, once."""
     from bench_featurize import players_of
-    from pipeline.job.worker import gc_paused
+    from pipeline.replay.bounded_process import gc_paused
     from pipeline.replay.archive import ReplayArchive
     from pipeline.sources.events.source import EventsObservationSource
     from schemas.sample import SampleSchema

@@ -6,7 +6,7 @@ Default mode, one replay (a ~19-minute 1v1 by default), all in one run:
      on the decoded archive: input streams, unit tracking, fog, layers,
      masks, sample assembly),
 both with the garbage collector paused as the pipeline's replay worker runs
-them (``pipeline.job.worker.gc_paused``; the default replay once more with it on),
+them (``pipeline.replay.bounded_process.gc_paused``; the default replay once more with it on),
 and prints both times and their ratio (target: featurize <= 3x decode), the
 same for shorter replays (how cost grows with game length), the mean mask
 size, the rate of targets the source's mask missed, and the position
@@ -44,7 +44,7 @@ from pipeline.sources.events.source import EventsObservationSource  # noqa: E402
 from pipeline.index.player_context import PlayerContext  # noqa: E402
 from pipeline.sources.interface import SourceError
 from pipeline.replay.archive import ReplayArchive, ReplayError  # noqa: E402
-from pipeline.job.worker import gc_paused  # noqa: E402
+from pipeline.replay.bounded_process import gc_paused  # noqa: E402
 from schemas.sample import SampleSchema  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "replays")
@@ -66,7 +66,7 @@ def measure(path: str, position_estimate: str = "hold", repeats: int = 1,
     CPU ratio is steadier on a machine shared with other jobs).
 
     ``pause_gc``: both phases with the cyclic garbage collector paused, as
-    the pipeline's replay worker runs them (``pipeline.job.worker.gc_paused``).
+    the pipeline's replay worker runs them (``pipeline.replay.bounded_process.gc_paused``).
     """
     with open(path, "rb") as f:
         data = f.read()

@@ -37,7 +37,8 @@ def _is_daemon() -> bool:
 def _timed_out_in_worker() -> tuple[str, str]:
     """A TimedWorker in this (Dask worker) process: its child is started and
     killed at the limit (far shorter than the child's own start-up)."""
-    from pipeline.job.worker import ReplayJob, TimedWorker
+    from pipeline.job.worker import ReplayJob
+    from pipeline.replay.bounded_process import TimedWorker
     from pipeline.sources.registry import SourceSpec
     worker = TimedWorker(0.01)
     job = ReplayJob(path="never read", replay_row={}, player_rows=(), split="train",

@@ -291,6 +291,7 @@ def test_undecodable_tracker_events_degrade_and_index_samples_manifest_agree(
     events: ``unsupported_build``) degrades to "no tracker events"; then the
     samples, the index and the manifest say so, with the reason."""
     from pipeline.job import transforms, worker
+    from pipeline.replay import bounded_process
     from pipeline.output.manifest import ReplayResult
     from pipeline.replay.archive import ReplayArchive, ReplayError
     require_shared()
@@ -305,7 +306,7 @@ def test_undecodable_tracker_events_degrade_and_index_samples_manifest_agree(
                            player_rows=record["players"], split="train",
                            output_dir=str(tmp_path), spec=config.spec, resolution=64,
                            max_bytes=None)
-    result = worker.run_job(job)
+    result = bounded_process.run_job(job)
     assert isinstance(result, ReplayResult), result
     assert not result.has_tracker_events
     assert "test" in result.tracker_events_degraded
@@ -322,12 +323,12 @@ def test_undecodable_tracker_events_degrade_and_index_samples_manifest_agree(
     # damage is not a limitation: the same part failing its check is an error
     monkeypatch.setattr(ReplayArchive, "tracker_events", property(
         lambda self: (_ for _ in ()).throw(ReplayError("corrupt", "bz2 check"))))
-    assert worker.run_job(job) == worker.JobFailure("corrupt", "bz2 check")
+    assert bounded_process.run_job(job) == bounded_process.JobFailure("corrupt", "bz2 check")
 
 
 def test_gc_paused_restores_the_collector_even_when_a_replay_fails():
     import gc
-    from pipeline.job.worker import gc_paused
+    from pipeline.replay.bounded_process import gc_paused
     assert gc.isenabled()
     with pytest.raises(ValueError):
         with gc_paused():
@@ -346,7 +347,7 @@ def test_gc_paused_restores_the_collector_even_when_a_replay_fails():
 def test_sampling_child_gets_the_malloc_settings_unless_the_caller_set_them(monkeypatch):
     """The child starts with glibc's malloc settings of ``CHILD_MALLOC_ENV``
     (they cut its page faults ~10x); a value the caller set is kept."""
-    from pipeline.job.worker import CHILD_MALLOC_ENV, TimedWorker
+    from pipeline.replay.bounded_process import CHILD_MALLOC_ENV, TimedWorker
     monkeypatch.setenv("MALLOC_TOP_PAD_", "4096")
     # (Dask's workers set MALLOC_TRIM_THRESHOLD_ in os.environ, which a
     # Dask test earlier in the same process leaves behind)

@@ -166,7 +166,8 @@ def classify_bounded(worker, path: str, out_dir: str) -> str:
     sampling step (ScanJob, ReplayJob)."""
     from pipeline.index.filters import FilterConfig
     from pipeline.index.scan import ScanJob
-    from pipeline.job.worker import JobFailure, ReplayJob
+    from pipeline.job.worker import ReplayJob
+    from pipeline.replay.bounded_process import JobFailure
     from pipeline.replay.limits import InflateLimits
     from pipeline.sources.registry import source_spec
     scanned = worker.run(ScanJob(path, FilterConfig(min_mmr=0), None, InflateLimits()),

@@ -47,7 +47,8 @@ import tensorflow as tf
 from pipeline.index import scan
 from pipeline.index.player_context import PlayerContext
 from pipeline.index.scan import ScanJob
-from pipeline.job.worker import JobAborted, JobFailure, ReplayJob, TimedWorker
+from pipeline.job.worker import JobAborted, ReplayJob
+from pipeline.replay.bounded_process import JobFailure, TimedWorker
 from pipeline.output import writers
 from pipeline.replay import limits as limits_lib
 from pipeline.replay import storage

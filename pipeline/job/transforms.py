@@ -53,8 +53,8 @@ from pipeline.replay import limits as limits_lib
 from pipeline.replay import storage
 from pipeline.job.balance import BalancedShuffle
 from pipeline.job.run_progress import RUN
-from pipeline.job.worker import (EnvironmentFailure, JobAborted, JobFailure, ReplayJob,
-                                 ShardJob, TimedWorker, prestart)
+from pipeline.job.worker import EnvironmentFailure, JobAborted, ReplayJob, ShardJob
+from pipeline.replay.bounded_process import JobFailure, TimedWorker, prestart
 from pipeline.text import storable, terminal_safe
 from pipeline.sources.registry import SourceSpec
 from schemas.run_output import RunLayout

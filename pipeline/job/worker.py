@@ -3,7 +3,7 @@ sampling and shard steps, as a bounded child process runs them.
 
 Like the metadata scan (:class:`pipeline.index.scan.ScanJob`), these jobs run
 in a persistent child process with a time and a memory limit
-(:class:`pipeline.replay.bounded_process.TimedWorker`, re-exported here),
+(:class:`pipeline.replay.bounded_process.TimedWorker`),
 never in the launcher or a Beam worker thread: a hostile replay can make a
 decoder spin or grow without end, and only a process can be killed.  Each
 job's ``run()`` returns its result, a :class:`JobFailure` with a category,
@@ -33,10 +33,8 @@ from pipeline.output import writers
 from pipeline.output.manifest import ReplayResult
 from pipeline.replay import storage
 from pipeline.replay.archive import ReplayArchive, ReplayError
-# The bounded child process and its boundary, where these jobs run:
-from pipeline.replay.bounded_process import (CHILD_MALLOC_ENV, JobFailure,  # noqa: F401
-                                             TimedWorker, children_peak_bytes,
-                                             close_spares, gc_paused, prestart, run_job)
+# The bounded child process these jobs run in (its one home: import it from there)
+from pipeline.replay.bounded_process import JobFailure
 from pipeline.replay.limits import InflateLimits
 from pipeline.sources.interface import ObservationSource, SourceError
 from pipeline.sources.registry import SourceSpec
